@@ -1,0 +1,35 @@
+// Lint rules. The one that matters most: only src/sys/ may spawn, kill, switch identity or load
+// the native addon (the TypeScript counterpart of sudo-rs's walled-off unsafe code).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const privileged = {
+  'no-restricted-imports': ['error', {
+    paths: [
+      { name: 'node:child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
+      { name: 'child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
+      { name: 'posix', message: 'The native addon is loaded in src/sys/posix.ts.' },
+    ],
+  }],
+  'no-restricted-properties': ['error',
+    ...['kill', 'setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups'].map((property) => ({
+      object: 'process', property, message: 'Privileged process calls live in src/sys/.',
+    })),
+  ],
+};
+
+export default tseslint.config(
+  { ignores: ['build/**', 'node_modules/**', 'dist/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly' } },
+  },
+  { files: ['src/**/*.ts'], ignores: ['src/sys/**'], rules: privileged },
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+);

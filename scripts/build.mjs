@@ -1,0 +1,25 @@
+// Builds everything: the TypeScript (type-checked) into build/, and the single-file bundle the
+// shim runs into build/dist/glexec.js. The shim itself is compiled at install time, because the
+// paths it holds are chosen then.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+mkdirSync(join(root, 'build/dist'), { recursive: true });
+await build({
+  entryPoints: [join(root, 'src/main.ts')],
+  outfile: join(root, 'build/dist/glexec.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  legalComments: 'none',
+  define: { GLEXEC_BUNDLED: 'true' },
+  logLevel: 'warning',
+});
+console.log('built build/ and build/dist/glexec.js');

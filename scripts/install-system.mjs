@@ -1,0 +1,94 @@
+// Installs glexec (as root):
+//   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
+// DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
+// DIR/lib/glexec/        glexec.js (the bundle) and posix.node (the native addon)
+// Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
+// binary or a config path whose directories someone other than root could change, because the
+// shim will run them as root for every caller.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const fail = (message) => {
+  console.error(`install-system: ${message}`);
+  process.exit(1);
+};
+
+const options = Object.fromEntries(
+  process.argv.slice(2).map((arg) => {
+    const match = /^--(prefix|config|node)=(.+)$/.exec(arg);
+    if (!match) fail(`unknown argument '${arg}'; usage: npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]`);
+    return [match[1], match[2]];
+  }),
+);
+if (!options.prefix || !options.config) fail('usage: npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]');
+if (process.getuid() !== 0) fail('must run as root (the shim is installed setuid root)');
+
+const prefix = resolve(options.prefix);
+const config = resolve(options.config);
+const node = realpathSync(options.node ?? process.execPath);
+for (const [name, value] of Object.entries({ prefix, config, node })) {
+  if (!/^\/[A-Za-z0-9_.+@,/-]*$/.test(value)) fail(`${name} path '${value}' may only contain letters, digits and _.+@,/-`);
+}
+
+/** Every existing component of `path` must be root-owned and not writable by group or others. */
+function requireRootOnly(path, what) {
+  let current = path;
+  const components = [];
+  while (true) {
+    components.unshift(current);
+    if (current === '/') break;
+    current = dirname(current);
+  }
+  for (const component of components) {
+    if (!existsSync(component)) continue;
+    const st = lstatSync(component);
+    if (st.uid !== 0 || st.mode & 0o022) {
+      fail(`${what}: ${component} must be owned by root and not writable by group or others (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
+    }
+  }
+}
+
+const bundle = join(root, 'build/dist/glexec.js');
+if (!existsSync(bundle)) fail('build/dist/glexec.js is missing: run npm run build first');
+const require = createRequire(import.meta.url);
+const addon = require.resolve('posix/build/Release/posix.node');
+
+requireRootOnly(node, 'node binary');
+requireRootOnly(prefix, 'prefix');
+requireRootOnly(dirname(config), 'config directory');
+
+const sbin = join(prefix, 'sbin');
+const lib = join(prefix, 'lib/glexec');
+for (const dir of [prefix, sbin, join(prefix, 'lib'), lib]) {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+}
+for (const dir of [sbin, join(prefix, 'lib'), lib]) {
+  chownSync(dir, 0, 0);
+  chmodSync(dir, 0o755);
+}
+const program = join(lib, 'glexec.js');
+for (const [from, to] of [[bundle, program], [addon, join(lib, 'posix.node')]]) {
+  copyFileSync(from, to);
+  chownSync(to, 0, 0);
+  chmodSync(to, 0o644);
+}
+
+const shim = join(sbin, 'glexec');
+const cString = (text) => `"${text}"`;
+execFileSync('gcc', [
+  '-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie',
+  '-Wl,-z,relro,-z,now',
+  `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
+  `-DGLEXEC_NODE=${cString(node)}`,
+  `-DGLEXEC_PROGRAM=${cString(program)}`,
+  '-o', shim, join(root, 'shim/glexec-shim.c'),
+], { stdio: 'inherit' });
+chownSync(shim, 0, 0);
+chmodSync(shim, 0o4755);
+
+console.log(`installed ${shim} (setuid root; config ${config}, node ${node})`);
+console.log(`installed ${lib}/glexec.js and ${lib}/posix.node`);

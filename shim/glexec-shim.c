@@ -1,0 +1,207 @@
+/*
+ * glexec setuid shim: the only code that runs with the caller's uid and root's euid at once.
+ *
+ * It does as little as it can, in this order:
+ *   1. refuse unless the effective uid is 0 (installed setuid root, or run by root);
+ *   2. make sure fds 0-2 are open (on /dev/null), so no file glexec opens can become stdio;
+ *   3. record the caller's real uid, gid, supplementary groups and working directory;
+ *   4. close every other inherited fd, then copy the caller's environment into a memfd, as data;
+ *   5. become fully root (groups, gid, uid), so no caller signal reaches the process and
+ *      Node's SIGUSR1 inspector can never be opened by the caller;
+ *   6. reset signal dispositions and mask, umask 022, cwd /;
+ *   7. exec the node and the program fixed at build time, with a fixed environment.
+ *
+ * Paths are compiled in (-D), so no caller input can choose the interpreter, the program or the
+ * configuration file.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef GLEXEC_CONFIG_FILE
+#error "GLEXEC_CONFIG_FILE must be defined at build time"
+#endif
+#ifndef GLEXEC_NODE
+#error "GLEXEC_NODE must be defined at build time"
+#endif
+#ifndef GLEXEC_PROGRAM
+#error "GLEXEC_PROGRAM must be defined at build time"
+#endif
+
+extern char **environ;
+
+/* Exit code of gLExec for a system error: the site must fix something. */
+#define EXIT_SYSTEM_ERROR 202
+/* Caller argument count is bounded by the kernel anyway; this bounds our own argv. */
+#define MAX_ARGS 65536
+
+static void die(const char *what) {
+    /* stderr is open (step 2 runs first); one line, gLExec style. */
+    if (errno)
+        fprintf(stderr, "glexec: %s: %s\n", what, strerror(errno));
+    else
+        fprintf(stderr, "glexec: %s\n", what);
+    exit(EXIT_SYSTEM_ERROR);
+}
+
+static void open_std_fds(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int null_fd = open("/dev/null", O_RDWR);
+            if (null_fd != fd) {
+                errno = 0;
+                die("cannot open /dev/null on a closed standard descriptor");
+            }
+        }
+    }
+}
+
+static char *format_groups(void) {
+    int count = getgroups(0, NULL);
+    if (count < 0)
+        die("getgroups");
+    gid_t *groups = calloc((size_t)count + 1, sizeof(gid_t));
+    if (!groups)
+        die("out of memory");
+    count = getgroups(count, groups);
+    if (count < 0)
+        die("getgroups");
+    /* Up to 10 digits and a comma per group. */
+    char *text = calloc((size_t)count * 11 + 1, 1);
+    if (!text)
+        die("out of memory");
+    size_t used = 0;
+    for (int i = 0; i < count; i++)
+        used += (size_t)sprintf(text + used, i ? ",%u" : "%u", (unsigned)groups[i]);
+    free(groups);
+    return text;
+}
+
+/* The caller's environment, NUL separated, in an anonymous memory file; returns its fd. */
+static int environment_to_memfd(void) {
+    int fd = (int)syscall(SYS_memfd_create, "glexec-caller-env", 0);
+    if (fd < 0)
+        die("memfd_create");
+    for (char **entry = environ; *entry; entry++) {
+        size_t length = strlen(*entry) + 1; /* with its NUL */
+        const char *cursor = *entry;
+        while (length > 0) {
+            ssize_t written = write(fd, cursor, length);
+            if (written < 0) {
+                if (errno == EINTR)
+                    continue;
+                die("writing the caller environment");
+            }
+            cursor += written;
+            length -= (size_t)written;
+        }
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        die("lseek");
+    return fd;
+}
+
+static void become_root(void) {
+    if (setgroups(0, NULL) != 0)
+        die("setgroups");
+    if (setresgid(0, 0, 0) != 0)
+        die("setresgid");
+    if (setresuid(0, 0, 0) != 0)
+        die("setresuid");
+    uid_t ruid, euid, suid;
+    gid_t rgid, egid, sgid;
+    if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0 ||
+        ruid || euid || suid || rgid || egid || sgid) {
+        errno = 0;
+        die("could not become root");
+    }
+}
+
+static void reset_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* An ignored disposition survives exec; the caller must not choose ours. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        signal(sig, SIG_DFL);
+    }
+}
+
+int main(int argc, char **argv) {
+    open_std_fds();
+    if (geteuid() != 0) {
+        errno = 0;
+        die("not installed setuid root; ask the site administrator to run install-system");
+    }
+    if (argc < 1 || argc > MAX_ARGS) {
+        errno = 0;
+        die("too many arguments");
+    }
+
+    uid_t caller_uid = getuid();
+    gid_t caller_gid = getgid();
+    char *caller_groups = format_groups();
+    char caller_cwd[PATH_MAX];
+    if (!getcwd(caller_cwd, sizeof caller_cwd))
+        caller_cwd[0] = '\0';
+
+    /* Caller fds other than stdio never reach the root process or the payload. */
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+        die("close_range");
+    int env_fd = environment_to_memfd();
+
+    become_root();
+    reset_signals();
+    umask(022);
+    if (chdir("/") != 0)
+        die("chdir /");
+
+    static char uid_arg[64], gid_arg[64], env_arg[64];
+    snprintf(uid_arg, sizeof uid_arg, "--caller-uid=%u", (unsigned)caller_uid);
+    snprintf(gid_arg, sizeof gid_arg, "--caller-gid=%u", (unsigned)caller_gid);
+    snprintf(env_arg, sizeof env_arg, "--caller-env-fd=%d", env_fd);
+    char *groups_arg = NULL, *cwd_arg = NULL;
+    if (asprintf(&groups_arg, "--caller-groups=%s", caller_groups) < 0 ||
+        asprintf(&cwd_arg, "--caller-cwd=%s", caller_cwd) < 0)
+        die("out of memory");
+
+    const char *fixed[] = {
+        GLEXEC_NODE,
+        "--v8-pool-size=0",
+        GLEXEC_PROGRAM,
+        "--config=" GLEXEC_CONFIG_FILE,
+        uid_arg,
+        gid_arg,
+        groups_arg,
+        cwd_arg,
+        env_arg,
+        "--",
+    };
+    size_t fixed_count = sizeof fixed / sizeof fixed[0];
+    char **node_argv = calloc(fixed_count + (size_t)argc, sizeof(char *));
+    if (!node_argv)
+        die("out of memory");
+    for (size_t i = 0; i < fixed_count; i++)
+        node_argv[i] = (char *)fixed[i];
+    /* The caller's arguments (without argv[0]) follow "--" unchanged. */
+    for (int i = 1; i < argc; i++)
+        node_argv[fixed_count + (size_t)i - 1] = argv[i];
+    node_argv[fixed_count + (size_t)argc - 1] = NULL;
+
+    char *node_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    execve(GLEXEC_NODE, node_argv, node_env);
+    die("cannot execute " GLEXEC_NODE);
+}

@@ -1,0 +1,84 @@
+/**
+ * Who called glexec. The shim recorded the caller's ids, groups and working directory before it
+ * became root, and copied the caller's environment into a memory file; here that becomes data.
+ * The shim's own arguments (before `--`) are trusted; everything after `--` is the caller's.
+ */
+import { readAllAndClose } from './sys/files';
+import { findAccount, findGroup } from './sys/identity';
+import { systemError } from './errors';
+
+export interface ShimArgs {
+  readonly configPath: string;
+  readonly callerUid: number;
+  readonly callerGid: number;
+  readonly callerGroups: readonly number[];
+  readonly callerCwd: string;
+  readonly envFd: number | undefined;
+  /** The caller's own arguments, unchanged. */
+  readonly argv: readonly string[];
+}
+
+export interface Caller {
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly number[];
+  readonly name: string;
+  readonly groupName: string;
+  readonly cwd: string;
+  readonly env: ReadonlyMap<string, string>;
+}
+
+const MAX_ENV_BYTES = 16 * 1024 * 1024;
+
+function idArg(value: string | undefined, name: string): number {
+  if (value === undefined || !/^\d{1,10}$/.test(value)) throw systemError('shim.bad_args', `glexec was not started by its shim (bad ${name})`);
+  return Number(value);
+}
+
+/** Parses what the setuid shim passed; anything unexpected means glexec.js was not run by it. */
+export function parseShimArgs(args: readonly string[]): ShimArgs {
+  const separator = args.indexOf('--');
+  if (separator < 0) throw systemError('shim.bad_args', 'glexec was not started by its shim (no -- in its arguments)');
+  const named = new Map<string, string>();
+  for (const arg of args.slice(0, separator)) {
+    const match = /^--([a-z-]+)=(.*)$/s.exec(arg);
+    if (!match) throw systemError('shim.bad_args', 'glexec was not started by its shim (unexpected argument)');
+    named.set(match[1] ?? '', match[2] ?? '');
+  }
+  const groups = named.get('caller-groups') ?? '';
+  const envFd = named.get('caller-env-fd');
+  return {
+    configPath: named.get('config') ?? '',
+    callerUid: idArg(named.get('caller-uid'), 'caller uid'),
+    callerGid: idArg(named.get('caller-gid'), 'caller gid'),
+    callerGroups: groups === '' ? [] : groups.split(',').map((gid) => idArg(gid, 'caller groups')),
+    callerCwd: named.get('caller-cwd') ?? '',
+    envFd: envFd === undefined ? undefined : idArg(envFd, 'environment descriptor'),
+    argv: args.slice(separator + 1),
+  };
+}
+
+/** NUL-separated `NAME=value` entries; the first of a repeated name wins, as getenv(3) does. */
+export function parseEnvironmentBlock(block: Buffer): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const entry of block.toString('utf8').split('\0')) {
+    const equals = entry.indexOf('=');
+    if (equals <= 0) continue;
+    const name = entry.slice(0, equals);
+    if (!env.has(name)) env.set(name, entry.slice(equals + 1));
+  }
+  return env;
+}
+
+export function identifyCaller(shim: ShimArgs): Caller {
+  const env = shim.envFd === undefined ? new Map<string, string>() : parseEnvironmentBlock(readAllAndClose(shim.envFd, MAX_ENV_BYTES));
+  return {
+    uid: shim.callerUid,
+    gid: shim.callerGid,
+    groups: shim.callerGroups,
+    name: findAccount(shim.callerUid)?.name ?? String(shim.callerUid),
+    groupName: findGroup(shim.callerGid)?.name ?? String(shim.callerGid),
+    cwd: shim.callerCwd,
+    env,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Reads glexec.conf: trust of the file and its directories, then `ini`, then every `[glexec]`
+ * key through the schema table. Any problem is a 202 that names the key, the value or the line.
+ */
+import { lstatSync } from 'node:fs';
+import { parse as parseIni } from 'ini';
+import { systemError } from '../errors';
+import { openChecked, readAllAndClose } from '../sys/files';
+import { requireTrustedPath } from '../trust';
+import { type Config, type ConfigKey, configSchema, defaultConfig, isConfigKey } from './schema';
+
+const SECTION = 'glexec';
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export interface LoadedConfig {
+  readonly config: Config;
+  /** Messages the loader could not log yet (the log opens after the config is read). */
+  readonly notes: readonly { level: 'warn' | 'notice' | 'info'; msg: string }[];
+}
+
+/** Reads and checks the file; `trustedUids` are owners allowed besides root (the glexec account). */
+export function loadConfig(path: string, trustedUids: readonly number[]): LoadedConfig {
+  const checked = requireTrustedPath('configuration file', path, { trustedUids, trustedGids: [], finalType: 'file' }, lstatSync, 'config.untrusted');
+  let text: string;
+  try {
+    text = readAllAndClose(openChecked(path, checked), MAX_CONFIG_BYTES).toString('utf8');
+  } catch (error) {
+    throw systemError('config.unreadable', `cannot read configuration file ${path}: ${(error as Error).message}`);
+  }
+  return parseConfigText(text, path);
+}
+
+/** Finds keys set twice in `[glexec]`, which `ini` would silently resolve to the last one. */
+function findDuplicateKeys(text: string, path: string): void {
+  let section = '';
+  const seen = new Map<string, number>();
+  text.split(/\r?\n/).forEach((line, index) => {
+    const header = /^\s*\[([^\]]*)\]\s*$/.exec(line);
+    if (header) {
+      section = (header[1] ?? '').trim();
+      return;
+    }
+    const assignment = /^\s*([^=;#\s][^=]*?)\s*=/.exec(line);
+    if (section !== SECTION || !assignment) return;
+    const key = assignment[1] ?? '';
+    const first = seen.get(key);
+    if (first !== undefined) {
+      throw systemError('config.duplicate_key', `${path}: key '${key}' in [${SECTION}] is set twice (lines ${first} and ${index + 1})`);
+    }
+    seen.set(key, index + 1);
+  });
+}
+
+/** `ini` turns `true`/`false` into booleans and `key` alone into true; give back the text. */
+function rawText(key: string, value: unknown, path: string): string {
+  if (typeof value === 'string') return value.trim();
+  if (value === true) return 'true';
+  if (value === false) return 'false';
+  throw systemError('config.bad_value', `${path}: key '${key}' in [${SECTION}] must be a single value, not a list or section`);
+}
+
+export function parseConfigText(text: string, path: string): LoadedConfig {
+  findDuplicateKeys(text, path);
+  const parsed: Record<string, unknown> = parseIni(text);
+  const notes: { level: 'warn' | 'notice' | 'info'; msg: string }[] = [];
+  const values: Record<string, unknown> = defaultConfig();
+
+  for (const [name, value] of Object.entries(parsed)) {
+    if (name === SECTION) continue;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      notes.push({ level: 'info', msg: `${path}: section [${name}] is not read by glexec` });
+    } else {
+      throw systemError('config.outside_section', `${path}: key '${name}' is outside the [${SECTION}] section`);
+    }
+  }
+  const section = parsed[SECTION];
+  if (section === undefined) throw systemError('config.no_section', `${path}: no [${SECTION}] section`);
+  if (section === null || typeof section !== 'object' || Array.isArray(section)) {
+    throw systemError('config.no_section', `${path}: '${SECTION}' is not a section`);
+  }
+
+  for (const [name, value] of Object.entries(section as Record<string, unknown>)) {
+    if (!isConfigKey(name)) {
+      throw systemError('config.unknown_key', `${path}: unknown key '${name}' in [${SECTION}]`);
+    }
+    const raw = rawText(name, value, path);
+    values[name] = parseValue(name, raw, path);
+    const keySpec = configSchema[name];
+    if (keySpec.status === 'refused') {
+      const safe = keySpec.safe as ((v: unknown) => boolean) | undefined;
+      if (safe && !safe(values[name])) {
+        throw systemError('config.unsupported', `${path}: key '${name}' = '${raw}' is not supported by this glexec: ${keySpec.doc}`);
+      }
+    } else if (keySpec.status === 'ignored') {
+      notes.push({ level: 'info', msg: `${path}: key '${name}' is accepted and ignored: ${keySpec.doc}` });
+    }
+  }
+  return { config: Object.freeze(values) as Config, notes };
+}
+
+function parseValue(key: ConfigKey, raw: string, path: string): unknown {
+  try {
+    return configSchema[key].parse(raw);
+  } catch (error) {
+    throw systemError('config.bad_value', `${path}: value '${raw}' for key '${key}' not understood: ${(error as Error).message}`);
+  }
+}

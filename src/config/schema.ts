@@ -1,0 +1,200 @@
+/**
+ * Every key of gLExec 0.9's `[glexec]` section, and the keys of ours, in one table:
+ * its type, default, check, and what this glexec does with it.
+ *
+ * `status` says how a key is treated:
+ * - `used`: implemented;
+ * - `ignored`: accepted and checked, logged as ignored (ignoring it cannot weaken security);
+ * - `refused`: a value other than the safe default is a 202, because ignoring it would weaken
+ *   security (e.g. an LCAS ban list that would silently stop applying).
+ */
+
+export type LogDestination = 'syslog' | 'file';
+export type LockMechanism = 'flock' | 'fcntl' | 'disabled';
+export type SwitchBy = 'glexec' | 'lcmaps';
+
+/** Parses one raw value; throws a plain message (the loader adds the key and value). */
+type Parser<T> = (raw: string) => T;
+
+interface KeySpec<T> {
+  readonly parse: Parser<T>;
+  readonly default: T;
+  readonly status: 'used' | 'ignored' | 'refused';
+  /** For `refused` keys: the value that is safe to ignore. */
+  readonly safe?: (value: T) => boolean;
+  /** Ours, not gLExec 0.9's. */
+  readonly extension?: true;
+  readonly doc: string;
+}
+
+const yesNo: Parser<boolean> = (raw) => {
+  const word = raw.toLowerCase();
+  if (word === 'yes' || word === 'true') return true;
+  if (word === 'no' || word === 'false') return false;
+  throw new Error('expected yes or no');
+};
+
+const oneOf =
+  <T extends string>(...choices: T[]): Parser<T> =>
+  (raw) => {
+    const word = raw.toLowerCase();
+    const match = choices.find((choice) => choice === word);
+    if (match === undefined) throw new Error(`expected one of ${choices.join(', ')}`);
+    return match;
+  };
+
+const integer: Parser<number> = (raw) => {
+  if (!/^[+-]?\d{1,9}$/.test(raw)) throw new Error('expected a whole number');
+  return Number(raw);
+};
+
+/** Seconds, with up to three decimals (millisecond precision); ours allow fractions. */
+const seconds: Parser<number> = (raw) => {
+  if (!/^\d{1,7}(\.\d{1,3})?$/.test(raw)) throw new Error('expected a number of seconds, such as 300 or 0.5');
+  return Number(raw);
+};
+
+const absolutePath: Parser<string> = (raw) => {
+  if (!raw.startsWith('/')) throw new Error('expected an absolute path');
+  if (/[\0\n]/.test(raw)) throw new Error('path contains a control character');
+  return raw;
+};
+
+const optionalAbsolutePath: Parser<string> = (raw) => (raw === '' ? '' : absolutePath(raw));
+
+const anyText: Parser<string> = (raw) => raw;
+
+/** Comma-separated names; blanks dropped. gLExec's lists are comma separated. */
+const nameList: Parser<readonly string[]> = (raw) =>
+  raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+
+/**
+ * Variables that make glibc load code or files. The payload's environment is also the
+ * environment of setpriv, which runs as root until it switches, so none of these may be carried
+ * over from the caller, whatever the site lists.
+ */
+const LOADER_VARIABLES = /^(LD_\w*|GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|HOSTALIASES|LOCALDOMAIN|LOCPATH|MALLOC_\w*|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZDIR|NODE_OPTIONS|NODE_PATH)$/;
+
+const preservedNames: Parser<readonly string[]> = (raw) => {
+  const names = nameList(raw);
+  const refused = names.filter((name) => LOADER_VARIABLES.test(name));
+  if (refused.length > 0) throw new Error(`${refused.join(', ')} cannot be preserved: it would reach the root helper that switches identity`);
+  return names;
+};
+
+const accountName: Parser<string> = (raw) => {
+  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$/.test(raw)) throw new Error('expected an account or group name');
+  return raw;
+};
+
+const syslogFacilities = [
+  'auth', 'authpriv', 'cron', 'daemon', 'ftp', 'kern', 'lpr', 'mail', 'news', 'syslog', 'user', 'uucp',
+  'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7',
+] as const;
+export type SyslogFacility = (typeof syslogFacilities)[number];
+
+/** `LOG_DAEMON`, `log_daemon` and `daemon` all name the daemon facility. */
+const syslogFacility: Parser<SyslogFacility> = (raw) => {
+  const word = raw.toLowerCase().replace(/^log_/, '');
+  const match = syslogFacilities.find((facility) => facility === word);
+  if (match === undefined) throw new Error('expected a syslog facility such as LOG_DAEMON or LOG_AUTHPRIV');
+  return match;
+};
+
+const spec = <T>(s: KeySpec<T>): KeySpec<T> => s;
+
+export const configSchema = {
+  // --- caller and mapping ---
+  user_white_list: spec({ parse: nameList, default: [], status: 'used',
+    doc: 'Calling accounts allowed to run glexec: names, `.pool` or `name*` pool patterns, or `*` for anyone.' }),
+  group_white_list: spec({ parse: nameList, default: [], status: 'used',
+    doc: 'Calling groups (primary or supplementary) allowed to run glexec; same patterns.' }),
+  omission_private_key_white_list: spec({ parse: nameList, default: [], status: 'used',
+    doc: 'Calling accounts allowed to pass a proxy without its private key.' }),
+  certdir: spec({ parse: absolutePath, default: '/etc/grid-security/certificates', status: 'used',
+    doc: 'CA directory (`<hash>.0` files) that proxies are verified against.' }),
+  gridmapfile: spec({ parse: absolutePath, default: '/etc/grid-security/grid-mapfile', status: 'used', extension: true,
+    doc: 'grid-mapfile used to map the proxy owner to a local account (until lcmaps.db support).' }),
+  user_identity_switch_by: spec<SwitchBy>({ parse: oneOf<SwitchBy>('glexec', 'lcmaps'), default: 'glexec', status: 'used',
+    doc: 'Who switches identity. This glexec always switches itself; `lcmaps` only forbids epilogue_user/epilogue_group.' }),
+  use_lcas: spec({ parse: yesNo, default: false, status: 'refused', safe: (on) => !on,
+    doc: 'LCAS authorization is not supported: `yes` is refused, since its ban lists would silently stop applying.' }),
+  lcmaps_db_file: spec({ parse: optionalAbsolutePath, default: '', status: 'refused', safe: (path) => path === '',
+    doc: 'lcmaps.db is not supported yet: setting it is refused rather than mapping differently than the site intends.' }),
+  lcmaps_get_account_policy: spec({ parse: anyText, default: '', status: 'ignored', doc: 'LCMAPS policy names (with lcmaps_db_file).' }),
+  lcmaps_verify_account_policy: spec({ parse: anyText, default: '', status: 'ignored', doc: 'LCMAPS verify-account policy.' }),
+  lcmaps_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCMAPS plugin directory.' }),
+  lcmaps_log_file: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCMAPS log file.' }),
+  lcmaps_debug_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCMAPS debug level.' }),
+  lcmaps_log_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCMAPS log level.' }),
+  lcmaps_voms_verification: spec({ parse: yesNo, default: true, status: 'ignored', doc: 'VOMS AC verification (no VOMS support).' }),
+  lcas_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCAS plugin directory.' }),
+  lcas_db_file: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCAS database (only with use_lcas).' }),
+  lcas_log_file: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCAS log file.' }),
+  lcas_debug_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCAS debug level.' }),
+  lcas_log_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCAS log level.' }),
+  vomsdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'VOMS server certificate directory (no VOMS support).' }),
+
+  // --- payload ---
+  linger: spec({ parse: yesNo, default: true, status: 'used',
+    doc: 'This glexec always lingers; `no` is accepted and logged, and the epilogue still runs.' }),
+  preserve_env_variables: spec({ parse: preservedNames, default: [], status: 'used',
+    doc: 'Extra caller variables kept for the payload, besides GLEXEC_*.' }),
+  prohibit_exec_via_symlink: spec({ parse: yesNo, default: false, status: 'used',
+    doc: 'Refuse a payload path whose last component is a symbolic link.' }),
+  pedantic_security_checks: spec({ parse: yesNo, default: false, status: 'ignored',
+    doc: 'This glexec always applies its strict checks.' }),
+  create_target_proxy: spec({ parse: yesNo, default: true, status: 'ignored',
+    doc: 'Target proxy creation is not supported yet; X509_USER_PROXY is unset for the payload.' }),
+  target_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
+    doc: 'Lock used when writing the target proxy.' }),
+  input_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
+    doc: 'Lock used when reading the input proxies (glexec reads the proxy once, through one descriptor).' }),
+  lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
+    doc: 'Deprecated alias of target_lock_mechanism.' }),
+  kill_grace: spec({ parse: seconds, default: 5, status: 'used', extension: true,
+    doc: 'Seconds between SIGTERM and SIGKILL when glexec ends what the payload left behind.' }),
+
+  // --- epilogue (a later change implements it; until then setting it is refused) ---
+  epilogue: spec({ parse: optionalAbsolutePath, default: '', status: 'refused', safe: (path) => path === '',
+    doc: 'Trusted program run after the payload.' }),
+  epilogue_user: spec({ parse: accountName, default: 'root', status: 'ignored', doc: 'Account the epilogue runs as.' }),
+  epilogue_group: spec({ parse: accountName, default: '', status: 'ignored', doc: 'Group the epilogue runs as.' }),
+  epilogue_timeout: spec({ parse: seconds, default: 300, status: 'ignored', doc: 'Seconds before the epilogue gets SIGTERM.' }),
+  backlog_path: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'Unknown in gLExec 0.9; accepted.' }),
+
+  // --- logging ---
+  log_destination: spec<LogDestination>({ parse: oneOf<LogDestination>('syslog', 'file'), default: 'syslog', status: 'used',
+    doc: '`syslog` or `file`.' }),
+  log_file: spec({ parse: absolutePath, default: '/var/log/glexec/glexec_log', status: 'used',
+    doc: 'JSON-lines log, with log_destination = file.' }),
+  log_file_group: spec({ parse: accountName, default: 'root', status: 'used',
+    doc: 'Group of a log file glexec creates (mode 0640 when not root, else 0600).' }),
+  log_level: spec({ parse: integer, default: 3, status: 'used',
+    doc: '0 nothing, 1 errors, 2 +warnings, 3 +notices, 4 +info, 5 debug; clamped with a warning.' }),
+  silent_logging: spec({ parse: yesNo, default: false, status: 'used',
+    doc: '`yes`: nothing on the caller\'s stderr; errors go to the log only.' }),
+  diff_syslog_levels: spec({ parse: yesNo, default: true, status: 'used',
+    doc: '`yes`: each level its own syslog priority; `no`: everything at LOG_NOTICE.' }),
+  syslog_facility: spec<SyslogFacility>({ parse: syslogFacility, default: 'daemon', status: 'used',
+    doc: 'Syslog facility, e.g. LOG_DAEMON (default) or LOG_AUTHPRIV.' }),
+} as const;
+
+export type ConfigKey = keyof typeof configSchema;
+type ValueOf<K extends ConfigKey> = (typeof configSchema)[K] extends KeySpec<infer T> ? T : never;
+export type Config = { readonly [K in ConfigKey]: ValueOf<K> };
+
+export const configKeys = Object.keys(configSchema) as ConfigKey[];
+
+export function isConfigKey(name: string): name is ConfigKey {
+  return Object.prototype.hasOwnProperty.call(configSchema, name);
+}
+
+export function defaultConfig(): Config {
+  const config: Record<string, unknown> = Object.create(null);
+  for (const key of configKeys) config[key] = configSchema[key].default;
+  return config as Config;
+}

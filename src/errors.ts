@@ -1,0 +1,41 @@
+/**
+ * The one error class of glexec. Every refusal carries the exit code class a pilot framework
+ * sees (gLExec's 201/202/203/126 scheme) and a stable code string for logs and tests.
+ * Only the entry point (src/main.ts) catches it, prints the message and exits.
+ */
+
+export const ExitCode = {
+  /** The caller must fix something: no proxy, bad proxy mode, missing payload. */
+  client: 201,
+  /** The site must fix something: glexec.conf, trust of files, internal failures. */
+  system: 202,
+  /** Not authorized: caller not white-listed, proxy not acceptable, no mapping. */
+  authorization: 203,
+  /** The payload (or the epilogue) itself exited with a code in 201..204. */
+  overlap: 204,
+  /** The payload could not be executed by the target account. */
+  cannotExecute: 126,
+} as const;
+
+export type GlexecExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class GlexecError extends Error {
+  override readonly name = 'GlexecError';
+
+  constructor(
+    readonly exitCode: GlexecExitCode,
+    /** Stable, dotted identifier, e.g. `config.unknown_key`; never reworded. */
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export const clientError = (code: string, message: string, cause?: unknown): GlexecError =>
+  new GlexecError(ExitCode.client, code, message, { cause });
+export const systemError = (code: string, message: string, cause?: unknown): GlexecError =>
+  new GlexecError(ExitCode.system, code, message, { cause });
+export const authorizationError = (code: string, message: string, cause?: unknown): GlexecError =>
+  new GlexecError(ExitCode.authorization, code, message, { cause });

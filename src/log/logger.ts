@@ -1,0 +1,157 @@
+/**
+ * The log: pino, written synchronously (nothing may be lost at exit, and no worker threads run in
+ * the root process), to a JSON-lines file or to syslog as plain text. Every string is sanitized.
+ * The completion record is an audit record: it is written whatever log_level says.
+ */
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pino from 'pino';
+import type { Config } from '../config/schema';
+import { systemError } from '../errors';
+import { findGroup } from '../sys/identity';
+import { openSyslog, type SyslogPriority, writeSyslog } from '../sys/syslog';
+import { requireTrustedPath } from '../trust';
+import { escapeControl, sanitizeDeep } from './sanitize';
+
+export type Level = 'error' | 'warn' | 'notice' | 'info' | 'debug';
+export type Fields = Record<string, unknown>;
+
+export interface Log {
+  error(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  notice(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  debug(msg: string, fields?: Fields): void;
+  /** Written at notice priority regardless of log_level: the job's audit trail. */
+  audit(msg: string, fields: Fields): void;
+}
+
+/** gLExec's log_level (0..5) → the least severe level written; 0 writes nothing but audits. */
+const thresholdByLogLevel: readonly (Level | 'none')[] = ['none', 'error', 'warn', 'notice', 'info', 'debug'];
+const severity: Record<Level, number> = { error: 50, warn: 40, notice: 35, info: 30, debug: 20 };
+const syslogPriority: Record<Level, SyslogPriority> = { error: 'err', warn: 'warning', notice: 'notice', info: 'info', debug: 'debug' };
+
+export const MIN_LOG_LEVEL = 0;
+export const MAX_LOG_LEVEL = 5;
+
+/** Clamps log_level as gLExec does, with its warning texts. */
+export function clampLogLevel(requested: number): { level: number; warning?: string } {
+  if (requested < MIN_LOG_LEVEL) {
+    return { level: MIN_LOG_LEVEL, warning: `Specified loglevel ${requested} is too small, using min. log level ${MIN_LOG_LEVEL}.` };
+  }
+  if (requested > MAX_LOG_LEVEL) {
+    return { level: MAX_LOG_LEVEL, warning: `Specified loglevel ${requested} is too large, using max. log level ${MAX_LOG_LEVEL}.` };
+  }
+  return { level: requested };
+}
+
+/** A string value as is when it is one plain word, else in double quotes (inner quotes escaped). */
+function quoteIfNeeded(value: string): string {
+  return /^[^\s"=]+$/.test(value) ? value : `"${value.replace(/"/g, '\\"')}"`;
+}
+
+/** Plain-text syslog line: the message, then key=value pairs (values JSON-quoted when needed). */
+export function formatSyslogText(record: Record<string, unknown>): string {
+  const skip = new Set(['level', 'time', 'pid', 'msg']);
+  const parts = [escapeControl(String(record.msg ?? ''))];
+  for (const [key, value] of Object.entries(record)) {
+    if (skip.has(key) || value === undefined) continue;
+    const text = typeof value === 'string' ? quoteIfNeeded(value) : JSON.stringify(value);
+    parts.push(`${key}=${escapeControl(text)}`);
+  }
+  return parts.join(' ');
+}
+
+interface Sink {
+  write(line: string): void;
+}
+
+function syslogSink(config: Config): Sink {
+  openSyslog(config.syslog_facility);
+  return {
+    write(line: string) {
+      const record = JSON.parse(line) as Record<string, unknown>;
+      const level = (record.level as Level | undefined) ?? 'notice';
+      writeSyslog(config.diff_syslog_levels ? syslogPriority[level] : 'notice', formatSyslogText(record));
+    },
+  };
+}
+
+/**
+ * PRIVILEGE: the log file is opened by root, so it is opened as carefully as a config file:
+ * its directory must be trusted (only root can change it), the last component is never
+ * followed if it is a symlink, and the opened file must be a root-owned regular file with one link.
+ */
+function openLogFile(config: Config): number {
+  const path = config.log_file;
+  const dir = dirname(path);
+  try {
+    lstatSync(dir);
+  } catch {
+    // Create the last directory only; its parent must already be trusted.
+    requireTrustedPath('log directory parent', dirname(dir), { trustedUids: [], trustedGids: [], finalType: 'directory' }, lstatSync, 'log.untrusted');
+    mkdirSync(dir, { mode: 0o755 });
+  }
+  requireTrustedPath('log directory', dir, { trustedUids: [], trustedGids: [], finalType: 'directory' }, lstatSync, 'log.untrusted');
+  const group = findGroup(config.log_file_group);
+  if (group === undefined) throw systemError('log.bad_group', `log_file_group '${config.log_file_group}' does not exist`);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (error) {
+    throw systemError('log.unopenable', `cannot open log file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile() || st.uid !== 0 || st.nlink !== 1 || st.mode & 0o022) {
+    closeSync(fd);
+    throw systemError('log.untrusted', `log file ${path} must be a regular root-owned file with one link, not writable by group or others`);
+  }
+  if (st.gid !== group.gid) fchownSync(fd, 0, group.gid);
+  fchmodSync(fd, group.gid === 0 ? 0o600 : 0o640);
+  return fd;
+}
+
+function fileSink(config: Config): Sink {
+  return pino.destination({ dest: openLogFile(config), sync: true });
+}
+
+export function openLog(config: Config, logLevel: number): Log {
+  const sink = config.log_destination === 'file' ? fileSink(config) : syslogSink(config);
+  const logger = pino(
+    {
+      level: 'debug',
+      customLevels: { notice: severity.notice },
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    sink,
+  );
+  const threshold = thresholdByLogLevel[logLevel] ?? 'notice';
+  const write = (level: Level, msg: string, fields: Fields | undefined): void => {
+    logger[level]((fields ? sanitizeDeep(fields) : {}) as object, escapeControl(msg));
+  };
+  const at =
+    (level: Level) =>
+    (msg: string, fields?: Fields): void => {
+      if (threshold !== 'none' && severity[level] >= severity[threshold]) write(level, msg, fields);
+    };
+  return {
+    error: at('error'),
+    warn: at('warn'),
+    notice: at('notice'),
+    info: at('info'),
+    debug: at('debug'),
+    audit: (msg, fields) => write('notice', msg, fields),
+  };
+}
+
+/** Best effort, for errors before the configured log exists: syslog at the default facility. */
+export function logEarlyError(message: string): void {
+  try {
+    openSyslog('daemon');
+    writeSyslog('err', escapeControl(message));
+  } catch {
+    // Nothing more can be done; the caller still gets the message on stderr.
+  }
+}

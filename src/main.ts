@@ -1,0 +1,41 @@
+/**
+ * Entry point of the program the setuid shim runs (as root, with all ids 0). The only place that
+ * prints errors and exits.
+ */
+import { SignalRelay } from './linger';
+
+// First of all: no signal may find Node's default handling (SIGUSR1 would open the inspector).
+const relay = new SignalRelay();
+relay.install();
+
+import { parseShimArgs } from './caller';
+import { ExitCode, GlexecError } from './errors';
+import { escapeControl } from './log/sanitize';
+import { run } from './pipeline';
+
+let silent = false;
+
+function fail(error: unknown): never {
+  const known = error instanceof GlexecError;
+  const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
+  relay.killPayload();
+  if (!silent) process.stderr.write(`glexec: ${escapeControl(message)}\n`);
+  process.exit(known ? error.exitCode : ExitCode.system);
+}
+
+function main(): void {
+  let shim;
+  try {
+    shim = parseShimArgs(process.argv.slice(2));
+  } catch (error) {
+    fail(error);
+  }
+  run(shim, relay, {
+    out: (text) => process.stdout.write(text),
+    silence: () => {
+      silent = true;
+    },
+  }).then((code) => process.exit(code), fail);
+}
+
+main();

@@ -1,0 +1,104 @@
+/**
+ * The trusted-path walk: every component from `/` to a file must be such that only root (or the
+ * few trusted accounts and groups given) can change it. Used for glexec.conf, the grid-mapfile,
+ * the log directory and the epilogue. The stat function is injected so the rules can be tested
+ * over a fake file system.
+ */
+import type { Stats } from 'node:fs';
+import { constants } from 'node:fs';
+import { systemError } from './errors';
+
+/** The sticky bit (not in Node's fs.constants). */
+const STICKY = 0o1000;
+
+export interface TrustPolicy {
+  /** Owners allowed besides root. */
+  readonly trustedUids: readonly number[];
+  /** Groups whose members may write. Root's group 0 is not trusted unless listed. */
+  readonly trustedGids: readonly number[];
+  /** What the final component must be. */
+  readonly finalType: 'file' | 'directory';
+}
+
+export type Lstat = (path: string) => Stats;
+
+/** Why a path is refused: the component, and the rule it broke. One line, for a sysadmin. */
+export class UntrustedPath extends Error {
+  constructor(
+    readonly component: string,
+    readonly rule: string,
+  ) {
+    super(`${component} ${rule}`);
+  }
+}
+
+/** Absolute and canonical: no `.`, `..`, empty components (`//`) or trailing slash. */
+export function canonicalComponents(path: string): string[] {
+  if (!path.startsWith('/')) throw new UntrustedPath(path, 'is not an absolute path');
+  if (path === '/') return ['/'];
+  const names = path.slice(1).split('/');
+  const prefixes: string[] = ['/'];
+  let prefix = '';
+  for (const name of names) {
+    if (name === '' || name === '.' || name === '..') {
+      throw new UntrustedPath(path, `is not canonical (it has a ${name === '' ? 'double or trailing /' : `"${name}" component`})`);
+    }
+    prefix += `/${name}`;
+    prefixes.push(prefix);
+  }
+  return prefixes;
+}
+
+function describeMode(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
+/** Checks one component against the policy; throws UntrustedPath naming the rule. */
+export function checkComponent(component: string, st: Stats, policy: TrustPolicy): void {
+  if (st.isSymbolicLink()) throw new UntrustedPath(component, 'is a symbolic link (the path must be canonical)');
+  if (st.uid !== 0 && !policy.trustedUids.includes(st.uid)) {
+    throw new UntrustedPath(component, `is owned by uid ${st.uid}, not by root${policy.trustedUids.length ? ' or a trusted account' : ''}`);
+  }
+  if (st.mode & constants.S_IWOTH) {
+    const sticky = st.mode & STICKY ? ' (sticky or not)' : '';
+    throw new UntrustedPath(component, `is world-writable${sticky} (mode ${describeMode(st.mode)})`);
+  }
+  if (st.mode & constants.S_IWGRP && !policy.trustedGids.includes(st.gid)) {
+    throw new UntrustedPath(component, `is writable by group gid ${st.gid}, which is not trusted (mode ${describeMode(st.mode)})`);
+  }
+}
+
+/**
+ * Walks the path from `/` with lstat and returns the final component's Stats.
+ * Throws UntrustedPath (the caller turns it into its own error) or the lstat error.
+ */
+export function walkTrustedPath(path: string, policy: TrustPolicy, lstat: Lstat): Stats {
+  const components = canonicalComponents(path);
+  let last: Stats | undefined;
+  components.forEach((component, index) => {
+    const st = lstat(component);
+    checkComponent(component, st, policy);
+    const isFinal = index === components.length - 1;
+    if (!isFinal && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory');
+    if (isFinal) {
+      if (policy.finalType === 'file' && !st.isFile()) throw new UntrustedPath(component, 'is not a regular file');
+      if (policy.finalType === 'directory' && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory');
+    }
+    last = st;
+  });
+  if (last === undefined) throw new UntrustedPath(path, 'has no components');
+  return last;
+}
+
+/** walkTrustedPath for files the site configures: any refusal is a 202 naming `what`. */
+export function requireTrustedPath(what: string, path: string, policy: TrustPolicy, lstat: Lstat, code: string): Stats {
+  try {
+    return walkTrustedPath(path, policy, lstat);
+  } catch (error) {
+    if (error instanceof UntrustedPath) {
+      throw systemError(code, `${what} ${path} is not trusted: ${error.message}`);
+    }
+    const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error);
+    throw systemError(code, `${what} ${path} cannot be checked: ${reason}`);
+  }
+}

@@ -1,0 +1,440 @@
+/**
+ * glexec end to end: the installed setuid shim, run by a real non-root pilot account, with a
+ * proxy made by a test CA, mapping through a grid-mapfile to a real payload account.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TestPki } from '../helpers/pki-fixtures';
+import { needsRoot, TestSystem } from '../helpers/system';
+
+let system: TestSystem;
+let pki: TestPki;
+
+/** The pilot's environment with its good proxy. */
+const withProxy = (extra: Record<string, string | undefined> = {}) => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy, ...extra });
+
+function expectRefusal(result: { status: number | null; stderr: string }, status: number, message: string): void {
+  assert.equal(result.stderr, `glexec: ${message}\n`);
+  assert.equal(result.status, status);
+}
+
+describe('glexec end to end', { skip: needsRoot }, () => {
+  before(() => {
+    system = TestSystem.create();
+    pki = TestPki.create(system);
+  });
+  after(() => system?.tearDown());
+  beforeEach(() => {
+    system.writeConfig(system.standardConfig());
+    pki.writeStandardGridMap();
+    system.clearLog();
+  });
+
+  describe('the payload', () => {
+    it('runs as the target uid, primary gid and supplementary groups from the group database', () => {
+      const result = system.run(['/usr/bin/id'], { env: withProxy() });
+      assert.equal(result.status, 0, result.stderr);
+      const supplementary = Number(execFileSync('getent', ['group', system.supplementaryGroup], { encoding: 'utf8' }).split(':')[2]);
+      assert.equal(
+        result.stdout.trim(),
+        `uid=${system.target.uid}(${system.target.name}) gid=${system.target.gid}(${system.target.name}g) groups=${system.target.gid}(${system.target.name}g),${supplementary}(${system.supplementaryGroup})`,
+      );
+    });
+
+    it('is the leader of its own session and process group', () => {
+      const script = system.installProgram('ids.sh', '#!/bin/sh\nps -o pid=,pgid=,sid= -p $$\n');
+      const result = system.run([script], { env: withProxy() });
+      assert.equal(result.status, 0, result.stderr);
+      const [pid, pgid, sid] = result.stdout.trim().split(/\s+/).map(Number);
+      assert.ok(pid !== undefined && pid > 1);
+      assert.equal(pgid, pid);
+      assert.equal(sid, pid);
+    });
+
+    it('gets exactly GLEXEC_* variables, preserved ones, and HOME, USER, LOGNAME and PATH for the target', () => {
+      system.writeConfig(system.standardConfig(['preserve_env_variables = KEEP_ME']));
+      const result = system.run(['/usr/bin/env'], {
+        env: withProxy({
+          GLEXEC_ID: 'job-42', KEEP_ME: 'kept', DROP_ME: 'dropped', HOME: '/home/pilot', X509_USER_PROXY: '/tmp/x',
+          GLEXEC_EPILOG_TARGET_RC: '0', GLEXEC_FUNC: '() { :; }; echo pwned', LD_LIBRARY_PATH: '/tmp',
+        }),
+      });
+      assert.equal(result.status, 0, result.stderr);
+      const env = Object.fromEntries(result.stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+      assert.deepEqual(env, {
+        GLEXEC_CLIENT_CERT: pki.pilotProxy,
+        GLEXEC_ID: 'job-42',
+        KEEP_ME: 'kept',
+        HOME: join(system.root, 'home', system.target.name),
+        USER: system.target.name,
+        LOGNAME: system.target.name,
+        PATH: '/usr/local/bin:/usr/bin:/bin',
+      });
+    });
+
+    it('keeps its arguments unchanged, spaces, newlines and dashes included', () => {
+      const args = ['two words', 'line\nbreak', '--', '-V', ''];
+      const result = system.run(['/usr/bin/printf', '[%s]', ...args], { env: withProxy() });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, args.map((arg) => `[${arg}]`).join(''));
+    });
+
+    it('starts in the caller\'s working directory with umask 022, and reads the caller\'s stdin', () => {
+      const script = system.installProgram('where.sh', '#!/bin/sh\npwd\numask\ncat\n');
+      const result = system.run([script], { env: withProxy(), cwd: system.scratch, input: 'from stdin' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, `${system.scratch}\n0022\nfrom stdin`);
+    });
+  });
+
+  describe('exit codes', () => {
+    const exitWith = (code: number) => system.run(['/bin/sh', '-c', `exit ${code}`], { env: withProxy() });
+
+    it('a payload that exits 0 gives 0', () => assert.equal(exitWith(0).status, 0));
+    it('a payload that exits 7 gives 7', () => assert.equal(exitWith(7).status, 7));
+    it('a payload that exits 203 gives 204', () => assert.equal(exitWith(203).status, 204));
+    it('a payload killed by SIGTERM gives 143 (128 + 15)', () => {
+      assert.equal(system.run(['/bin/sh', '-c', 'kill -TERM $$'], { env: withProxy() }).status, 143);
+    });
+    it('a payload the target may not execute gives 126', () => {
+      const path = system.installProgram('private.sh', '#!/bin/sh\necho ran\n', 0o700);
+      expectRefusal(system.run([path], { env: withProxy() }), 126, `payload ${path} is not executable by ${system.target.name}`);
+    });
+    it('a payload that does not exist gives 201', () => {
+      expectRefusal(system.run(['/no/such/payload'], { env: withProxy() }), 201, 'payload /no/such/payload does not exist');
+    });
+    it('a relative payload path gives 201', () => {
+      expectRefusal(system.run(['true'], { env: withProxy() }), 201, "payload must be an absolute path, got 'true'");
+    });
+    it('no payload at all gives 201 and the usage line', () => {
+      expectRefusal(system.run([], { env: withProxy() }), 201, 'usage: glexec /absolute/path/to/payload [arguments...]');
+    });
+  });
+
+  describe('the proxy', () => {
+    it('no proxy variable gives 201', () => {
+      expectRefusal(system.run(['/bin/true']), 201, 'no proxy given: set GLEXEC_CLIENT_CERT (or X509_USER_PROXY) to the proxy file');
+    });
+    it('X509_USER_PROXY is used when GLEXEC_CLIENT_CERT is unset', () => {
+      assert.equal(system.run(['/bin/true'], { env: { X509_USER_PROXY: pki.pilotProxy } }).status, 0);
+    });
+    it('an empty GLEXEC_CLIENT_CERT gives 201', () => {
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: '' } }), 201, 'GLEXEC_CLIENT_CERT is set but empty');
+    });
+    it('a relative proxy path gives 201', () => {
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: 'proxy.pem' } }), 201, "GLEXEC_CLIENT_CERT must be an absolute path, got 'proxy.pem'");
+    });
+    it('a proxy file that does not exist gives 201', () => {
+      const path = join(system.scratch, 'missing.pem');
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} does not exist`);
+    });
+    it('a proxy owned by someone else gives 201', () => {
+      const path = pki.copyProxy('foreign.pem', system.stranger.uid, 0o600);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} is owned by uid ${system.stranger.uid}, not by the caller (uid ${system.pilot.uid})`);
+    });
+    it('a proxy readable by group or others gives 201', () => {
+      const path = pki.copyProxy('open.pem', system.pilot.uid, 0o644);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} has mode 0644: group, other and special bits are not allowed (use chmod 600)`);
+    });
+    it('a proxy reached through a symbolic link gives 201', () => {
+      const link = join(system.scratch, 'link.pem');
+      rmSync(link, { force: true });
+      symlinkSync(pki.pilotProxy, link);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: link } }), 201, `GLEXEC_CLIENT_CERT ${link} is a symbolic link; give the file itself`);
+    });
+    it('an expired proxy gives 201', () => {
+      const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.expiredProxy } });
+      assert.equal(result.status, 201);
+      assert.match(result.stderr, /^glexec: proxy certificate .*CN=Jane Doe.* expired at .*\n$/);
+    });
+    it('a plain certificate that is not a proxy gives 203', () => {
+      const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.plainCertificate } });
+      assert.equal(result.status, 203);
+      assert.match(result.stderr, /^glexec: .*not a proxy.*\n$/);
+    });
+    it('a proxy from a CA that is not in certdir gives 203', () => {
+      const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.unknownCaProxy } });
+      assert.equal(result.status, 203);
+      assert.match(result.stderr, /^glexec: .*(unknown|not trusted|no trusted|CA).*\n$/i);
+    });
+    it('a legacy (pre-RFC 3820) proxy is accepted', () => {
+      assert.equal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.legacyProxy } }).status, 0);
+    });
+  });
+
+  describe('caller and mapping', () => {
+    it('a caller in no white list gives 203', () => {
+      const strangerProxy = pki.copyProxy('stranger.pem', system.stranger.uid, 0o600);
+      expectRefusal(
+        system.run(['/bin/true'], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy } }),
+        203,
+        `caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`,
+      );
+    });
+    it('an empty white list allows nobody', () => {
+      system.writeConfig(system.standardConfig(['user_white_list =']));
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 203);
+    });
+    it('a caller allowed by its group in group_white_list runs', () => {
+      system.writeConfig(system.standardConfig(['user_white_list =', `group_white_list = ${system.pilot.name}g`]));
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+    });
+    it('user_white_list = * allows anyone and logs a warning', () => {
+      system.writeConfig(system.standardConfig(['user_white_list = *']));
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+      assert.ok(system.logRecords().some((record) => record.level === 'warn' && record.msg === 'All users are allowed to use glexec, this might not be what you want.'));
+    });
+    it('a DN without a grid-mapfile entry gives 203', () => {
+      system.writeGridMap(['"/C=NL/O=Example/CN=Somebody Else" nobody']);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 203, `${pki.userDn} has no entry in grid-mapfile ${system.gridmapPath}`);
+    });
+    it('a mapping to an account that does not exist gives 203', () => {
+      system.writeGridMap([`"${pki.userDn}" nosuchaccount`]);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 203, `${pki.userDn} maps to account 'nosuchaccount', which does not exist`);
+    });
+    it('a mapping to root gives 203', () => {
+      system.writeGridMap([`"${pki.userDn}" root`]);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 203, `${pki.userDn} maps to 'root', which has uid 0; glexec never runs payloads as root`);
+    });
+    it('a grid-mapfile that others can write gives 202', () => {
+      chmodSync(system.gridmapPath, 0o666);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `grid-mapfile ${system.gridmapPath} is not trusted: ${system.gridmapPath} is world-writable (mode 0666)`);
+    });
+  });
+
+  describe('glexec.conf', () => {
+    it('a missing configuration file gives 202', () => {
+      rmSync(system.configPath);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `configuration file ${system.configPath} cannot be checked: ENOENT`);
+    });
+    it('an unknown key gives 202 naming it', () => {
+      system.writeConfig(system.standardConfig(['epilog = /bin/true']));
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `${system.configPath}: unknown key 'epilog' in [glexec]`);
+    });
+    it('a bad value gives 202 naming the key and the value', () => {
+      system.writeConfig(system.standardConfig(['log_destination = foo']));
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `${system.configPath}: value 'foo' for key 'log_destination' not understood: expected one of syslog, file`);
+    });
+    it('a configuration file writable by its group gives 202', () => {
+      chmodSync(system.configPath, 0o620);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `configuration file ${system.configPath} is not trusted: ${system.configPath} is writable by group gid 0, which is not trusted (mode 0620)`);
+    });
+    it('a configuration file owned by another account gives 202', () => {
+      chownSync(system.configPath, system.pilot.uid, 0);
+      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `configuration file ${system.configPath} is not trusted: ${system.configPath} is owned by uid ${system.pilot.uid}, not by root`);
+    });
+    it('silent_logging = yes keeps the caller\'s stderr empty but still logs the error', () => {
+      system.writeConfig(system.standardConfig(['silent_logging = yes']));
+      const result = system.run(['/no/such/payload'], { env: withProxy() });
+      assert.equal(result.status, 201);
+      assert.equal(result.stderr, '');
+      assert.ok(system.logRecords().some((record) => record.level === 'error' && record.code === 'payload.missing'));
+    });
+  });
+
+  describe('the setuid shim', () => {
+    it('-V prints the version and the built-in paths', () => {
+      const result = system.run(['-V']);
+      assert.equal(result.status, 0, result.stderr);
+      const lines = result.stdout.split('\n');
+      assert.match(lines[0] ?? '', /^glexec \d+\.\d+\.\d+ /);
+      assert.equal(lines[1], `GLEXEC_CONFIG_FILE="${system.configPath}"`);
+      assert.equal(lines[2], `GLEXEC_NODE="${process.execPath}"`);
+      assert.equal(lines[3], `GLEXEC_PROGRAM="${join(system.root, 'prefix/lib/glexec/glexec.js')}"`);
+    });
+
+    it('refuses to run unless it is setuid root', () => {
+      const copy = join(system.bin, 'glexec-no-setuid');
+      copyFileSync(system.shim, copy);
+      chmodSync(copy, 0o755);
+      const result = spawnSync('/usr/bin/setpriv', ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--', copy, '/bin/true'], { encoding: 'utf8' });
+      assert.equal(result.stderr, 'glexec: not installed setuid root; ask the site administrator to run install-system\n');
+      assert.equal(result.status, 202);
+    });
+
+    it('NODE_OPTIONS, LD_PRELOAD and friends set by the caller have no effect', () => {
+      const marker = join(system.scratch, 'hijacked');
+      rmSync(marker, { force: true });
+      const script = join(system.scratch, 'hijack.js');
+      writeFileSync(script, `require('fs').appendFileSync(${JSON.stringify(marker)}, 'node ' + process.pid + '\\n')\n`, { mode: 0o644 });
+      const library = join(system.scratch, 'hijack.so');
+      const source = join(system.scratch, 'hijack.c');
+      // Records every process the library is loaded into: its parent pid and its executable.
+      writeFileSync(source, [
+        '#include <stdio.h>', '#include <unistd.h>',
+        '__attribute__((constructor)) static void hijack(void) {',
+        '  char exe[256] = ""; ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1); if (n > 0) exe[n] = 0;',
+        `  FILE *f = fopen("${marker}", "a"); if (f) { fprintf(f, "preload %d %s\\n", (int)getppid(), exe); fclose(f); }`,
+        '}', '',
+      ].join('\n'));
+      execFileSync('gcc', ['-shared', '-fPIC', '-o', library, source]);
+      chmodSync(library, 0o755);
+      const result = system.run(['/bin/true'], {
+        env: withProxy({ NODE_OPTIONS: `--require ${script}`, NODE_PATH: system.scratch, LD_PRELOAD: library, LD_LIBRARY_PATH: system.scratch, TZ: '/etc/passwd', GCONV_PATH: system.scratch }),
+      });
+      assert.equal(result.status, 0, result.stderr);
+      // The test's own setpriv (child of this test process, switching to the pilot) loads it; nothing after the shim may.
+      const hits = existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean) : [];
+      assert.deepEqual(hits.filter((line) => line !== `preload ${process.pid} /usr/bin/setpriv`), []);
+    });
+
+    it('the caller cannot signal the lingering glexec, not even with SIGKILL', async () => {
+      const child = system.start(['/bin/sleep', '30'], { env: withProxy() });
+      try {
+        const glexecPid = await waitForGlexec(child.pid ?? 0);
+        for (const signal of ['-USR1', '-KILL', '-TERM']) {
+          const result = spawnSync('/usr/bin/setpriv', ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--', '/bin/kill', signal, String(glexecPid)], { encoding: 'utf8' });
+          assert.notEqual(result.status, 0);
+          assert.match(result.stderr, /Operation not permitted/);
+        }
+        assert.ok(isAlive(glexecPid));
+      } finally {
+        child.kill('SIGKILL');
+        spawnSync('pkill', ['-KILL', '-u', system.target.name]);
+      }
+    });
+
+    it('a SIGTERM from root reaches the payload\'s process group, and glexec exits 143', async () => {
+      const child = system.start(['/bin/sh', '-c', 'sleep 30 & wait'], { env: withProxy() });
+      const glexecPid = await waitForGlexec(child.pid ?? 0);
+      await waitForProcessOf(system.target.uid, 'sleep');
+      process.kill(glexecPid, 'SIGTERM');
+      const status = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      assert.equal(status, 143);
+      assert.equal(processesOf(system.target.uid).length, 0);
+    });
+  });
+
+  describe('linger and leftovers', () => {
+    it('what the payload leaves in its process group gets SIGTERM, then SIGKILL after kill_grace', () => {
+      const script = system.installProgram('leave.sh', "#!/bin/sh\ntrap '' TERM\n/bin/sh -c \"trap '' TERM; sleep 60\" &\nexit 3\n");
+      const result = system.run([script], { env: withProxy() });
+      assert.equal(result.status, 3, result.stderr);
+      assert.deepEqual(processesOf(system.target.uid), []);
+      const record = system.logRecords().find((entry) => entry.msg === 'job completed');
+      assert.equal(record?.leftovers, 'killed');
+    });
+  });
+
+  describe('logging', () => {
+    it('writes one completion record with caller, target, command, pids, exit and duration', () => {
+      const result = system.run(['/bin/sh', '-c', 'exit 5'], { env: withProxy({ GLEXEC_ID: 'evil\n{"msg":"job completed","forged":true}' }) });
+      assert.equal(result.status, 5);
+      const text = readFileSync(system.logFile, 'utf8');
+      for (const line of text.split('\n').filter(Boolean)) JSON.parse(line);
+      assert.ok(!text.includes('\n{"msg":"job completed","forged"'));
+      const records = system.logRecords().filter((entry) => entry.msg === 'job completed');
+      assert.equal(records.length, 1);
+      const record = records[0] as Record<string, unknown>;
+      assert.deepEqual(record.caller, { user: system.pilot.name, uid: system.pilot.uid, gid: system.pilot.gid, groups: [system.pilot.gid] });
+      assert.equal((record.target as { user: string }).user, system.target.name);
+      assert.equal(record.dn, pki.userDn);
+      assert.deepEqual(record.command, ['/bin/sh', '-c', 'exit 5']);
+      assert.deepEqual(record.ending, { code: 5 });
+      assert.equal(record.exitCode, 5);
+      assert.equal(record.level, 'notice');
+      assert.equal(record.id, 'evil\\x0A{"msg":"job completed","forged":true}');
+      assert.equal(typeof record.payloadPid, 'number');
+      assert.equal(typeof record.durationMs, 'number');
+    });
+
+    it('the completion record is written even with log_level = 0', () => {
+      system.writeConfig(system.standardConfig(['log_level = 0']));
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+      assert.deepEqual(system.logRecords().map((entry) => entry.msg), ['job completed']);
+    });
+
+    it('a log_level above 5 is clamped with gLExec\'s warning', () => {
+      system.writeConfig(system.standardConfig(['log_level = 9']));
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+      assert.ok(system.logRecords().some((entry) => entry.msg === 'Specified loglevel 9 is too large, using max. log level 5.'));
+    });
+
+    it('a log file that is a symbolic link is refused with 202', () => {
+      const target = join(system.root, 'log/elsewhere');
+      writeFileSync(target, '');
+      system.clearLog();
+      symlinkSync(target, system.logFile);
+      try {
+        const result = system.run(['/bin/true'], { env: withProxy() });
+        assert.equal(result.status, 202);
+        assert.match(result.stderr, /^glexec: cannot open log file .*: ELOOP\n$/);
+      } finally {
+        system.clearLog();
+      }
+    });
+
+    it('a log directory that others can write is refused with 202', () => {
+      const dir = join(system.scratch, 'logs');
+      system.writeConfig(system.standardConfig([`log_file = ${dir}/glexec_log`]));
+      execFileSync('mkdir', ['-p', '-m', '0777', dir]);
+      chmodSync(dir, 0o777);
+      const result = system.run(['/bin/true'], { env: withProxy() });
+      assert.equal(result.status, 202);
+      assert.match(result.stderr, /^glexec: log directory .* is not trusted: .* is world-writable/);
+    });
+
+    it('with log_destination = syslog the completion record reaches /dev/log as one line, with facility and ident', () => {
+      system.writeConfig(system.standardConfig(['log_destination = syslog', 'syslog_facility = LOG_LOCAL3']));
+      const capture = join(system.root, 'syslog.txt');
+      const script = [
+        'set -e',
+        'mkdir -p /run/glexec-test-dev && mount --bind /dev /run/glexec-test-dev',
+        'mount -t tmpfs -o mode=755 tmpfs /dev',
+        'for node in null zero urandom random; do touch /dev/$node; mount --bind /run/glexec-test-dev/$node /dev/$node; done',
+        `socat -u UNIX-RECV:/dev/log,mode=666 OPEN:${capture},creat,append </dev/null >/dev/null 2>&1 & listener=$!`,
+        'trap "kill $listener" EXIT',
+        'for i in $(seq 50); do [ -S /dev/log ] && break; sleep 0.05; done',
+        `GLEXEC_CLIENT_CERT=${pki.pilotProxy} GLEXEC_ID="$(printf 'a\\nb')" setpriv --reuid ${system.pilot.uid} --regid ${system.pilot.gid} --init-groups -- ${system.shim} /bin/true`,
+        'sleep 0.2',
+      ].join('\n');
+      const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { encoding: 'utf8', cwd: '/' });
+      assert.equal(result.status, 0, result.stderr);
+      const lines = readFileSync(capture, 'utf8').split(/(?=<\d+>)/);
+      const completion = lines.filter((line) => line.includes('job completed'));
+      assert.equal(completion.length, 1, lines.join('|'));
+      // local3 = 19, notice = 5: <157>; ident glexec with the pid.
+      assert.match(completion[0] ?? '', /^<157>.* glexec\[\d+\]: job completed .*id=a\\x0Ab /);
+      assert.ok(!(completion[0] ?? '').slice(0, -1).includes('\n'));
+    });
+  });
+});
+
+async function waitForGlexec(setprivPid: number): Promise<number> {
+  // setpriv execs the shim, which execs node: the pid stays the same.
+  for (let i = 0; i < 200; i++) {
+    const status = readStatus(setprivPid);
+    if (status && /^Uid:\s+0\s+0\s+0\s+0$/m.test(status) && spawnSync('pgrep', ['-P', String(setprivPid)]).status === 0) return setprivPid;
+    await sleep(25);
+  }
+  throw new Error('glexec did not start its payload');
+}
+
+function readStatus(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  return readStatus(pid) !== undefined;
+}
+
+function processesOf(uid: number): string[] {
+  const result = spawnSync('pgrep', ['-u', String(uid)], { encoding: 'utf8' });
+  return result.stdout.split('\n').filter(Boolean);
+}
+
+async function waitForProcessOf(uid: number, name: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (spawnSync('pgrep', ['-u', String(uid), '-x', name]).status === 0) return;
+    await sleep(25);
+  }
+  throw new Error(`no ${name} of uid ${uid} appeared`);
+}

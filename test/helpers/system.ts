@@ -1,0 +1,227 @@
+/**
+ * A real, throwaway glexec installation for end-to-end tests: its own users and groups (unique
+ * prefix, removed afterwards), a root-owned test root under /var/lib, the setuid shim installed
+ * there by `npm run install-system`, a config file, a grid-mapfile, and a way to run glexec as the
+ * non-root pilot account.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const REPO = join(__dirname, '../../..');
+export const isRoot = process.getuid?.() === 0;
+/** For `{ skip }`: the reason end-to-end tests cannot run here. */
+export const needsRoot: string | false = isRoot ? false : 'needs root: creates users and groups and installs a setuid shim';
+
+export interface Account {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+function sh(command: string, args: string[]): string {
+  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function lookup(name: string): Account {
+  return { name, uid: Number(sh('id', ['-u', name]).trim()), gid: Number(sh('id', ['-g', name]).trim()) };
+}
+
+export interface GlexecResult {
+  readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface RunOptions {
+  /** The caller's environment; GLEXEC_CLIENT_CERT defaults to the pilot's proxy. */
+  readonly env?: Record<string, string | undefined>;
+  /** Run as this account instead of the pilot. */
+  readonly as?: Account;
+  readonly cwd?: string;
+  readonly input?: string;
+}
+
+export class TestSystem {
+  readonly prefix: string;
+  readonly root: string;
+  readonly shim: string;
+  readonly configPath: string;
+  readonly gridmapPath: string;
+  readonly certdir: string;
+  readonly logFile: string;
+  /** A directory everyone may write (mode 1777), for payload output. */
+  readonly scratch: string;
+  /** Root-owned directory (0755) for fixture programs. */
+  readonly bin: string;
+  pilot!: Account;
+  target!: Account;
+  /** A second pilot that is not white-listed. */
+  stranger!: Account;
+  /** Name of the target's supplementary group. */
+  supplementaryGroup!: string;
+  private readonly accounts: string[] = [];
+  private readonly groups: string[] = [];
+
+  constructor() {
+    this.prefix = `gx${randomBytes(3).toString('hex')}`;
+    this.root = mkdtempSync('/var/lib/glexec-test-');
+    chmodSync(this.root, 0o755);
+    this.shim = join(this.root, 'prefix/sbin/glexec');
+    this.configPath = join(this.root, 'etc/glexec.conf');
+    this.gridmapPath = join(this.root, 'etc/grid-mapfile');
+    this.certdir = join(this.root, 'etc/certificates');
+    this.logFile = join(this.root, 'log/glexec_log');
+    this.scratch = join(this.root, 'scratch');
+    this.bin = join(this.root, 'bin');
+  }
+
+  /** Creates users, groups and directories, and installs glexec. */
+  static create(): TestSystem {
+    const system = new TestSystem();
+    try {
+      system.setUp();
+    } catch (error) {
+      system.tearDown();
+      throw error;
+    }
+    return system;
+  }
+
+  private setUp(): void {
+    for (const dir of ['etc', 'log', 'bin', 'home', 'etc/certificates']) mkdirSync(join(this.root, dir), { mode: 0o755, recursive: true });
+    mkdirSync(this.scratch, { mode: 0o1777 });
+    chmodSync(this.scratch, 0o1777);
+    this.supplementaryGroup = this.addGroup('supp');
+    this.pilot = this.addUser('pilot', []);
+    this.target = this.addUser('payload', [this.supplementaryGroup]);
+    this.stranger = this.addUser('stranger', []);
+    const home = join(this.root, 'home', this.target.name);
+    mkdirSync(home, { mode: 0o700 });
+    chownSync(home, this.target.uid, this.target.gid);
+    execFileSync(process.execPath, [join(REPO, 'scripts/install-system.mjs'), `--prefix=${join(this.root, 'prefix')}`, `--config=${this.configPath}`], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  }
+
+  addGroup(suffix: string): string {
+    const name = `${this.prefix}${suffix}`;
+    sh('groupadd', [name]);
+    this.groups.push(name);
+    return name;
+  }
+
+  /** A user with its own primary group of the same name. */
+  addUser(suffix: string, supplementary: string[]): Account {
+    const name = `${this.prefix}${suffix}`;
+    const group = this.addGroup(`${suffix}g`);
+    const args = ['-M', '-N', '-g', group, '-s', '/bin/sh', '-d', join(this.root, 'home', name)];
+    if (supplementary.length > 0) args.push('-G', supplementary.join(','));
+    sh('useradd', [...args, name]);
+    this.accounts.push(name);
+    return lookup(name);
+  }
+
+  /** Writes glexec.conf (root-owned, 0600) with `[glexec]` and the given lines. */
+  writeConfig(lines: string[], options: { raw?: boolean } = {}): void {
+    const text = options.raw ? lines.join('\n') : ['[glexec]', ...lines].join('\n');
+    // A fresh file each time: tests change the owner and mode of the old one.
+    rmSync(this.configPath, { force: true });
+    writeFileSync(this.configPath, `${text}\n`, { mode: 0o600 });
+    chmodSync(this.configPath, 0o600);
+  }
+
+  /** The usual config: the pilot white-listed, file log, test certdir and grid-mapfile. */
+  standardConfig(extra: string[] = []): string[] {
+    const overridden = new Set(extra.map((line) => line.split('=')[0]?.trim()));
+    const base = [
+      `user_white_list = ${this.pilot.name}`,
+      'log_destination = file',
+      `log_file = ${this.logFile}`,
+      'log_level = 5',
+      `certdir = ${this.certdir}`,
+      `gridmapfile = ${this.gridmapPath}`,
+      'kill_grace = 1',
+    ].filter((line) => !overridden.has(line.split('=')[0]?.trim()));
+    return [...base, ...extra];
+  }
+
+  writeGridMap(lines: string[]): void {
+    rmSync(this.gridmapPath, { force: true });
+    writeFileSync(this.gridmapPath, `${lines.join('\n')}\n`, { mode: 0o644 });
+  }
+
+  /** Installs a fixture program (root-owned, 0755) into the test's bin directory. */
+  installProgram(name: string, text: string, mode = 0o755): string {
+    const path = join(this.bin, name);
+    writeFileSync(path, text, { mode });
+    chmodSync(path, mode);
+    return path;
+  }
+
+  copyProgram(from: string, name: string): string {
+    const path = join(this.bin, name);
+    copyFileSync(from, path);
+    chmodSync(path, 0o755);
+    return path;
+  }
+
+  /** The caller's environment: a minimal login-like one plus `env`; undefined values are removed. */
+  callerEnv(env: Record<string, string | undefined> = {}): Record<string, string> {
+    const merged: Record<string, string | undefined> = { PATH: '/usr/bin:/bin', ...env };
+    return Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined));
+  }
+
+  private callerCommand(args: readonly string[], as: Account): [string, string[]] {
+    return ['/usr/bin/setpriv', ['--reuid', String(as.uid), '--regid', String(as.gid), '--init-groups', '--', this.shim, ...args]];
+  }
+
+  /** Runs glexec as the pilot (or `as`), waits, and returns what it printed. */
+  run(args: readonly string[], options: RunOptions = {}): GlexecResult {
+    const [command, argv] = this.callerCommand(args, options.as ?? this.pilot);
+    const result: SpawnSyncReturns<string> = spawnSync(command, argv, {
+      env: this.callerEnv(options.env),
+      cwd: options.cwd ?? this.scratch,
+      encoding: 'utf8',
+      input: options.input ?? '',
+      timeout: 120_000,
+    });
+    if (result.error) throw result.error;
+    return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Starts glexec as the pilot in the background (for signal tests). */
+  start(args: readonly string[], options: RunOptions = {}): ChildProcess {
+    const [command, argv] = this.callerCommand(args, options.as ?? this.pilot);
+    return spawn(command, argv, { env: this.callerEnv(options.env), cwd: options.cwd ?? this.scratch, stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  /** The JSON records of the file log, parsed. */
+  logRecords(): Record<string, unknown>[] {
+    let text = '';
+    try {
+      text = readFileSync(this.logFile, 'utf8');
+    } catch {
+      return [];
+    }
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+
+  clearLog(): void {
+    rmSync(this.logFile, { force: true });
+  }
+
+  tearDown(): void {
+    for (const name of this.accounts) {
+      spawnSync('pkill', ['-KILL', '-u', name]);
+    }
+    for (const name of this.accounts) spawnSync('userdel', [name]);
+    for (const name of this.groups) spawnSync('groupdel', [name]);
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}

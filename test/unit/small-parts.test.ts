@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseEnvironmentBlock, parseShimArgs } from '../../src/caller';
+import { toAction } from '../../src/cli';
+import { defaultConfig, type Config } from '../../src/config/schema';
+import { GlexecError } from '../../src/errors';
+import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
+import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
+import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
+import { mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
+import { buildPayloadEnv, DEFAULT_PAYLOAD_PATH } from '../../src/payload/env';
+import { setprivArgs } from '../../src/sys/proc';
+import type { Target } from '../../src/target';
+import { VERSION } from '../../src/version';
+import { entryMatches } from '../../src/whitelist';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+function thrown(fn: () => unknown): GlexecError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof GlexecError, String(error));
+    return error;
+  }
+  assert.fail('expected a GlexecError');
+}
+
+describe('exit codes', () => {
+  it('a payload code outside 201..204 is passed through', () => {
+    assert.equal(exitCodeOf({ code: 0 }), 0);
+    assert.equal(exitCodeOf({ code: 7 }), 7);
+    assert.equal(exitCodeOf({ code: 126 }), 126);
+    assert.equal(exitCodeOf({ code: 200 }), 200);
+    assert.equal(exitCodeOf({ code: 205 }), 205);
+  });
+  it('a payload code in 201..204 becomes 204', () => {
+    for (const code of [201, 202, 203, 204]) assert.equal(exitCodeOf({ code }), 204);
+  });
+  it('a payload killed by signal N gives 128+N, also as its return code', () => {
+    assert.equal(exitCodeOf({ signal: 'SIGKILL' }), 137);
+    assert.equal(rawReturnCode({ signal: 'SIGTERM' }), 143);
+    assert.equal(rawReturnCode({ code: 203 }), 203);
+  });
+});
+
+describe('white lists', () => {
+  it('a star alone matches anyone', () => assert.ok(entryMatches('*', 'anybody')));
+  it('a plain name matches only itself', () => {
+    assert.ok(entryMatches('pilot', 'pilot'));
+    assert.ok(!entryMatches('pilot', 'pilot1'));
+  });
+  it('.pool and pool* match pool accounts: the name followed by digits', () => {
+    for (const entry of ['.ops', 'ops*']) {
+      assert.ok(entryMatches(entry, 'ops001'));
+      assert.ok(!entryMatches(entry, 'ops'));
+      assert.ok(!entryMatches(entry, 'opsadmin'));
+    }
+  });
+  it('a bare dot or star-suffix with no base matches nobody', () => {
+    assert.ok(!entryMatches('.', '1'));
+  });
+});
+
+describe('sanitizing log text', () => {
+  it('a newline and other control characters become visible escapes', () => {
+    assert.equal(escapeControl('a\nb\r\x1b[31m\x7f\u0085\u2028'), 'a\\x0Ab\\x0D\\x1B[31m\\x7F\\x85\\u2028');
+  });
+  it('nested strings and keys are sanitized too', () => {
+    assert.deepEqual(sanitizeDeep({ 'k\n': ['x\ny', 1], n: { m: '\t' } }), { 'k\\x0A': ['x\\x0Ay', 1], n: { m: '\\x09' } });
+  });
+  it('the syslog text form quotes values with spaces and has no raw newline', () => {
+    const text = formatSyslogText({ level: 'notice', time: 't', pid: 1, msg: 'job completed', id: 'x\ny', exitCode: 0, command: ['/bin/a b'] });
+    assert.equal(formatSyslogText({ msg: 'm', dn: '/C=NL/CN=Jane "JD" Doe' }), 'm dn="/C=NL/CN=Jane \\"JD\\" Doe"');
+    assert.equal(text, 'job completed id="x\\x0Ay" exitCode=0 command=["/bin/a b"]');
+    assert.ok(!text.includes('\n'));
+  });
+});
+
+describe('log level', () => {
+  it('values out of range are clamped with gLExec\'s warnings', () => {
+    assert.deepEqual(clampLogLevel(9), { level: 5, warning: 'Specified loglevel 9 is too large, using max. log level 5.' });
+    assert.deepEqual(clampLogLevel(-1), { level: 0, warning: 'Specified loglevel -1 is too small, using min. log level 0.' });
+    assert.deepEqual(clampLogLevel(3), { level: 3 });
+  });
+});
+
+describe('grid-mapfile', () => {
+  it('a quoted DN and its accounts are read, the first account is the mapping', () => {
+    assert.deepEqual(parseGridMapLine('"/C=NL/O=Example/CN=Jane Doe" jane,other'), { dn: '/C=NL/O=Example/CN=Jane Doe', accounts: ['jane', 'other'] });
+  });
+  it('an unquoted DN without spaces is read', () => {
+    assert.deepEqual(parseGridMapLine('/C=NL/CN=x  acct'), { dn: '/C=NL/CN=x', accounts: ['acct'] });
+  });
+  it('a backslash escapes a quote inside the DN', () => {
+    assert.equal(parseGridMapLine('"/CN=a \\"b\\"" acct')?.dn, '/CN=a "b"');
+  });
+  it('comments and blank lines are skipped', () => {
+    assert.equal(parseGridMapLine('  # "/CN=x" y'), undefined);
+    assert.equal(parseGridMapLine('   '), undefined);
+  });
+  it('a line without an account is a 202 naming the file and line', () => {
+    const error = thrown(() => parseGridMap('"/CN=a" x\n"/CN=b"\n', '/etc/gm'));
+    assert.equal(error.exitCode, 202);
+    assert.equal(error.message, '/etc/gm line 2: no account after the DN');
+  });
+  it('a DN without an entry is a 203', () => {
+    const error = thrown(() => mapDn(parseGridMap('"/CN=a" x\n', '/etc/gm'), '/CN=b', '/etc/gm'));
+    assert.equal(error.exitCode, 203);
+    assert.equal(error.message, '/CN=b has no entry in grid-mapfile /etc/gm');
+  });
+  it('a pool account entry is refused until pool support exists', () => {
+    assert.equal(thrown(() => mapDn(parseGridMap('"/CN=a" .atlas\n', '/gm'), '/CN=a', '/gm')).code, 'mapping.pool_unsupported');
+  });
+});
+
+describe('payload environment', () => {
+  const target: Target = { name: 'alice', uid: 1001, gid: 1001, home: '/home/alice', shell: '/bin/sh', groupName: 'alice', groups: [1001] };
+  const config = (preserve: string[]): Config => ({ ...defaultConfig(), preserve_env_variables: preserve });
+
+  it('keeps GLEXEC_* and preserved variables, drops the rest, and sets HOME, USER, LOGNAME and PATH', () => {
+    const caller = new Map([
+      ['GLEXEC_ID', 'job 1'], ['GLEXEC_EPILOG_TARGET_RC', '0'], ['KEEP', 'k'], ['SECRET', 's'], ['HOME', '/home/pilot'],
+      ['X509_USER_PROXY', '/tmp/x509'], ['LD_PRELOAD', '/tmp/evil.so'],
+    ]);
+    const { env } = buildPayloadEnv(caller, config(['KEEP', 'X509_USER_PROXY']), target);
+    assert.deepEqual({ ...env }, { GLEXEC_ID: 'job 1', KEEP: 'k', HOME: '/home/alice', USER: 'alice', LOGNAME: 'alice', PATH: DEFAULT_PAYLOAD_PATH });
+  });
+  it('drops values that look like shell functions', () => {
+    const { env, dropped } = buildPayloadEnv(new Map([['GLEXEC_X', '() { :; }; echo pwned']]), config([]), target);
+    assert.equal(env.GLEXEC_X, undefined);
+    assert.deepEqual(dropped, [{ name: 'GLEXEC_X', why: 'value looks like a shell function' }]);
+  });
+  it('drops a preserved locale or time zone whose value is a path', () => {
+    const { env } = buildPayloadEnv(new Map([['LC_ALL', '/tmp/evil'], ['LANG', 'en_US.UTF-8'], ['TZ', '/tmp/zone']]), config(['LC_ALL', 'LANG', 'TZ']), target);
+    assert.deepEqual({ ...env, HOME: undefined, USER: undefined, LOGNAME: undefined, PATH: undefined }, { LANG: 'en_US.UTF-8', HOME: undefined, USER: undefined, LOGNAME: undefined, PATH: undefined });
+  });
+  it('a preserved PATH wins over the default', () => {
+    assert.equal(buildPayloadEnv(new Map([['PATH', '/opt/bin']]), config(['PATH']), target).env.PATH, '/opt/bin');
+  });
+});
+
+describe('shim arguments and the command line', () => {
+  it('the shim arguments are read, and the caller\'s arguments follow -- unchanged', () => {
+    const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
+    assert.deepEqual(shim, { configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', envFd: 3, argv: ['/bin/echo', '--', '-V'] });
+  });
+  it('arguments that did not come from the shim are refused', () => {
+    assert.equal(thrown(() => parseShimArgs(['/bin/true'])).code, 'shim.bad_args');
+    assert.equal(thrown(() => parseShimArgs(['--caller-uid=x', '--'])).code, 'shim.bad_args');
+  });
+  it('the environment block keeps the first of a repeated name', () => {
+    assert.deepEqual([...parseEnvironmentBlock(Buffer.from('A=1\0B=x=y\0A=2\0junk\0'))], [['A', '1'], ['B', 'x=y']]);
+  });
+  it('options after the payload path belong to the payload', () => {
+    assert.deepEqual(toAction(['/bin/ls', '-V', '--help']), { kind: 'run', payload: '/bin/ls', args: ['-V', '--help'] });
+  });
+  it('-V asks for the version', () => assert.deepEqual(toAction(['-V']), { kind: 'version' }));
+  it('no payload is a 201 with the usage line', () => {
+    const error = thrown(() => toAction([]));
+    assert.equal(error.exitCode, 201);
+    assert.equal(error.message, 'usage: glexec /absolute/path/to/payload [arguments...]');
+  });
+  it('an unknown option before the payload is a 201', () => {
+    const error = thrown(() => toAction(['--frobnicate', '/bin/true']));
+    assert.equal(error.exitCode, 201);
+    assert.equal(error.message, "unknown option '--frobnicate'");
+  });
+  it('setpriv gets numeric ids and the groups list, then the payload after --', () => {
+    assert.deepEqual(setprivArgs({ uid: 1001, gid: 1002, groups: [1002, 1003] }, '/bin/x', ['-a']), ['--reuid', '1001', '--regid', '1002', '--groups', '1002,1003', '--', '/bin/x', '-a']);
+  });
+  it('the version constant matches package.json', () => {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };
+    assert.equal(VERSION, pkg.version);
+  });
+});
