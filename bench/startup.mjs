@@ -20,7 +20,7 @@ if (process.getuid() !== 0) {
 }
 
 const { TestSystem } = require(join(root, 'build/test/helpers/system.js'));
-const { TestPki } = require(join(root, 'build/test/helpers/pki.js'));
+const { TestPki } = require(join(root, 'build/test/helpers/pki-fixtures.js'));
 
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -30,9 +30,9 @@ const median = (values) => {
 
 function timeOnce(command, args, options) {
   const started = process.hrtime.bigint();
-  const result = spawnSync(command, args, { stdio: 'ignore', ...options });
+  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', ...options });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.status}`);
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.status}: ${result.stderr}`);
   return ms;
 }
 
@@ -40,12 +40,14 @@ const system = TestSystem.create();
 try {
   const pki = TestPki.create(system);
   system.writeConfig(system.standardConfig(['log_level = 3']));
+  pki.writeStandardGridMap();
   const env = system.callerEnv({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
   const asPilot = ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--'];
   const commands = {
     glexec: () => timeOnce('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true'], { env, cwd: system.scratch }),
     'node -e 0': () => timeOnce('/usr/bin/setpriv', [...asPilot, process.execPath, '-e', '0'], { env, cwd: system.scratch }),
-    'setpriv /bin/true': () => timeOnce('/usr/bin/setpriv', [...asPilot, '/usr/bin/setpriv', '--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/true'], { env, cwd: system.scratch }),
+    // As root: the cost of the identity switch alone, in C.
+    'setpriv /bin/true': () => timeOnce('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/true'], { env, cwd: system.scratch }),
   };
   const samples = Object.fromEntries(Object.keys(commands).map((name) => [name, []]));
   for (const run of Object.values(commands)) run(); // warm the page cache

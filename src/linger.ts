@@ -3,10 +3,11 @@
  * system sends to the payload's process group, and turns the payload's ending into data.
  * Then it ends what is left of the payload's process group: SIGTERM, a grace, SIGKILL.
  */
+import { monotonicMs } from './clock';
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ending } from './exitcode';
-import { groupExists, signalGroup } from './sys/proc';
+import { groupHasLiveMembers, signalGroup } from './sys/proc';
 
 /** Forwarded to the payload's process group (design.md §3). SIGKILL and SIGSTOP cannot be caught. */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
@@ -63,22 +64,22 @@ export interface GroupCleanup {
 }
 
 const POLL_MS = 10;
-const REAP_WAIT_MS = 2000;
+const KILL_WAIT_MS = 2000;
 
 /** SIGTERM to the group, wait up to `graceSeconds` for it to empty, then SIGKILL. */
 export async function endProcessGroup(pgid: number, graceSeconds: number): Promise<GroupCleanup> {
-  const started = performance.now();
-  const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({ outcome, durationMs: Math.round(performance.now() - started) });
-  if (!signalGroup(pgid, 'SIGTERM')) return done('none');
+  const started = monotonicMs();
+  const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({ outcome, durationMs: Math.round(monotonicMs() - started) });
+  if (!groupHasLiveMembers(pgid) || !signalGroup(pgid, 'SIGTERM')) return done('none');
   signalGroup(pgid, 'SIGCONT');
   const deadline = started + graceSeconds * 1000;
-  while (performance.now() < deadline) {
-    await sleep(Math.min(POLL_MS, Math.max(0, deadline - performance.now())));
-    if (!groupExists(pgid)) return done('terminated');
+  while (monotonicMs() < deadline) {
+    await sleep(Math.min(POLL_MS, Math.max(0, deadline - monotonicMs())));
+    if (!groupHasLiveMembers(pgid)) return done('terminated');
   }
   signalGroup(pgid, 'SIGKILL');
-  // Killed processes linger as zombies until their new parent reaps them; wait for that, bounded.
-  const reapDeadline = performance.now() + REAP_WAIT_MS;
-  while (groupExists(pgid) && performance.now() < reapDeadline) await sleep(POLL_MS);
+  // SIGKILL cannot be refused, but delivery is not instant; wait until none is running, bounded.
+  const killDeadline = monotonicMs() + KILL_WAIT_MS;
+  while (groupHasLiveMembers(pgid) && monotonicMs() < killDeadline) await sleep(POLL_MS);
   return done('killed');
 }

@@ -2,6 +2,7 @@
  * The whole run of glexec, one stage after another. Each stage takes what it needs and returns
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
  */
+import { monotonicMs } from './clock';
 import { lstatSync, statSync } from 'node:fs';
 import { type Caller, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction } from './cli';
@@ -9,6 +10,7 @@ import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
 import { GlexecError, systemError } from './errors';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
+import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { endProcessGroup, type GroupCleanup, type SignalRelay, waitForExit } from './linger';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { mapDn, readGridMap } from './mapping/gridmap';
@@ -42,10 +44,15 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
+    const epilogue = checkEpilogueTrust(loaded.config);
     checkPayload(action.payload, target, loaded.config.prohibit_exec_via_symlink);
-    const run = await runPayload(action, caller, target, loaded.config, relay, log);
-    writeCompletionRecord(log, caller, target, proxy, action, run);
-    return exitCodeOf(run.ending);
+    const payloadEnv = buildEnvironment(caller, target, loaded.config, log);
+    const payload = await runPayload(action, caller, target, payloadEnv, loaded.config, relay, log);
+    const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending }, loaded.config, log) : undefined;
+    const cleanup = await endLeftovers(payload.pid, loaded.config, log);
+    const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
+    writeCompletionRecord(log, { caller, target, proxy, action, payload, epilogue: epilogueReport, cleanup, exitCode });
+    return exitCode;
   } catch (error) {
     logRefusal(log, error);
     throw error;
@@ -120,21 +127,31 @@ function payloadWorkingDirectory(caller: Caller, target: Target): string {
   return '/';
 }
 
+/** A broken epilogue setting is a 202 before anything runs. */
+function checkEpilogueTrust(config: Config): EpilogueRunner | undefined {
+  const runner = resolveEpilogueRunner(config);
+  if (runner) checkEpilogue(runner);
+  return runner;
+}
+
+function buildEnvironment(caller: Caller, target: Target, config: Config, log: Log): Record<string, string> {
+  const { env, dropped } = buildPayloadEnv(caller.env, config, target);
+  for (const { name, why } of dropped) log.info('caller variable dropped', { name, why });
+  return env;
+}
+
 interface PayloadRun {
   readonly pid: number;
   readonly cwd: string;
   readonly ending: Ending;
-  readonly cleanup: GroupCleanup;
   readonly durationMs: number;
 }
 
-async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
+async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
   if (!setprivAvailable()) throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
-  const { env, dropped } = buildPayloadEnv(caller.env, config, target);
-  for (const { name, why } of dropped) log.info('caller variable dropped', { name, why });
   const cwd = payloadWorkingDirectory(caller, target);
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
-  const started = performance.now();
+  const started = monotonicMs();
   const child = spawnAsTarget(target, action.payload, action.args, env, cwd);
   const exited = waitForExit(child);
   if (child.pid === undefined) {
@@ -146,28 +163,56 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   log.info('payload started', { pid, target: target.name, cwd });
   const ending = await exited;
   relay.detach();
-  const durationMs = Math.round(performance.now() - started);
-  const cleanup = await endProcessGroup(pid, config.kill_grace);
-  if (cleanup.outcome !== 'none') log.notice('ended what the payload left in its process group', { pgid: pid, outcome: cleanup.outcome });
-  return { pid, cwd, ending, cleanup, durationMs };
+  const durationMs = Math.round(monotonicMs() - started);
+  log.info('payload ended', { pid, ending, durationMs });
+  return { pid, cwd, ending, durationMs };
 }
 
-function writeCompletionRecord(log: Log, caller: Caller, target: Target, proxy: VerifiedProxy, action: Extract<Action, { kind: 'run' }>, run: PayloadRun): void {
+/** Runs while the payload's leftovers are still alive, so that it can find them. */
+async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, config: Config, log: Log): Promise<EpilogueReport> {
+  const report = await runEpilogue(runner, payloadEnv, context, config.epilogue_timeout, config.kill_grace);
+  const fields = { path: runner.path, user: runner.user, group: runner.group, ...report.outcome, durationMs: report.durationMs, leftovers: report.leftovers };
+  if (report.outcome.result === 'ok') log.info('epilogue succeeded', fields);
+  else log.error(`epilogue failed: ${report.outcome.reason}`, fields);
+  return report;
+}
+
+/** What is left of the payload's process group after the epilogue: SIGTERM, grace, SIGKILL. */
+async function endLeftovers(pgid: number, config: Config, log: Log): Promise<GroupCleanup> {
+  const cleanup = await endProcessGroup(pgid, config.kill_grace);
+  if (cleanup.outcome !== 'none') log.notice('ended what the payload left in its process group', { pgid, outcome: cleanup.outcome, durationMs: cleanup.durationMs });
+  return cleanup;
+}
+
+interface Completion {
+  readonly caller: Caller;
+  readonly target: Target;
+  readonly proxy: VerifiedProxy;
+  readonly action: Extract<Action, { kind: 'run' }>;
+  readonly payload: PayloadRun;
+  readonly epilogue: EpilogueReport | undefined;
+  readonly cleanup: GroupCleanup;
+  readonly exitCode: number;
+}
+
+function writeCompletionRecord(log: Log, run: Completion): void {
+  const { caller, target, payload, epilogue } = run;
   log.audit('job completed', {
     caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
     target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
-    dn: proxy.identityDn,
+    dn: run.proxy.identityDn,
     id: caller.env.get('GLEXEC_ID'),
-    command: [action.payload, ...action.args],
-    cwd: run.cwd,
+    command: [run.action.payload, ...run.action.args],
+    cwd: payload.cwd,
     glexecPid: process.pid,
-    payloadPid: run.pid,
-    payloadPgid: run.pid,
-    ending: run.ending,
-    payloadRc: rawReturnCode(run.ending),
-    exitCode: exitCodeOf(run.ending),
+    payloadPid: payload.pid,
+    payloadPgid: payload.pid,
+    ending: payload.ending,
+    payloadRc: rawReturnCode(payload.ending),
+    epilogue: epilogue ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers } : 'none',
     leftovers: run.cleanup.outcome,
-    durationMs: run.durationMs,
+    exitCode: run.exitCode,
+    durationMs: payload.durationMs,
   });
 }
 

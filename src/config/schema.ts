@@ -90,6 +90,8 @@ const accountName: Parser<string> = (raw) => {
   return raw;
 };
 
+const optionalAccountName: Parser<string> = (raw) => (raw === '' ? '' : accountName(raw));
+
 const syslogFacilities = [
   'auth', 'authpriv', 'cron', 'daemon', 'ftp', 'kern', 'lpr', 'mail', 'news', 'syslog', 'user', 'uucp',
   'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7',
@@ -156,14 +158,17 @@ export const configSchema = {
   lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
     doc: 'Deprecated alias of target_lock_mechanism.' }),
   kill_grace: spec({ parse: seconds, default: 5, status: 'used', extension: true,
-    doc: 'Seconds between SIGTERM and SIGKILL when glexec ends what the payload left behind.' }),
+    doc: 'Seconds between SIGTERM and SIGKILL, for the epilogue and for what the payload left behind.' }),
 
-  // --- epilogue (a later change implements it; until then setting it is refused) ---
-  epilogue: spec({ parse: optionalAbsolutePath, default: '', status: 'refused', safe: (path) => path === '',
-    doc: 'Trusted program run after the payload.' }),
-  epilogue_user: spec({ parse: accountName, default: 'root', status: 'ignored', doc: 'Account the epilogue runs as.' }),
-  epilogue_group: spec({ parse: accountName, default: '', status: 'ignored', doc: 'Group the epilogue runs as.' }),
-  epilogue_timeout: spec({ parse: seconds, default: 300, status: 'ignored', doc: 'Seconds before the epilogue gets SIGTERM.' }),
+  // --- epilogue ---
+  epilogue: spec({ parse: optionalAbsolutePath, default: '', status: 'used',
+    doc: 'Absolute canonical path of a trusted-root program run after the payload (empty: none).' }),
+  epilogue_user: spec({ parse: accountName, default: 'root', status: 'used',
+    doc: 'Account the epilogue runs as; it may also own the epilogue and its directories. Needs user_identity_switch_by = glexec.' }),
+  epilogue_group: spec({ parse: optionalAccountName, default: '', status: 'used',
+    doc: 'Group the epilogue runs as (empty: gid 0); its members may write the epilogue. Needs user_identity_switch_by = glexec.' }),
+  epilogue_timeout: spec({ parse: seconds, default: 300, status: 'used',
+    doc: 'Seconds the epilogue may run before its process group gets SIGTERM (then SIGKILL after kill_grace).' }),
   backlog_path: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'Unknown in gLExec 0.9; accepted.' }),
 
   // --- logging ---

@@ -2,7 +2,7 @@
  * Starting and signalling processes: the only place that spawns or kills.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 export const SETPRIV = '/usr/bin/setpriv';
 
@@ -47,6 +47,49 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-export function groupExists(pgid: number): boolean {
-  return signalGroup(pgid, 0);
+/**
+ * Whether the process group still has a member that is not a zombie. Killed processes stay
+ * zombies until their new parent (init) reaps them, which can take a while; they hold nothing.
+ */
+export function groupHasLiveMembers(pgid: number): boolean {
+  if (!signalGroup(pgid, 0)) return false;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+  }
+  return false;
+}
+
+/** The slot the epilogue's descriptor gets in the child: it runs as /proc/self/fd/3. */
+const EXEC_FD = 3;
+
+/**
+ * PRIVILEGE: runs the already-opened, already-checked file behind `fd` (never a path that could
+ * be swapped after the check) as `who`, through setpriv, with stdio on /dev/null, in its own
+ * session and process group. A `#!` script works too: its interpreter opens /proc/self/fd/3,
+ * which is still this descriptor.
+ */
+export function spawnFromDescriptor(who: TargetIdentity, fd: number, env: Record<string, string>): ChildProcess {
+  return spawn(SETPRIV, setprivArgs(who, `/proc/self/fd/${EXEC_FD}`, []), {
+    detached: true,
+    env,
+    cwd: '/',
+    stdio: ['ignore', 'ignore', 'ignore', fd],
+    argv0: 'setpriv',
+  });
+}
+
+/** This process's pid, process group and session, from /proc/self/stat (posix has no getsid). */
+export function ownProcessIds(): { pid: number; pgid: number; sid: number } {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  // Fields after the command name, which may itself contain spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { pid: process.pid, pgid: Number(fields[2]), sid: Number(fields[3]) };
 }

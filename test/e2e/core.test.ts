@@ -426,9 +426,14 @@ function isAlive(pid: number): boolean {
   return readStatus(pid) !== undefined;
 }
 
+/** Running processes of `uid`; zombies (killed, not yet reaped by init) do not count. */
 function processesOf(uid: number): string[] {
-  const result = spawnSync('pgrep', ['-u', String(uid)], { encoding: 'utf8' });
-  return result.stdout.split('\n').filter(Boolean);
+  const result = spawnSync('ps', ['-o', 'pid=,stat=', '-u', String(uid)], { encoding: 'utf8' });
+  return result.stdout
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([pid, stat]) => pid && !stat?.startsWith('Z'))
+    .map(([pid]) => pid as string);
 }
 
 async function waitForProcessOf(uid: number, name: string): Promise<void> {

@@ -1,0 +1,190 @@
+/**
+ * The epilogue: a trusted-root program the site runs after every payload, as root or as
+ * epilogue_user:epilogue_group, with stdio on /dev/null, the payload's cleaned environment plus
+ * GLEXEC_EPILOG_* variables, and a timeout (SIGTERM to its process group, SIGKILL after kill_grace).
+ *
+ * Its path is checked twice: before the payload starts (a broken setting is a 202 before anything
+ * runs) and again just before it runs. The second check opens the file and runs it through that
+ * descriptor (/proc/self/fd/3), so a rename between check and run cannot substitute another file.
+ */
+import { closeSync, lstatSync, type Stats } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Caller } from './caller';
+import { monotonicMs } from './clock';
+import type { Config } from './config/schema';
+import { systemError } from './errors';
+import { type Ending, rawReturnCode } from './exitcode';
+import { endProcessGroup, waitForExit } from './linger';
+import { mayExecute } from './payload/check';
+import { openChecked } from './sys/files';
+import { findAccount, findGroup } from './sys/identity';
+import { ownProcessIds, signalGroup, spawnFromDescriptor } from './sys/proc';
+import type { Target } from './target';
+import { requireTrustedPath, type TrustPolicy } from './trust';
+
+export interface EpilogueRunner {
+  readonly path: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly user: string;
+  readonly group: string;
+  readonly policy: TrustPolicy;
+}
+
+export type EpilogueOutcome =
+  | { readonly result: 'ok'; readonly exitCode: 0 }
+  | { readonly result: 'failed'; readonly exitCode?: number; readonly signal?: string; readonly reason: string }
+  | { readonly result: 'timed_out'; readonly forcefullyKilled: boolean; readonly reason: string };
+
+export interface EpilogueReport {
+  readonly outcome: EpilogueOutcome;
+  readonly durationMs: number;
+  /** What the epilogue left in its process group after it exited. */
+  readonly leftovers: 'none' | 'terminated' | 'killed';
+}
+
+/** Who runs the epilogue, and whom its trust walk trusts besides root. Undefined: no epilogue. */
+export function resolveEpilogueRunner(config: Config): EpilogueRunner | undefined {
+  const customIdentity = config.epilogue_user !== 'root' || config.epilogue_group !== '';
+  if (customIdentity && config.user_identity_switch_by !== 'glexec') {
+    throw systemError('epilogue.needs_glexec_switch', 'epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec');
+  }
+  if (config.epilogue === '') return undefined;
+  const account = findAccount(config.epilogue_user);
+  if (account === undefined) throw systemError('epilogue.bad_user', `epilogue_user '${config.epilogue_user}' does not exist`);
+  let gid = 0;
+  if (config.epilogue_group !== '') {
+    const group = findGroup(config.epilogue_group);
+    if (group === undefined) throw systemError('epilogue.bad_group', `epilogue_group '${config.epilogue_group}' does not exist`);
+    gid = group.gid;
+  }
+  return {
+    path: config.epilogue,
+    uid: account.uid,
+    gid,
+    user: account.name,
+    group: findGroup(gid)?.name ?? String(gid),
+    policy: {
+      trustedUids: account.uid === 0 ? [] : [account.uid],
+      trustedGids: config.epilogue_group === '' ? [] : [gid],
+      finalType: 'file',
+    },
+  };
+}
+
+/** The trust walk and the execute check; a refusal is a 202 naming the component and the rule. */
+export function checkEpilogue(runner: EpilogueRunner): Stats {
+  const st = requireTrustedPath('epilogue', runner.path, runner.policy, lstatSync, 'epilogue.untrusted');
+  const executable = runner.uid === 0 ? (st.mode & 0o111) !== 0 : mayExecute(st, { uid: runner.uid, gid: runner.gid, groups: [runner.gid] });
+  if (!executable) throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
+  return st;
+}
+
+export interface EpilogueContext {
+  readonly caller: Caller;
+  readonly target: Target;
+  readonly payloadPath: string;
+  readonly payloadArgs: readonly string[];
+  readonly payloadPid: number;
+  readonly ending: Ending;
+}
+
+const colonList = (gids: readonly number[], primary: number): string => gids.filter((gid) => gid !== primary).join(':');
+
+/** The GLEXEC_EPILOG_* variables of gLExec 0.9, plus ARGC and PATH (ours). */
+export function epilogueVariables(context: EpilogueContext, epiloguePath: string): Record<string, string> {
+  const { caller, target } = context;
+  const argv = [context.payloadPath, ...context.payloadArgs];
+  const self = ownProcessIds();
+  const variables: Record<string, string> = {
+    GLEXEC_EPILOG_ARGC: String(argv.length),
+    GLEXEC_EPILOG_GLEXEC_USER: caller.name,
+    GLEXEC_EPILOG_GLEXEC_GROUP: caller.groupName,
+    GLEXEC_EPILOG_GLEXEC_UID: String(caller.uid),
+    GLEXEC_EPILOG_GLEXEC_GID: String(caller.gid),
+    GLEXEC_EPILOG_GLEXEC_SGIDS: colonList(caller.groups, caller.gid),
+    GLEXEC_EPILOG_TARGET_USER: target.name,
+    GLEXEC_EPILOG_TARGET_GROUP: target.groupName,
+    GLEXEC_EPILOG_TARGET_UID: String(target.uid),
+    GLEXEC_EPILOG_TARGET_GID: String(target.gid),
+    GLEXEC_EPILOG_TARGET_SGIDS: colonList(target.groups, target.gid),
+    GLEXEC_EPILOG_GLEXEC_PID: String(self.pid),
+    GLEXEC_EPILOG_GLEXEC_SID: String(self.sid),
+    GLEXEC_EPILOG_GLEXEC_PGID: String(self.pgid),
+    GLEXEC_EPILOG_TARGET_PID: String(context.payloadPid),
+    GLEXEC_EPILOG_TARGET_PGID: String(context.payloadPid),
+    GLEXEC_EPILOG_TARGET_RC: String(rawReturnCode(context.ending)),
+    GLEXEC_EPILOG_PATH: epiloguePath,
+  };
+  argv.forEach((arg, index) => {
+    variables[`GLEXEC_EPILOG_ARGV${index}`] = arg;
+  });
+  return variables;
+}
+
+/** Runs the epilogue to its end (or its timeout) and reports; never throws for the epilogue's own failures. */
+export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, timeoutSeconds: number, graceSeconds: number): Promise<EpilogueReport> {
+  const started = monotonicMs();
+  const report = (outcome: EpilogueOutcome, leftovers: EpilogueReport['leftovers'] = 'none'): EpilogueReport => ({
+    outcome,
+    leftovers,
+    durationMs: Math.round(monotonicMs() - started),
+  });
+  let fd: number;
+  try {
+    fd = openChecked(runner.path, checkEpilogue(runner));
+  } catch (error) {
+    return report({ result: 'failed', reason: `not run: ${(error as Error).message}` });
+  }
+  const env: Record<string, string> = Object.assign(Object.create(null), payloadEnv, epilogueVariables(context, runner.path));
+  let pid: number;
+  let exited: Promise<Ending>;
+  try {
+    const child = spawnFromDescriptor({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, fd, env);
+    exited = waitForExit(child);
+    if (child.pid === undefined) {
+      const reason = await exited.then(() => 'unknown error', (error: unknown) => String((error as Error).message));
+      return report({ result: 'failed', reason: `could not start: ${reason}` });
+    }
+    pid = child.pid;
+  } finally {
+    closeSync(fd);
+  }
+  const ending = await endOrTimeOut(pid, exited, timeoutSeconds, graceSeconds);
+  const leftovers = (await endProcessGroup(pid, graceSeconds)).outcome;
+  return report(ending, leftovers);
+}
+
+async function endOrTimeOut(pgid: number, exited: Promise<Ending>, timeoutSeconds: number, graceSeconds: number): Promise<EpilogueOutcome> {
+  const timer = new AbortController();
+  const timedOut = sleep(timeoutSeconds * 1000, 'timeout' as const, { signal: timer.signal }).catch(() => 'cancelled' as const);
+  const first = await Promise.race([exited, timedOut]);
+  if (first !== 'timeout' && first !== 'cancelled') {
+    timer.abort();
+    return outcomeOf(first);
+  }
+  signalGroup(pgid, 'SIGTERM');
+  const graceTimer = new AbortController();
+  const graceOver = sleep(graceSeconds * 1000, 'grace' as const, { signal: graceTimer.signal }).catch(() => 'cancelled' as const);
+  const afterTerm = await Promise.race([exited, graceOver]);
+  if (afterTerm !== 'grace' && afterTerm !== 'cancelled') {
+    graceTimer.abort();
+    return { result: 'timed_out', forcefullyKilled: false, reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and ended on SIGTERM` };
+  }
+  signalGroup(pgid, 'SIGKILL');
+  await exited;
+  return { result: 'timed_out', forcefullyKilled: true, reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and was killed with SIGKILL after kill_grace (${graceSeconds} s)` };
+}
+
+function outcomeOf(ending: Ending): EpilogueOutcome {
+  if ('signal' in ending) return { result: 'failed', signal: ending.signal, reason: `killed by ${ending.signal}` };
+  if (ending.code === 0) return { result: 'ok', exitCode: 0 };
+  return { result: 'failed', exitCode: ending.code, reason: `exited with ${ending.code}` };
+}
+
+/** gLExec's rule: an epilogue that exits 201..204 makes glexec exit 204; any other failure 202. */
+export function exitCodeAfterEpilogue(outcome: EpilogueOutcome, payloadExitCode: number): number {
+  if (outcome.result === 'ok') return payloadExitCode;
+  if (outcome.result === 'failed' && outcome.exitCode !== undefined && outcome.exitCode >= 201 && outcome.exitCode <= 204) return 204;
+  return 202;
+}

@@ -1,0 +1,359 @@
+/**
+ * The epilogue, end to end through the installed shim: the trusted-root check, the identity and
+ * environment it runs with, its timeout, and what its result does to glexec's exit code.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { checkEpilogue, type EpilogueRunner } from '../../src/epilogue';
+import { openChecked } from '../../src/sys/files';
+import { spawnFromDescriptor } from '../../src/sys/proc';
+import { TestPki } from '../helpers/pki-fixtures';
+import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
+
+let system: TestSystem;
+let pki: TestPki;
+let epiUser: Account;
+let epiGroup: string;
+/** Root-owned directory the epilogues write what they saw into. */
+let out: string;
+
+const proxyEnv = (extra: Record<string, string> = {}) => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy, ...extra });
+
+/** An epilogue script in a fresh root-owned 0755 directory under the test root. */
+function epilogueScript(name: string, body: string, mode = 0o755): string {
+  const dir = join(system.root, 'epilogues');
+  mkdirSync(dir, { mode: 0o755, recursive: true });
+  const path = join(dir, name);
+  rmSync(path, { force: true });
+  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode });
+  chmodSync(path, mode);
+  return path;
+}
+
+function configWithEpilogue(path: string, extra: string[] = []): void {
+  system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 30', ...extra]));
+}
+
+function completion(): Record<string, unknown> {
+  const record = system.logRecords().find((entry) => entry.msg === 'job completed');
+  assert.ok(record, 'no completion record');
+  return record;
+}
+
+/** Runs /bin/true through glexec with `epilogue` set, expecting a 202 naming the rule, and no payload run. */
+function expectUntrusted(path: string, rule: string, extra: string[] = []): void {
+  configWithEpilogue(path, extra);
+  const marker = join(system.scratch, 'payload-ran');
+  rmSync(marker, { force: true });
+  const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
+  assert.equal(result.stderr, `glexec: epilogue ${path} is not trusted: ${rule}\n`);
+  assert.equal(result.status, 202);
+  assert.equal(existsSync(marker), false, 'the payload ran although the epilogue was refused');
+}
+
+describe('the epilogue', { skip: needsRoot }, () => {
+  before(() => {
+    system = TestSystem.create();
+    pki = TestPki.create(system);
+    epiGroup = system.addGroup('epigrp');
+    epiUser = system.addUser('epi', []);
+    out = join(system.root, 'epilogue-out');
+    mkdirSync(out, { mode: 0o755 });
+  });
+  after(() => system?.tearDown());
+  beforeEach(() => {
+    pki.writeStandardGridMap();
+    system.clearLog();
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out, { mode: 0o777 });
+    chmodSync(out, 0o777);
+  });
+
+  describe('environment and identity', () => {
+    it('sees every GLEXEC_EPILOG_* variable, the payload\'s environment, /dev/null stdio, and runs as root in its own group', () => {
+      const path = epilogueScript('env.sh', [
+        `env -0 > ${out}/env`,
+        'stdio="$(readlink /proc/$$/fd/0) $(readlink /proc/$$/fd/1) $(readlink /proc/$$/fd/2)"',
+        `echo "$stdio" > ${out}/stdio`,
+        `echo "$(id -u) $(id -g) $(id -G)" > ${out}/id`,
+        `ps -o pid=,pgid= -p $$ > ${out}/pgid`,
+      ].join('\n'));
+      configWithEpilogue(path);
+      const args = ['-c', 'exit 5', 'two words', 'line\nbreak', ''];
+      const result = system.run(['/bin/sh', ...args], {
+        env: proxyEnv({ GLEXEC_ID: 'job 7', GLEXEC_EPILOG_TARGET_RC: '0', GLEXEC_EPILOG_HOSTILE: 'x' }),
+      });
+      assert.equal(result.status, 5, result.stderr);
+      const env = Object.fromEntries(
+        readFileSync(join(out, 'env'), 'utf8').split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
+      );
+      const epilog = Object.fromEntries(Object.entries(env).filter(([name]) => name.startsWith('GLEXEC_EPILOG_')));
+      const record = completion();
+      const supplementary = (record.target as { groups: number[] }).groups.filter((gid) => gid !== system.target.gid);
+      assert.deepEqual(epilog, {
+        GLEXEC_EPILOG_ARGC: '6',
+        GLEXEC_EPILOG_ARGV0: '/bin/sh',
+        GLEXEC_EPILOG_ARGV1: '-c',
+        GLEXEC_EPILOG_ARGV2: 'exit 5',
+        GLEXEC_EPILOG_ARGV3: 'two words',
+        GLEXEC_EPILOG_ARGV4: 'line\nbreak',
+        GLEXEC_EPILOG_ARGV5: '',
+        GLEXEC_EPILOG_GLEXEC_USER: system.pilot.name,
+        GLEXEC_EPILOG_GLEXEC_GROUP: `${system.pilot.name}g`,
+        GLEXEC_EPILOG_GLEXEC_UID: String(system.pilot.uid),
+        GLEXEC_EPILOG_GLEXEC_GID: String(system.pilot.gid),
+        GLEXEC_EPILOG_GLEXEC_SGIDS: '',
+        GLEXEC_EPILOG_TARGET_USER: system.target.name,
+        GLEXEC_EPILOG_TARGET_GROUP: `${system.target.name}g`,
+        GLEXEC_EPILOG_TARGET_UID: String(system.target.uid),
+        GLEXEC_EPILOG_TARGET_GID: String(system.target.gid),
+        GLEXEC_EPILOG_TARGET_SGIDS: supplementary.join(':'),
+        GLEXEC_EPILOG_GLEXEC_PID: String(record.glexecPid),
+        GLEXEC_EPILOG_GLEXEC_SID: epilog.GLEXEC_EPILOG_GLEXEC_SID,
+        GLEXEC_EPILOG_GLEXEC_PGID: epilog.GLEXEC_EPILOG_GLEXEC_PGID,
+        GLEXEC_EPILOG_TARGET_PID: String(record.payloadPid),
+        GLEXEC_EPILOG_TARGET_PGID: String(record.payloadPid),
+        GLEXEC_EPILOG_TARGET_RC: '5',
+        GLEXEC_EPILOG_PATH: path,
+      });
+      assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_SID), /^\d+$/);
+      assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_PGID), /^\d+$/);
+      assert.equal(supplementary.length, 1);
+      // The payload's cleaned environment comes along (dash adds PWD for itself).
+      assert.equal(env.GLEXEC_ID, 'job 7');
+      assert.equal(env.HOME, join(system.root, 'home', system.target.name));
+      assert.equal(env.USER, system.target.name);
+      assert.equal(env.GLEXEC_CLIENT_CERT, pki.pilotProxy);
+      assert.equal(readFileSync(join(out, 'stdio'), 'utf8'), '/dev/null /dev/null /dev/null\n');
+      assert.equal(readFileSync(join(out, 'id'), 'utf8'), '0 0 0\n');
+      const [pid, pgid] = readFileSync(join(out, 'pgid'), 'utf8').trim().split(/\s+/);
+      assert.equal(pgid, pid);
+      assert.deepEqual((record.epilogue as { result: string }).result, 'ok');
+    });
+
+    it('a payload killed by a signal gives GLEXEC_EPILOG_TARGET_RC 128+N', () => {
+      configWithEpilogue(epilogueScript('rc.sh', `echo "$GLEXEC_EPILOG_TARGET_RC" > ${out}/rc`));
+      assert.equal(system.run(['/bin/sh', '-c', 'kill -KILL $$'], { env: proxyEnv() }).status, 137);
+      assert.equal(readFileSync(join(out, 'rc'), 'utf8'), '137\n');
+    });
+
+    it('runs as epilogue_user and epilogue_group, with only that gid as its groups', () => {
+      const path = epilogueScript('as-user.sh', `echo "$(id -u) $(id -g) $(id -G)" > ${out}/id`);
+      configWithEpilogue(path, [`epilogue_user = ${epiUser.name}`, `epilogue_group = ${epiGroup}`]);
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      const gid = Number(spawnSync('getent', ['group', epiGroup], { encoding: 'utf8' }).stdout.split(':')[2]);
+      assert.equal(readFileSync(join(out, 'id'), 'utf8'), `${epiUser.uid} ${gid} ${gid}\n`);
+    });
+
+    it('epilogue_user with user_identity_switch_by = lcmaps is a 202 that says why', () => {
+      configWithEpilogue(epilogueScript('x.sh', 'exit 0'), [`epilogue_user = ${epiUser.name}`, 'user_identity_switch_by = lcmaps']);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, 'glexec: epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec\n');
+      assert.equal(result.status, 202);
+    });
+
+    it('linger = no still lingers, and the epilogue still runs', () => {
+      configWithEpilogue(epilogueScript('ran.sh', `touch ${out}/ran`), ['linger = no']);
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      assert.ok(existsSync(join(out, 'ran')));
+    });
+  });
+
+  describe('trusted-root check', () => {
+    it('a relative path is a 202 naming the key', () => {
+      system.writeConfig(system.standardConfig(['epilogue = epilogues/x.sh']));
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: ${system.configPath}: value 'epilogues/x.sh' for key 'epilogue' not understood: expected an absolute path\n`);
+      assert.equal(result.status, 202);
+    });
+
+    it('a path with .. is refused as not canonical', () => {
+      epilogueScript('dots.sh', 'exit 0');
+      const dotted = `${system.root}/bin/../epilogues/dots.sh`;
+      expectUntrusted(dotted, `${dotted} is not canonical (it has a ".." component)`);
+    });
+
+    it('a symbolic link in the path is refused', () => {
+      epilogueScript('real.sh', 'exit 0');
+      const link = join(system.root, 'epilogue-link');
+      rmSync(link, { force: true });
+      symlinkSync(join(system.root, 'epilogues'), link);
+      expectUntrusted(join(link, 'real.sh'), `${link} is a symbolic link (the path must be canonical)`);
+    });
+
+    it('a directory writable by an untrusted group is refused', () => {
+      const dir = join(system.root, 'groupdir');
+      mkdirSync(dir, { recursive: true });
+      chownSync(dir, 0, system.pilot.gid);
+      chmodSync(dir, 0o775);
+      writeFileSync(join(dir, 'e.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      expectUntrusted(join(dir, 'e.sh'), `${dir} is writable by group gid ${system.pilot.gid}, which is not trusted (mode 0775)`);
+    });
+
+    it('a world-writable directory is refused', () => {
+      const dir = join(system.root, 'worlddir');
+      mkdirSync(dir, { recursive: true });
+      chmodSync(dir, 0o777);
+      writeFileSync(join(dir, 'e.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      expectUntrusted(join(dir, 'e.sh'), `${dir} is world-writable (mode 0777)`);
+    });
+
+    it('a sticky world-writable directory like /tmp is refused', () => {
+      const dir = join(system.root, 'stickydir');
+      mkdirSync(dir, { recursive: true });
+      chmodSync(dir, 0o1777);
+      writeFileSync(join(dir, 'e.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      expectUntrusted(join(dir, 'e.sh'), `${dir} is world-writable (sticky or not) (mode 1777)`);
+    });
+
+    it('a file owned by another user is refused', () => {
+      const path = epilogueScript('foreign.sh', 'exit 0');
+      chownSync(path, system.pilot.uid, 0);
+      expectUntrusted(path, `${path} is owned by uid ${system.pilot.uid}, not by root`);
+    });
+
+    it('a file writable by epilogue_group members is allowed when that group is set', () => {
+      const gid = Number(spawnSync('getent', ['group', epiGroup], { encoding: 'utf8' }).stdout.split(':')[2]);
+      const path = epilogueScript('group-writable.sh', `touch ${out}/ran`, 0o775);
+      chownSync(path, 0, gid);
+      configWithEpilogue(path, [`epilogue_group = ${epiGroup}`]);
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      assert.ok(existsSync(join(out, 'ran')));
+    });
+
+    it('the same group-writable file is refused when epilogue_group is not set', () => {
+      const gid = Number(spawnSync('getent', ['group', epiGroup], { encoding: 'utf8' }).stdout.split(':')[2]);
+      const path = epilogueScript('group-writable.sh', 'exit 0', 0o775);
+      chownSync(path, 0, gid);
+      expectUntrusted(path, `${path} is writable by group gid ${gid}, which is not trusted (mode 0775)`);
+    });
+
+    it('a file owned by epilogue_user is allowed', () => {
+      const path = epilogueScript('owned.sh', `touch ${out}/ran`);
+      chownSync(path, epiUser.uid, epiUser.gid);
+      configWithEpilogue(path, [`epilogue_user = ${epiUser.name}`]);
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      assert.ok(existsSync(join(out, 'ran')));
+    });
+
+    it('an epilogue that does not exist is a 202 before the payload runs', () => {
+      const path = join(system.root, 'epilogues/missing.sh');
+      configWithEpilogue(path);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: epilogue ${path} cannot be checked: ENOENT\n`);
+      assert.equal(result.status, 202);
+    });
+
+    it('an epilogue made untrusted while the payload runs is refused at run time: 202', async () => {
+      const path = epilogueScript('late.sh', `touch ${out}/ran`);
+      configWithEpilogue(path);
+      const go = join(system.scratch, 'go');
+      rmSync(go, { force: true });
+      const child = system.start(['/bin/sh', '-c', `while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
+      const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      await sleep(300);
+      chmodSync(path, 0o777);
+      writeFileSync(go, '');
+      assert.equal(await exit, 202);
+      assert.equal(existsSync(join(out, 'ran')), false);
+      const epilogue = completion().epilogue as { result: string; reason: string };
+      assert.equal(epilogue.result, 'failed');
+      assert.match(epilogue.reason, /^not run: epilogue .* is not trusted: .* is world-writable/);
+    });
+
+    it('the program that runs is the file that was checked, even if the path is swapped after the check', () => {
+      const path = epilogueScript('swap.sh', `echo original > ${out}/which`);
+      const runner: EpilogueRunner = { path, uid: 0, gid: 0, user: 'root', group: 'root', policy: { trustedUids: [], trustedGids: [], finalType: 'file' } };
+      const fd = openChecked(path, checkEpilogue(runner));
+      renameSync(path, `${path}.old`);
+      writeFileSync(path, `#!/bin/sh\necho substitute > ${out}/which\n`, { mode: 0o755 });
+      const child = spawnFromDescriptor({ uid: 0, gid: 0, groups: [0] }, fd, { PATH: '/usr/bin:/bin' });
+      return new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => {
+          try {
+            assert.equal(code, 0);
+            assert.equal(readFileSync(join(out, 'which'), 'utf8'), 'original\n');
+            resolve();
+          } catch (error) {
+            reject(error);
+          }
+        });
+      });
+    });
+  });
+
+  describe('timeout and result', () => {
+    it('an epilogue that ignores SIGTERM is killed after epilogue_timeout and kill_grace, and glexec exits 202', () => {
+      const path = epilogueScript('stubborn.sh', `trap '' TERM\necho started > ${out}/started\nwhile :; do sleep 0.05; done`);
+      system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.5', 'kill_grace = 0.5']));
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.status, 202);
+      assert.ok(existsSync(join(out, 'started')));
+      const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
+      assert.equal(epilogue.result, 'timed_out');
+      assert.equal(epilogue.forcefullyKilled, true);
+      assert.equal(spawnSync('pgrep', ['-f', 'stubborn.sh']).status, 1);
+    });
+
+    it('an epilogue that honours SIGTERM at the timeout ends without SIGKILL, still a 202', () => {
+      const path = epilogueScript('slow.sh', 'exec sleep 30');
+      system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.2', 'kill_grace = 5']));
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 202);
+      const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
+      assert.deepEqual([epilogue.result, epilogue.forcefullyKilled], ['timed_out', false]);
+    });
+
+    it('a background child the epilogue leaves behind is gone when glexec exits', () => {
+      configWithEpilogue(epilogueScript('bg.sh', '/bin/sleep 987 &\nexit 0'));
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      assert.equal(spawnSync('pgrep', ['-f', 'sleep 987']).status, 1);
+      assert.notEqual((completion().epilogue as { leftovers: string }).leftovers, 'none');
+    });
+
+    it('an epilogue that exits 203 makes glexec exit 204', () => {
+      configWithEpilogue(epilogueScript('e203.sh', 'exit 203'));
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 204);
+    });
+
+    it('an epilogue that exits 1 makes glexec exit 202, whatever the payload did', () => {
+      configWithEpilogue(epilogueScript('e1.sh', 'exit 1'));
+      assert.equal(system.run(['/bin/sh', '-c', 'exit 9'], { env: proxyEnv() }).status, 202);
+      const epilogue = completion().epilogue as { result: string; exitCode: number; reason: string };
+      assert.deepEqual([epilogue.result, epilogue.exitCode, epilogue.reason], ['failed', 1, 'exited with 1']);
+    });
+
+    it('an epilogue that exits 0 leaves the payload\'s code', () => {
+      configWithEpilogue(epilogueScript('e0.sh', 'exit 0'));
+      assert.equal(system.run(['/bin/sh', '-c', 'exit 9'], { env: proxyEnv() }).status, 9);
+    });
+  });
+
+  describe('the Nikhef example epilogue', () => {
+    it('kills the payload\'s leftover in its process group and leaves an unrelated process of the same user running', async () => {
+      const log = join(out, 'epilogue.log');
+      const source = readFileSync(join(REPO, 'etc/epilogue/nikhef-example.sh'), 'utf8').replace('LOGFILE=/var/log/glexec/epilogue.log', `LOGFILE=${log}`);
+      const path = epilogueScript('nikhef.sh', source.replace(/^#!\/bin\/sh\n/, ''));
+      configWithEpilogue(path);
+      const unrelated = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '301'], { stdio: 'ignore', detached: true });
+      try {
+        await sleep(100);
+        const result = system.run(['/bin/sh', '-c', '/bin/sleep 300 & exit 0'], { env: proxyEnv() });
+        assert.equal(result.status, 0, result.stderr);
+        const text = readFileSync(log, 'utf8');
+        assert.match(text, /Sending SIGKILL to PIDs: \d+/);
+        // The unrelated process is still listed (a killed one may still show as a zombie until init reaps it).
+        assert.match(text, new RegExp(`Remaining processes from uid ${system.target.uid}:( \\d+)* ${unrelated.pid}\\b`));
+        assert.equal(spawnSync('pgrep', ['-f', 'sleep 300']).status, 1);
+        assert.equal(spawnSync('pgrep', ['-f', 'sleep 301']).status, 0);
+        // The epilogue did the work: glexec's own cleanup found nothing left.
+        assert.equal(completion().leftovers, 'none');
+      } finally {
+        unrelated.kill('SIGKILL');
+      }
+    });
+  });
+});
