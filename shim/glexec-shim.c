@@ -8,7 +8,9 @@
  *   4. close every other inherited fd, then copy the caller's environment into a memfd, as data;
  *   5. become fully root (groups, gid, uid), so no caller signal reaches the process and
  *      Node's SIGUSR1 inspector can never be opened by the caller;
- *   6. reset signal dispositions and mask, umask 022, cwd /;
+ *   6. reset signal dispositions and mask, umask 022, cwd /; lift the resource limits a caller
+ *      could use to make the root process fail half-way (after the payload started, before its
+ *      completion record is written), and pass the caller's values on for the payload;
  *   7. exec the node and the program fixed at build time, with a fixed environment.
  *
  * Paths are compiled in (-D), so no caller input can choose the interpreter, the program or the
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -128,6 +131,68 @@ static void become_root(void) {
     }
 }
 
+/*
+ * Limits a caller could set to make glexec fail half-way: no CPU time left, no file growth
+ * (the log), no memory, no descriptors. glexec lifts them for itself; the caller's values travel
+ * to the payload, which gets them back (prlimit, in the Node program).
+ */
+static const struct {
+    int resource;
+    const char *name;
+} lifted_limits[] = {
+    {RLIMIT_CPU, "cpu"}, {RLIMIT_FSIZE, "fsize"}, {RLIMIT_AS, "as"}, {RLIMIT_DATA, "data"}, {RLIMIT_NOFILE, "nofile"},
+};
+#define LIFTED_COUNT (sizeof lifted_limits / sizeof lifted_limits[0])
+/* Enough descriptors for glexec itself, whatever the caller left. */
+#define MIN_NOFILE 1024
+
+static void format_limit(char *out, size_t size, rlim_t value) {
+    if (value == RLIM_INFINITY)
+        snprintf(out, size, "unlimited");
+    else
+        snprintf(out, size, "%llu", (unsigned long long)value);
+}
+
+/* "cpu=S:H,fsize=S:H,…" of the caller's limits. */
+static char *format_caller_limits(void) {
+    static char text[LIFTED_COUNT * 64];
+    size_t used = 0;
+    for (size_t i = 0; i < LIFTED_COUNT; i++) {
+        struct rlimit limit;
+        if (getrlimit(lifted_limits[i].resource, &limit) != 0)
+            die("getrlimit");
+        char soft[32], hard[32];
+        format_limit(soft, sizeof soft, limit.rlim_cur);
+        format_limit(hard, sizeof hard, limit.rlim_max);
+        used += (size_t)snprintf(text + used, sizeof text - used, "%s%s=%s:%s", i ? "," : "", lifted_limits[i].name, soft, hard);
+    }
+    return text;
+}
+
+static void lift_limits(void) {
+    for (size_t i = 0; i < LIFTED_COUNT; i++) {
+        struct rlimit limit = {RLIM_INFINITY, RLIM_INFINITY};
+        if (lifted_limits[i].resource == RLIMIT_NOFILE) {
+            if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+                die("getrlimit");
+            if (limit.rlim_max < MIN_NOFILE)
+                limit.rlim_max = MIN_NOFILE;
+            if (limit.rlim_cur < MIN_NOFILE)
+                limit.rlim_cur = MIN_NOFILE;
+        }
+        if (setrlimit(lifted_limits[i].resource, &limit) == 0)
+            continue;
+        /* Raising a hard limit needs CAP_SYS_RESOURCE, which a confined root may lack: then
+         * at least lift the soft limit to the hard one. */
+        struct rlimit current;
+        if (errno != EPERM || getrlimit(lifted_limits[i].resource, &current) != 0)
+            die("setrlimit");
+        current.rlim_cur = current.rlim_max;
+        if (setrlimit(lifted_limits[i].resource, &current) != 0)
+            die("setrlimit");
+    }
+}
+
 static void reset_signals(void) {
     sigset_t none;
     sigemptyset(&none);
@@ -154,6 +219,7 @@ int main(int argc, char **argv) {
     uid_t caller_uid = getuid();
     gid_t caller_gid = getgid();
     char *caller_groups = format_groups();
+    char *caller_limits = format_caller_limits();
     char caller_cwd[PATH_MAX];
     if (!getcwd(caller_cwd, sizeof caller_cwd))
         caller_cwd[0] = '\0';
@@ -164,6 +230,7 @@ int main(int argc, char **argv) {
     int env_fd = environment_to_memfd();
 
     become_root();
+    lift_limits();
     reset_signals();
     umask(022);
     if (chdir("/") != 0)
@@ -173,8 +240,9 @@ int main(int argc, char **argv) {
     snprintf(uid_arg, sizeof uid_arg, "--caller-uid=%u", (unsigned)caller_uid);
     snprintf(gid_arg, sizeof gid_arg, "--caller-gid=%u", (unsigned)caller_gid);
     snprintf(env_arg, sizeof env_arg, "--caller-env-fd=%d", env_fd);
-    char *groups_arg = NULL, *cwd_arg = NULL;
+    char *groups_arg = NULL, *cwd_arg = NULL, *limits_arg = NULL;
     if (asprintf(&groups_arg, "--caller-groups=%s", caller_groups) < 0 ||
+        asprintf(&limits_arg, "--caller-rlimits=%s", caller_limits) < 0 ||
         asprintf(&cwd_arg, "--caller-cwd=%s", caller_cwd) < 0)
         die("out of memory");
 
@@ -187,6 +255,7 @@ int main(int argc, char **argv) {
         gid_arg,
         groups_arg,
         cwd_arg,
+        limits_arg,
         env_arg,
         "--",
     };

@@ -6,6 +6,7 @@
 import { readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { systemError } from './errors';
+import { type LiftedResource, type Limit, parseCallerLimits } from './limits';
 
 export interface ShimArgs {
   readonly configPath: string;
@@ -14,6 +15,8 @@ export interface ShimArgs {
   readonly callerGroups: readonly number[];
   readonly callerCwd: string;
   readonly envFd: number | undefined;
+  /** The caller's resource limits that the shim lifted for glexec itself. */
+  readonly callerLimits: ReadonlyMap<LiftedResource, Limit>;
   /** The caller's own arguments, unchanged. */
   readonly argv: readonly string[];
 }
@@ -26,6 +29,7 @@ export interface Caller {
   readonly groupName: string;
   readonly cwd: string;
   readonly env: ReadonlyMap<string, string>;
+  readonly limits: ReadonlyMap<LiftedResource, Limit>;
 }
 
 const MAX_ENV_BYTES = 16 * 1024 * 1024;
@@ -54,6 +58,7 @@ export function parseShimArgs(args: readonly string[]): ShimArgs {
     callerGroups: groups === '' ? [] : groups.split(',').map((gid) => idArg(gid, 'caller groups')),
     callerCwd: named.get('caller-cwd') ?? '',
     envFd: envFd === undefined ? undefined : idArg(envFd, 'environment descriptor'),
+    callerLimits: parseCallerLimits(named.get('caller-rlimits') ?? ''),
     argv: args.slice(separator + 1),
   };
 }
@@ -80,5 +85,6 @@ export function identifyCaller(shim: ShimArgs): Caller {
     groupName: findGroup(shim.callerGid)?.name ?? String(shim.callerGid),
     cwd: shim.callerCwd,
     env,
+    limits: shim.callerLimits,
   };
 }

@@ -12,6 +12,7 @@ import { GlexecError, systemError } from './errors';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { endProcessGroup, type GroupCleanup, type SignalRelay, waitForExit } from './linger';
+import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
@@ -152,7 +153,9 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   const cwd = payloadWorkingDirectory(caller, target);
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
   const started = monotonicMs();
-  const child = spawnAsTarget(target, action.payload, action.args, env, cwd);
+  const limitOptions = payloadLimitOptions(caller.limits);
+  if (limitOptions.length > 0) log.info('the payload gets the caller\'s resource limits', { limits: limitOptions });
+  const child = spawnAsTarget(target, action.payload, action.args, env, cwd, limitOptions);
   const exited = waitForExit(child);
   if (child.pid === undefined) {
     const error = await exited.then(() => undefined, (reason: unknown) => reason);

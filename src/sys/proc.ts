@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 export const SETPRIV = '/usr/bin/setpriv';
+export const PRLIMIT = '/usr/bin/prlimit';
 
 export interface TargetIdentity {
   readonly uid: number;
@@ -28,8 +29,11 @@ export function setprivAvailable(): boolean {
  * nothing (payload/env.ts), so no caller variable can steer it while it is root. `detached` gives
  * the payload a new session and process group, so pid = pgid = sid = the pid returned here.
  */
-export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, cwd: string): ChildProcess {
-  return spawn(SETPRIV, setprivArgs(who, program, args), { detached: true, env, cwd, stdio: 'inherit', argv0: 'setpriv' });
+export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, cwd: string, limitOptions: readonly string[]): ChildProcess {
+  const options = { detached: true, env, cwd, stdio: 'inherit' as const };
+  // prlimit (util-linux) sets the caller's limits on itself, then execs setpriv: same pid.
+  if (limitOptions.length > 0) return spawn(PRLIMIT, [...limitOptions, '--', SETPRIV, ...setprivArgs(who, program, args)], { ...options, argv0: 'prlimit' });
+  return spawn(SETPRIV, setprivArgs(who, program, args), { ...options, argv0: 'setpriv' });
 }
 
 /**

@@ -309,6 +309,25 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     });
   });
 
+  describe('resource limits', () => {
+    // Soft limits: lifting a caller's hard limit needs CAP_SYS_RESOURCE, which root in a confined
+    // test machine may lack (glexec then lifts soft limits up to the hard ones).
+    it('a caller\'s file-size and CPU limits bind the payload but cannot stop the completion record', () => {
+      const script = system.installProgram('limits.sh', '#!/bin/sh\necho "fsize=$(ulimit -S -f) cpu=$(ulimit -S -t)"\n');
+      const result = system.run([script], { env: withProxy(), before: 'ulimit -S -f 1; ulimit -S -t 7' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, 'fsize=1 cpu=7\n');
+      // The log is far past 512 bytes by now: the record could not have been appended under the caller's limit.
+      assert.equal(system.logRecords().filter((entry) => entry.msg === 'job completed').length, 1);
+    });
+
+    it('a caller with a tiny descriptor limit still gets a working glexec', () => {
+      const result = system.run(['/bin/sh', '-c', 'ulimit -S -n'], { env: withProxy(), before: 'ulimit -S -n 8' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, '8\n');
+    });
+  });
+
   describe('linger and leftovers', () => {
     it('what the payload leaves in its process group gets SIGTERM, then SIGKILL after kill_grace', () => {
       const script = system.installProgram('leave.sh', "#!/bin/sh\ntrap '' TERM\n/bin/sh -c \"trap '' TERM; sleep 60\" &\nexit 3\n");

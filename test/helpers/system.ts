@@ -42,6 +42,8 @@ export interface RunOptions {
   readonly as?: Account;
   readonly cwd?: string;
   readonly input?: string;
+  /** Shell commands the pilot runs before exec'ing glexec, e.g. `ulimit -f 1`. */
+  readonly before?: string;
 }
 
 export class TestSystem {
@@ -174,13 +176,14 @@ export class TestSystem {
     return Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined));
   }
 
-  private callerCommand(args: readonly string[], as: Account): [string, string[]] {
-    return ['/usr/bin/setpriv', ['--reuid', String(as.uid), '--regid', String(as.gid), '--init-groups', '--', this.shim, ...args]];
+  private callerCommand(args: readonly string[], as: Account, before?: string): [string, string[]] {
+    const command = before === undefined ? [this.shim, ...args] : ['/bin/sh', '-c', `${before}; exec "$0" "$@"`, this.shim, ...args];
+    return ['/usr/bin/setpriv', ['--reuid', String(as.uid), '--regid', String(as.gid), '--init-groups', '--', ...command]];
   }
 
   /** Runs glexec as the pilot (or `as`), waits, and returns what it printed. */
   run(args: readonly string[], options: RunOptions = {}): GlexecResult {
-    const [command, argv] = this.callerCommand(args, options.as ?? this.pilot);
+    const [command, argv] = this.callerCommand(args, options.as ?? this.pilot, options.before);
     const result: SpawnSyncReturns<string> = spawnSync(command, argv, {
       env: this.callerEnv(options.env),
       cwd: options.cwd ?? this.scratch,

@@ -5,6 +5,7 @@ import { toAction } from '../../src/cli';
 import { defaultConfig, type Config } from '../../src/config/schema';
 import { GlexecError } from '../../src/errors';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
+import { parseCallerLimits, payloadLimitOptions } from '../../src/limits';
 import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
 import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
 import { mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
@@ -25,6 +26,20 @@ function thrown(fn: () => unknown): GlexecError {
   }
   assert.fail('expected a GlexecError');
 }
+
+describe('resource limits', () => {
+  it('the shim\'s list of caller limits is parsed, malformed items ignored', () => {
+    assert.deepEqual(
+      [...parseCallerLimits('cpu=1:2,fsize=unlimited:unlimited,bogus=1:1,nofile=x:1,as=5:unlimited')],
+      [['cpu', { soft: 1, hard: 2 }], ['fsize', { soft: 'unlimited', hard: 'unlimited' }], ['as', { soft: 5, hard: 'unlimited' }]],
+    );
+  });
+  it('only limits that differ from glexec\'s own become prlimit options for the payload', () => {
+    const own = () => ({ soft: 'unlimited' as const, hard: 'unlimited' as const });
+    assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited,fsize=512:1024'), own), ['--fsize=512:1024']);
+    assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited'), own), []);
+  });
+});
 
 describe('exit codes', () => {
   it('a payload code outside 201..204 is passed through', () => {
@@ -142,8 +157,11 @@ describe('payload environment', () => {
 
 describe('shim arguments and the command line', () => {
   it('the shim arguments are read, and the caller\'s arguments follow -- unchanged', () => {
-    const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
-    assert.deepEqual(shim, { configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', envFd: 3, argv: ['/bin/echo', '--', '-V'] });
+    const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-rlimits=cpu=10:unlimited', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
+    assert.deepEqual(shim, {
+      configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', envFd: 3,
+      callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]), argv: ['/bin/echo', '--', '-V'],
+    });
   });
   it('arguments that did not come from the shim are refused', () => {
     assert.equal(thrown(() => parseShimArgs(['/bin/true'])).code, 'shim.bad_args');
