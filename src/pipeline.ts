@@ -8,7 +8,8 @@ import { type Caller, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction } from './cli';
 import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
-import { GlexecError, systemError } from './errors';
+import { authorizationError, ExitCode, GlexecError, systemError } from './errors';
+import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { endProcessGroup, type GroupCleanup, type SignalRelay, waitForExit } from './linger';
@@ -36,6 +37,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
   const action = toAction(shim.argv);
   if (action.kind === 'version') return printVersion(shim, reporter);
   if (action.kind === 'help') return printHelp(action, reporter);
+  if (action.kind === 'check') return runCheck(shim, reporter);
 
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
   try {
@@ -73,16 +75,30 @@ function printVersion(shim: ShimArgs, reporter: Reporter): number {
   return 0;
 }
 
+/** `glexec --check`, for root: one line per item; 202 when anything is wrong. */
+function runCheck(shim: ShimArgs, reporter: Reporter): number {
+  if (shim.callerUid !== 0) throw authorizationError('check.not_root', 'glexec --check is for root');
+  const findings = checkInstallation(shim.configPath, trustedConfigOwners());
+  reporter.out(findings.map((finding) => `${formatFinding(finding)}\n`).join(''));
+  const errors = findings.filter((finding) => finding.level === 'error').length;
+  reporter.out(errors === 0 ? 'glexec --check: no problems found\n' : `glexec --check: ${errors} problem(s) found\n`);
+  return errors === 0 ? 0 : ExitCode.system;
+}
+
 function printHelp(action: Extract<Action, { kind: 'help' }>, reporter: Reporter): number {
   reporter.out(action.text);
   return 0;
 }
 
-/** glexec.conf may be owned by root or by the `glexec` service account, as gLExec 0.9 packaged it. */
 function readConfig(path: string): LoadedConfig {
   if (path === '') throw systemError('shim.bad_args', 'glexec was not started by its shim (no config path)');
+  return loadConfig(path, trustedConfigOwners());
+}
+
+/** glexec.conf may be owned by root or by the `glexec` service account, as gLExec 0.9 packaged it. */
+function trustedConfigOwners(): number[] {
   const serviceAccount = findAccount('glexec');
-  return loadConfig(path, serviceAccount ? [serviceAccount.uid] : []);
+  return serviceAccount ? [serviceAccount.uid] : [];
 }
 
 /** Errors before the configured log exists go to syslog at the default facility, as gLExec's do. */

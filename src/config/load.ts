@@ -4,10 +4,10 @@
  */
 import { lstatSync } from 'node:fs';
 import { parse as parseIni } from 'ini';
-import { systemError } from '../errors';
+import { type GlexecError, systemError } from '../errors';
 import { openChecked, readAllAndClose } from '../sys/files';
 import { requireTrustedPath } from '../trust';
-import { type Config, type ConfigKey, configSchema, defaultConfig, isConfigKey } from './schema';
+import { type Config, configSchema, defaultConfig, isConfigKey } from './schema';
 
 const SECTION = 'glexec';
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -30,8 +30,14 @@ export function loadConfig(path: string, trustedUids: readonly number[]): Loaded
   return parseConfigText(text, path);
 }
 
+/** What to do with a problem: a real run stops at the first; `glexec --check` collects them all. */
+export type ProblemSink = (problem: GlexecError) => void;
+const stopAtFirst: ProblemSink = (problem) => {
+  throw problem;
+};
+
 /** Finds keys set twice in `[glexec]`, which `ini` would silently resolve to the last one. */
-function findDuplicateKeys(text: string, path: string): void {
+function findDuplicateKeys(text: string, path: string, problem: ProblemSink): void {
   let section = '';
   const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((line, index) => {
@@ -45,22 +51,26 @@ function findDuplicateKeys(text: string, path: string): void {
     const key = assignment[1] ?? '';
     const first = seen.get(key);
     if (first !== undefined) {
-      throw systemError('config.duplicate_key', `${path}: key '${key}' in [${SECTION}] is set twice (lines ${first} and ${index + 1})`);
+      problem(systemError('config.duplicate_key', `${path}: key '${key}' in [${SECTION}] is set twice (lines ${first} and ${index + 1})`));
     }
     seen.set(key, index + 1);
   });
 }
 
 /** `ini` turns `true`/`false` into booleans and `key` alone into true; give back the text. */
-function rawText(key: string, value: unknown, path: string): string {
+function rawText(value: unknown): string | undefined {
   if (typeof value === 'string') return value.trim();
   if (value === true) return 'true';
   if (value === false) return 'false';
-  throw systemError('config.bad_value', `${path}: key '${key}' in [${SECTION}] must be a single value, not a list or section`);
+  return undefined;
 }
 
-export function parseConfigText(text: string, path: string): LoadedConfig {
-  findDuplicateKeys(text, path);
+/**
+ * Checks the text against the schema. Each problem goes to `problem` (by default the first one
+ * is thrown); a key with a bad value keeps its default.
+ */
+export function parseConfigText(text: string, path: string, problem: ProblemSink = stopAtFirst): LoadedConfig {
+  findDuplicateKeys(text, path, problem);
   const parsed: Record<string, unknown> = parseIni(text);
   const notes: { level: 'warn' | 'notice' | 'info'; msg: string }[] = [];
   const values: Record<string, unknown> = defaultConfig();
@@ -70,38 +80,40 @@ export function parseConfigText(text: string, path: string): LoadedConfig {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       notes.push({ level: 'info', msg: `${path}: section [${name}] is not read by glexec` });
     } else {
-      throw systemError('config.outside_section', `${path}: key '${name}' is outside the [${SECTION}] section`);
+      problem(systemError('config.outside_section', `${path}: key '${name}' is outside the [${SECTION}] section`));
     }
   }
   const section = parsed[SECTION];
-  if (section === undefined) throw systemError('config.no_section', `${path}: no [${SECTION}] section`);
   if (section === null || typeof section !== 'object' || Array.isArray(section)) {
-    throw systemError('config.no_section', `${path}: '${SECTION}' is not a section`);
+    problem(systemError('config.no_section', `${path}: no [${SECTION}] section`));
+    return { config: Object.freeze(values) as Config, notes };
   }
 
   for (const [name, value] of Object.entries(section as Record<string, unknown>)) {
     if (!isConfigKey(name)) {
-      throw systemError('config.unknown_key', `${path}: unknown key '${name}' in [${SECTION}]`);
+      problem(systemError('config.unknown_key', `${path}: unknown key '${name}' in [${SECTION}]`));
+      continue;
     }
-    const raw = rawText(name, value, path);
-    values[name] = parseValue(name, raw, path);
+    const raw = rawText(value);
+    if (raw === undefined) {
+      problem(systemError('config.bad_value', `${path}: key '${name}' in [${SECTION}] must be a single value, not a list or section`));
+      continue;
+    }
     const keySpec = configSchema[name];
-    if (keySpec.status === 'refused') {
-      const safe = keySpec.safe as ((v: unknown) => boolean) | undefined;
-      if (safe && !safe(values[name])) {
-        throw systemError('config.unsupported', `${path}: key '${name}' = '${raw}' is not supported by this glexec: ${keySpec.doc}`);
-      }
-    } else if (keySpec.status === 'ignored') {
-      notes.push({ level: 'info', msg: `${path}: key '${name}' is accepted and ignored: ${keySpec.doc}` });
+    let parsedValue: unknown;
+    try {
+      parsedValue = keySpec.parse(raw);
+    } catch (error) {
+      problem(systemError('config.bad_value', `${path}: value '${raw}' for key '${name}' not understood: ${(error as Error).message}`));
+      continue;
     }
+    const safe = keySpec.safe as ((v: unknown) => boolean) | undefined;
+    if (keySpec.status === 'refused' && safe && !safe(parsedValue)) {
+      problem(systemError('config.unsupported', `${path}: key '${name}' = '${raw}' is not supported by this glexec: ${keySpec.doc}`));
+      continue;
+    }
+    values[name] = parsedValue;
+    if (keySpec.status === 'ignored') notes.push({ level: 'info', msg: `${path}: key '${name}' is accepted and ignored: ${keySpec.doc}` });
   }
   return { config: Object.freeze(values) as Config, notes };
-}
-
-function parseValue(key: ConfigKey, raw: string, path: string): unknown {
-  try {
-    return configSchema[key].parse(raw);
-  } catch (error) {
-    throw systemError('config.bad_value', `${path}: value '${raw}' for key '${key}' not understood: ${(error as Error).message}`);
-  }
 }

@@ -1,0 +1,163 @@
+/**
+ * `glexec --check` through the installed shim: one line per item, a fix for each problem,
+ * exit 0 or 202, root only, and nothing changed.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { TestPki } from '../helpers/pki-fixtures';
+import { type Account, needsRoot, TestSystem } from '../helpers/system';
+
+let system: TestSystem;
+let pki: TestPki;
+const root: Account = { name: 'root', uid: 0, gid: 0 };
+
+function check(): { status: number | null; lines: string[]; stderr: string } {
+  const result = system.run(['--check'], { as: root });
+  return { status: result.status, lines: result.stdout.split('\n').filter(Boolean), stderr: result.stderr };
+}
+
+/** The one error line for `item`, which must also say how to fix it. */
+function errorLine(lines: string[], item: string): string {
+  const found = lines.filter((line) => line.startsWith(`error   ${item}: `));
+  assert.equal(found.length, 1, `expected one error for ${item}:\n${lines.join('\n')}`);
+  assert.match(found[0] ?? '', /\(fix: .+\)$/);
+  return found[0] ?? '';
+}
+
+describe('glexec --check', { skip: needsRoot }, () => {
+  before(() => {
+    system = TestSystem.create();
+    pki = TestPki.create(system);
+  });
+  after(() => system?.tearDown());
+  beforeEach(() => {
+    system.writeConfig(system.standardConfig());
+    pki.writeStandardGridMap();
+  });
+
+  it('a sound installation gives one ok line per item and exits 0', () => {
+    const { status, lines } = check();
+    assert.equal(status, 0, lines.join('\n'));
+    assert.deepEqual(lines.map((line) => line.split(':')[0]), [
+      'ok      config', 'ok      config', 'ok      white lists', 'ok      certdir', 'ok      grid-mapfile', 'ok      epilogue', 'ok      log',
+      'ok      tools', 'ok      tools', 'glexec --check',
+    ]);
+    assert.equal(lines.at(-1), 'glexec --check: no problems found');
+  });
+
+  it('is for root only: the pilot gets 203', () => {
+    const result = system.run(['--check']);
+    assert.equal(result.stderr, 'glexec: glexec --check is for root\n');
+    assert.equal(result.status, 203);
+  });
+
+  it('takes no payload', () => {
+    const result = system.run(['--check', '/bin/true'], { as: root });
+    assert.equal(result.stderr, 'glexec: --check takes no payload\n');
+    assert.equal(result.status, 201);
+  });
+
+  it('reports every bad key at once, each with a fix, and exits 202', () => {
+    system.writeConfig(system.standardConfig(['epilog = /x', 'log_level = loud', 'use_lcas = yes', 'linger = yes', 'linger = no']));
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    const errors = lines.filter((line) => line.startsWith('error   config: '));
+    assert.equal(errors.length, 4, lines.join('\n'));
+    assert.ok(errors.some((line) => line.includes("unknown key 'epilog'") && line.includes('correct its name')));
+    assert.ok(errors.some((line) => line.includes("value 'loud' for key 'log_level'")));
+    assert.ok(errors.some((line) => line.includes("'use_lcas' = 'yes' is not supported")));
+    assert.ok(errors.some((line) => line.includes("'linger' in [glexec] is set twice")));
+    assert.equal(lines.at(-1), 'glexec --check: 4 problem(s) found');
+  });
+
+  it('a configuration file others can write is an error with the fix', () => {
+    chmodSync(system.configPath, 0o666);
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    assert.match(errorLine(lines, 'config'), /is world-writable .*chmod go-w/);
+  });
+
+  it('a missing configuration file is an error', () => {
+    rmSync(system.configPath);
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    assert.ok(lines.some((line) => line.startsWith('error   config: cannot read')));
+  });
+
+  it('empty white lists are a warning, not an error', () => {
+    system.writeConfig(system.standardConfig(['user_white_list =']));
+    const { status, lines } = check();
+    assert.equal(status, 0);
+    assert.ok(lines.includes('warning white lists: user_white_list and group_white_list are empty: nobody may call glexec (fix: list the pilot accounts in user_white_list)'));
+  });
+
+  it('a certdir without CA files is an error', () => {
+    const empty = join(system.root, 'empty-certs');
+    mkdirSync(empty, { recursive: true, mode: 0o755 });
+    system.writeConfig(system.standardConfig([`certdir = ${empty}`]));
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    assert.match(errorLine(lines, 'certdir'), /has no CA certificates/);
+  });
+
+  it('a certdir that does not exist is an error', () => {
+    system.writeConfig(system.standardConfig([`certdir = ${join(system.root, 'nowhere')}`]));
+    assert.match(errorLine(check().lines, 'certdir'), /cannot be checked: ENOENT/);
+  });
+
+  it('a grid-mapfile syntax error names the line', () => {
+    system.writeGridMap([`"${pki.userDn}" ${system.target.name}`, '"/C=NL/CN=unterminated acct']);
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    assert.match(errorLine(lines, 'grid-mapfile'), /line 2: the quoted DN has no closing quote/);
+  });
+
+  it('a grid-mapfile that maps to accounts that do not exist is a warning', () => {
+    system.writeGridMap([`"${pki.userDn}" nosuchaccount`]);
+    const { status, lines } = check();
+    assert.equal(status, 0);
+    assert.ok(lines.some((line) => line.startsWith('warning grid-mapfile: ') && line.includes('accounts that do not exist: nosuchaccount')));
+  });
+
+  it('an untrusted epilogue is an error naming the component', () => {
+    const dir = join(system.root, 'open-epilogues');
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o777);
+    writeFileSync(join(dir, 'e.sh'), '#!/bin/sh\n', { mode: 0o755 });
+    system.writeConfig(system.standardConfig([`epilogue = ${dir}/e.sh`]));
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    assert.match(errorLine(lines, 'epilogue'), new RegExp(`${dir} is world-writable`));
+  });
+
+  it('a log file owned by someone else is an error', () => {
+    system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy } });
+    chownSync(system.logFile, system.pilot.uid, 0);
+    try {
+      const { status, lines } = check();
+      assert.equal(status, 202);
+      assert.match(errorLine(lines, 'log'), /must be a regular root-owned file/);
+    } finally {
+      system.clearLog();
+    }
+  });
+
+  it('changes nothing: a log directory that does not exist yet is not created', () => {
+    const logDir = join(system.root, 'not-yet');
+    system.writeConfig(system.standardConfig([`log_file = ${logDir}/glexec_log`]));
+    const { status, lines } = check();
+    assert.equal(status, 0, lines.join('\n'));
+    assert.ok(lines.includes(`ok      log: ${logDir}/glexec_log: its directory will be created on the first run`));
+    assert.equal(existsSync(logDir), false);
+  });
+
+  it('syslog without a listener on /dev/log is a warning', () => {
+    system.writeConfig(system.standardConfig(['log_destination = syslog']));
+    const { lines } = check();
+    const logLine = lines.find((line) => line.includes(' log: ')) ?? '';
+    if (existsSync('/dev/log')) assert.match(logLine, /^ok {6}log: syslog/);
+    else assert.match(logLine, /^warning log: log_destination = syslog, but nothing listens on \/dev\/log/);
+  });
+});
