@@ -1,6 +1,6 @@
-// Builds everything: the TypeScript (type-checked) into build/, and the single-file bundle the
-// shim runs into build/dist/glexec.js. The shim itself is compiled at install time, because the
-// paths it holds are chosen then.
+// Builds everything: the TypeScript (type-checked) into build/, the single-file bundle the shim
+// runs into build/dist/glexec.js, and the man pages into build/man/. The shim itself is compiled
+// at install time, because the paths it holds are chosen then.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -24,4 +24,5 @@ await build({
   external: ['posix', 'posix/*'],
   logLevel: 'warning',
 });
-console.log('built build/ and build/dist/glexec.js');
+execFileSync(process.execPath, [join(root, 'scripts/build-man.mjs')], { stdio: 'inherit' });
+console.log('built build/, build/dist/glexec.js and build/man/');

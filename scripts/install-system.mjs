@@ -2,6 +2,7 @@
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (the bundle) and posix.node (the native addon)
+// DIR/share/man/         glexec(8) and glexec.conf(5)
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
@@ -77,6 +78,21 @@ for (const [from, to] of [[bundle, program], [addon, join(lib, 'posix.node')]]) 
   chmodSync(to, 0o644);
 }
 
+const manPages = [['glexec.8', 'man8'], ['glexec.conf.5', 'man5']];
+for (const [page, section] of manPages) {
+  const from = join(root, 'build/man', page);
+  if (!existsSync(from)) fail(`build/man/${page} is missing: run npm run build first`);
+  const dir = join(prefix, 'share/man', section);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  for (const made of [join(prefix, 'share'), join(prefix, 'share/man'), dir]) {
+    chownSync(made, 0, 0);
+    chmodSync(made, 0o755);
+  }
+  copyFileSync(from, join(dir, page));
+  chownSync(join(dir, page), 0, 0);
+  chmodSync(join(dir, page), 0o644);
+}
+
 const shim = join(sbin, 'glexec');
 const cString = (text) => `"${text}"`;
 execFileSync('gcc', [
@@ -92,3 +108,4 @@ chmodSync(shim, 0o4755);
 
 console.log(`installed ${shim} (setuid root; config ${config}, node ${node})`);
 console.log(`installed ${lib}/glexec.js and ${lib}/posix.node`);
+console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);

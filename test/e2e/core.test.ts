@@ -399,23 +399,10 @@ describe('glexec end to end', { skip: needsRoot }, () => {
 
     it('with log_destination = syslog the completion record reaches /dev/log as one line, with facility and ident', () => {
       system.writeConfig(system.standardConfig(['log_destination = syslog', 'syslog_facility = LOG_LOCAL3']));
-      const capture = join(system.root, 'syslog.txt');
-      const script = [
-        'set -e',
-        'mkdir -p /run/glexec-test-dev && mount --bind /dev /run/glexec-test-dev',
-        'mount -t tmpfs -o mode=755 tmpfs /dev',
-        'for node in null zero urandom random; do touch /dev/$node; mount --bind /run/glexec-test-dev/$node /dev/$node; done',
-        `socat -u UNIX-RECV:/dev/log,mode=666 OPEN:${capture},creat,append </dev/null >/dev/null 2>&1 & listener=$!`,
-        'trap "kill $listener" EXIT',
-        'for i in $(seq 50); do [ -S /dev/log ] && break; sleep 0.05; done',
-        `GLEXEC_CLIENT_CERT=${pki.pilotProxy} GLEXEC_ID="$(printf 'a\\nb')" setpriv --reuid ${system.pilot.uid} --regid ${system.pilot.gid} --init-groups -- ${system.shim} /bin/true`,
-        'sleep 0.2',
-      ].join('\n');
-      const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { encoding: 'utf8', cwd: '/' });
-      assert.equal(result.status, 0, result.stderr);
-      const lines = readFileSync(capture, 'utf8').split(/(?=<\d+>)/);
-      const completion = lines.filter((line) => line.includes('job completed'));
-      assert.equal(completion.length, 1, lines.join('|'));
+      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true'], { GLEXEC_CLIENT_CERT: pki.pilotProxy, GLEXEC_ID: 'a\nb' });
+      assert.equal(status, 0, stderr);
+      const completion = datagrams.filter((line) => line.includes('job completed'));
+      assert.equal(completion.length, 1, datagrams.join('|'));
       // local3 = 19, notice = 5: <157>; ident glexec with the pid.
       assert.match(completion[0] ?? '', /^<157>.* glexec\[\d+\]: job completed .*id=a\\x0Ab /);
       assert.ok(!(completion[0] ?? '').slice(0, -1).includes('\n'));

@@ -357,3 +357,48 @@ describe('the epilogue', { skip: needsRoot }, () => {
     });
   });
 });
+
+describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
+  before(() => {
+    system = TestSystem.create();
+    pki = TestPki.create(system);
+    pki.writeStandardGridMap();
+  });
+  after(() => system?.tearDown());
+
+  it('reap-leftovers.sh kills what stayed in the payload\'s process group, spares the account\'s other processes, and logs to syslog', async () => {
+    const path = epilogueScript('reap-leftovers.sh', readFileSync(join(REPO, 'etc/epilogue/reap-leftovers.sh'), 'utf8').replace(/^#!\/bin\/sh\n/, ''));
+    configWithEpilogue(path);
+    const unrelated = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '303'], { stdio: 'ignore', detached: true });
+    try {
+      await sleep(100);
+      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/sh', '-c', '/bin/sleep 302 & exit 0'], { GLEXEC_CLIENT_CERT: pki.pilotProxy });
+      assert.equal(status, 0, stderr);
+      const reaped = datagrams.filter((line) => line.includes('glexec-epilogue'));
+      assert.equal(reaped.length, 1, datagrams.join('|'));
+      // daemon (3) * 8 + notice (5) = 29
+      assert.match(reaped[0] ?? '', new RegExp(`^<29>.*glexec-epilogue: job of ${system.target.name}: sent SIGKILL to what was left in process group \\d+: \\d+ $`));
+      assert.equal(spawnSync('pgrep', ['-f', 'sleep 302']).status, 1);
+      assert.equal(spawnSync('pgrep', ['-f', 'sleep 303']).status, 0);
+    } finally {
+      unrelated.kill('SIGKILL');
+    }
+  });
+
+  it('clean-scratch.sh empties the payload account\'s scratch directory as that account, without following a planted symlink', () => {
+    const scratchRoot = join(system.root, 'scratch-root');
+    const dir = join(scratchRoot, system.target.name);
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    chmodSync(scratchRoot, 0o755);
+    const precious = join(system.root, 'precious');
+    writeFileSync(precious, 'root data\n', { mode: 0o644 });
+    writeFileSync(join(dir, 'sub/output.dat'), 'x');
+    symlinkSync(precious, join(dir, 'link-to-precious'));
+    spawnSync('chown', ['-R', '-h', `${system.target.uid}:${system.target.gid}`, dir]);
+    const source = readFileSync(join(REPO, 'etc/epilogue/clean-scratch.sh'), 'utf8').replace('SCRATCH_ROOT=/scratch', `SCRATCH_ROOT=${scratchRoot}`);
+    configWithEpilogue(epilogueScript('clean-scratch.sh', source.replace(/^#!\/bin\/sh\n/, '')));
+    assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+    assert.deepEqual(spawnSync('ls', ['-A', dir], { encoding: 'utf8' }).stdout, '');
+    assert.equal(readFileSync(precious, 'utf8'), 'root data\n');
+  });
+});

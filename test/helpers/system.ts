@@ -195,6 +195,40 @@ export class TestSystem {
     return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /**
+   * Runs glexec as the pilot inside a private mount namespace whose /dev/log is a socat listener,
+   * and returns what reached syslog (the raw datagrams, each starting with `<priority>`).
+   */
+  runWithSyslog(args: readonly string[], env: Record<string, string>): { status: number | null; stderr: string; datagrams: string[] } {
+    const capture = join(this.root, `syslog-${randomBytes(4).toString('hex')}.txt`);
+    const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
+    const exports = Object.entries(this.callerEnv(env)).map(([name, value]) => `${name}=${quote(value)}`).join(' ');
+    const script = [
+      'set -e',
+      `aside=$(mktemp -d ${this.root}/dev-aside.XXXXXX)`,
+      'mount --bind /dev "$aside"',
+      'mount -t tmpfs -o mode=755 tmpfs /dev',
+      'for node in null zero urandom random; do touch /dev/$node; mount --bind "$aside/$node" /dev/$node; done',
+      `socat -u UNIX-RECV:/dev/log,mode=666 OPEN:${capture},creat,append </dev/null >/dev/null 2>&1 & listener=$!`,
+      'trap \'kill $listener\' EXIT',
+      'for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.02; done',
+      'set +e',
+      `env -i ${exports} /usr/bin/setpriv --reuid ${this.pilot.uid} --regid ${this.pilot.gid} --init-groups -- ${[this.shim, ...args].map(quote).join(' ')}`,
+      'status=$?',
+      'sleep 0.2',
+      'exit $status',
+    ].join('\n');
+    const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { encoding: 'utf8', cwd: this.scratch, timeout: 120_000 });
+    let text = '';
+    try {
+      text = readFileSync(capture, 'utf8');
+    } catch {
+      // Nothing was logged.
+    }
+    rmSync(capture, { force: true });
+    return { status: result.status, stderr: result.stderr, datagrams: text.split(/(?=<\d+>)/).filter(Boolean) };
+  }
+
   /** Starts glexec as the pilot in the background (for signal tests). */
   start(args: readonly string[], options: RunOptions = {}): ChildProcess {
     const [command, argv] = this.callerCommand(args, options.as ?? this.pilot);
