@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestPki } from '../helpers/pki-fixtures';
-import { needsRoot, TestSystem } from '../helpers/system';
+import { needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
 let pki: TestPki;
@@ -233,6 +233,34 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(result.status, 201);
       assert.equal(result.stderr, '');
       assert.ok(system.logRecords().some((record) => record.level === 'error' && record.code === 'payload.missing'));
+    });
+  });
+
+  describe('the installation', () => {
+    it('install-system installs the shim setuid root, the program, the addon and the man pages, all root-owned and writable by root only', () => {
+      const prefix = join(system.root, 'prefix');
+      const listing = execFileSync('find', [prefix, '-mindepth', '1', '-printf', '%P %u %g %m %y\n'], { encoding: 'utf8' }).trim().split('\n').sort();
+      assert.deepEqual(listing, [
+        'lib root root 755 d',
+        'lib/glexec root root 755 d',
+        'lib/glexec/glexec.js root root 644 f',
+        'lib/glexec/posix.node root root 644 f',
+        'sbin root root 755 d',
+        'sbin/glexec root root 4755 f',
+        'share root root 755 d',
+        'share/man root root 755 d',
+        'share/man/man5 root root 755 d',
+        'share/man/man5/glexec.conf.5 root root 644 f',
+        'share/man/man8 root root 755 d',
+        'share/man/man8/glexec.8 root root 644 f',
+      ]);
+    });
+
+    it('install-system refuses a prefix that others can write', () => {
+      const open = join(system.scratch, 'open-prefix');
+      const result = spawnSync(process.execPath, [join(REPO, 'scripts/install-system.mjs'), `--prefix=${open}`, `--config=${system.configPath}`], { encoding: 'utf8' });
+      assert.equal(result.status, 1);
+      assert.match(result.stderr, new RegExp(`^install-system: prefix: ${system.scratch} must be owned by root and not writable by group or others`));
     });
   });
 
