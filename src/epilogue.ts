@@ -28,6 +28,7 @@ export interface EpilogueRunner {
   readonly gid: number;
   readonly user: string;
   readonly group: string;
+  readonly home: string;
   readonly policy: TrustPolicy;
 }
 
@@ -64,6 +65,7 @@ export function resolveEpilogueRunner(config: Config): EpilogueRunner | undefine
     gid,
     user: account.name,
     group: findGroup(gid)?.name ?? String(gid),
+    home: account.home,
     policy: {
       trustedUids: account.uid === 0 ? [] : [account.uid],
       trustedGids: config.epilogue_group === '' ? [] : [gid],
@@ -122,6 +124,24 @@ export function epilogueVariables(context: EpilogueContext, epiloguePath: string
   return variables;
 }
 
+/** The PATH of every epilogue: never the caller's, which would choose the programs root runs. */
+export const EPILOGUE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The payload's cleaned environment, less what could steer a program that runs as root: only the
+ * caller's GLEXEC_* variables (data no program interprets) are kept; the site's
+ * preserve_env_variables (PYTHONPATH, PERL5LIB, …) are not; HOME, USER and LOGNAME are the
+ * epilogue account's (a HOME the payload owns would let it plant ~/.local/lib/python3/…, .bashrc);
+ * PATH is fixed. Then the GLEXEC_EPILOG_* variables.
+ */
+export function epilogueEnvironment(runner: Pick<EpilogueRunner, 'user' | 'home'>, payloadEnv: Record<string, string>, variables: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = Object.create(null);
+  for (const [name, value] of Object.entries(payloadEnv)) {
+    if (name.startsWith('GLEXEC_') && !name.startsWith('GLEXEC_EPILOG_')) env[name] = value;
+  }
+  return Object.assign(env, { HOME: runner.home, USER: runner.user, LOGNAME: runner.user, PATH: EPILOGUE_PATH }, variables);
+}
+
 /** Runs the epilogue to its end (or its timeout) and reports; never throws for the epilogue's own failures. */
 export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, timeoutSeconds: number, graceSeconds: number): Promise<EpilogueReport> {
   const started = monotonicMs();
@@ -136,7 +156,7 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
   } catch (error) {
     return report({ result: 'failed', reason: `not run: ${(error as Error).message}` });
   }
-  const env: Record<string, string> = Object.assign(Object.create(null), payloadEnv, epilogueVariables(context, runner.path));
+  const env = epilogueEnvironment(runner, payloadEnv, epilogueVariables(context, runner.path));
   let pid: number;
   let exited: Promise<Ending>;
   try {

@@ -179,11 +179,11 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   }
   const pid = child.pid;
   relay.attach(pid);
-  log.info('payload started', { pid, target: target.name, cwd });
+  log.info('payload started', { payloadPid: pid, target: target.name, cwd });
   const ending = await exited;
   relay.detach();
   const durationMs = Math.round(monotonicMs() - started);
-  log.info('payload ended', { pid, ending, durationMs });
+  log.info('payload ended', { payloadPid: pid, ending, durationMs });
   return { pid, cwd, ending, durationMs };
 }
 

@@ -11,7 +11,7 @@ import { systemError } from '../errors';
 import { findGroup } from '../sys/identity';
 import { openSyslog, type SyslogPriority, writeSyslog } from '../sys/syslog';
 import { requireTrustedPath } from '../trust';
-import { escapeControl, sanitizeDeep } from './sanitize';
+import { escapeControl, MAX_LOGGED_STRING, sanitizeDeep } from './sanitize';
 
 export type Level = 'error' | 'warn' | 'notice' | 'info' | 'debug';
 export type Fields = Record<string, unknown>;
@@ -45,9 +45,9 @@ export function clampLogLevel(requested: number): { level: number; warning?: str
   return { level: requested };
 }
 
-/** A string value as is when it is one plain word, else in double quotes (inner quotes escaped). */
+/** A string value as is when it is one plain word, else JSON-quoted (so `"` and `\\` are escaped). */
 function quoteIfNeeded(value: string): string {
-  return /^[^\s"=]+$/.test(value) ? value : `"${value.replace(/"/g, '\\"')}"`;
+  return /^[^\s"=\\]+$/.test(value) ? value : JSON.stringify(value);
 }
 
 /** Plain-text syslog line: the message, then key=value pairs (values JSON-quoted when needed). */
@@ -129,7 +129,7 @@ export function openLog(config: Config, logLevel: number): Log {
   );
   const threshold = thresholdByLogLevel[logLevel] ?? 'notice';
   const write = (level: Level, msg: string, fields: Fields | undefined): void => {
-    logger[level]((fields ? sanitizeDeep(fields) : {}) as object, escapeControl(msg));
+    logger[level]((fields ? sanitizeDeep(fields) : {}) as object, escapeControl(msg.length > MAX_LOGGED_STRING ? `${msg.slice(0, MAX_LOGGED_STRING)}…` : msg));
   };
   const at =
     (level: Level) =>

@@ -10,11 +10,13 @@
  */
 
 import { X509Certificate, type KeyObject, createPrivateKey } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { GlexecError, authorizationError, clientError, systemError } from '../errors';
+import { authorizationError, clientError, systemError } from '../errors';
 import { escapeControl } from '../log/sanitize';
+import { openChecked, readAllAndClose } from '../sys/files';
+import { type Lstat, requireTrustedPath } from '../trust';
 import {
   DerError,
   type DerElement,
@@ -53,6 +55,11 @@ export interface VerifiedProxy {
 export interface VerifyOptions {
   /** Directory of trusted CA certificates, named `<subject hash>.<n>`. */
   certdir: string;
+  /**
+   * The stat used for the certdir's trust walk. Only tests pass one (to present files under a
+   * temporary directory as root's); glexec uses lstat.
+   */
+  lstat?: Lstat;
   now: Date;
   requirePrivateKey: boolean;
 }
@@ -145,7 +152,8 @@ interface PemBlock {
 }
 
 export function verifyProxyChain(pem: string, opts: VerifyOptions): VerifiedProxy {
-  const { certdir, now, requirePrivateKey } = opts;
+  const { now, requirePrivateKey } = opts;
+  const certdir: Certdir = { path: opts.certdir, lstat: opts.lstat ?? lstatSync };
   // An Invalid Date compares false both ways and would let every validity check pass.
   if (Number.isNaN(now.getTime())) throw systemError('proxy.clock', 'the current time is not a valid date');
   checkCertdir(certdir);
@@ -177,17 +185,14 @@ export function verifyProxyChain(pem: string, opts: VerifyOptions): VerifiedProx
 // ---------------------------------------------------------------------------------------------
 // The file
 
-function checkCertdir(certdir: string): void {
-  let isDirectory: boolean;
-  try {
-    isDirectory = statSync(certdir).isDirectory();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw systemError('proxy.certdir', `certificate directory ${escapeControl(certdir)} cannot be used (${code})`, error);
-  }
-  if (!isDirectory) {
-    throw systemError('proxy.certdir', `certificate directory ${escapeControl(certdir)} is not a directory`);
-  }
+/** The trust anchors are only as good as the directory: only root may be able to change it. */
+interface Certdir {
+  readonly path: string;
+  readonly lstat: Lstat;
+}
+
+function checkCertdir(certdir: Certdir): void {
+  requireTrustedPath('certificate directory', certdir.path, { trustedUids: [], trustedGids: [], finalType: 'directory' }, certdir.lstat, 'proxy.certdir');
 }
 
 /**
@@ -583,7 +588,7 @@ function checkEndEntity(eec: Certificate): void {
  * preferred; otherwise the next certificate of the file must be the issuing (intermediate) CA.
  * Returns the CAs in order, the anchor last.
  */
-function verifyCaPath(certificates: readonly Certificate[], eecIndex: number, certdir: string, now: Date): Certificate[] {
+function verifyCaPath(certificates: readonly Certificate[], eecIndex: number, certdir: Certdir, now: Date): Certificate[] {
   const cas: Certificate[] = [];
   let current = certificates[eecIndex] as Certificate;
   let role = 'end-entity';
@@ -636,12 +641,12 @@ function checkCa(ca: Certificate, subject: Certificate, below: readonly Certific
  * where the subject matches and the signature verifies. Among several (a CA certificate renewed
  * with the same key), one valid at `now` wins.
  */
-function findAnchor(certdir: string, certificate: Certificate, now: Date): Certificate | undefined {
+function findAnchor(certdir: Certdir, certificate: Certificate, now: Date): Certificate | undefined {
   const hash = nameHash(certificate.issuer);
   let expiredMatch: Certificate | undefined;
   for (let index = 0; index < MAX_ANCHOR_FILES_PER_HASH; index++) {
-    const path = join(certdir, `${hash}.${index}`);
-    const text = readAnchorFile(path);
+    const path = join(certdir.path, `${hash}.${index}`);
+    const text = readAnchorFile(path, certdir.lstat);
     if (text === undefined) break;
     for (const candidate of parseAnchorFile(text, path)) {
       if (!namesEqual(candidate.subject, certificate.issuer) || !signedBy(certificate, candidate)) continue;
@@ -652,37 +657,25 @@ function findAnchor(certdir: string, certificate: Certificate, now: Date): Certi
   return expiredMatch;
 }
 
-/** The file's text, or undefined if it does not exist. Symlinks are followed (the usual layout). */
-function readAnchorFile(path: string): string | undefined {
-  const cannotRead = (why: string, cause?: unknown): never => {
-    throw systemError('proxy.certdir', `CA file ${escapeControl(path)} ${why}`, cause);
-  };
-  let fd: number;
+/**
+ * The file's text, or undefined if it does not exist. Symlinks are followed (the usual layout),
+ * but the file they lead to, and every directory above it, must be root's alone; it is opened
+ * without following anything further and compared with what was checked.
+ */
+function readAnchorFile(path: string, lstat: Lstat): string | undefined {
+  let real: string;
   try {
-    // O_NONBLOCK: a FIFO planted in the certdir must not hang the run. (libuv adds O_CLOEXEC itself.)
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    real = realpathSync(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    return cannotRead(`cannot be opened (${code ?? 'error'})`, error);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw systemError('proxy.certdir', `CA file ${escapeControl(path)} cannot be resolved (${(error as NodeJS.ErrnoException).code ?? 'error'})`, error);
   }
+  const checked = requireTrustedPath('CA file', real, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstat, 'proxy.certdir');
+  if (checked.size > MAX_ANCHOR_FILE_BYTES) throw systemError('proxy.certdir', `CA file ${escapeControl(path)} is larger than ${MAX_ANCHOR_FILE_BYTES} bytes`);
   try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile()) return cannotRead('is not a regular file');
-    if (stats.size > MAX_ANCHOR_FILE_BYTES) return cannotRead(`is larger than ${MAX_ANCHOR_FILE_BYTES} bytes`);
-    const buffer = Buffer.alloc(stats.size);
-    let filled = 0;
-    while (filled < buffer.length) {
-      const count = readSync(fd, buffer, filled, buffer.length - filled, null);
-      if (count === 0) break;
-      filled += count;
-    }
-    return buffer.subarray(0, filled).toString('latin1');
+    return readAllAndClose(openChecked(real, checked), MAX_ANCHOR_FILE_BYTES).toString('latin1');
   } catch (error) {
-    if (error instanceof GlexecError) throw error;
-    return cannotRead(`cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, error);
-  } finally {
-    closeSync(fd);
+    throw systemError('proxy.certdir', `CA file ${escapeControl(path)} cannot be read (${(error as Error).message})`, error);
   }
 }
 

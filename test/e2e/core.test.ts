@@ -161,6 +161,15 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(result.status, 203);
       assert.match(result.stderr, /^glexec: .*(unknown|not trusted|no trusted|CA).*\n$/i);
     });
+    it('a certdir that others can write gives 202: a pilot must not be able to plant a CA', () => {
+      chmodSync(system.certdir, 0o1777);
+      try {
+        expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `certificate directory ${system.certdir} is not trusted: ${system.certdir} is world-writable (sticky or not) (mode 1777)`);
+      } finally {
+        chmodSync(system.certdir, 0o755);
+      }
+    });
+
     it('a legacy (pre-RFC 3820) proxy is accepted', () => {
       assert.equal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.legacyProxy } }).status, 0);
     });
@@ -425,6 +434,17 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.match(result.stderr, /^glexec: log directory .* is not trusted: .* is world-writable/);
     });
 
+    it('a huge argv cannot keep the job out of syslog: long values are cut', () => {
+      system.writeConfig(system.standardConfig(['log_destination = syslog']));
+      // Together past what one syslog datagram may carry (about 208 KiB here); each below exec's 128 KiB.
+      const huge = 'A'.repeat(120_000);
+      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true', huge, huge], { GLEXEC_CLIENT_CERT: pki.pilotProxy });
+      assert.equal(status, 0, stderr);
+      const completion = datagrams.filter((line) => line.includes('job completed'));
+      assert.equal(completion.length, 1);
+      assert.match(completion[0] ?? '', /…\[118976 more characters\]/);
+    });
+
     it('with log_destination = syslog the completion record reaches /dev/log as one line, with facility and ident', () => {
       system.writeConfig(system.standardConfig(['log_destination = syslog', 'syslog_facility = LOG_LOCAL3']));
       const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true'], { GLEXEC_CLIENT_CERT: pki.pilotProxy, GLEXEC_ID: 'a\nb' });
@@ -432,7 +452,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       const completion = datagrams.filter((line) => line.includes('job completed'));
       assert.equal(completion.length, 1, datagrams.join('|'));
       // local3 = 19, notice = 5: <157>; ident glexec with the pid.
-      assert.match(completion[0] ?? '', /^<157>.* glexec\[\d+\]: job completed .*id=a\\x0Ab /);
+      assert.match(completion[0] ?? '', /^<157>.* glexec\[\d+\]: job completed .*id="a\\\\x0Ab" /);
       assert.ok(!(completion[0] ?? '').slice(0, -1).includes('\n'));
     });
   });

@@ -123,11 +123,17 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_SID), /^\d+$/);
       assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_PGID), /^\d+$/);
       assert.equal(supplementary.length, 1);
-      // The payload's cleaned environment comes along (dash adds PWD for itself).
-      assert.equal(env.GLEXEC_ID, 'job 7');
-      assert.equal(env.HOME, join(system.root, 'home', system.target.name));
-      assert.equal(env.USER, system.target.name);
-      assert.equal(env.GLEXEC_CLIENT_CERT, pki.pilotProxy);
+      // The caller's GLEXEC_* variables come along; nothing else the caller or payload chose does
+      // (dash adds PWD for itself).
+      const rest = Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('GLEXEC_EPILOG_') && name !== 'PWD'));
+      assert.deepEqual(rest, {
+        GLEXEC_ID: 'job 7',
+        GLEXEC_CLIENT_CERT: pki.pilotProxy,
+        HOME: '/root',
+        USER: 'root',
+        LOGNAME: 'root',
+        PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      });
       assert.equal(readFileSync(join(out, 'stdio'), 'utf8'), '/dev/null /dev/null /dev/null\n');
       assert.equal(readFileSync(join(out, 'id'), 'utf8'), '0 0 0\n');
       const [pid, pgid] = readFileSync(join(out, 'pgid'), 'utf8').trim().split(/\s+/);
@@ -139,6 +145,15 @@ describe('the epilogue', { skip: needsRoot }, () => {
       configWithEpilogue(epilogueScript('rc.sh', `echo "$GLEXEC_EPILOG_TARGET_RC" > ${out}/rc`));
       assert.equal(system.run(['/bin/sh', '-c', 'kill -KILL $$'], { env: proxyEnv() }).status, 137);
       assert.equal(readFileSync(join(out, 'rc'), 'utf8'), '137\n');
+    });
+
+    it('never gets a preserved variable, the payload\'s HOME or the caller\'s PATH, which would steer a root program', () => {
+      const path = epilogueScript('steer.sh', `echo "$PYTHONPATH|$HOME|$PATH" > ${out}/steer`);
+      configWithEpilogue(path, ['preserve_env_variables = PYTHONPATH, PATH']);
+      const result = system.run(['/usr/bin/printenv', 'PYTHONPATH', 'PATH'], { env: proxyEnv({ PYTHONPATH: '/tmp/evil', PATH: '/tmp/evil-bin:/usr/bin:/bin' }) });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, '/tmp/evil\n/tmp/evil-bin:/usr/bin:/bin\n');
+      assert.equal(readFileSync(join(out, 'steer'), 'utf8'), '|/root|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
     });
 
     it('runs as epilogue_user and epilogue_group, with only that gid as its groups', () => {
@@ -267,7 +282,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
 
     it('the program that runs is the file that was checked, even if the path is swapped after the check', () => {
       const path = epilogueScript('swap.sh', `echo original > ${out}/which`);
-      const runner: EpilogueRunner = { path, uid: 0, gid: 0, user: 'root', group: 'root', policy: { trustedUids: [], trustedGids: [], finalType: 'file' } };
+      const runner: EpilogueRunner = { path, uid: 0, gid: 0, user: 'root', group: 'root', home: '/root', policy: { trustedUids: [], trustedGids: [], finalType: 'file' } };
       const fd = openChecked(path, checkEpilogue(runner));
       renameSync(path, `${path}.old`);
       writeFileSync(path, `#!/bin/sh\necho substitute > ${out}/which\n`, { mode: 0o755 });

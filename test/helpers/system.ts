@@ -213,12 +213,13 @@ export class TestSystem {
       'trap \'kill $listener\' EXIT',
       'for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.02; done',
       'set +e',
-      `env -i ${exports} /usr/bin/setpriv --reuid ${this.pilot.uid} --regid ${this.pilot.gid} --init-groups -- ${[this.shim, ...args].map(quote).join(' ')}`,
+      // The arguments come in as "$@", so that each may be as large as exec allows.
+      `env -i ${exports} /usr/bin/setpriv --reuid ${this.pilot.uid} --regid ${this.pilot.gid} --init-groups -- ${quote(this.shim)} "$@"`,
       'status=$?',
       'sleep 0.2',
       'exit $status',
     ].join('\n');
-    const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { encoding: 'utf8', cwd: this.scratch, timeout: 120_000 });
+    const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', ...args], { encoding: 'utf8', cwd: this.scratch, timeout: 120_000 });
     let text = '';
     try {
       text = readFileSync(capture, 'utf8');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, rmSync, type Stats, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -40,8 +40,19 @@ after(() => {
   rmSync(workspace, { recursive: true, force: true });
 });
 
+/**
+ * The test's files live under a temporary directory that is not root's alone; this stat presents
+ * them as root-owned and writable by root only, so the trust walk passes (a test below shows that
+ * the real stat refuses them).
+ */
+function asRootOnly(path: string): Stats {
+  const real = lstatSync(path);
+  return Object.assign(Object.create(Object.getPrototypeOf(real) as object) as Stats, real, { uid: 0, mode: real.mode & ~0o1022 });
+}
+
 function verify(text: string, options: { certdir?: string; now?: Date; requirePrivateKey?: boolean } = {}): VerifiedProxy {
   return verifyProxyChain(text, {
+    lstat: asRootOnly,
     certdir: options.certdir ?? certdir,
     now: options.now ?? new Date(),
     requirePrivateKey: options.requirePrivateKey ?? true,
@@ -401,6 +412,27 @@ describe('malformed input and the certdir', () => {
     const file = join(workspace, 'not-a-directory');
     writeFileSync(file, '');
     assertRefused(() => verify(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: file }), 202, 'proxy.certdir');
+  });
+
+  test('a certdir that someone other than root could change is a system error (202), and the real stat sees that', () => {
+    const text = proxyFileText(makeProxy(user, { kind: 'rfc3820' }));
+    assert.throws(
+      () => verifyProxyChain(text, { certdir, now: new Date(), requirePrivateKey: true }),
+      (error: unknown) => error instanceof GlexecError && error.exitCode === 202 && error.code === 'proxy.certdir' && /is not trusted: .* is (world-writable|owned by uid|writable by group)/.test(error.message),
+    );
+  });
+
+  test('a CA file that someone other than root could change is a system error (202)', () => {
+    const openCertdir = join(workspace, 'certdir-open-file');
+    const anchorPath = installCa(ca, openCertdir);
+    const asRootOnlyExceptAnchor = (path: string): Stats => {
+      const st = asRootOnly(path);
+      return path === anchorPath ? Object.assign(Object.create(Object.getPrototypeOf(st) as object) as Stats, st, { mode: st.mode | 0o002 }) : st;
+    };
+    assert.throws(
+      () => verifyProxyChain(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: openCertdir, now: new Date(), requirePrivateKey: true, lstat: asRootOnlyExceptAnchor }),
+      (error: unknown) => error instanceof GlexecError && error.code === 'proxy.certdir' && error.message.includes(`${anchorPath} is world-writable`),
+    );
   });
 
   test('an unreadable anchor file in the certdir is a system error (202)', () => {

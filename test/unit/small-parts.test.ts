@@ -87,8 +87,27 @@ describe('sanitizing log text', () => {
   it('the syslog text form quotes values with spaces and has no raw newline', () => {
     const text = formatSyslogText({ level: 'notice', time: 't', pid: 1, msg: 'job completed', id: 'x\ny', exitCode: 0, command: ['/bin/a b'] });
     assert.equal(formatSyslogText({ msg: 'm', dn: '/C=NL/CN=Jane "JD" Doe' }), 'm dn="/C=NL/CN=Jane \\"JD\\" Doe"');
-    assert.equal(text, 'job completed id="x\\x0Ay" exitCode=0 command=["/bin/a b"]');
+    assert.equal(text, 'job completed id="x\\ny" exitCode=0 command=["/bin/a b"]');
     assert.ok(!text.includes('\n'));
+  });
+});
+
+describe('log injection and size', () => {
+  it('a value with a quote and a backslash cannot forge another key=value pair in syslog text', () => {
+    const forged = 'x\\" exitCode=0 target={"user":"root"} y=\\"';
+    const text = formatSyslogText({ msg: 'job completed', id: forged, exitCode: 7 });
+    assert.equal(text, `job completed id=${JSON.stringify(forged)} exitCode=7`);
+    assert.deepEqual(JSON.parse(text.slice('job completed id='.length, text.lastIndexOf(' exitCode='))), forged);
+  });
+  it('bidi overrides and zero-width characters are escaped', () => {
+    assert.equal(escapeControl('a\u202Eb\u200Bc\uFEFF'), 'a\\u202Eb\\u200Bc\\uFEFF');
+  });
+  it('long strings and long lists are cut, with a marker that says how much', () => {
+    const long = 'a'.repeat(5000);
+    assert.equal(sanitizeDeep(long), `${'a'.repeat(1024)}…[3976 more characters]`);
+    const list = sanitizeDeep(Array.from({ length: 100 }, (_, i) => String(i))) as string[];
+    assert.equal(list.length, 65);
+    assert.equal(list.at(-1), '…[36 more items]');
   });
 });
 
