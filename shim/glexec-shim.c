@@ -5,12 +5,14 @@
  *   1. refuse unless the effective uid is 0 (installed setuid root, or run by root);
  *   2. make sure fds 0-2 are open (on /dev/null), so no file glexec opens can become stdio;
  *   3. record the caller's real uid, gid, supplementary groups and working directory;
- *   4. close every other inherited fd, then copy the caller's environment into a memfd, as data;
+ *   4. close every other inherited fd, then copy the caller's environment into a memfd, as data,
+ *      and open the caller's proxy file with the caller's own ids (root never opens it);
  *   5. become fully root (groups, gid, uid), so no caller signal reaches the process and
  *      Node's SIGUSR1 inspector can never be opened by the caller;
  *   6. reset signal dispositions and mask, umask 022, cwd /; lift the resource limits a caller
  *      could use to make the root process fail half-way (after the payload started, before its
- *      completion record is written), and pass the caller's values on for the payload;
+ *      completion record is written) or refuse to run, no core files, and pass the caller's
+ *      values on for the payload;
  *   7. exec the node and the program fixed at build time, with a fixed environment.
  *
  * Paths are compiled in (-D), so no caller input can choose the interpreter, the program or the
@@ -115,6 +117,29 @@ static int environment_to_memfd(void) {
     return fd;
 }
 
+/*
+ * Opens the caller's proxy (GLEXEC_CLIENT_CERT, else X509_USER_PROXY) with the caller's own
+ * effective ids and groups, so that root never opens a file the caller names: the kernel checks
+ * access as the caller, a FIFO cannot block (O_NONBLOCK), a symlink is not followed. Node makes
+ * every other check on the descriptor. Returns the descriptor, or -1 with the errno in *error;
+ * -1 with *error 0 when there is nothing to open (Node reports why).
+ */
+static int open_proxy_as_caller(uid_t uid, gid_t gid, int *error) {
+    const char *path = getenv("GLEXEC_CLIENT_CERT");
+    if (path == NULL)
+        path = getenv("X509_USER_PROXY");
+    *error = 0;
+    if (path == NULL || path[0] != '/')
+        return -1;
+    if (setegid(gid) != 0 || seteuid(uid) != 0)
+        die("cannot take the caller's identity to open its proxy");
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    *error = fd < 0 ? errno : 0;
+    if (seteuid(0) != 0 || setegid(0) != 0)
+        die("cannot return to root after opening the proxy");
+    return fd;
+}
+
 static void become_root(void) {
     if (setgroups(0, NULL) != 0)
         die("setgroups");
@@ -141,6 +166,7 @@ static const struct {
     const char *name;
 } lifted_limits[] = {
     {RLIMIT_CPU, "cpu"}, {RLIMIT_FSIZE, "fsize"}, {RLIMIT_AS, "as"}, {RLIMIT_DATA, "data"}, {RLIMIT_NOFILE, "nofile"},
+    {RLIMIT_CORE, "core"},
 };
 #define LIFTED_COUNT (sizeof lifted_limits / sizeof lifted_limits[0])
 /* Enough descriptors for glexec itself, whatever the caller left. */
@@ -169,27 +195,34 @@ static char *format_caller_limits(void) {
     return text;
 }
 
+/*
+ * glexec runs with no CPU, file-size or memory limit and at least MIN_NOFILE descriptors. A
+ * caller's hard limit below that can only be raised with CAP_SYS_RESOURCE; without it glexec
+ * refuses to run (202) rather than run with a limit that could stop it half-way. And no core
+ * files: a root process's memory holds other users' data (the soft limit only, so that the
+ * payload can get the caller's back).
+ */
 static void lift_limits(void) {
     for (size_t i = 0; i < LIFTED_COUNT; i++) {
-        struct rlimit limit = {RLIM_INFINITY, RLIM_INFINITY};
-        if (lifted_limits[i].resource == RLIMIT_NOFILE) {
-            if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        int resource = lifted_limits[i].resource;
+        struct rlimit wanted = {RLIM_INFINITY, RLIM_INFINITY};
+        if (resource == RLIMIT_NOFILE || resource == RLIMIT_CORE) {
+            if (getrlimit(resource, &wanted) != 0)
                 die("getrlimit");
-            if (limit.rlim_max < MIN_NOFILE)
-                limit.rlim_max = MIN_NOFILE;
-            if (limit.rlim_cur < MIN_NOFILE)
-                limit.rlim_cur = MIN_NOFILE;
+            if (resource == RLIMIT_CORE) {
+                wanted.rlim_cur = 0;
+            } else {
+                if (wanted.rlim_max < MIN_NOFILE)
+                    wanted.rlim_max = MIN_NOFILE;
+                if (wanted.rlim_cur < MIN_NOFILE)
+                    wanted.rlim_cur = MIN_NOFILE;
+            }
         }
-        if (setrlimit(lifted_limits[i].resource, &limit) == 0)
-            continue;
-        /* Raising a hard limit needs CAP_SYS_RESOURCE, which a confined root may lack: then
-         * at least lift the soft limit to the hard one. */
-        struct rlimit current;
-        if (errno != EPERM || getrlimit(lifted_limits[i].resource, &current) != 0)
-            die("setrlimit");
-        current.rlim_cur = current.rlim_max;
-        if (setrlimit(lifted_limits[i].resource, &current) != 0)
-            die("setrlimit");
+        if (setrlimit(resource, &wanted) != 0) {
+            static char message[160];
+            snprintf(message, sizeof message, "the caller's hard %s limit cannot be lifted (that needs CAP_SYS_RESOURCE)", lifted_limits[i].name);
+            die(message);
+        }
     }
 }
 
@@ -228,6 +261,8 @@ int main(int argc, char **argv) {
     if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
         die("close_range");
     int env_fd = environment_to_memfd();
+    int proxy_error;
+    int proxy_fd = open_proxy_as_caller(caller_uid, caller_gid, &proxy_error);
 
     become_root();
     lift_limits();
@@ -236,10 +271,14 @@ int main(int argc, char **argv) {
     if (chdir("/") != 0)
         die("chdir /");
 
-    static char uid_arg[64], gid_arg[64], env_arg[64];
+    static char uid_arg[64], gid_arg[64], env_arg[64], proxy_arg[64];
     snprintf(uid_arg, sizeof uid_arg, "--caller-uid=%u", (unsigned)caller_uid);
     snprintf(gid_arg, sizeof gid_arg, "--caller-gid=%u", (unsigned)caller_gid);
     snprintf(env_arg, sizeof env_arg, "--caller-env-fd=%d", env_fd);
+    if (proxy_fd >= 0)
+        snprintf(proxy_arg, sizeof proxy_arg, "--caller-proxy-fd=%d", proxy_fd);
+    else
+        snprintf(proxy_arg, sizeof proxy_arg, "--caller-proxy-errno=%d", proxy_error);
     char *groups_arg = NULL, *cwd_arg = NULL, *limits_arg = NULL;
     if (asprintf(&groups_arg, "--caller-groups=%s", caller_groups) < 0 ||
         asprintf(&limits_arg, "--caller-rlimits=%s", caller_limits) < 0 ||
@@ -257,6 +296,7 @@ int main(int argc, char **argv) {
         cwd_arg,
         limits_arg,
         env_arg,
+        proxy_arg,
         "--",
     };
     size_t fixed_count = sizeof fixed / sizeof fixed[0];

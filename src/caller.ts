@@ -15,6 +15,8 @@ export interface ShimArgs {
   readonly callerGroups: readonly number[];
   readonly callerCwd: string;
   readonly envFd: number | undefined;
+  /** The caller's proxy, opened by the shim with the caller's ids: a descriptor, or the errno of the open. */
+  readonly proxy: { readonly fd: number } | { readonly errno: number } | undefined;
   /** The caller's resource limits that the shim lifted for glexec itself. */
   readonly callerLimits: ReadonlyMap<LiftedResource, Limit>;
   /** The caller's own arguments, unchanged. */
@@ -30,6 +32,7 @@ export interface Caller {
   readonly cwd: string;
   readonly env: ReadonlyMap<string, string>;
   readonly limits: ReadonlyMap<LiftedResource, Limit>;
+  readonly proxy: ShimArgs['proxy'];
 }
 
 const MAX_ENV_BYTES = 16 * 1024 * 1024;
@@ -37,6 +40,13 @@ const MAX_ENV_BYTES = 16 * 1024 * 1024;
 function idArg(value: string | undefined, name: string): number {
   if (value === undefined || !/^\d{1,10}$/.test(value)) throw systemError('shim.bad_args', `glexec was not started by its shim (bad ${name})`);
   return Number(value);
+}
+
+function proxyArg(named: ReadonlyMap<string, string>): ShimArgs['proxy'] {
+  const fd = named.get('caller-proxy-fd');
+  if (fd !== undefined) return { fd: idArg(fd, 'proxy descriptor') };
+  const errno = named.get('caller-proxy-errno');
+  return errno === undefined ? undefined : { errno: idArg(errno, 'proxy errno') };
 }
 
 /** Parses what the setuid shim passed; anything unexpected means glexec.js was not run by it. */
@@ -59,6 +69,7 @@ export function parseShimArgs(args: readonly string[]): ShimArgs {
     callerCwd: named.get('caller-cwd') ?? '',
     envFd: envFd === undefined ? undefined : idArg(envFd, 'environment descriptor'),
     callerLimits: parseCallerLimits(named.get('caller-rlimits') ?? ''),
+    proxy: proxyArg(named),
     argv: args.slice(separator + 1),
   };
 }
@@ -86,5 +97,6 @@ export function identifyCaller(shim: ShimArgs): Caller {
     cwd: shim.callerCwd,
     env,
     limits: shim.callerLimits,
+    proxy: shim.proxy,
   };
 }

@@ -171,7 +171,7 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
     closeSync(fd);
   }
   const ending = await endOrTimeOut(pid, exited, timeoutSeconds, graceSeconds);
-  const leftovers = (await endProcessGroup(pid, graceSeconds)).outcome;
+  const leftovers = (await endProcessGroup(pid, runner.uid, graceSeconds)).outcome;
   return report(ending, leftovers);
 }
 

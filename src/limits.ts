@@ -1,7 +1,7 @@
 /**
  * The caller's resource limits. The shim lifted cpu, fsize, as, data and nofile for glexec itself
- * (so a caller cannot make the root process fail after the payload started) and passed the
- * caller's values on; the payload gets them back through prlimit, so batch-system limits still
+ * (so a caller cannot make the root process fail after the payload started), set the soft core
+ * limit to 0, and passed the caller's values on; the payload gets them back through prlimit, so batch-system limits still
  * bind the payload. The epilogue keeps glexec's own.
  */
 import { ownLimit } from './sys/limits';
@@ -12,7 +12,7 @@ export interface Limit {
   readonly hard: LimitValue;
 }
 
-export const LIFTED_RESOURCES = ['cpu', 'fsize', 'as', 'data', 'nofile'] as const;
+export const LIFTED_RESOURCES = ['cpu', 'fsize', 'as', 'data', 'nofile', 'core'] as const;
 export type LiftedResource = (typeof LIFTED_RESOURCES)[number];
 
 const parseValue = (text: string): LimitValue | undefined => (text === 'unlimited' ? 'unlimited' : /^\d{1,20}$/.test(text) ? Number(text) : undefined);

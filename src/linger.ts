@@ -7,7 +7,7 @@ import { monotonicMs } from './clock';
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ending } from './exitcode';
-import { groupHasLiveMembers, signalGroup } from './sys/proc';
+import { liveGroupMembers, signalGroup, signalProcesses } from './sys/proc';
 
 /** Forwarded to the payload's process group (design.md §3). SIGKILL and SIGSTOP cannot be caught. */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
@@ -63,23 +63,30 @@ export interface GroupCleanup {
   readonly durationMs: number;
 }
 
-const POLL_MS = 10;
+/** Each poll scans /proc; often enough to end a group quickly, rarely enough to stay cheap. */
+const POLL_MS = 25;
 const KILL_WAIT_MS = 2000;
 
-/** SIGTERM to the group, wait up to `graceSeconds` for it to empty, then SIGKILL. */
-export async function endProcessGroup(pgid: number, graceSeconds: number): Promise<GroupCleanup> {
+/** SIGTERM to `uid`'s processes in the group, wait up to `graceSeconds` for them to end, then SIGKILL. */
+export async function endProcessGroup(pgid: number, uid: number, graceSeconds: number): Promise<GroupCleanup> {
   const started = monotonicMs();
   const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({ outcome, durationMs: Math.round(monotonicMs() - started) });
-  if (!groupHasLiveMembers(pgid) || !signalGroup(pgid, 'SIGTERM')) return done('none');
-  signalGroup(pgid, 'SIGCONT');
+  let members = liveGroupMembers(pgid, uid);
+  if (members.length === 0) return done('none');
+  signalProcesses(members, 'SIGTERM');
+  signalProcesses(members, 'SIGCONT');
   const deadline = started + graceSeconds * 1000;
   while (monotonicMs() < deadline) {
     await sleep(Math.min(POLL_MS, Math.max(0, deadline - monotonicMs())));
-    if (!groupHasLiveMembers(pgid)) return done('terminated');
+    members = liveGroupMembers(pgid, uid);
+    if (members.length === 0) return done('terminated');
   }
-  signalGroup(pgid, 'SIGKILL');
-  // SIGKILL cannot be refused, but delivery is not instant; wait until none is running, bounded.
+  // SIGKILL cannot be refused, but delivery is not instant; repeat for late forks, bounded.
   const killDeadline = monotonicMs() + KILL_WAIT_MS;
-  while (groupHasLiveMembers(pgid) && monotonicMs() < killDeadline) await sleep(POLL_MS);
+  while (members.length > 0 && monotonicMs() < killDeadline) {
+    signalProcesses(members, 'SIGKILL');
+    await sleep(POLL_MS);
+    members = liveGroupMembers(pgid, uid);
+  }
   return done('killed');
 }

@@ -52,7 +52,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     const payloadEnv = buildEnvironment(caller, target, loaded.config, log);
     const payload = await runPayload(action, caller, target, payloadEnv, loaded.config, relay, log);
     const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending }, loaded.config, log) : undefined;
-    const cleanup = await endLeftovers(payload.pid, loaded.config, log);
+    const cleanup = await endLeftovers(payload.pid, target.uid, loaded.config, log);
     const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
     writeCompletionRecord(log, { caller, target, proxy, action, payload, epilogue: epilogueReport, cleanup, exitCode });
     return exitCode;
@@ -119,7 +119,7 @@ function openConfigAndLog(path: string, reporter: Reporter): { loaded: LoadedCon
 
 function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy {
   const location = locateProxy(caller.env);
-  const pem = readProxyFile(location, caller.uid);
+  const pem = readProxyFile(location, caller.uid, caller.proxy);
   return verifyProxyChain(pem, {
     certdir: config.certdir,
     now: new Date(),
@@ -197,8 +197,8 @@ async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<strin
 }
 
 /** What is left of the payload's process group after the epilogue: SIGTERM, grace, SIGKILL. */
-async function endLeftovers(pgid: number, config: Config, log: Log): Promise<GroupCleanup> {
-  const cleanup = await endProcessGroup(pgid, config.kill_grace);
+async function endLeftovers(pgid: number, uid: number, config: Config, log: Log): Promise<GroupCleanup> {
+  const cleanup = await endProcessGroup(pgid, uid, config.kill_grace);
   if (cleanup.outcome !== 'none') log.notice('ended what the payload left in its process group', { pgid, outcome: cleanup.outcome, durationMs: cleanup.durationMs });
   return cleanup;
 }

@@ -3,9 +3,9 @@
  * owned by the caller, with no group, other or special mode bits. Root opens it without
  * following a symlink and makes every check on the opened descriptor.
  */
-import { constants, fstatSync, lstatSync } from 'node:fs';
+import { closeSync, constants, fstatSync } from 'node:fs';
 import { clientError } from '../errors';
-import { FileChanged, FileTooLarge, openChecked, readAllAndClose } from '../sys/files';
+import { FileTooLarge, readAllAndClose } from '../sys/files';
 
 const MAX_PROXY_BYTES = 256 * 1024;
 /** setuid, setgid and sticky (not in Node's fs.constants). */
@@ -32,35 +32,39 @@ function octal(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, '0');
 }
 
-/** Reads the proxy file of `callerUid`; every refusal is a 201 naming the variable and path. */
-export function readProxyFile(location: ProxyLocation, callerUid: number): string {
+/** errno numbers the shim may report for the open, by name (Linux values). */
+const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 6: 'ENXIO', 13: 'EACCES', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 36: 'ENAMETOOLONG', 40: 'ELOOP' };
+
+/**
+ * Reads the proxy file of `callerUid` from the descriptor the shim opened with the caller's ids;
+ * every check is made on that descriptor. Every refusal is a 201 naming the variable and path.
+ */
+export function readProxyFile(location: ProxyLocation, callerUid: number, opened: { fd: number } | { errno: number } | undefined): string {
   const { variable, path } = location;
   const refuse = (code: string, why: string): never => {
     throw clientError(code, `${variable} ${path} ${why}`);
   };
-  let checked;
-  try {
-    checked = lstatSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return refuse('proxy.unreadable', code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? 'error'})`);
+  if (opened === undefined) return refuse('proxy.unreadable', 'was not opened by the glexec shim');
+  if ('errno' in opened) {
+    const name = ERRNO_NAMES[opened.errno] ?? `errno ${opened.errno}`;
+    if (name === 'ENOENT') return refuse('proxy.unreadable', 'does not exist');
+    if (name === 'ELOOP') return refuse('proxy.symlink', 'is a symbolic link; give the file itself');
+    return refuse('proxy.unreadable', `cannot be opened by the caller (${name})`);
   }
-  if (checked.isSymbolicLink()) refuse('proxy.symlink', 'is a symbolic link; give the file itself');
-  if (!checked.isFile()) refuse('proxy.not_a_file', 'is not a regular file');
-  let fd: number;
-  try {
-    fd = openChecked(path, checked);
-  } catch (error) {
-    if (error instanceof FileChanged) return refuse('proxy.changed', 'changed while it was being opened');
-    return refuse('proxy.unreadable', `cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  const { fd } = opened;
+  // The descriptor is not close-on-exec (it crossed the shim's exec): close it on every refusal.
+  const reject = (code: string, why: string): never => {
+    closeSync(fd);
+    return refuse(code, why);
+  };
+  const st = fstatSync(fd);
+  if (!st.isFile()) reject('proxy.not_a_file', 'is not a regular file');
+  if (st.uid !== callerUid) reject('proxy.wrong_owner', `is owned by uid ${st.uid}, not by the caller (uid ${callerUid})`);
+  if (st.mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
+    reject('proxy.bad_mode', `has mode ${octal(st.mode)}: group, other and special bits are not allowed (use chmod 600)`);
   }
-  const opened = fstatSync(fd);
-  if (opened.uid !== callerUid) refuse('proxy.wrong_owner', `is owned by uid ${opened.uid}, not by the caller (uid ${callerUid})`);
-  if (opened.mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
-    refuse('proxy.bad_mode', `has mode ${octal(opened.mode)}: group, other and special bits are not allowed (use chmod 600)`);
-  }
-  if (!(opened.mode & constants.S_IRUSR)) refuse('proxy.bad_mode', `has mode ${octal(opened.mode)}: it is not readable by its owner`);
-  if (opened.size === 0) refuse('proxy.empty', 'is empty');
+  if (!(st.mode & constants.S_IRUSR)) reject('proxy.bad_mode', `has mode ${octal(st.mode)}: it is not readable by its owner`);
+  if (st.size === 0) reject('proxy.empty', 'is empty');
   try {
     return readAllAndClose(fd, MAX_PROXY_BYTES).toString('latin1');
   } catch (error) {

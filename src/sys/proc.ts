@@ -2,7 +2,7 @@
  * Starting and signalling processes: the only place that spawns or kills.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 
 export const SETPRIV = '/usr/bin/setpriv';
 export const PRLIMIT = '/usr/bin/prlimit';
@@ -52,23 +52,40 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /**
- * Whether the process group still has a member that is not a zombie. Killed processes stay
- * zombies until their new parent (init) reaps them, which can take a while; they hold nothing.
+ * The running (not zombie) members of process group `pgid` that belong to `uid` (the owner of
+ * /proc/PID, i.e. their effective uid). Killed processes stay zombies until init reaps them,
+ * which can take a while; they hold nothing. Filtering by uid means that if the group's number
+ * was freed and reused by a process of someone else (a new session leader gets its own pid as
+ * its group), glexec never signals it.
  */
-export function groupHasLiveMembers(pgid: number): boolean {
-  if (!signalGroup(pgid, 0)) return false;
+export function liveGroupMembers(pgid: number, uid: number): number[] {
+  if (!signalGroup(pgid, 0)) return [];
+  const members: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
     try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid && fields[0] !== 'Z' && statSync(`/proc/${entry}`).uid === uid) members.push(Number(entry));
     } catch {
-      continue; // gone meanwhile
+      // Gone meanwhile.
     }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
   }
-  return false;
+  return members;
+}
+
+/**
+ * PRIVILEGE: signals processes that liveGroupMembers just found in a group glexec created and
+ * that belong to the account glexec ran there. Those already gone are skipped.
+ */
+export function signalProcesses(pids: readonly number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
 }
 
 /** The slot the epilogue's descriptor gets in the child: it runs as /proc/self/fd/3. */

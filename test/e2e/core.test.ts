@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -133,8 +133,21 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} does not exist`);
     });
     it('a proxy owned by someone else gives 201', () => {
-      const path = pki.copyProxy('foreign.pem', system.stranger.uid, 0o600);
+      const path = pki.copyProxy('foreign.pem', system.stranger.uid, 0o644);
       expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} is owned by uid ${system.stranger.uid}, not by the caller (uid ${system.pilot.uid})`);
+    });
+
+    it('a proxy the caller cannot read itself is never opened by root: 201', () => {
+      const path = pki.copyProxy('unreadable.pem', system.stranger.uid, 0o600);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} cannot be opened by the caller (EACCES)`);
+      // Its own file, in a directory it cannot enter: root could open it, the caller cannot.
+      const hidden = join(system.root, 'hidden');
+      mkdirSync(hidden, { recursive: true, mode: 0o700 });
+      const inside = join(hidden, 'proxy.pem');
+      writeFileSync(inside, readFileSync(pki.pilotProxy));
+      chownSync(inside, system.pilot.uid, system.pilot.gid);
+      chmodSync(inside, 0o600);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: inside } }), 201, `GLEXEC_CLIENT_CERT ${inside} cannot be opened by the caller (EACCES)`);
     });
     it('a proxy readable by group or others gives 201', () => {
       const path = pki.copyProxy('open.pem', system.pilot.uid, 0o644);
@@ -356,6 +369,18 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(result.stdout, 'fsize=1 cpu=7\n');
       // The log is far past 512 bytes by now: the record could not have been appended under the caller's limit.
       assert.equal(system.logRecords().filter((entry) => entry.msg === 'job completed').length, 1);
+    });
+
+    it('a caller\'s hard file-size limit is lifted with CAP_SYS_RESOURCE, and refused (202) without it', () => {
+      const capEff = BigInt(`0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`);
+      const canLift = (capEff & (1n << 24n)) !== 0n;
+      const result = system.run(['/bin/sh', '-c', 'ulimit -H -f'], { env: withProxy(), before: 'ulimit -f 4' });
+      if (canLift) {
+        assert.equal(result.status, 0, result.stderr);
+        assert.equal(result.stdout, '4\n');
+      } else {
+        expectRefusal(result, 202, "the caller's hard fsize limit cannot be lifted (that needs CAP_SYS_RESOURCE): Operation not permitted");
+      }
     });
 
     it('a caller with a tiny descriptor limit still gets a working glexec', () => {

@@ -179,7 +179,7 @@ describe('shim arguments and the command line', () => {
     const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-rlimits=cpu=10:unlimited', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
     assert.deepEqual(shim, {
       configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', envFd: 3,
-      callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]), argv: ['/bin/echo', '--', '-V'],
+      callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]), proxy: undefined, argv: ['/bin/echo', '--', '-V'],
     });
   });
   it('arguments that did not come from the shim are refused', () => {
