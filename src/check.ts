@@ -11,6 +11,8 @@ import type { Config } from './config/schema';
 import { checkEpilogue, resolveEpilogueRunner } from './epilogue';
 import { GlexecError } from './errors';
 import { clampLogLevel } from './log/logger';
+import { readLcmapsDb } from './lcmaps/db';
+import { compileAccountPolicies } from './lcmaps/modules';
 import { readGridMap } from './mapping/gridmap';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
@@ -133,6 +135,15 @@ function checkGridMap(path: string): Finding[] {
   });
 }
 
+function checkLcmaps(config: Config): Finding[] {
+  return attempt('lcmaps.db', `${TRUST_FIX}; correct the item named (glexec.conf(5) lists the modules and options glexec knows)`, () => {
+    const db = readLcmapsDb(config.lcmaps_db_file);
+    const compiled = compileAccountPolicies(db, config.lcmaps_get_account_policy);
+    const policies = compiled.policies.map((policy) => policy.name).join(', ');
+    return ok('lcmaps.db', `${config.lcmaps_db_file}: syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`);
+  });
+}
+
 function checkEpilogueSetting(config: Config): Finding[] {
   return attempt('epilogue', `${TRUST_FIX}; the file must be executable by its runner`, () => {
     const runner = resolveEpilogueRunner(config);
@@ -181,7 +192,7 @@ export function checkInstallation(configPath: string, trustedUids: readonly numb
     ...findings,
     ...checkWhiteLists(config),
     ...checkCertdir(config.certdir),
-    ...checkGridMap(config.gridmapfile),
+    ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),
     ...checkLog(config),
     ...checkTools(),

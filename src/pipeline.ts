@@ -15,6 +15,8 @@ import { checkEpilogue, type EpilogueContext, type EpilogueReport, type Epilogue
 import { endProcessGroup, type GroupCleanup, type SignalRelay, waitForExit } from './linger';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
+import { readLcmapsDb } from './lcmaps/db';
+import { mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
@@ -45,7 +47,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
     checkWhiteLists(caller, loaded.config, log);
     const proxy = verifyCallerProxy(caller, loaded.config);
-    const target = mapToTarget(proxy, loaded.config);
+    const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
     const epilogue = checkEpilogueTrust(loaded.config);
     checkPayload(action.payload, target, loaded.config.prohibit_exec_via_symlink);
@@ -127,9 +129,17 @@ function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy {
   });
 }
 
-function mapToTarget(proxy: VerifiedProxy, config: Config): Target {
-  const account = mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile);
-  return resolveTarget(account, proxy.identityDn);
+/** lcmaps.db policies when the site has one, else the grid-mapfile. */
+function mapToTarget(proxy: VerifiedProxy, config: Config, log: Log): Target {
+  if (config.lcmaps_db_file === '') return resolveTarget(mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile), proxy.identityDn);
+  const mapping = mapAccount(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy, {
+    identityDn: proxy.identityDn,
+    proxy,
+    now: new Date(),
+    verifiedAgainstCertdir: config.certdir,
+  });
+  log.info('lcmaps policy mapped', { policy: mapping.policy, via: mapping.via, account: mapping.account });
+  return resolveTarget(mapping.account, proxy.identityDn);
 }
 
 /** The caller's working directory if it still exists, else the target's home, else `/`. */

@@ -50,6 +50,12 @@ export interface VerifiedProxy {
   kind: 'rfc3820' | 'legacy';
   /** Earliest notAfter of the verified path, trust anchor included. */
   notAfter: Date;
+  /** The leaf proxy (the first certificate) is limited. */
+  leafLimited: boolean;
+  /** Validity of each proxy: the first delegation after the EEC (LCMAPS level 0) first, the leaf last. */
+  proxyValidity: { notBefore: Date; notAfter: Date }[];
+  /** The file holds a private key. */
+  hasPrivateKey: boolean;
 }
 
 export interface VerifyOptions {
@@ -179,6 +185,9 @@ export function verifyProxyChain(pem: string, opts: VerifyOptions): VerifiedProx
     limited: proxies.some((link) => link.limited),
     kind: (proxies[0] as ProxyLink).kind,
     notAfter: new Date(Math.min(...path.map((certificate) => certificate.notAfter.getTime()))),
+    leafLimited: (proxies[0] as ProxyLink).limited,
+    proxyValidity: [...proxies].reverse().map(({ certificate }) => ({ notBefore: certificate.notBefore, notAfter: certificate.notAfter })),
+    hasPrivateKey: blocks.some((block) => PRIVATE_KEY_LABELS.has(block.label)),
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installCa, makeCa, makeProxy, makeUserCert, writeProxyFile } from './pki';
+import { type Credential, installCa, makeCa, makeProxy, makeUserCert, type ProxyOptions, writeProxyFile } from './pki';
 import type { TestSystem } from './system';
 
 export const USER_DN = '/C=NL/O=Example/CN=Jane Doe';
@@ -12,6 +12,7 @@ export const USER_DN = '/C=NL/O=Example/CN=Jane Doe';
 export class TestPki {
   private constructor(
     private readonly system: TestSystem,
+    private readonly ca: Credential,
     readonly userDn: string,
     /** RFC 3820 proxy of Jane Doe, owned by the pilot, mode 0600. */
     readonly pilotProxy: string,
@@ -41,6 +42,7 @@ export class TestPki {
     };
     return new TestPki(
       system,
+      ca,
       USER_DN,
       pilotFile('proxy.pem', (path) => writeProxyFile(path, makeProxy(user, { kind: 'rfc3820' }))),
       pilotFile('legacy.pem', (path) => writeProxyFile(path, makeProxy(user, { kind: 'legacy' }))),
@@ -48,6 +50,19 @@ export class TestPki {
       pilotFile('usercert.pem', (path) => writeFileSync(path, user.certPem + user.keyPem)),
       pilotFile('rogue.pem', (path) => writeProxyFile(path, makeProxy(rogueUser, { kind: 'rfc3820' }))),
     );
+  }
+
+  /**
+   * A new user certificate for `subject` from the test CA, and a proxy of it in a file owned by
+   * the pilot (mode 0600). Returns the file's path.
+   */
+  proxyFor(name: string, subject: string, options: Omit<ProxyOptions, 'kind'> & { kind?: ProxyOptions['kind'] } = {}): string {
+    const user = makeUserCert(this.ca, { subject });
+    const path = join(this.system.scratch, name);
+    writeProxyFile(path, makeProxy(user, { kind: 'rfc3820', ...options }));
+    chownSync(path, this.system.pilot.uid, this.system.pilot.gid);
+    chmodSync(path, 0o600);
+    return path;
   }
 
   /** A copy of the pilot's proxy with another owner or mode. */

@@ -126,6 +126,19 @@ export class TestSystem {
     return lookup(name);
   }
 
+  /** `count` pool accounts `<prefix><base>001`… sharing one new group; returns their names. */
+  addPoolAccounts(base: string, count: number): string[] {
+    const group = this.addGroup(`${base}grp`);
+    const names: string[] = [];
+    for (let index = 1; index <= count; index++) {
+      const name = `${this.prefix}${base}${String(index).padStart(3, '0')}`;
+      sh('useradd', ['-M', '-N', '-g', group, '-s', '/bin/sh', '-d', '/nonexistent', name]);
+      this.accounts.push(name);
+      names.push(name);
+    }
+    return names;
+  }
+
   /** Writes glexec.conf (root-owned, 0600) with `[glexec]` and the given lines. */
   writeConfig(lines: string[], options: { raw?: boolean } = {}): void {
     const text = options.raw ? lines.join('\n') : ['[glexec]', ...lines].join('\n');

@@ -103,12 +103,14 @@ describe('glexec.conf', () => {
     assert.equal(parseConfigText('[glexec]\nuse_lcas = no\n', PATH).config.use_lcas, false);
   });
 
-  it('lcmaps_db_file is refused until lcmaps.db support exists', () => {
-    assert.equal(refusal('[glexec]\nlcmaps_db_file = /etc/lcmaps.db\n').code, 'config.unsupported');
+  it('lcmaps_db_file and lcmaps_get_account_policy are read', () => {
+    const { config } = parseConfigText('[glexec]\nlcmaps_db_file = /etc/lcmaps.db\nlcmaps_get_account_policy = glexec_get_account:fallback\n', PATH);
+    assert.equal(config.lcmaps_db_file, '/etc/lcmaps.db');
+    assert.equal(config.lcmaps_get_account_policy, 'glexec_get_account:fallback');
   });
 
   it('keys that are safe to ignore are accepted and noted as ignored', () => {
-    const { notes } = parseConfigText('[glexec]\ncreate_target_proxy = no\nlcmaps_log_file = /var/log/x\n', PATH);
+    const { notes } = parseConfigText('[glexec]\nvomsdir = /etc/grid-security/vomsdir\nlcmaps_log_file = /var/log/x\n', PATH);
     assert.equal(notes.filter((note) => note.msg.includes('accepted and ignored')).length, 2);
   });
 

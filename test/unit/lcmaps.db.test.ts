@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { GlexecError } from '../../src/errors';
 import { parseLcmapsDb, readLcmapsDb } from '../../src/lcmaps/db';
+import { compileAccountPolicies } from '../../src/lcmaps/modules';
 
 function thrown(fn: () => unknown): GlexecError {
   try {
@@ -260,5 +261,14 @@ describe('reading lcmaps.db under a directory others can write', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the example etc/lcmaps.db', () => {
+  it('parses, and its glexec_get_account policy uses only modules and options glexec knows', () => {
+    const file = join(__dirname, '../../../etc/lcmaps.db');
+    const db = parseLcmapsDb(readFileSync(file, 'utf8'), file);
+    const compiled = compileAccountPolicies(db, 'glexec_get_account');
+    assert.deepEqual(compiled.policies.map((policy) => policy.name), ['glexec_get_account']);
   });
 });
