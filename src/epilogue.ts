@@ -14,7 +14,7 @@ import { monotonicMs } from './clock';
 import type { Config } from './config/schema';
 import { systemError } from './errors';
 import { type Ending, rawReturnCode } from './exitcode';
-import { endProcessGroup, waitForExit } from './linger';
+import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayExecute } from './payload/check';
 import { openChecked } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
@@ -83,6 +83,8 @@ export function checkEpilogue(runner: EpilogueRunner): Stats {
 }
 
 export interface EpilogueContext {
+  /** GLEXEC_EPILOG_* variables of the containment (cgroup, leftover count and list). */
+  readonly containmentVariables: Readonly<Record<string, string>>;
   readonly caller: Caller;
   readonly target: Target;
   readonly payloadPath: string;
@@ -117,6 +119,7 @@ export function epilogueVariables(context: EpilogueContext, epiloguePath: string
     GLEXEC_EPILOG_TARGET_PGID: String(context.payloadPid),
     GLEXEC_EPILOG_TARGET_RC: String(rawReturnCode(context.ending)),
     GLEXEC_EPILOG_PATH: epiloguePath,
+    ...context.containmentVariables,
   };
   argv.forEach((arg, index) => {
     variables[`GLEXEC_EPILOG_ARGV${index}`] = arg;
@@ -171,7 +174,7 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
     closeSync(fd);
   }
   const ending = await endOrTimeOut(pid, exited, timeoutSeconds, graceSeconds);
-  const leftovers = (await endProcessGroup(pid, runner.uid, graceSeconds)).outcome;
+  const leftovers = (await endProcesses(() => groupMembersOf(pid, runner.uid), graceSeconds)).outcome;
   return report(ending, leftovers);
 }
 

@@ -7,7 +7,8 @@ import { monotonicMs } from './clock';
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ending } from './exitcode';
-import { liveGroupMembers, signalGroup, signalProcesses } from './sys/proc';
+import { signalGroup, signalProcesses } from './sys/proc';
+import { scanProcesses } from './sys/procinfo';
 
 /** Forwarded to the payload's process group (design.md §3). SIGKILL and SIGSTOP cannot be caught. */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
@@ -67,26 +68,36 @@ export interface GroupCleanup {
 const POLL_MS = 25;
 const KILL_WAIT_MS = 2000;
 
-/** SIGTERM to `uid`'s processes in the group, wait up to `graceSeconds` for them to end, then SIGKILL. */
-export async function endProcessGroup(pgid: number, uid: number, graceSeconds: number): Promise<GroupCleanup> {
+/**
+ * Ends the processes `find` returns (it is asked again and again, so late forks are found):
+ * SIGTERM and SIGCONT, up to `graceSeconds` for them to go, then SIGKILL until two scans in a row
+ * find nothing (bounded).
+ */
+export async function endProcesses(find: () => number[], graceSeconds: number): Promise<GroupCleanup> {
   const started = monotonicMs();
   const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({ outcome, durationMs: Math.round(monotonicMs() - started) });
-  let members = liveGroupMembers(pgid, uid);
-  if (members.length === 0) return done('none');
-  signalProcesses(members, 'SIGTERM');
-  signalProcesses(members, 'SIGCONT');
+  let pids = find();
+  if (pids.length === 0) return done('none');
+  signalProcesses(pids, 'SIGTERM');
+  signalProcesses(pids, 'SIGCONT');
   const deadline = started + graceSeconds * 1000;
   while (monotonicMs() < deadline) {
     await sleep(Math.min(POLL_MS, Math.max(0, deadline - monotonicMs())));
-    members = liveGroupMembers(pgid, uid);
-    if (members.length === 0) return done('terminated');
+    pids = find();
+    if (pids.length === 0 && find().length === 0) return done('terminated');
   }
-  // SIGKILL cannot be refused, but delivery is not instant; repeat for late forks, bounded.
   const killDeadline = monotonicMs() + KILL_WAIT_MS;
-  while (members.length > 0 && monotonicMs() < killDeadline) {
-    signalProcesses(members, 'SIGKILL');
+  let emptyScans = 0;
+  while (emptyScans < 2 && monotonicMs() < killDeadline) {
+    signalProcesses(pids, 'SIGKILL');
     await sleep(POLL_MS);
-    members = liveGroupMembers(pgid, uid);
+    pids = find();
+    emptyScans = pids.length === 0 ? emptyScans + 1 : 0;
   }
   return done('killed');
+}
+
+/** The running processes of `uid` in process group `pgid` (zombies hold nothing and are left to init). */
+export function groupMembersOf(pgid: number, uid: number): number[] {
+  return scanProcesses((info) => info.pgid === pgid && info.uid === uid && info.state !== 'Z').map((info) => info.pid);
 }

@@ -12,7 +12,9 @@ import { authorizationError, ExitCode, GlexecError, systemError } from './errors
 import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
-import { endProcessGroup, type GroupCleanup, type SignalRelay, waitForExit } from './linger';
+import { type SignalRelay, waitForExit } from './linger';
+import { abandonContainment, type Containment, endLeftovers, findLeftovers, type LeftoverCleanup, prepareContainment, removeLeftoverFile, spawnInside, writeLeftoverFile } from './containment';
+import type { ProcessInfo } from './sys/procinfo';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
@@ -21,6 +23,7 @@ import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, readProxyFile } from './proxy/read';
+import { targetProxyRequest, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { findAccount } from './sys/identity';
 import { setprivAvailable, spawnAsTarget } from './sys/proc';
@@ -51,12 +54,15 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
     const epilogue = checkEpilogueTrust(loaded.config);
     checkPayload(action.payload, target, loaded.config.prohibit_exec_via_symlink);
-    const payloadEnv = buildEnvironment(caller, target, loaded.config, log);
-    const payload = await runPayload(action, caller, target, payloadEnv, loaded.config, relay, log);
-    const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending }, loaded.config, log) : undefined;
-    const cleanup = await endLeftovers(payload.pid, target.uid, loaded.config, log);
+    const targetProxy = copyTargetProxy(caller, target, loaded.config, log);
+    const payloadEnv = buildEnvironment(caller, target, targetProxy, loaded.config, log);
+    const containment = prepareContainment(loaded.config);
+    const payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
+    const leftovers = listLeftovers(containment, payload, target, log);
+    const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending, containmentVariables: {} }, containment, leftovers, loaded.config, log) : undefined;
+    const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
     const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
-    writeCompletionRecord(log, { caller, target, proxy, action, payload, epilogue: epilogueReport, cleanup, exitCode });
+    writeCompletionRecord(log, { caller, target, proxy, action, payload, epilogue: epilogueReport, leftovers, cleanup, exitCode });
     return exitCode;
   } catch (error) {
     logRefusal(log, error);
@@ -161,9 +167,21 @@ function checkEpilogueTrust(config: Config): EpilogueRunner | undefined {
   return runner;
 }
 
-function buildEnvironment(caller: Caller, target: Target, config: Config, log: Log): Record<string, string> {
+/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target. */
+function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log): string | undefined {
+  const request = targetProxyRequest(caller.env, config);
+  if (request === undefined) return undefined;
+  const targetLock = config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism;
+  const { path } = writeTargetProxy(request, caller, target, { input: config.input_lock_mechanism, target: targetLock });
+  log.info('target proxy written', { source: request.sourcePath, path });
+  return path;
+}
+
+/** The payload's environment; X509_USER_PROXY is the target proxy when there is one. */
+function buildEnvironment(caller: Caller, target: Target, targetProxy: string | undefined, config: Config, log: Log): Record<string, string> {
   const { env, dropped } = buildPayloadEnv(caller.env, config, target);
   for (const { name, why } of dropped) log.info('caller variable dropped', { name, why });
+  if (targetProxy !== undefined) env.X509_USER_PROXY = targetProxy;
   return env;
 }
 
@@ -174,16 +192,19 @@ interface PayloadRun {
   readonly durationMs: number;
 }
 
-async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
+async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, containment: Containment, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
   if (!setprivAvailable()) throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
+  if (containment.mode === 'pgid') log.notice('containment by process group', { reason: containment.reason });
   const cwd = payloadWorkingDirectory(caller, target);
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
   const started = monotonicMs();
   const limitOptions = payloadLimitOptions(caller.limits);
   if (limitOptions.length > 0) log.info('the payload gets the caller\'s resource limits', { limits: limitOptions });
-  const child = spawnAsTarget(target, action.payload, action.args, env, cwd, limitOptions);
+  const who = { uid: target.uid, gid: target.gid, groups: target.groups, noNewPrivs: config.no_new_privs };
+  const child = spawnInside(containment, () => spawnAsTarget(who, action.payload, action.args, env, cwd, limitOptions));
   const exited = waitForExit(child);
   if (child.pid === undefined) {
+    abandonContainment(containment);
     const error = await exited.then(() => undefined, (reason: unknown) => reason);
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
@@ -197,19 +218,39 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   return { pid, cwd, ending, durationMs };
 }
 
-/** Runs while the payload's leftovers are still alive, so that it can find them. */
-async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, config: Config, log: Log): Promise<EpilogueReport> {
-  const report = await runEpilogue(runner, payloadEnv, context, config.epilogue_timeout, config.kill_grace);
-  const fields = { path: runner.path, user: runner.user, group: runner.group, ...report.outcome, durationMs: report.durationMs, leftovers: report.leftovers };
-  if (report.outcome.result === 'ok') log.info('epilogue succeeded', fields);
-  else log.error(`epilogue failed: ${report.outcome.reason}`, fields);
-  return report;
+/** What the payload left running, logged process by process. */
+function listLeftovers(containment: Containment, payload: PayloadRun, target: Target, log: Log): ProcessInfo[] {
+  const leftovers = findLeftovers(containment, { pid: payload.pid, uid: target.uid });
+  if (leftovers.length > 0) log.notice('the payload left processes behind', { containment: containment.mode, count: leftovers.length, processes: leftovers });
+  return leftovers;
 }
 
-/** What is left of the payload's process group after the epilogue: SIGTERM, grace, SIGKILL. */
-async function endLeftovers(pgid: number, uid: number, config: Config, log: Log): Promise<GroupCleanup> {
-  const cleanup = await endProcessGroup(pgid, uid, config.kill_grace);
-  if (cleanup.outcome !== 'none') log.notice('ended what the payload left in its process group', { pgid, outcome: cleanup.outcome, durationMs: cleanup.durationMs });
+/**
+ * Runs while the payload's leftovers are still alive, so that it can find them; it gets the
+ * payload's cgroup and the list of leftovers (count, and a root-owned file).
+ */
+async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, containment: Containment, leftovers: readonly ProcessInfo[], config: Config, log: Log): Promise<EpilogueReport> {
+  const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers, runner);
+  try {
+    const containmentVariables: Record<string, string> = {
+      ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),
+      ...(leftoverFile ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.length), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile } : {}),
+    };
+    const report = await runEpilogue(runner, payloadEnv, { ...context, containmentVariables }, config.epilogue_timeout, config.kill_grace);
+    const fields = { path: runner.path, user: runner.user, group: runner.group, ...report.outcome, durationMs: report.durationMs, leftovers: report.leftovers };
+    if (report.outcome.result === 'ok') log.info('epilogue succeeded', fields);
+    else log.error(`epilogue failed: ${report.outcome.reason}`, fields);
+    return report;
+  } finally {
+    removeLeftoverFile(leftoverFile);
+  }
+}
+
+/** After the epilogue: end what the payload left (kill_leftovers), remove its cgroup. */
+async function cleanUpLeftovers(containment: Containment, pid: number, uid: number, config: Config, log: Log): Promise<LeftoverCleanup> {
+  const cleanup = await endLeftovers(containment, { pid, uid }, config.kill_leftovers, config.kill_grace);
+  if (cleanup.outcome !== 'none') log.notice('ended what the payload left behind', { ...cleanup });
+  if (cleanup.survivors > 0) log.warn('processes of the payload are still running', { ...cleanup });
   return cleanup;
 }
 
@@ -220,7 +261,8 @@ interface Completion {
   readonly action: Extract<Action, { kind: 'run' }>;
   readonly payload: PayloadRun;
   readonly epilogue: EpilogueReport | undefined;
-  readonly cleanup: GroupCleanup;
+  readonly leftovers: readonly ProcessInfo[];
+  readonly cleanup: LeftoverCleanup;
   readonly exitCode: number;
 }
 
@@ -239,7 +281,10 @@ function writeCompletionRecord(log: Log, run: Completion): void {
     ending: payload.ending,
     payloadRc: rawReturnCode(payload.ending),
     epilogue: epilogue ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers } : 'none',
-    leftovers: run.cleanup.outcome,
+    containment: run.cleanup.mode,
+    leftovers: run.leftovers.length,
+    cleanup: run.cleanup.outcome,
+    survivors: run.cleanup.survivors,
     exitCode: run.exitCode,
     durationMs: payload.durationMs,
   });

@@ -12,6 +12,7 @@
 export type LogDestination = 'syslog' | 'file';
 export type LockMechanism = 'flock' | 'fcntl' | 'disabled';
 export type SwitchBy = 'glexec' | 'lcmaps';
+export type Containment = 'cgroup' | 'pgid' | 'off';
 
 /** Parses one raw value; throws a plain message (the loader adds the key and value). */
 type Parser<T> = (raw: string) => T;
@@ -45,6 +46,11 @@ const oneOf =
 
 const integer: Parser<number> = (raw) => {
   if (!/^[+-]?\d{1,9}$/.test(raw)) throw new Error('expected a whole number');
+  return Number(raw);
+};
+
+const nonNegativeInteger: Parser<number> = (raw) => {
+  if (!/^\d{1,9}$/.test(raw)) throw new Error('expected a whole number, 0 or more');
   return Number(raw);
 };
 
@@ -150,14 +156,24 @@ export const configSchema = {
     doc: 'Refuse a payload path whose last component is a symbolic link.' }),
   pedantic_security_checks: spec({ parse: yesNo, default: false, status: 'ignored',
     doc: 'This glexec always applies its strict checks.' }),
-  create_target_proxy: spec({ parse: yesNo, default: true, status: 'ignored',
-    doc: 'Target proxy creation is not supported yet; X509_USER_PROXY is unset for the payload.' }),
-  target_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
-    doc: 'Lock used when writing the target proxy.' }),
-  input_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
-    doc: 'Lock used when reading the input proxies (glexec reads the proxy once, through one descriptor).' }),
-  lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'ignored',
-    doc: 'Deprecated alias of target_lock_mechanism.' }),
+  create_target_proxy: spec({ parse: yesNo, default: true, status: 'used',
+    doc: '`yes`: without GLEXEC_TARGET_PROXY, copy the proxy for the payload to /tmp/x509up_u<uid>.glexec.<random> (left behind, as in gLExec); `no`: only copy when GLEXEC_TARGET_PROXY is set.' }),
+  target_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'used',
+    doc: 'How the target proxy is written: `flock` (exclusive flock while it is rewritten), `fcntl` (written aside and renamed into place), `disabled` (rewritten in place).' }),
+  input_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'used',
+    doc: 'How the source proxy is read: `flock` (shared flock), `fcntl` (re-checked after reading: a change is refused), `disabled`.' }),
+  lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'used',
+    doc: 'Deprecated alias of target_lock_mechanism, used when that is left at its default.' }),
+  containment: spec<Containment>({ parse: oneOf<Containment>('cgroup', 'pgid', 'off'), default: 'cgroup', status: 'used', extension: true,
+    doc: '`cgroup`: each payload in a cgroup v2 of its own, which nothing it forks can leave (falls back to `pgid` without a writable cgroup v2); `pgid`: its process group and session; `off`: no listing and no cleanup of leftovers.' }),
+  cgroup_base: spec({ parse: optionalAbsolutePath, default: '', status: 'used', extension: true,
+    doc: 'cgroup v2 directory under which glexec makes the payload cgroups (empty: <cgroup2 mount>/glexec). On systemd hosts, a delegated cgroup (see the README).' }),
+  kill_leftovers: spec({ parse: yesNo, default: true, status: 'used', extension: true,
+    doc: '`yes`: after the epilogue, end every process the payload left behind; `no`: only list them (log and epilogue).' }),
+  max_processes: spec({ parse: nonNegativeInteger, default: 0, status: 'used', extension: true,
+    doc: 'Most processes and threads the payload may have at once (pids.max of its cgroup; 0: no limit). Needs the pids controller.' }),
+  no_new_privs: spec({ parse: yesNo, default: false, status: 'used', extension: true,
+    doc: '`yes`: the payload cannot gain privileges through setuid or file-capability programs (PR_SET_NO_NEW_PRIVS).' }),
   kill_grace: spec({ parse: seconds, default: 5, status: 'used', extension: true,
     doc: 'Seconds between SIGTERM and SIGKILL, for the epilogue and for what the payload left behind.' }),
 

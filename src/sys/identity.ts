@@ -1,6 +1,9 @@
-/** Account and group look-ups through NSS (the posix addon and Node's initgroups). */
-import { readFileSync } from 'node:fs';
-import { posix } from './posix';
+/**
+ * Account and group look-ups through NSS (the posix addon and Node's initgroups), and acting on
+ * files with another account's identity.
+ */
+import { readFileSync, writeSync } from 'node:fs';
+import { type PosixAddon, posix } from './posix';
 
 export interface Account {
   readonly name: string;
@@ -46,5 +49,69 @@ export function groupsOf(account: Account): number[] {
     return [...new Set(groups)].sort((a, b) => a - b);
   } finally {
     proc.setgroups([]);
+  }
+}
+
+/** Who a file operation is done as: an account's uid, primary gid and supplementary groups. */
+export interface EffectiveIdentity {
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly number[];
+}
+
+/** The largest id the posix addon passes through unchanged (it takes an int32). */
+const MAX_ID = 0x7fffffff;
+
+function checkedId(id: number, what: string): number {
+  if (!Number.isInteger(id) || id < 0 || id > MAX_ID) throw new Error(`withEffectiveIdentity: ${what} ${id} is not a valid id`);
+  return id;
+}
+
+/**
+ * Runs `fn` with the file-access identity of `who`, so the kernel checks every path it opens as
+ * that account would be checked: glexec never opens a caller- or target-named file with root's
+ * rights.
+ *
+ * PRIVILEGE: sets the supplementary groups, then the effective gid, then the effective uid of
+ * this root process (in that order: only root may set groups and gid). The real and saved uid and
+ * gid stay 0, so `who` cannot signal or ptrace this process meanwhile (kill(2) compares with the
+ * real and saved uid; the kernel also marks the process non-dumpable when its euid changes), and
+ * the way back to root stays open. glibc applies each call to every thread of the process.
+ * Afterwards, whatever `fn` did or threw, euid 0, egid 0 and no supplementary groups are restored;
+ * if that fails the process is killed on the spot, because no code may run on with a
+ * half-restored identity. `fn` must be synchronous: a promise would resolve after the restore.
+ */
+export function withEffectiveIdentity<T>(who: EffectiveIdentity, fn: () => T): T {
+  const addon = posix();
+  if (process.geteuid?.() !== 0 || addon.getegid() !== 0) {
+    // Nested or non-root use would make the restore below grant rights this process did not have.
+    throw new Error('withEffectiveIdentity needs effective uid and gid 0 (it is not re-entrant)');
+  }
+  const uid = checkedId(who.uid, 'uid');
+  const gid = checkedId(who.gid, 'gid');
+  const groups = who.groups.map((group) => checkedId(group, 'group'));
+  if (!process.setgroups) throw new Error('this platform has no setgroups');
+  try {
+    process.setgroups(groups);
+    addon.setegid(gid);
+    addon.seteuid(uid);
+    return fn();
+  } finally {
+    restoreRoot(addon);
+  }
+}
+
+/** euid 0 first (it is what allows the other two), then egid 0, then no supplementary groups. */
+function restoreRoot(addon: PosixAddon): void {
+  try {
+    addon.seteuid(0);
+    addon.setegid(0);
+    process.setgroups?.([]);
+    if (addon.geteuid() !== 0 || addon.getegid() !== 0) throw new Error('the effective ids are not 0 after the restore');
+  } catch (error) {
+    // Not an exception: a caller could catch it and carry on as the other account.
+    writeSync(2, `glexec: fatal: cannot return to root after acting as another account: ${String(error).replace(/\s+/g, ' ')}\n`);
+    process.kill(process.pid, 'SIGKILL');
+    throw error; // not reached
   }
 }

@@ -15,6 +15,13 @@ export interface PosixAddon {
   update_syslog_constants(target: Record<string, number>): void;
   getrlimit(resource: string): { soft: number | null; hard: number | null };
   setrlimit(resource: string, limits: { soft: number | null; hard: number | null }): void;
+  /** The libc calls of the same names; each throws an errno error on failure (ids are int32 in the addon). */
+  geteuid(): number;
+  getegid(): number;
+  seteuid(uid: number): void;
+  setegid(gid: number): void;
+  setreuid(ruid: number, euid: number): void;
+  setregid(rgid: number, egid: number): void;
 }
 
 declare const GLEXEC_BUNDLED: boolean | undefined;

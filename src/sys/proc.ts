@@ -2,7 +2,7 @@
  * Starting and signalling processes: the only place that spawns or kills.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 export const SETPRIV = '/usr/bin/setpriv';
 export const PRLIMIT = '/usr/bin/prlimit';
@@ -11,12 +11,14 @@ export interface TargetIdentity {
   readonly uid: number;
   readonly gid: number;
   readonly groups: readonly number[];
+  /** PR_SET_NO_NEW_PRIVS: setuid and file-capability programs give it nothing. */
+  readonly noNewPrivs?: boolean;
 }
 
 /** setpriv's arguments that switch to `who` and exec `program` with `args`. */
 export function setprivArgs(who: TargetIdentity, program: string, args: readonly string[]): string[] {
   const groups = who.groups.length > 0 ? ['--groups', who.groups.join(',')] : ['--clear-groups'];
-  return ['--reuid', String(who.uid), '--regid', String(who.gid), ...groups, '--', program, ...args];
+  return ['--reuid', String(who.uid), '--regid', String(who.gid), ...groups, ...(who.noNewPrivs ? ['--no-new-privs'] : []), '--', program, ...args];
 }
 
 export function setprivAvailable(): boolean {
@@ -52,31 +54,9 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /**
- * The running (not zombie) members of process group `pgid` that belong to `uid` (the owner of
- * /proc/PID, i.e. their effective uid). Killed processes stay zombies until init reaps them,
- * which can take a while; they hold nothing. Filtering by uid means that if the group's number
- * was freed and reused by a process of someone else (a new session leader gets its own pid as
- * its group), glexec never signals it.
- */
-export function liveGroupMembers(pgid: number, uid: number): number[] {
-  if (!signalGroup(pgid, 0)) return [];
-  const members: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z' && statSync(`/proc/${entry}`).uid === uid) members.push(Number(entry));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return members;
-}
-
-/**
- * PRIVILEGE: signals processes that liveGroupMembers just found in a group glexec created and
- * that belong to the account glexec ran there. Those already gone are skipped.
+ * PRIVILEGE: signals processes that a scan just found in a group (or cgroup, or session) glexec
+ * created and that belong to the account glexec ran there, so a process-group number freed and
+ * reused by someone else is never hit. Those already gone are skipped.
  */
 export function signalProcesses(pids: readonly number[], signal: NodeJS.Signals): void {
   for (const pid of pids) {

@@ -188,6 +188,56 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     });
   });
 
+  describe('the target proxy', () => {
+    const targetPath = () => join(system.scratch, 'target-proxy.pem');
+    beforeEach(() => rmSync(targetPath(), { force: true }));
+
+    it('GLEXEC_SOURCE_PROXY is copied to GLEXEC_TARGET_PROXY as the target, mode 0600, and X509_USER_PROXY points at it', () => {
+      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"; stat -c "%u %a" "$X509_USER_PROXY"'], {
+        env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: targetPath() }),
+      });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, `${targetPath()}\n${system.target.uid} 600\n`);
+      assert.deepEqual(readFileSync(targetPath()), readFileSync(pki.pilotProxy));
+    });
+
+    it('with create_target_proxy = yes and no GLEXEC_TARGET_PROXY, the copy goes to /tmp under a name nobody can guess', () => {
+      system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
+      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"'], { env: withProxy() });
+      assert.equal(result.status, 0, result.stderr);
+      const path = result.stdout.trim();
+      try {
+        assert.match(path, new RegExp(`^/tmp/x509up_u${system.target.uid}\\.glexec\\.[0-9a-f]{16}$`));
+        assert.deepEqual(readFileSync(path), readFileSync(pki.pilotProxy));
+      } finally {
+        rmSync(path, { force: true });
+      }
+    });
+
+    it('a target proxy in a directory that does not exist gives 201', () => {
+      const missing = join(system.scratch, 'no-such-dir/proxy');
+      const result = system.run(['/bin/true'], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: missing }) });
+      assert.equal(result.status, 201);
+      assert.match(result.stderr, /^glexec: .*no-such-dir.*(does not exist|No such)/);
+    });
+
+    it('an empty GLEXEC_SOURCE_PROXY or GLEXEC_TARGET_PROXY gives 201', () => {
+      for (const env of [{ GLEXEC_SOURCE_PROXY: '' }, { GLEXEC_TARGET_PROXY: '' }]) {
+        const result = system.run(['/bin/true'], { env: withProxy(env) });
+        assert.equal(result.status, 201, JSON.stringify(env));
+        assert.match(result.stderr, /^glexec: GLEXEC_(SOURCE|TARGET)_PROXY .*empty/);
+      }
+    });
+
+    it('an existing target file of someone else is never overwritten: 201', () => {
+      writeFileSync(targetPath(), 'not yours\n', { mode: 0o644 });
+      chownSync(targetPath(), system.stranger.uid, system.stranger.gid);
+      const result = system.run(['/bin/true'], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: targetPath() }) });
+      assert.equal(result.status, 201);
+      assert.equal(readFileSync(targetPath(), 'utf8'), 'not yours\n');
+    });
+  });
+
   describe('caller and mapping', () => {
     it('a caller in no white list gives 203', () => {
       const strangerProxy = pki.copyProxy('stranger.pem', system.stranger.uid, 0o600);
@@ -397,7 +447,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(result.status, 3, result.stderr);
       assert.deepEqual(processesOf(system.target.uid), []);
       const record = system.logRecords().find((entry) => entry.msg === 'job completed');
-      assert.equal(record?.leftovers, 'killed');
+      assert.equal(record?.cleanup, 'killed');
     });
   });
 

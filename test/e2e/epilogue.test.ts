@@ -119,7 +119,12 @@ describe('the epilogue', { skip: needsRoot }, () => {
         GLEXEC_EPILOG_TARGET_PGID: String(record.payloadPid),
         GLEXEC_EPILOG_TARGET_RC: '5',
         GLEXEC_EPILOG_PATH: path,
+        GLEXEC_EPILOG_TARGET_CGROUP: epilog.GLEXEC_EPILOG_TARGET_CGROUP,
+        GLEXEC_EPILOG_LEFTOVER_COUNT: '0',
+        GLEXEC_EPILOG_LEFTOVER_FILE: epilog.GLEXEC_EPILOG_LEFTOVER_FILE,
       });
+      assert.match(String(epilog.GLEXEC_EPILOG_TARGET_CGROUP), /^\/sys\/fs\/cgroup\/.*\/glexec\/job-\d+-[0-9a-f]+$/);
+      assert.match(String(epilog.GLEXEC_EPILOG_LEFTOVER_FILE), /^\/run\/glexec\/leftovers-\d+-[0-9a-f]+\.tsv$/);
       assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_SID), /^\d+$/);
       assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_PGID), /^\d+$/);
       assert.equal(supplementary.length, 1);
@@ -365,7 +370,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
         assert.equal(spawnSync('pgrep', ['-f', 'sleep 300']).status, 1);
         assert.equal(spawnSync('pgrep', ['-f', 'sleep 301']).status, 0);
         // The epilogue did the work: glexec's own cleanup found nothing left.
-        assert.equal(completion().leftovers, 'none');
+        assert.equal(completion().cleanup, 'none');
       } finally {
         unrelated.kill('SIGKILL');
       }
@@ -392,7 +397,7 @@ describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
       const reaped = datagrams.filter((line) => line.includes('glexec-epilogue'));
       assert.equal(reaped.length, 1, datagrams.join('|'));
       // daemon (3) * 8 + notice (5) = 29
-      assert.match(reaped[0] ?? '', new RegExp(`^<29>.*glexec-epilogue: job of ${system.target.name}: sent SIGKILL to what was left in process group \\d+: \\d+ $`));
+      assert.match(reaped[0] ?? '', new RegExp(`^<29>.*glexec-epilogue: job of ${system.target.name}: sent SIGKILL to what was left in (cgroup \\S+|process group \\d+): \\d+ $`));
       assert.equal(spawnSync('pgrep', ['-f', 'sleep 302']).status, 1);
       assert.equal(spawnSync('pgrep', ['-f', 'sleep 303']).status, 0);
     } finally {

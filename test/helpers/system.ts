@@ -159,6 +159,8 @@ export class TestSystem {
       `certdir = ${this.certdir}`,
       `gridmapfile = ${this.gridmapPath}`,
       'kill_grace = 1',
+      // Tests that want a target proxy ask for it; the default would leave a copy in /tmp per run.
+      'create_target_proxy = no',
     ].filter((line) => !overridden.has(line.split('=')[0]?.trim()));
     return [...base, ...extra];
   }

@@ -1,0 +1,153 @@
+/**
+ * Containment of the payload and of everything it starts. With a writable cgroup v2 the payload
+ * is born inside a cgroup of its own (glexec moves itself in, spawns, moves back), so no fork,
+ * `setsid` or double fork can leave it; what is left when the payload exits is listed (for the
+ * log and the epilogue), and after the epilogue it is frozen and killed with cgroup.kill.
+ * Without one, glexec falls back to the payload's process group and session, found by repeated
+ * /proc scans of the target account's processes.
+ */
+import { randomBytes } from 'node:crypto';
+import { chownSync, closeSync, constants, existsSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from './config/schema';
+import { systemError } from './errors';
+import { endProcesses, type GroupCleanup } from './linger';
+import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, type JobCgroup, killCgroup, moveSelfTo, ownCgroup, removeJobCgroup, usableCgroupBase } from './sys/cgroup';
+import { describeProcess, type ProcessInfo, scanProcesses } from './sys/procinfo';
+
+export type Containment =
+  | { readonly mode: 'cgroup'; readonly job: JobCgroup; readonly home: { readonly v2: string; readonly pidsV1?: string } }
+  | { readonly mode: 'pgid'; readonly reason: string }
+  | { readonly mode: 'off' };
+
+/** Where the leftover lists for epilogues are written: root's own runtime directory. */
+export const LEFTOVER_DIRECTORY = '/run/glexec';
+/** How long glexec waits for a killed cgroup to empty before it reports survivors. */
+const CGROUP_KILL_WAIT_MS = 5000;
+
+/**
+ * Makes the payload's cgroup, or says why glexec falls back to the process group. A
+ * max_processes that cannot be enforced is a 202: ignoring it would let a fork bomb through.
+ */
+export function prepareContainment(config: Config): Containment {
+  if (config.containment === 'off') return { mode: 'off' };
+  if (config.containment === 'pgid') {
+    if (config.max_processes > 0) throw systemError('containment.max_processes', 'max_processes needs containment = cgroup');
+    return { mode: 'pgid', reason: 'containment = pgid' };
+  }
+  const mounts = cgroupMounts();
+  const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
+  const ownV2 = ownCgroup('v2');
+  const fallback = (reason: string): Containment => {
+    if (config.max_processes > 0) throw systemError('containment.max_processes', `max_processes cannot be enforced: ${reason}`);
+    return { mode: 'pgid', reason };
+  };
+  if (base === undefined || mounts.v2 === undefined || ownV2 === undefined) return fallback('no cgroup v2 is mounted');
+  if (!usableCgroupBase(base)) return fallback(`${base} is not a cgroup v2 directory glexec can use`);
+  const name = `job-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const pidsV1Base = mounts.pidsV1 === undefined ? undefined : join(mounts.pidsV1, 'glexec');
+  let job: JobCgroup;
+  try {
+    job = createJobCgroup(base, name, config.max_processes, pidsV1Base);
+  } catch (error) {
+    return fallback(`cannot make a cgroup under ${base}: ${(error as Error).message}`);
+  }
+  const ownPids = mounts.pidsV1 === undefined ? undefined : ownCgroup('pids');
+  return {
+    mode: 'cgroup',
+    job,
+    home: { v2: join(mounts.v2, ownV2), ...(job.pidsPath && ownPids !== undefined && mounts.pidsV1 ? { pidsV1: join(mounts.pidsV1, ownPids) } : {}) },
+  };
+}
+
+/**
+ * Runs `spawn` with glexec inside the payload's cgroup, so the child is born there, and moves
+ * glexec back to where it was, whatever happens.
+ */
+export function spawnInside<T>(containment: Containment, spawn: () => T): T {
+  if (containment.mode !== 'cgroup') return spawn();
+  const { job, home } = containment;
+  moveSelfTo(job.path);
+  if (job.pidsPath) moveSelfTo(job.pidsPath);
+  try {
+    return spawn();
+  } finally {
+    moveSelfTo(home.v2);
+    if (home.pidsV1) moveSelfTo(home.pidsV1);
+  }
+}
+
+/** Removes the payload's cgroup when the payload never started. */
+export function abandonContainment(containment: Containment): void {
+  if (containment.mode === 'cgroup') removeJobCgroup(containment.job);
+}
+
+/** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
+export function findLeftovers(containment: Containment, payload: { pid: number; uid: number }): ProcessInfo[] {
+  const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z';
+  switch (containment.mode) {
+    case 'cgroup':
+      return cgroupPids(containment.job.path).map(describeProcess).filter(running);
+    case 'pgid':
+      return scanProcesses((info) => running(info) && info.uid === payload.uid && (info.pgid === payload.pid || info.sid === payload.pid));
+    case 'off':
+      return [];
+  }
+}
+
+/**
+ * The leftover list for the epilogue: a root-owned file (readable by the epilogue's account)
+ * with a header line and one tab-separated line per process. Returns its path.
+ */
+export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }): string {
+  if (!existsSync(LEFTOVER_DIRECTORY)) mkdirSync(LEFTOVER_DIRECTORY, { mode: 0o755 });
+  const path = join(LEFTOVER_DIRECTORY, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'))];
+    writeSync(fd, `${lines.join('\n')}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  if (reader.uid !== 0) chownSync(path, reader.uid, reader.gid);
+  return path;
+}
+
+export function removeLeftoverFile(path: string | undefined): void {
+  if (path !== undefined) rmSync(path, { force: true });
+}
+
+export interface LeftoverCleanup extends GroupCleanup {
+  readonly mode: Containment['mode'];
+  /** Processes still running when glexec gave up (should be 0). */
+  readonly survivors: number;
+}
+
+/**
+ * After the epilogue: end what is left (kill_leftovers = yes) and remove the payload's cgroup.
+ * cgroup: freeze, cgroup.kill, wait until empty. pgid: SIGTERM, kill_grace, SIGKILL, until two
+ * scans in a row find nothing.
+ */
+export async function endLeftovers(containment: Containment, payload: { pid: number; uid: number }, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
+  const started = Date.now();
+  switch (containment.mode) {
+    case 'off':
+      return { mode: 'off', outcome: 'none', durationMs: 0, survivors: 0 };
+    case 'pgid': {
+      if (!kill) return { mode: 'pgid', outcome: 'none', durationMs: 0, survivors: findLeftovers(containment, payload).length };
+      const cleanup = await endProcesses(() => findLeftovers(containment, payload).map((info) => info.pid), graceSeconds);
+      return { mode: 'pgid', ...cleanup, survivors: findLeftovers(containment, payload).length };
+    }
+    case 'cgroup': {
+      const { job } = containment;
+      let outcome: GroupCleanup['outcome'] = 'none';
+      if (kill && cgroupPopulated(job.path)) {
+        outcome = 'killed';
+        await killCgroup(job.path, CGROUP_KILL_WAIT_MS);
+      }
+      const survivors = cgroupPopulated(job.path) ? cgroupPids(job.path).length : 0;
+      if (survivors === 0) removeJobCgroup(job);
+      return { mode: 'cgroup', outcome, durationMs: Date.now() - started, survivors };
+    }
+  }
+}

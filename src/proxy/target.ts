@@ -1,0 +1,404 @@
+/**
+ * The target proxy of gLExec: a copy of the caller's proxy that the target account owns, for the
+ * payload's X509_USER_PROXY.
+ *
+ * - Source: GLEXEC_SOURCE_PROXY, else the client proxy (GLEXEC_CLIENT_CERT, else X509_USER_PROXY).
+ *   gLExec's documentation does not say what 0.9 copies without GLEXEC_SOURCE_PROXY; gsido, which
+ *   sets only GLEXEC_CLIENT_CERT and relies on create_target_proxy = yes for a usable
+ *   X509_USER_PROXY, shows that the client proxy was copied. The source is checked like the client
+ *   proxy (regular file, owned by the caller, no group/other/special bits) and opened with the
+ *   caller's identity, never with root's rights.
+ * - Destination: GLEXEC_TARGET_PROXY whenever it is set; otherwise, with create_target_proxy = yes,
+ *   a new file `/tmp/x509up_u<target uid>.glexec.<16 random hex digits>`, created with O_EXCL, so it
+ *   can be neither guessed nor planted in advance. Like gLExec's /tmp copy, it is left behind.
+ *   Everything on the destination is done with the target account's identity: glexec can only
+ *   create or replace what that account could itself. A file of someone else, a symbolic link or
+ *   anything but a regular file is never written to.
+ * - Locks (input_lock_mechanism, target_lock_mechanism):
+ *   - `flock`: real flock(2) locks, shared on the source while reading it and exclusive on the target
+ *     while writing it in place (util-linux flock(1) takes them on glexec's descriptor, see
+ *     sys/lock.ts); a lock held by someone else is waited for, at most `waitSeconds`.
+ *   - `fcntl`: POSIX record locks cannot be taken without native code, so none is taken. Instead the
+ *     source is re-checked after reading (refused if its size, mtime or ctime changed), and
+ *     GLEXEC_TARGET_PROXY is replaced atomically: the copy goes to a new file in the same
+ *     directory and is rename()d over the path, so a reader sees the old proxy or the new one,
+ *     never half of one.
+ *   - `disabled`: no lock, as in gLExec (which calls it unsafe): the target is rewritten in place.
+ *
+ * Every refusal is a 201 (202 for failures of glexec itself) with a one-line message naming the
+ * variable and the path.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readSync,
+  renameSync,
+  type Stats,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { LockMechanism } from '../config/schema';
+import { GlexecError, clientError, systemError } from '../errors';
+import { type EffectiveIdentity, withEffectiveIdentity } from '../sys/identity';
+import { LockTimeout, flockDescriptor } from '../sys/lock';
+import { locateProxy } from './read';
+
+/** Where the copy goes when GLEXEC_TARGET_PROXY is not set (fixed: never the caller's TMPDIR). */
+export const DEFAULT_TARGET_DIRECTORY = '/tmp';
+export const DEFAULT_LOCK_WAIT_SECONDS = 10;
+
+const MAX_PROXY_BYTES = 256 * 1024;
+/** setuid, setgid and sticky (not in Node's fs.constants). */
+const SPECIAL_MODE_BITS = 0o7000;
+const PROXY_MODE = 0o600;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = constants;
+// O_NONBLOCK: a FIFO at the path fails (or opens) at once instead of blocking glexec, and a file
+// lease makes the open fail instead of waiting. Node adds O_CLOEXEC itself.
+const SOURCE_OPEN_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+// No O_TRUNC: an existing file is truncated only after it proved to be the target's own.
+const TARGET_OPEN_FLAGS = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+
+export type SourceVariable = 'GLEXEC_SOURCE_PROXY' | 'GLEXEC_CLIENT_CERT' | 'X509_USER_PROXY';
+
+export interface TargetProxyRequest {
+  /** The proxy to copy, and the variable that named it. */
+  readonly sourceVariable: SourceVariable;
+  readonly sourcePath: string;
+  /** GLEXEC_TARGET_PROXY; when undefined, a new file in DEFAULT_TARGET_DIRECTORY. */
+  readonly targetPath?: string;
+  /** create_target_proxy, as configured. */
+  readonly createTargetProxy: boolean;
+}
+
+export interface TargetProxyLocks {
+  /** input_lock_mechanism: the source proxy is read under it. */
+  readonly input: LockMechanism;
+  /** target_lock_mechanism (or its deprecated alias lock_mechanism): the target is written under it. */
+  readonly target: LockMechanism;
+  /** How long a flock lock held by someone else is waited for; DEFAULT_LOCK_WAIT_SECONDS if unset. */
+  readonly waitSeconds?: number;
+}
+
+/** Paths in messages are JSON-quoted, so a newline in a name cannot split a log line. */
+const quoted = (path: string): string => JSON.stringify(path);
+
+function octal(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
+function checkedPath(variable: string, path: string): string {
+  if (path === '') throw clientError('target_proxy.empty_name', `${variable} is set but empty`);
+  if (!path.startsWith('/')) throw clientError('target_proxy.relative_path', `${variable} must be an absolute path, got ${quoted(path)}`);
+  return path;
+}
+
+/**
+ * What the caller asked for, from its environment; undefined when no target proxy is wanted (no
+ * GLEXEC_TARGET_PROXY and create_target_proxy = no). A GLEXEC_SOURCE_PROXY or GLEXEC_TARGET_PROXY
+ * that is set but empty, or relative, is a 201 whatever create_target_proxy says.
+ */
+export function targetProxyRequest(env: ReadonlyMap<string, string>, config: { readonly create_target_proxy: boolean }): TargetProxyRequest | undefined {
+  const explicitSource = env.get('GLEXEC_SOURCE_PROXY');
+  const targetPath = env.get('GLEXEC_TARGET_PROXY');
+  if (explicitSource !== undefined) checkedPath('GLEXEC_SOURCE_PROXY', explicitSource);
+  if (targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', targetPath);
+  if (targetPath === undefined && !config.create_target_proxy) return undefined;
+  const source = explicitSource !== undefined ? { variable: 'GLEXEC_SOURCE_PROXY' as const, path: explicitSource } : clientProxy(env);
+  return {
+    sourceVariable: source.variable,
+    sourcePath: source.path,
+    ...(targetPath === undefined ? {} : { targetPath }),
+    createTargetProxy: config.create_target_proxy,
+  };
+}
+
+function clientProxy(env: ReadonlyMap<string, string>): { variable: SourceVariable; path: string } {
+  try {
+    return locateProxy(env);
+  } catch (error) {
+    if (error instanceof GlexecError && error.code === 'proxy.missing') {
+      throw clientError('target_proxy.no_source', 'no proxy to copy for the target: set GLEXEC_SOURCE_PROXY (or GLEXEC_CLIENT_CERT)');
+    }
+    throw error;
+  }
+}
+
+/**
+ * Copies the source proxy to the target proxy (see the file comment) and returns the path to give
+ * the payload as X509_USER_PROXY. The proxy's bytes are held in one buffer, zeroed before return.
+ */
+export function writeTargetProxy(
+  request: TargetProxyRequest,
+  caller: EffectiveIdentity,
+  target: EffectiveIdentity,
+  locks: TargetProxyLocks,
+): { path: string } {
+  if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
+  if (request.targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', request.targetPath);
+  const waitSeconds = locks.waitSeconds ?? DEFAULT_LOCK_WAIT_SECONDS;
+  if (!(waitSeconds > 0 && waitSeconds <= 3600)) throw systemError('target_proxy.bad_wait', `the lock wait must be between 0 and 3600 seconds, got ${waitSeconds}`);
+  const proxy = readSourceProxy(request, caller, locks.input, waitSeconds);
+  try {
+    if (request.targetPath === undefined) return { path: createDefaultTargetProxy(proxy, target, locks.target, waitSeconds) };
+    const destination: Destination = { path: request.targetPath, label: `GLEXEC_TARGET_PROXY ${quoted(request.targetPath)}` };
+    if (locks.target === 'fcntl') replaceAtomically(destination, proxy, target);
+    else writeInPlace(destination, proxy, target, { exclusive: false, lockSeconds: locks.target === 'flock' ? waitSeconds : undefined });
+    return { path: request.targetPath };
+  } finally {
+    proxy.fill(0);
+  }
+}
+
+// --- acting as an account ------------------------------------------------------------------
+
+/**
+ * Runs `fn` as `who`. `fn` turns its own file errors into GlexecErrors (or returns them), so
+ * anything else that escapes is a failure to switch identity: glexec's fault, a 202.
+ */
+function as<T>(who: EffectiveIdentity, fn: () => T): T {
+  try {
+    return withEffectiveIdentity(who, fn);
+  } catch (error) {
+    if (error instanceof GlexecError) throw error;
+    throw systemError('target_proxy.identity', `cannot act as uid ${who.uid} gid ${who.gid}: ${String(error).replace(/\s+/g, ' ')}`, error);
+  }
+}
+
+function errnoOf(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code ?? 'EIO';
+}
+
+/** openSync with the identity of `who`; the errno code instead of an exception. */
+function openAs(who: EffectiveIdentity, path: string, flags: number, mode?: number): number | { errno: string } {
+  return as(who, () => {
+    try {
+      return openSync(path, flags, mode);
+    } catch (error) {
+      return { errno: errnoOf(error) };
+    }
+  });
+}
+
+function lockOrRefuse(fd: number, mode: 'shared' | 'exclusive', waitSeconds: number, label: string): void {
+  try {
+    flockDescriptor(fd, mode, waitSeconds);
+  } catch (error) {
+    if (error instanceof LockTimeout) throw clientError('target_proxy.locked', `${label} is locked by another process (flock, waited ${waitSeconds} s)`);
+    throw systemError('target_proxy.lock_failed', `${label} cannot be locked: ${(error as Error).message}`, error);
+  }
+}
+
+// --- the source ----------------------------------------------------------------------------
+
+function readSourceProxy(request: TargetProxyRequest, caller: EffectiveIdentity, mechanism: LockMechanism, waitSeconds: number): Buffer {
+  const label = `${request.sourceVariable} ${quoted(request.sourcePath)}`;
+  const refuse = (code: string, why: string): never => {
+    throw clientError(`target_proxy.${code}`, `${label} ${why}`);
+  };
+  // The caller's identity decides whether the file can be opened at all: root's rights never do.
+  const opened = openAs(caller, checkedPath(request.sourceVariable, request.sourcePath), SOURCE_OPEN_FLAGS);
+  if (typeof opened !== 'number') {
+    if (opened.errno === 'ENOENT') return refuse('source_missing', 'does not exist');
+    if (opened.errno === 'ELOOP') return refuse('source_symlink', 'is a symbolic link; give the file itself');
+    return refuse('source_unreadable', `cannot be opened by the caller (uid ${caller.uid}): ${opened.errno}`);
+  }
+  const fd = opened;
+  try {
+    const before = fstatSync(fd, { bigint: true });
+    const mode = Number(before.mode);
+    if (!before.isFile()) refuse('source_not_a_file', 'is not a regular file');
+    if (before.uid !== BigInt(caller.uid)) refuse('source_wrong_owner', `is owned by uid ${before.uid}, not by the caller (uid ${caller.uid})`);
+    if (mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
+      refuse('source_bad_mode', `has mode ${octal(mode)}: group, other and special bits are not allowed (use chmod 600)`);
+    }
+    if (before.size === 0n) refuse('source_empty', 'is empty');
+    if (before.size > BigInt(MAX_PROXY_BYTES)) refuse('source_too_large', `is larger than ${MAX_PROXY_BYTES} bytes`);
+    if (mechanism === 'flock') lockOrRefuse(fd, 'shared', waitSeconds, label);
+    const contents = readAll(fd, label);
+    if (mechanism === 'fcntl') {
+      // No fcntl read lock can be taken (see the file comment): refuse a copy that may be torn.
+      const after = fstatSync(fd, { bigint: true });
+      if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || after.ctimeNs !== before.ctimeNs || BigInt(contents.length) !== after.size) {
+        contents.fill(0);
+        refuse('source_changed', 'changed while it was being read; try again');
+      }
+    }
+    return contents;
+  } finally {
+    closeSync(fd); // also releases the shared flock lock
+  }
+}
+
+/** The whole file in one zero-initialised buffer, so that zeroing it later erases every copy. */
+function readAll(fd: number, label: string): Buffer {
+  const buffer = Buffer.alloc(MAX_PROXY_BYTES + 1);
+  let total = 0;
+  try {
+    for (;;) {
+      const count = readSync(fd, buffer, total, buffer.length - total, null);
+      if (count === 0) break;
+      total += count;
+      if (total > MAX_PROXY_BYTES) {
+        buffer.fill(0);
+        throw clientError('target_proxy.source_too_large', `${label} is larger than ${MAX_PROXY_BYTES} bytes`);
+      }
+    }
+  } catch (error) {
+    if (error instanceof GlexecError) throw error;
+    buffer.fill(0);
+    throw clientError('target_proxy.source_unreadable', `${label} cannot be read: ${errnoOf(error)}`);
+  }
+  if (total === 0) throw clientError('target_proxy.source_empty', `${label} is empty`);
+  return buffer.subarray(0, total);
+}
+
+// --- the target ----------------------------------------------------------------------------
+
+interface Destination {
+  readonly path: string;
+  readonly label: string;
+}
+
+function refuseDestination(destination: Destination, code: string, why: string): never {
+  throw clientError(`target_proxy.${code}`, `${destination.label} ${why}`);
+}
+
+/** Turns the errno of opening or creating the destination (as the target) into a 201. */
+function refuseOpen(destination: Destination, errno: string, target: EffectiveIdentity): never {
+  switch (errno) {
+    case 'ENOENT':
+      return refuseDestination(destination, 'no_directory', `cannot be created: directory ${quoted(dirname(destination.path))} does not exist`);
+    case 'ENOTDIR':
+      return refuseDestination(destination, 'no_directory', 'cannot be created: a component of its directory is not a directory');
+    case 'ELOOP':
+      return refuseDestination(destination, 'symlink', 'is a symbolic link; glexec neither follows nor replaces it');
+    case 'EISDIR':
+      return refuseDestination(destination, 'not_a_file', 'is a directory');
+    case 'ENXIO':
+      return refuseDestination(destination, 'not_a_file', 'is not a regular file');
+    case 'EAGAIN':
+    case 'EWOULDBLOCK':
+      return refuseDestination(destination, 'busy', 'is in use (a lease is held on it)');
+    default:
+      return refuseDestination(destination, 'not_writable', `cannot be written by the target account (uid ${target.uid}): ${errno}`);
+  }
+}
+
+/** Refuses anything at the destination that is not a regular file of the target account. */
+function checkExisting(destination: Destination, st: Stats, target: EffectiveIdentity): void {
+  if (st.isSymbolicLink()) refuseDestination(destination, 'symlink', 'is a symbolic link; glexec neither follows nor replaces it');
+  if (!st.isFile()) refuseDestination(destination, 'not_a_file', 'exists and is not a regular file; it is not overwritten');
+  if (st.uid !== target.uid) {
+    refuseDestination(destination, 'wrong_owner', `exists and is owned by uid ${st.uid}, not by the target account (uid ${target.uid}); it is never overwritten`);
+  }
+}
+
+/** Mode 0600 (the umask may have taken more), then the bytes from offset 0, then to disk. Runs as the target. */
+function fillFile(fd: number, proxy: Buffer, destination: Destination): void {
+  try {
+    fchmodSync(fd, PROXY_MODE);
+    ftruncateSync(fd, 0);
+    for (let offset = 0; offset < proxy.length; ) offset += writeSync(fd, proxy, offset, proxy.length - offset, offset);
+    fsyncSync(fd);
+  } catch (error) {
+    refuseDestination(destination, 'write_failed', `cannot be written: ${errnoOf(error)}`);
+  }
+}
+
+/**
+ * Opens (creating if needed, or only creating with `exclusive`) as the target, checks the opened
+ * file, optionally takes the exclusive flock lock, and rewrites it. With `exclusive`, false means
+ * the name already existed.
+ */
+function writeInPlace(destination: Destination, proxy: Buffer, target: EffectiveIdentity, options: { exclusive: boolean; lockSeconds: number | undefined }): boolean {
+  const opened = openAs(target, destination.path, TARGET_OPEN_FLAGS | (options.exclusive ? O_EXCL : 0), PROXY_MODE);
+  if (typeof opened !== 'number') {
+    if (options.exclusive && opened.errno === 'EEXIST') return false;
+    return refuseOpen(destination, opened.errno, target);
+  }
+  const fd = opened;
+  let written = false;
+  try {
+    checkExisting(destination, fstatSync(fd), target);
+    if (options.lockSeconds !== undefined) lockOrRefuse(fd, 'exclusive', options.lockSeconds, destination.label);
+    as(target, () => fillFile(fd, proxy, destination));
+    written = true;
+    return true;
+  } finally {
+    closeSync(fd); // also releases the exclusive flock lock
+    // A file this call created must not stay behind empty or half written.
+    if (options.exclusive && !written) removeAs(target, destination.path);
+  }
+}
+
+/** Removes a file this module created, as the target (in a sticky directory only it and root may). */
+function removeAs(target: EffectiveIdentity, path: string): void {
+  as(target, () => {
+    try {
+      unlinkSync(path);
+    } catch {
+      // Already gone: nothing to clean up.
+    }
+  });
+}
+
+/** The file for create_target_proxy: a fresh, unguessable name, created with O_EXCL. */
+function createDefaultTargetProxy(proxy: Buffer, target: EffectiveIdentity, mechanism: LockMechanism, waitSeconds: number): string {
+  // Three tries: a clash of 64 random bits means something planted names on purpose.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const path = `${DEFAULT_TARGET_DIRECTORY}/x509up_u${target.uid}.glexec.${randomBytes(8).toString('hex')}`;
+    const destination = { path, label: `target proxy ${quoted(path)} (create_target_proxy)` };
+    // Nobody else can have a file open that did not exist a moment ago, so fcntl needs no rename here.
+    if (writeInPlace(destination, proxy, target, { exclusive: true, lockSeconds: mechanism === 'flock' ? waitSeconds : undefined })) return path;
+  }
+  throw systemError('target_proxy.no_free_name', `no unused file name for the target proxy in ${DEFAULT_TARGET_DIRECTORY}`);
+}
+
+/**
+ * For target_lock_mechanism = fcntl: the copy is written to a new file next to the destination
+ * and renamed over it, after checking that what is there now is the target's own regular file.
+ * Both run as the target, so even if the name is swapped between the check and the rename, the
+ * rename only replaces what the target account could delete itself (a sticky /tmp protects the
+ * files of others); and rename() replaces a symbolic link, never the file it points to.
+ */
+function replaceAtomically(destination: Destination, proxy: Buffer, target: EffectiveIdentity): void {
+  const existing = as(target, () => {
+    try {
+      return lstatSync(destination.path);
+    } catch (error) {
+      return { errno: errnoOf(error) };
+    }
+  });
+  if ('errno' in existing) {
+    if (existing.errno !== 'ENOENT') refuseOpen(destination, existing.errno, target);
+  } else {
+    checkExisting(destination, existing, target);
+  }
+  const temporary = `${dirname(destination.path)}/.${basename(destination.path)}.glexec-${randomBytes(8).toString('hex')}`;
+  const opened = openAs(target, temporary, TARGET_OPEN_FLAGS | O_EXCL, PROXY_MODE);
+  if (typeof opened !== 'number') refuseOpen(destination, opened.errno, target);
+  const fd = opened;
+  let renamed = false;
+  try {
+    as(target, () => {
+      fillFile(fd, proxy, destination);
+      try {
+        renameSync(temporary, destination.path);
+        renamed = true;
+      } catch (error) {
+        refuseDestination(destination, 'not_writable', `cannot be replaced by the target account (uid ${target.uid}): ${errnoOf(error)}`);
+      }
+    });
+  } finally {
+    closeSync(fd);
+    if (!renamed) removeAs(target, temporary);
+  }
+}

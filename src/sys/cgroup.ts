@@ -1,0 +1,134 @@
+/**
+ * cgroup v2 (and, for the pids controller on hybrid hosts, cgroup v1) for payload containment.
+ * Every path written here is one glexec made itself under the configured base.
+ */
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Mount points from /proc/self/mountinfo: the cgroup2 one, and the cgroup v1 one with `pids`. */
+export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): { v2?: string; pidsV1?: string } {
+  const mounts: { v2?: string; pidsV1?: string } = {};
+  for (const line of mountinfo.split('\n')) {
+    // "id parent major:minor root mountpoint options [optional…] - fstype source superoptions"
+    const [left, right] = line.split(' - ');
+    if (left === undefined || right === undefined) continue;
+    const mountPoint = (left.split(' ')[4] ?? '').replace(/\\040/g, ' ');
+    const [fstype, , superOptions] = right.split(' ');
+    if (fstype === 'cgroup2' && mounts.v2 === undefined) mounts.v2 = mountPoint;
+    if (fstype === 'cgroup' && (superOptions ?? '').split(',').includes('pids') && mounts.pidsV1 === undefined) mounts.pidsV1 = mountPoint;
+  }
+  return mounts;
+}
+
+/** This process's cgroup in the v2 hierarchy (`0::/path`) or in the v1 one with `controller`. */
+export function ownCgroup(hierarchy: 'v2' | 'pids', procCgroup = readFileSync('/proc/self/cgroup', 'utf8')): string | undefined {
+  for (const line of procCgroup.split('\n')) {
+    const [id, controllers, path] = [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1, line.lastIndexOf(':')), line.slice(line.lastIndexOf(':') + 1)];
+    if (hierarchy === 'v2' && id === '0' && controllers === '') return path;
+    if (hierarchy === 'pids' && controllers.split(',').includes('pids')) return path;
+  }
+  return undefined;
+}
+
+export interface JobCgroup {
+  /** The payload's cgroup v2 directory. */
+  readonly path: string;
+  /** The payload's cgroup in the v1 pids hierarchy, when max_processes needs it there. */
+  readonly pidsPath?: string;
+}
+
+/**
+ * PRIVILEGE: makes the payload's cgroup (root-owned 0755, so the payload can neither create
+ * sub-cgroups nor move itself out) under `base`, and sets pids.max when asked: in v2 if the
+ * pids controller can be enabled there, else in the v1 pids hierarchy of a hybrid host.
+ */
+export function createJobCgroup(base: string, name: string, maxProcesses: number, pidsV1Base: string | undefined): JobCgroup {
+  if (!existsSync(base)) mkdirSync(base, { mode: 0o755 });
+  const path = join(base, name);
+  mkdirSync(path, { mode: 0o755 });
+  if (maxProcesses === 0) return { path };
+  const available = readFileSync(join(base, 'cgroup.controllers'), 'utf8').split(/\s+/);
+  if (available.includes('pids')) {
+    writeFileSync(join(base, 'cgroup.subtree_control'), '+pids');
+    writeFileSync(join(path, 'pids.max'), String(maxProcesses));
+    return { path };
+  }
+  if (pidsV1Base === undefined) {
+    rmdirSync(path);
+    throw new Error('max_processes needs the pids controller, which is neither in cgroup v2 here nor mounted as cgroup v1');
+  }
+  if (!existsSync(pidsV1Base)) mkdirSync(pidsV1Base, { mode: 0o755 });
+  const pidsPath = join(pidsV1Base, name);
+  mkdirSync(pidsPath, { mode: 0o755 });
+  writeFileSync(join(pidsPath, 'pids.max'), String(maxProcesses));
+  return { path, pidsPath };
+}
+
+/**
+ * PRIVILEGE: moves this glexec process (all its threads) into `directory`. Used to have the
+ * payload born inside its cgroup (no fork can happen outside), then to move glexec back.
+ */
+export function moveSelfTo(directory: string): void {
+  writeFileSync(join(directory, 'cgroup.procs'), String(process.pid));
+}
+
+/** The pids in a cgroup and in any cgroup below it. */
+export function cgroupPids(directory: string): number[] {
+  const pids = readFileSync(join(directory, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    if (entry.isDirectory()) pids.push(...cgroupPids(join(directory, entry.name)));
+  }
+  return pids;
+}
+
+function populated(directory: string): boolean {
+  return /^populated 1$/m.test(readFileSync(join(directory, 'cgroup.events'), 'utf8'));
+}
+
+const POLL_MS = 5;
+
+/**
+ * PRIVILEGE: ends everything in the payload's cgroup: freeze it (no fork can run while the kill
+ * is delivered), cgroup.kill (SIGKILL to every member, atomically), thaw so the kill takes
+ * effect, and wait until the kernel reports it empty (bounded by `waitMs`).
+ */
+export async function killCgroup(directory: string, waitMs: number): Promise<boolean> {
+  writeFileSync(join(directory, 'cgroup.freeze'), '1');
+  writeFileSync(join(directory, 'cgroup.kill'), '1');
+  writeFileSync(join(directory, 'cgroup.freeze'), '0');
+  const deadline = Date.now() + waitMs;
+  while (populated(directory)) {
+    if (Date.now() > deadline) return false;
+    await sleep(POLL_MS);
+  }
+  return true;
+}
+
+export function cgroupPopulated(directory: string): boolean {
+  return populated(directory);
+}
+
+/** PRIVILEGE: removes the (empty) cgroups glexec made for the payload; false if one is still busy. */
+export function removeJobCgroup(job: JobCgroup): boolean {
+  let removed = true;
+  for (const path of [job.path, job.pidsPath]) {
+    if (path === undefined || !existsSync(path)) continue;
+    try {
+      rmdirSync(path);
+    } catch {
+      removed = false;
+    }
+  }
+  return removed;
+}
+
+/** Whether `base` (or, when it does not exist yet, its parent) is a writable cgroup v2 directory. */
+export function usableCgroupBase(base: string): boolean {
+  const probe = existsSync(base) ? base : join(base, '..');
+  try {
+    return lstatSync(probe).isDirectory() && existsSync(join(probe, 'cgroup.procs'));
+  } catch {
+    return false;
+  }
+}

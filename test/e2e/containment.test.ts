@@ -1,0 +1,175 @@
+/**
+ * Containment beyond gLExec 0.9: each payload in a cgroup of its own, leftovers listed for the log
+ * and the epilogue, a race-free kill, max_processes and no_new_privs; and the process-group
+ * fallback.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cgroupMounts } from '../../src/sys/cgroup';
+import { TestPki } from '../helpers/pki-fixtures';
+import { needsRoot, TestSystem } from '../helpers/system';
+
+let system: TestSystem;
+let pki: TestPki;
+let out: string;
+const mounts = cgroupMounts();
+const cgroupBase = mounts.v2 === undefined ? undefined : join(mounts.v2, 'glexec');
+const noCgroup = needsRoot || (mounts.v2 === undefined ? 'no cgroup v2 is mounted here' : false);
+
+const proxyEnv = () => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
+
+function completion(): Record<string, unknown> {
+  const record = system.logRecords().find((entry) => entry.msg === 'job completed');
+  assert.ok(record, 'no completion record');
+  return record;
+}
+
+/** Running (not zombie) processes of `uid` whose command line contains `text`. */
+function running(uid: number, text: string): string[] {
+  const listing = spawnSync('ps', ['-o', 'pid=,stat=,args=', '-u', String(uid)], { encoding: 'utf8' }).stdout;
+  return listing.split('\n').filter((line) => line.trim() !== '' && line.includes(text) && !/^\s*\d+\s+Z/.test(line));
+}
+
+function jobCgroups(): string[] {
+  return cgroupBase && existsSync(cgroupBase) ? readdirSync(cgroupBase).filter((name) => name.startsWith('job-')) : [];
+}
+
+/** An unrelated process of the payload account, started outside glexec. */
+function unrelatedProcess(seconds: number) {
+  return spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', String(seconds)], { stdio: 'ignore', detached: true });
+}
+
+describe('containment', { skip: noCgroup }, () => {
+  before(() => {
+    system = TestSystem.create();
+    pki = TestPki.create(system);
+    out = join(system.root, 'contained-out');
+  });
+  after(() => system?.tearDown());
+  beforeEach(() => {
+    pki.writeStandardGridMap();
+    system.writeConfig(system.standardConfig());
+    system.clearLog();
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out, { mode: 0o755 });
+  });
+
+  it('a setsid daemon made by a double fork is in the epilogue\'s leftover list and is gone when glexec exits; an unrelated process of the account keeps running', async () => {
+    const epilogue = system.installProgram('copy-leftovers.sh', `#!/bin/sh\ncp "$GLEXEC_EPILOG_LEFTOVER_FILE" ${out}/list\necho "$GLEXEC_EPILOG_LEFTOVER_COUNT $GLEXEC_EPILOG_TARGET_CGROUP" > ${out}/vars\n`);
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, 'epilogue_timeout = 30']));
+    const unrelated = unrelatedProcess(402);
+    try {
+      await sleep(100);
+      const daemon = system.installProgram('daemon.sh', "#!/bin/sh\n/usr/bin/setsid /bin/sh -c '/bin/sleep 401 >/dev/null 2>&1 & exit 0' &\nsleep 0.3\nexit 0\n");
+      const result = system.run([daemon], { env: proxyEnv() });
+      assert.equal(result.status, 0, result.stderr);
+      const list = readFileSync(join(out, 'list'), 'utf8').split('\n').filter(Boolean);
+      assert.equal(list[0], 'pid\tppid\tuid\tpgid\tsid\tstarted\tcommand');
+      const sleeper = list.find((line) => line.endsWith('\t/bin/sleep 401'));
+      assert.ok(sleeper, list.join('\n'));
+      const [, , uid, , sid] = (sleeper ?? '').split('\t');
+      assert.equal(Number(uid), system.target.uid);
+      assert.notEqual(Number(sid), completion().payloadPid, 'the daemon left the payload\'s session');
+      const [count, cgroup] = readFileSync(join(out, 'vars'), 'utf8').trim().split(' ');
+      assert.equal(Number(count), list.length - 1);
+      assert.match(cgroup ?? '', /\/glexec\/job-\d+-[0-9a-f]+$/);
+      assert.deepEqual(running(system.target.uid, 'sleep 401'), []);
+      assert.equal(running(system.target.uid, 'sleep 402').length, 1);
+      const record = completion();
+      assert.deepEqual([record.containment, record.leftovers, record.cleanup, record.survivors], ['cgroup', list.length - 1, 'killed', 0]);
+      assert.equal(existsSync(cgroup ?? ''), false, 'the payload cgroup is removed');
+    } finally {
+      unrelated.kill('SIGKILL');
+    }
+  });
+
+  it('a payload that keeps forking while it is killed leaves nothing behind', () => {
+    system.writeConfig(system.standardConfig(['max_processes = 300']));
+    const forker = system.installProgram('forker.sh', "#!/bin/sh\n/bin/sh -c 'while :; do /bin/sleep 999 & done' >/dev/null 2>&1 &\n/bin/sh -c 'while :; do /bin/sh -c \"/bin/sleep 998 &\" ; done' >/dev/null 2>&1 &\nsleep 0.5\nexit 0\n");
+    const result = system.run([forker], { env: proxyEnv() });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(running(system.target.uid, ''), []);
+    assert.ok((completion().leftovers as number) > 2);
+    assert.equal(completion().survivors, 0);
+  });
+
+  it('max_processes stops a fork bomb', () => {
+    system.writeConfig(system.standardConfig(['max_processes = 20']));
+    // The shell gives up at the first fork the kernel refuses.
+    const bomb = system.installProgram('bomb.sh', '#!/bin/sh\nfor i in $(seq 60); do /bin/sleep 30 >/dev/null 2>&1 & done\n');
+    const result = system.run([bomb], { env: proxyEnv() });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /fork/i);
+    const left = completion().leftovers as number;
+    assert.ok(left > 0 && left < 20, `leftovers: ${left}`);
+    assert.deepEqual(running(system.target.uid, 'sleep 30'), []);
+  });
+
+  it('no_new_privs = yes makes a setuid-root program run without its privileges', () => {
+    const source = join(system.root, 'euid.c');
+    writeFileSync(source, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("%d\\n", (int)geteuid()); return 0; }\n');
+    const program = join(system.bin, 'print-euid');
+    execFileSync('gcc', ['-o', program, source]);
+    chmodSync(program, 0o4755);
+    assert.equal(system.run([program], { env: proxyEnv() }).stdout, '0\n', 'without no_new_privs the setuid bit works');
+    system.writeConfig(system.standardConfig(['no_new_privs = yes']));
+    assert.equal(system.run([program], { env: proxyEnv() }).stdout, `${system.target.uid}\n`);
+  });
+
+  it('100 runs leave no cgroup directory and no process behind', () => {
+    const before = jobCgroups().length;
+    const leaver = system.installProgram('leaver.sh', '#!/bin/sh\n/bin/sleep 600 >/dev/null 2>&1 &\nexit 0\n');
+    for (let run = 0; run < 100; run++) assert.equal(system.run([leaver], { env: proxyEnv() }).status, 0);
+    assert.equal(jobCgroups().length, before);
+    assert.deepEqual(running(system.target.uid, ''), []);
+    assert.equal(existsSync('/run/glexec') ? readdirSync('/run/glexec').filter((name) => name.startsWith(`leftovers-`)).length : 0, 0);
+  });
+
+  it('kill_leftovers = no lists what is left but lets it run', () => {
+    system.writeConfig(system.standardConfig(['kill_leftovers = no']));
+    const leaver = system.installProgram('leaver2.sh', '#!/bin/sh\n/bin/sleep 403 >/dev/null 2>&1 &\nexit 0\n');
+    try {
+      assert.equal(system.run([leaver], { env: proxyEnv() }).status, 0);
+      assert.equal(running(system.target.uid, 'sleep 403').length, 1);
+      const record = completion();
+      assert.deepEqual([record.leftovers, record.cleanup, record.survivors], [1, 'none', 1]);
+    } finally {
+      spawnSync('pkill', ['-KILL', '-f', 'sleep 403']);
+    }
+  });
+
+  describe('without a usable cgroup v2', () => {
+    it('falls back to the process group and session, says so in the completion record, and still ends what stayed there', () => {
+      system.writeConfig(system.standardConfig([`cgroup_base = ${join(system.root, 'not-a-cgroup/glexec')}`]));
+      const leaver = system.installProgram('leaver3.sh', '#!/bin/sh\n/bin/sleep 404 >/dev/null 2>&1 &\nexit 0\n');
+      assert.equal(system.run([leaver], { env: proxyEnv() }).status, 0);
+      assert.deepEqual(running(system.target.uid, 'sleep 404'), []);
+      const record = completion();
+      assert.deepEqual([record.containment, record.leftovers, record.cleanup], ['pgid', 1, 'terminated']);
+      assert.ok(system.logRecords().some((entry) => entry.msg === 'containment by process group' && String(entry.reason).includes('is not a cgroup v2 directory')));
+    });
+
+    it('max_processes that cannot be enforced is a 202', () => {
+      system.writeConfig(system.standardConfig([`cgroup_base = ${join(system.root, 'not-a-cgroup/glexec')}`, 'max_processes = 10']));
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.status, 202);
+      assert.match(result.stderr, /^glexec: max_processes cannot be enforced: .* is not a cgroup v2 directory glexec can use\n$/);
+    });
+
+    it('containment = off leaves leftovers alone', () => {
+      system.writeConfig(system.standardConfig(['containment = off']));
+      const leaver = system.installProgram('leaver4.sh', '#!/bin/sh\n/bin/sleep 405 >/dev/null 2>&1 &\nexit 0\n');
+      try {
+        assert.equal(system.run([leaver], { env: proxyEnv() }).status, 0);
+        assert.equal(running(system.target.uid, 'sleep 405').length, 1);
+        assert.equal(completion().containment, 'off');
+      } finally {
+        spawnSync('pkill', ['-KILL', '-f', 'sleep 405']);
+      }
+    });
+  });
+});
