@@ -263,7 +263,8 @@ async function leaseConcurrently(dir: string, pool: string, dns: readonly string
       child.on('message', (message: LeaseReport | 'ready') => {
         if (message !== 'ready') resolve(message);
       });
-      child.once('exit', (code) => reject(new Error(`lease child for ${dn} exited with ${code} before reporting`)));
+      // 'close' comes after every IPC message was emitted; 'exit' may overtake the last one.
+      child.once('close', (code) => reject(new Error(`lease child for ${dn} exited with ${code} before reporting`)));
     });
     const request: LeaseRequest = { gridmapdir: dir, pool, dn, checkTrust: isRoot };
     child.send(request);
