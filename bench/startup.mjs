@@ -64,9 +64,9 @@ try {
   row('glexec /bin/true vs setpriv /bin/true', plain.glexec, plain.setpriv, 'ms');
 
   // 2. Start-up with /bin/true as the epilogue.
-  system.writeConfig(system.standardConfig(['log_level = 3', 'epilogue = /bin/true']));
+  system.writeConfig(system.standardConfig(['log_level = 3', 'epilogue = /usr/bin/true']));
   const withEpilogue = alternate({ glexec: glexec('/bin/true'), node: nodeZero });
-  row('glexec /bin/true, epilogue /bin/true, vs node -e 0', withEpilogue.glexec, withEpilogue.node, 'ms', 1.35);
+  row('glexec /bin/true, epilogue /usr/bin/true, vs node -e 0', withEpilogue.glexec, withEpilogue.node, 'ms', 1.35);
 
   // 3. Memory of a lingering glexec against an idle node, from smaps_rollup.
   system.writeConfig(system.standardConfig(['log_level = 3']));
@@ -76,17 +76,20 @@ try {
     return { rss: kb('Rss'), private: kb('Private_Clean') + kb('Private_Dirty') };
   };
   const memory = { glexec: { rss: [], private: [] }, node: { rss: [], private: [] } };
-  for (let i = 0; i < Math.min(runs, 20); i++) {
-    const lingering = spawn('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/sleep', '2'], { env, cwd: system.scratch, stdio: 'ignore' });
-    const idle = spawn('/usr/bin/setpriv', [...asPilot, process.execPath, '-e', 'setTimeout(() => {}, 2000)'], { env, cwd: system.scratch, stdio: 'ignore' });
-    await sleep(700);
+  // Pairs started together: Rss and private memory are per process, so they do not disturb each other.
+  const pairs = Array.from({ length: 20 }, () => [
+    spawn('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/sleep', '3'], { env, cwd: system.scratch, stdio: 'ignore' }),
+    spawn('/usr/bin/setpriv', [...asPilot, process.execPath, '-e', 'setTimeout(() => {}, 3000)'], { env, cwd: system.scratch, stdio: 'ignore' }),
+  ]);
+  await sleep(2000);
+  for (const [lingering, idle] of pairs) {
     for (const [name, child] of [['glexec', lingering], ['node', idle]]) {
       const sample = rollup(child.pid);
       memory[name].rss.push(sample.rss);
       memory[name].private.push(sample.private);
     }
-    await Promise.all([lingering, idle].map((child) => new Promise((resolve) => child.once('exit', resolve))));
   }
+  await Promise.all(pairs.flat().map((child) => new Promise((resolve) => child.once('exit', resolve))));
   row('lingering glexec, whole (Rss) vs idle node', median(memory.glexec.rss) / 1024, median(memory.node.rss) / 1024, 'MB', 1.1);
   row('lingering glexec, private vs idle node', median(memory.glexec.private) / 1024, median(memory.node.private) / 1024, 'MB');
 
@@ -157,7 +160,9 @@ try {
     const ended = records.find((record) => record.msg === 'ended what the payload left behind');
     const done = records.find((record) => record.msg === 'job completed');
     killTimes.push(ended?.durationMs ?? NaN);
-    survivors += (done?.survivors ?? 1) + Number(spawnSync('pgrep', ['-c', '-u', String(system.target.uid)], { encoding: 'utf8' }).stdout.trim() || 0);
+    // Killed processes may stay zombies until init reaps them: count only the running ones.
+    const states = spawnSync('ps', ['-o', 'stat=', '-u', String(system.target.uid)], { encoding: 'utf8' }).stdout.split('\n');
+    survivors += (done?.survivors ?? 1) + states.filter((state) => state.trim() !== '' && !state.trim().startsWith('Z')).length;
   }
   row(`killing ${leftoverCount} leftovers (cgroup.kill; survivors: ${survivors})`, median(killTimes), 1000, 'ms');
 

@@ -1,8 +1,9 @@
-// Builds everything: the TypeScript (type-checked) into build/, the single-file bundle the shim
-// runs into build/dist/glexec.js, and the man pages into build/man/. The shim itself is compiled
+// Builds everything: the TypeScript (type-checked) into build/, the single-file bundle into
+// build/dist/glexec-main.js with its loader build/dist/glexec.js (what the shim runs), and the man
+// pages into build/man/. The shim itself is compiled
 // at install time, because the paths it holds are chosen then.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -12,7 +13,7 @@ execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '
 mkdirSync(join(root, 'build/dist'), { recursive: true });
 await build({
   entryPoints: [join(root, 'src/main.ts')],
-  outfile: join(root, 'build/dist/glexec.js'),
+  outfile: join(root, 'build/dist/glexec-main.js'),
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -24,5 +25,7 @@ await build({
   external: ['posix', 'posix/*'],
   logLevel: 'warning',
 });
+// The program the shim runs: a small loader that runs the bundle with V8's code cache.
+copyFileSync(join(root, 'scripts/loader.js'), join(root, 'build/dist/glexec.js'));
 execFileSync(process.execPath, [join(root, 'scripts/build-man.mjs')], { stdio: 'inherit' });
 console.log('built build/, build/dist/glexec.js and build/man/');

@@ -1,13 +1,15 @@
 // Installs glexec (as root):
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
-// DIR/lib/glexec/        glexec.js (the bundle) and posix.node (the native addon)
+// DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
+//                        addon), into-cgroup (root-only helper); glexec writes glexec-main.cache
+//                        (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, realpathSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,8 +55,9 @@ function requireRootOnly(path, what) {
   }
 }
 
-const bundle = join(root, 'build/dist/glexec.js');
-if (!existsSync(bundle)) fail('build/dist/glexec.js is missing: run npm run build first');
+const loader = join(root, 'build/dist/glexec.js');
+const bundle = join(root, 'build/dist/glexec-main.js');
+if (!existsSync(loader) || !existsSync(bundle)) fail('build/dist/ is missing: run npm run build first');
 const require = createRequire(import.meta.url);
 const addon = require.resolve('posix/build/Release/posix.node');
 
@@ -72,7 +75,9 @@ for (const dir of [sbin, join(prefix, 'lib'), lib]) {
   chmodSync(dir, 0o755);
 }
 const program = join(lib, 'glexec.js');
-for (const [from, to] of [[bundle, program], [addon, join(lib, 'posix.node')]]) {
+// A code cache of an older bundle is useless: glexec writes a new one after its first run.
+rmSync(join(lib, 'glexec-main.cache'), { force: true });
+for (const [from, to] of [[loader, program], [bundle, join(lib, 'glexec-main.js')], [addon, join(lib, 'posix.node')]]) {
   copyFileSync(from, to);
   chownSync(to, 0, 0);
   chmodSync(to, 0o644);
@@ -106,6 +111,12 @@ execFileSync('gcc', [
 chownSync(shim, 0, 0);
 chmodSync(shim, 0o4755);
 
+// The helper that starts the payload inside its cgroup: run by root only, so root-only.
+const intoCgroup = join(lib, 'into-cgroup');
+execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fPIE', '-pie', '-o', intoCgroup, join(root, 'shim/into-cgroup.c')], { stdio: 'inherit' });
+chownSync(intoCgroup, 0, 0);
+chmodSync(intoCgroup, 0o700);
+
 console.log(`installed ${shim} (setuid root; config ${config}, node ${node})`);
-console.log(`installed ${lib}/glexec.js and ${lib}/posix.node`);
+console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${lib}/into-cgroup`);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);

@@ -16,7 +16,7 @@ import { compileAccountPolicies } from './lcmaps/modules';
 import { readGridMap } from './mapping/gridmap';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
-import { PRLIMIT, SETPRIV } from './sys/proc';
+import { intoCgroupHelper, PRLIMIT, SETPRIV } from './sys/proc';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
 export interface Finding {
@@ -181,8 +181,12 @@ function checkLog(config: Config): Finding[] {
   });
 }
 
-function checkTools(): Finding[] {
-  return [SETPRIV, PRLIMIT].map((tool) => (existsSync(tool) ? ok('tools', `${tool} present`) : error('tools', `${tool} is missing`, 'install util-linux')));
+function checkTools(config: Config): Finding[] {
+  const findings = [SETPRIV, PRLIMIT].map((tool) => (existsSync(tool) ? ok('tools', `${tool} present`) : error('tools', `${tool} is missing`, 'install util-linux')));
+  if (config.containment === 'cgroup' && !existsSync(intoCgroupHelper())) {
+    findings.push(error('tools', `${intoCgroupHelper()} is missing`, 'run npm run install-system again'));
+  }
+  return findings;
 }
 
 export function checkInstallation(configPath: string, trustedUids: readonly number[]): Finding[] {
@@ -195,7 +199,7 @@ export function checkInstallation(configPath: string, trustedUids: readonly numb
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),
     ...checkLog(config),
-    ...checkTools(),
+    ...checkTools(config),
   ];
 }
 

@@ -1,6 +1,6 @@
 /**
  * Containment of the payload and of everything it starts. With a writable cgroup v2 the payload
- * is born inside a cgroup of its own (glexec moves itself in, spawns, moves back), so no fork,
+ * is born inside a cgroup of its own (a small root helper joins it, then execs setpriv), so no fork,
  * `setsid` or double fork can leave it; what is left when the payload exits is listed (for the
  * log and the epilogue), and after the epilogue it is frozen and killed with cgroup.kill.
  * Without one, glexec falls back to the payload's process group and session, found by repeated
@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import type { Config } from './config/schema';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
-import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, type JobCgroup, killCgroup, moveSelfTo, ownCgroup, removeJobCgroup, usableCgroupBase } from './sys/cgroup';
+import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, type JobCgroup, killCgroup, removeJobCgroup, usableCgroupBase } from './sys/cgroup';
 import { describeProcess, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
 export type Containment =
-  | { readonly mode: 'cgroup'; readonly job: JobCgroup; readonly home: { readonly v2: string; readonly pidsV1?: string } }
+  | { readonly mode: 'cgroup'; readonly job: JobCgroup }
   | { readonly mode: 'pgid'; readonly reason: string }
   | { readonly mode: 'off' };
 
@@ -37,12 +37,11 @@ export function prepareContainment(config: Config): Containment {
   }
   const mounts = cgroupMounts();
   const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
-  const ownV2 = ownCgroup('v2');
   const fallback = (reason: string): Containment => {
     if (config.max_processes > 0) throw systemError('containment.max_processes', `max_processes cannot be enforced: ${reason}`);
     return { mode: 'pgid', reason };
   };
-  if (base === undefined || mounts.v2 === undefined || ownV2 === undefined) return fallback('no cgroup v2 is mounted');
+  if (base === undefined || mounts.v2 === undefined) return fallback('no cgroup v2 is mounted');
   if (!usableCgroupBase(base)) return fallback(`${base} is not a cgroup v2 directory glexec can use`);
   const name = `job-${process.pid}-${randomBytes(4).toString('hex')}`;
   const pidsV1Base = mounts.pidsV1 === undefined ? undefined : join(mounts.pidsV1, 'glexec');
@@ -52,29 +51,14 @@ export function prepareContainment(config: Config): Containment {
   } catch (error) {
     return fallback(`cannot make a cgroup under ${base}: ${(error as Error).message}`);
   }
-  const ownPids = mounts.pidsV1 === undefined ? undefined : ownCgroup('pids');
-  return {
-    mode: 'cgroup',
-    job,
-    home: { v2: join(mounts.v2, ownV2), ...(job.pidsPath && ownPids !== undefined && mounts.pidsV1 ? { pidsV1: join(mounts.pidsV1, ownPids) } : {}) },
-  };
+  return { mode: 'cgroup', job };
 }
 
-/**
- * Runs `spawn` with glexec inside the payload's cgroup, so the child is born there, and moves
- * glexec back to where it was, whatever happens.
- */
-export function spawnInside<T>(containment: Containment, spawn: () => T): T {
-  if (containment.mode !== 'cgroup') return spawn();
-  const { job, home } = containment;
-  moveSelfTo(job.path);
-  if (job.pidsPath) moveSelfTo(job.pidsPath);
-  try {
-    return spawn();
-  } finally {
-    moveSelfTo(home.v2);
-    if (home.pidsV1) moveSelfTo(home.pidsV1);
-  }
+/** The cgroup.procs files the payload joins before it runs (none without a cgroup). */
+export function cgroupProcsFiles(containment: Containment): string[] {
+  if (containment.mode !== 'cgroup') return [];
+  const { job } = containment;
+  return [job.path, ...(job.pidsPath ? [job.pidsPath] : [])].map((directory) => join(directory, 'cgroup.procs'));
 }
 
 /** Removes the payload's cgroup when the payload never started. */

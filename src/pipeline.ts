@@ -13,7 +13,7 @@ import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, type Containment, endLeftovers, findLeftovers, type LeftoverCleanup, prepareContainment, removeLeftoverFile, spawnInside, writeLeftoverFile } from './containment';
+import { abandonContainment, cgroupProcsFiles, type Containment, endLeftovers, findLeftovers, type LeftoverCleanup, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import type { ProcessInfo } from './sys/procinfo';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
@@ -63,6 +63,8 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
     const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
     writeCompletionRecord(log, { caller, target, proxy, action, payload, epilogue: epilogueReport, leftovers, cleanup, exitCode });
+    // Tells the loader that this run went through every stage, so its code cache is worth keeping.
+    (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
     return exitCode;
   } catch (error) {
     logRefusal(log, error);
@@ -201,7 +203,7 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   const limitOptions = payloadLimitOptions(caller.limits);
   if (limitOptions.length > 0) log.info('the payload gets the caller\'s resource limits', { limits: limitOptions });
   const who = { uid: target.uid, gid: target.gid, groups: target.groups, noNewPrivs: config.no_new_privs };
-  const child = spawnInside(containment, () => spawnAsTarget(who, action.payload, action.args, env, cwd, limitOptions));
+  const child = spawnAsTarget(who, action.payload, action.args, env, cwd, limitOptions, cgroupProcsFiles(containment));
   const exited = waitForExit(child);
   if (child.pid === undefined) {
     abandonContainment(containment);

@@ -21,16 +21,6 @@ export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'u
   return mounts;
 }
 
-/** This process's cgroup in the v2 hierarchy (`0::/path`) or in the v1 one with `controller`. */
-export function ownCgroup(hierarchy: 'v2' | 'pids', procCgroup = readFileSync('/proc/self/cgroup', 'utf8')): string | undefined {
-  for (const line of procCgroup.split('\n')) {
-    const [id, controllers, path] = [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1, line.lastIndexOf(':')), line.slice(line.lastIndexOf(':') + 1)];
-    if (hierarchy === 'v2' && id === '0' && controllers === '') return path;
-    if (hierarchy === 'pids' && controllers.split(',').includes('pids')) return path;
-  }
-  return undefined;
-}
-
 export interface JobCgroup {
   /** The payload's cgroup v2 directory. */
   readonly path: string;
@@ -63,14 +53,6 @@ export function createJobCgroup(base: string, name: string, maxProcesses: number
   mkdirSync(pidsPath, { mode: 0o755 });
   writeFileSync(join(pidsPath, 'pids.max'), String(maxProcesses));
   return { path, pidsPath };
-}
-
-/**
- * PRIVILEGE: moves this glexec process (all its threads) into `directory`. Used to have the
- * payload born inside its cgroup (no fork can happen outside), then to move glexec back.
- */
-export function moveSelfTo(directory: string): void {
-  writeFileSync(join(directory, 'cgroup.procs'), String(process.pid));
 }
 
 /** The pids in a cgroup and in any cgroup below it. */

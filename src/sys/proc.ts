@@ -3,9 +3,18 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
 export const PRLIMIT = '/usr/bin/prlimit';
+
+declare const GLEXEC_BUNDLED: boolean | undefined;
+
+/** The root-only helper that joins the payload's cgroup and execs the rest (shim/into-cgroup.c). */
+export function intoCgroupHelper(): string {
+  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
+  return bundled ? join(__dirname, 'into-cgroup') : join(__dirname, '../../../build/into-cgroup');
+}
 
 export interface TargetIdentity {
   readonly uid: number;
@@ -31,11 +40,17 @@ export function setprivAvailable(): boolean {
  * nothing (payload/env.ts), so no caller variable can steer it while it is root. `detached` gives
  * the payload a new session and process group, so pid = pgid = sid = the pid returned here.
  */
-export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, cwd: string, limitOptions: readonly string[]): ChildProcess {
-  const options = { detached: true, env, cwd, stdio: 'inherit' as const };
-  // prlimit (util-linux) sets the caller's limits on itself, then execs setpriv: same pid.
-  if (limitOptions.length > 0) return spawn(PRLIMIT, [...limitOptions, '--', SETPRIV, ...setprivArgs(who, program, args)], { ...options, argv0: 'prlimit' });
-  return spawn(SETPRIV, setprivArgs(who, program, args), { ...options, argv0: 'setpriv' });
+export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, cwd: string, limitOptions: readonly string[], cgroupProcs: readonly string[]): ChildProcess {
+  // Each step execs the next, keeping the pid: into-cgroup joins the payload's cgroup (so the
+  // payload is born there), prlimit sets the caller's limits, setpriv switches identity.
+  const chain = [
+    ...(cgroupProcs.length > 0 ? [intoCgroupHelper(), ...cgroupProcs, '--'] : []),
+    ...(limitOptions.length > 0 ? [PRLIMIT, ...limitOptions, '--'] : []),
+    SETPRIV,
+    ...setprivArgs(who, program, args),
+  ];
+  const [command = SETPRIV, ...rest] = chain;
+  return spawn(command, rest, { detached: true, env, cwd, stdio: 'inherit', argv0: basename(command) });
 }
 
 /**

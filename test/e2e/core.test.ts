@@ -311,11 +311,17 @@ describe('glexec end to end', { skip: needsRoot }, () => {
   describe('the installation', () => {
     it('install-system installs the shim setuid root, the program, the addon and the man pages, all root-owned and writable by root only', () => {
       const prefix = join(system.root, 'prefix');
-      const listing = execFileSync('find', [prefix, '-mindepth', '1', '-printf', '%P %u %g %m %y\n'], { encoding: 'utf8' }).trim().split('\n').sort();
+      const listing = execFileSync('find', [prefix, '-mindepth', '1', '-printf', '%P %u %g %m %y\n'], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter((line) => !line.startsWith('lib/glexec/glexec-main.cache '))
+        .sort();
       assert.deepEqual(listing, [
         'lib root root 755 d',
         'lib/glexec root root 755 d',
+        'lib/glexec/glexec-main.js root root 644 f',
         'lib/glexec/glexec.js root root 644 f',
+        'lib/glexec/into-cgroup root root 700 f',
         'lib/glexec/posix.node root root 644 f',
         'sbin root root 755 d',
         'sbin/glexec root root 4755 f',
@@ -326,6 +332,12 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         'share/man/man8 root root 755 d',
         'share/man/man8/glexec.8 root root 644 f',
       ]);
+    });
+
+    it('after a full run glexec keeps a V8 code cache of its program, root-owned and writable by root only', () => {
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+      const cache = join(system.root, 'prefix/lib/glexec/glexec-main.cache');
+      assert.equal(execFileSync('stat', ['-c', '%u %g %a %F', cache], { encoding: 'utf8' }), '0 0 644 regular file\n');
     });
 
     it('install-system refuses a prefix that others can write', () => {

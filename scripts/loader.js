@@ -1,0 +1,38 @@
+'use strict';
+// glexec's program as the shim runs it: loads the bundle (glexec-main.js) with V8's code cache,
+// which saves compiling it at every start. The cache (glexec-main.cache) is written by glexec
+// itself, as root, after the first full payload run (so it holds the code a run needs), to a
+// temporary name and renamed into place; it is rewritten when V8 rejects it (e.g. a new node).
+// Only root can write this directory; a cache V8 does not accept is ignored.
+const { closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeSync } = require('node:fs');
+const { join } = require('node:path');
+const { Script } = require('node:vm');
+const { wrap } = require('node:module');
+
+const bundle = join(__dirname, 'glexec-main.js');
+const cacheFile = join(__dirname, 'glexec-main.cache');
+let cachedData;
+try {
+  cachedData = readFileSync(cacheFile);
+} catch {
+  // No cache yet.
+}
+const script = new Script(wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData });
+if (cachedData === undefined || script.cachedDataRejected) {
+  process.once('exit', () => {
+    if (globalThis[Symbol.for('glexec.completedRun')] !== true) return;
+    const temporary = `${cacheFile}.${process.pid}`;
+    try {
+      const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      try {
+        writeSync(fd, script.createCachedData());
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(temporary, cacheFile);
+    } catch {
+      rmSync(temporary, { force: true });
+    }
+  });
+}
+script.runInThisContext()(exports, require, module, __filename, __dirname);
