@@ -4,8 +4,9 @@
 // proxy, a pilot account and a payload account, runs a payload through the setuid shim as the
 // pilot, lets the payload leave a process behind, and shows what the payload printed, what the
 // epilogue saw, and the completion record.
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +16,9 @@ if (process.getuid() !== 0) {
   console.error('demo: run it as root (it creates two accounts and installs a setuid shim in a temporary prefix)');
   process.exit(1);
 }
+// With nothing but the repository: install the dependencies and build first.
+if (!existsSync(join(root, 'node_modules/.package-lock.json'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'scripts/build.mjs')], { cwd: root, stdio: 'inherit' });
 const { TestSystem } = require(join(root, 'build/test/helpers/system.js'));
 const { TestPki } = require(join(root, 'build/test/helpers/pki-fixtures.js'));
 
