@@ -2,14 +2,14 @@
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), into-cgroup (root-only helper); glexec writes glexec-main.cache
-//                        (V8's code cache) there after its first run
+//                        addon), into-cgroup (root-only helper); glexec writes
+//                        glexec-main.<hash>.cache (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, realpathSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,8 +75,8 @@ for (const dir of [sbin, join(prefix, 'lib'), lib]) {
   chmodSync(dir, 0o755);
 }
 const program = join(lib, 'glexec.js');
-// A code cache of an older bundle is useless: glexec writes a new one after its first run.
-rmSync(join(lib, 'glexec-main.cache'), { force: true });
+// Code caches of older bundles are never used (their names carry the bundle's hash): remove them.
+if (existsSync(lib)) for (const name of readdirSync(lib).filter((file) => /^glexec-main\..*\.cache$/.test(file))) rmSync(join(lib, name), { force: true });
 for (const [from, to] of [[loader, program], [bundle, join(lib, 'glexec-main.js')], [addon, join(lib, 'posix.node')]]) {
   copyFileSync(from, to);
   chownSync(to, 0, 0);
@@ -113,7 +113,7 @@ chmodSync(shim, 0o4755);
 
 // The helper that starts the payload inside its cgroup: run by root only, so root-only.
 const intoCgroup = join(lib, 'into-cgroup');
-execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fPIE', '-pie', '-o', intoCgroup, join(root, 'shim/into-cgroup.c')], { stdio: 'inherit' });
+execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie', '-Wl,-z,relro,-z,now', '-o', intoCgroup, join(root, 'shim/into-cgroup.c')], { stdio: 'inherit' });
 chownSync(intoCgroup, 0, 0);
 chmodSync(intoCgroup, 0o700);
 

@@ -1,23 +1,26 @@
 'use strict';
 // glexec's program as the shim runs it: loads the bundle (glexec-main.js) with V8's code cache,
-// which saves compiling it at every start. The cache (glexec-main.cache) is written by glexec
-// itself, as root, after the first full payload run (so it holds the code a run needs), to a
-// temporary name and renamed into place; it is rewritten when V8 rejects it (e.g. a new node).
-// Only root can write this directory; a cache V8 does not accept is ignored.
+// which saves compiling it at every start. The cache is written by glexec itself, as root, after
+// the first full payload run (so it holds the code a run needs), to a temporary name and renamed
+// into place; it is rewritten when V8 rejects it (e.g. a new node). Its name carries the
+// bundle's SHA-256, because V8 checks a cache against the source's length only: a cache of
+// another bundle is never even read. Only root can write this directory.
+const { createHash } = require('node:crypto');
 const { closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeSync } = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 const { wrap } = require('node:module');
 
 const bundle = join(__dirname, 'glexec-main.js');
-const cacheFile = join(__dirname, 'glexec-main.cache');
+const source = readFileSync(bundle, 'utf8');
+const cacheFile = join(__dirname, `glexec-main.${createHash('sha256').update(source).digest('hex').slice(0, 32)}.cache`);
 let cachedData;
 try {
   cachedData = readFileSync(cacheFile);
 } catch {
   // No cache yet.
 }
-const script = new Script(wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData });
+const script = new Script(wrap(source), { filename: bundle, cachedData });
 if (cachedData === undefined || script.cachedDataRejected) {
   process.once('exit', () => {
     if (globalThis[Symbol.for('glexec.completedRun')] !== true) return;

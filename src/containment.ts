@@ -7,12 +7,13 @@
  * /proc scans of the target account's processes.
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, closeSync, constants, existsSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config/schema';
+import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
-import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, type JobCgroup, killCgroup, removeJobCgroup, usableCgroupBase } from './sys/cgroup';
+import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, type JobCgroup, killCgroup, removeJobCgroup, isCgroup2Directory } from './sys/cgroup';
 import { describeProcess, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
 export type Containment =
@@ -42,7 +43,7 @@ export function prepareContainment(config: Config): Containment {
     return { mode: 'pgid', reason };
   };
   if (base === undefined || mounts.v2 === undefined) return fallback('no cgroup v2 is mounted');
-  if (!usableCgroupBase(base)) return fallback(`${base} is not a cgroup v2 directory glexec can use`);
+  if (!isCgroup2Directory(base)) return fallback(`${base} is not a cgroup v2 directory glexec can use`);
   const name = `job-${process.pid}-${randomBytes(4).toString('hex')}`;
   const pidsV1Base = mounts.pidsV1 === undefined ? undefined : join(mounts.pidsV1, 'glexec');
   let job: JobCgroup;
@@ -84,16 +85,23 @@ export function findLeftovers(containment: Containment, payload: { pid: number; 
  * with a header line and one tab-separated line per process. Returns its path.
  */
 export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }): string {
-  if (!existsSync(LEFTOVER_DIRECTORY)) mkdirSync(LEFTOVER_DIRECTORY, { mode: 0o755 });
+  // Concurrent runs may race to make the directory after a boot (/run is a tmpfs): recursive.
+  mkdirSync(LEFTOVER_DIRECTORY, { recursive: true, mode: 0o755 });
+  const st = lstatSync(LEFTOVER_DIRECTORY);
+  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022) throw systemError('containment.leftover_dir', `${LEFTOVER_DIRECTORY} must be a root-owned directory that only root can write`);
   const path = join(LEFTOVER_DIRECTORY, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
   const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'))];
     writeSync(fd, `${lines.join('\n')}\n`);
+    // Root's file; an epilogue that runs as another account reads it through its group.
+    if (reader.uid !== 0) {
+      fchownSync(fd, 0, reader.gid);
+      fchmodSync(fd, 0o640);
+    }
   } finally {
     closeSync(fd);
   }
-  if (reader.uid !== 0) chownSync(path, reader.uid, reader.gid);
   return path;
 }
 
@@ -103,8 +111,10 @@ export function removeLeftoverFile(path: string | undefined): void {
 
 export interface LeftoverCleanup extends GroupCleanup {
   readonly mode: Containment['mode'];
-  /** Processes still running when glexec gave up (should be 0). */
+  /** Processes still running when glexec gave up (0 unless kill_leftovers = no). */
   readonly survivors: number;
+  /** The payload's cgroup, when it could not be removed because processes remain in it. */
+  readonly keptCgroup?: string;
 }
 
 /**
@@ -113,7 +123,7 @@ export interface LeftoverCleanup extends GroupCleanup {
  * scans in a row find nothing.
  */
 export async function endLeftovers(containment: Containment, payload: { pid: number; uid: number }, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
-  const started = Date.now();
+  const started = monotonicMs();
   switch (containment.mode) {
     case 'off':
       return { mode: 'off', outcome: 'none', durationMs: 0, survivors: 0 };
@@ -131,7 +141,7 @@ export async function endLeftovers(containment: Containment, payload: { pid: num
       }
       const survivors = cgroupPopulated(job.path) ? cgroupPids(job.path).length : 0;
       if (survivors === 0) removeJobCgroup(job);
-      return { mode: 'cgroup', outcome, durationMs: Date.now() - started, survivors };
+      return { mode: 'cgroup', outcome, durationMs: Math.round(monotonicMs() - started), survivors, ...(survivors > 0 ? { keptCgroup: job.path } : {}) };
     }
   }
 }

@@ -54,18 +54,35 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
     const epilogue = checkEpilogueTrust(loaded.config);
     checkPayload(action.payload, target, loaded.config.prohibit_exec_via_symlink);
-    const targetProxy = copyTargetProxy(caller, target, loaded.config, log);
-    const payloadEnv = buildEnvironment(caller, target, targetProxy, loaded.config, log);
+    requireSetpriv();
     const containment = prepareContainment(loaded.config);
-    const payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
-    const leftovers = listLeftovers(containment, payload, target, log);
-    const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending, containmentVariables: {} }, containment, leftovers, loaded.config, log) : undefined;
-    const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
-    const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
-    writeCompletionRecord(log, { caller, target, proxy, action, payload, epilogue: epilogueReport, leftovers, cleanup, exitCode });
-    // Tells the loader that this run went through every stage, so its code cache is worth keeping.
-    (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
-    return exitCode;
+    let payloadEnv: Record<string, string>;
+    let payload: PayloadRun;
+    try {
+      const targetProxy = copyTargetProxy(caller, target, loaded.config, log);
+      payloadEnv = buildEnvironment(caller, target, targetProxy, loaded.config, log);
+      payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
+    } catch (error) {
+      abandonContainment(containment);
+      throw error;
+    }
+    const completion = { caller, target, proxy, action, payload };
+    try {
+      const leftovers = listLeftovers(containment, payload, target, log);
+      const epilogueContext = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending, containmentVariables: {} };
+      const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, epilogueContext, containment, leftovers, loaded.config, log) : undefined;
+      const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
+      const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
+      writeCompletionRecord(log, { ...completion, epilogue: epilogueReport, leftovers, cleanup, exitCode });
+      // Tells the loader that this run went through every stage, so its code cache is worth keeping.
+      (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
+      return exitCode;
+    } catch (error) {
+      // The payload ran: its leftovers are still ended and the job still gets its record.
+      const cleanup = await endLeftovers(containment, { pid: payload.pid, uid: target.uid }, true, loaded.config.kill_grace).catch(() => undefined);
+      writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: [], cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
+      throw error;
+    }
   } catch (error) {
     logRefusal(log, error);
     throw error;
@@ -194,8 +211,11 @@ interface PayloadRun {
   readonly durationMs: number;
 }
 
-async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, containment: Containment, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
+function requireSetpriv(): void {
   if (!setprivAvailable()) throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
+}
+
+async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, containment: Containment, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
   if (containment.mode === 'pgid') log.notice('containment by process group', { reason: containment.reason });
   const cwd = payloadWorkingDirectory(caller, target);
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
@@ -206,7 +226,6 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   const child = spawnAsTarget(who, action.payload, action.args, env, cwd, limitOptions, cgroupProcsFiles(containment));
   const exited = waitForExit(child);
   if (child.pid === undefined) {
-    abandonContainment(containment);
     const error = await exited.then(() => undefined, (reason: unknown) => reason);
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
@@ -264,8 +283,10 @@ interface Completion {
   readonly payload: PayloadRun;
   readonly epilogue: EpilogueReport | undefined;
   readonly leftovers: readonly ProcessInfo[];
-  readonly cleanup: LeftoverCleanup;
+  readonly cleanup: LeftoverCleanup | undefined;
   readonly exitCode: number;
+  /** Set when glexec failed after the payload ran: the error's stable code. */
+  readonly error?: string;
 }
 
 function writeCompletionRecord(log: Log, run: Completion): void {
@@ -283,10 +304,12 @@ function writeCompletionRecord(log: Log, run: Completion): void {
     ending: payload.ending,
     payloadRc: rawReturnCode(payload.ending),
     epilogue: epilogue ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers } : 'none',
-    containment: run.cleanup.mode,
+    containment: run.cleanup?.mode,
     leftovers: run.leftovers.length,
-    cleanup: run.cleanup.outcome,
-    survivors: run.cleanup.survivors,
+    cleanup: run.cleanup?.outcome ?? 'failed',
+    survivors: run.cleanup?.survivors,
+    ...(run.cleanup?.keptCgroup ? { keptCgroup: run.cleanup.keptCgroup } : {}),
+    ...(run.error ? { error: run.error } : {}),
     exitCode: run.exitCode,
     durationMs: payload.durationMs,
   });

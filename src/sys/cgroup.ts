@@ -34,25 +34,40 @@ export interface JobCgroup {
  * pids controller can be enabled there, else in the v1 pids hierarchy of a hybrid host.
  */
 export function createJobCgroup(base: string, name: string, maxProcesses: number, pidsV1Base: string | undefined): JobCgroup {
-  if (!existsSync(base)) mkdirSync(base, { mode: 0o755 });
+  makeRootDirectory(base);
   const path = join(base, name);
   mkdirSync(path, { mode: 0o755 });
-  if (maxProcesses === 0) return { path };
-  const available = readFileSync(join(base, 'cgroup.controllers'), 'utf8').split(/\s+/);
-  if (available.includes('pids')) {
-    writeFileSync(join(base, 'cgroup.subtree_control'), '+pids');
-    writeFileSync(join(path, 'pids.max'), String(maxProcesses));
-    return { path };
+  let pidsPath: string | undefined;
+  try {
+    // cgroup.kill (Linux 5.14) is what makes the cleanup race-free; without it, no cgroup.
+    if (!existsSync(join(path, 'cgroup.kill'))) throw new Error('this kernel has no cgroup.kill (Linux 5.14 or later is needed)');
+    if (maxProcesses === 0) return { path };
+    const available = readFileSync(join(base, 'cgroup.controllers'), 'utf8').split(/\s+/);
+    if (available.includes('pids')) {
+      writeFileSync(join(base, 'cgroup.subtree_control'), '+pids');
+      writeFileSync(join(path, 'pids.max'), String(maxProcesses));
+      return { path };
+    }
+    if (pidsV1Base === undefined) throw new Error('max_processes needs the pids controller, which is neither in cgroup v2 here nor mounted as cgroup v1');
+    makeRootDirectory(pidsV1Base);
+    pidsPath = join(pidsV1Base, name);
+    mkdirSync(pidsPath, { mode: 0o755 });
+    writeFileSync(join(pidsPath, 'pids.max'), String(maxProcesses));
+    return { path, pidsPath };
+  } catch (error) {
+    removeJobCgroup({ path, ...(pidsPath ? { pidsPath } : {}) });
+    throw error;
   }
-  if (pidsV1Base === undefined) {
-    rmdirSync(path);
-    throw new Error('max_processes needs the pids controller, which is neither in cgroup v2 here nor mounted as cgroup v1');
-  }
-  if (!existsSync(pidsV1Base)) mkdirSync(pidsV1Base, { mode: 0o755 });
-  const pidsPath = join(pidsV1Base, name);
-  mkdirSync(pidsPath, { mode: 0o755 });
-  writeFileSync(join(pidsPath, 'pids.max'), String(maxProcesses));
-  return { path, pidsPath };
+}
+
+/**
+ * A directory glexec keeps its cgroups in: made if missing (concurrent runs may race to make it,
+ * hence recursive), and refused unless it is a root-owned directory.
+ */
+function makeRootDirectory(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o755 });
+  const st = lstatSync(path);
+  if (!st.isDirectory() || st.uid !== 0) throw new Error(`${path} is not a root-owned directory`);
 }
 
 /** The pids in a cgroup and in any cgroup below it. */
@@ -76,9 +91,11 @@ const POLL_MS = 5;
  * effect, and wait until the kernel reports it empty (bounded by `waitMs`).
  */
 export async function killCgroup(directory: string, waitMs: number): Promise<boolean> {
-  writeFileSync(join(directory, 'cgroup.freeze'), '1');
+  const freezer = join(directory, 'cgroup.freeze');
+  const canFreeze = existsSync(freezer);
+  if (canFreeze) writeFileSync(freezer, '1');
   writeFileSync(join(directory, 'cgroup.kill'), '1');
-  writeFileSync(join(directory, 'cgroup.freeze'), '0');
+  if (canFreeze) writeFileSync(freezer, '0');
   const deadline = Date.now() + waitMs;
   while (populated(directory)) {
     if (Date.now() > deadline) return false;
@@ -87,9 +104,7 @@ export async function killCgroup(directory: string, waitMs: number): Promise<boo
   return true;
 }
 
-export function cgroupPopulated(directory: string): boolean {
-  return populated(directory);
-}
+export const cgroupPopulated = populated;
 
 /** PRIVILEGE: removes the (empty) cgroups glexec made for the payload; false if one is still busy. */
 export function removeJobCgroup(job: JobCgroup): boolean {
@@ -105,11 +120,11 @@ export function removeJobCgroup(job: JobCgroup): boolean {
   return removed;
 }
 
-/** Whether `base` (or, when it does not exist yet, its parent) is a writable cgroup v2 directory. */
-export function usableCgroupBase(base: string): boolean {
+/** Whether `base` (or, when it does not exist yet, its parent) is a cgroup v2 directory. */
+export function isCgroup2Directory(base: string): boolean {
   const probe = existsSync(base) ? base : join(base, '..');
   try {
-    return lstatSync(probe).isDirectory() && existsSync(join(probe, 'cgroup.procs'));
+    return lstatSync(probe).isDirectory() && existsSync(join(probe, 'cgroup.controllers'));
   } catch {
     return false;
   }

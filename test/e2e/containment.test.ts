@@ -129,7 +129,7 @@ describe('containment', { skip: noCgroup }, () => {
     assert.equal(existsSync('/run/glexec') ? readdirSync('/run/glexec').filter((name) => name.startsWith(`leftovers-`)).length : 0, 0);
   });
 
-  it('kill_leftovers = no lists what is left but lets it run', () => {
+  it('kill_leftovers = no lists what is left but lets it run, and keeps its cgroup', async () => {
     system.writeConfig(system.standardConfig(['kill_leftovers = no']));
     const leaver = system.installProgram('leaver2.sh', '#!/bin/sh\n/bin/sleep 403 >/dev/null 2>&1 &\nexit 0\n');
     try {
@@ -137,8 +137,33 @@ describe('containment', { skip: noCgroup }, () => {
       assert.equal(running(system.target.uid, 'sleep 403').length, 1);
       const record = completion();
       assert.deepEqual([record.leftovers, record.cleanup, record.survivors], [1, 'none', 1]);
+      assert.match(String(record.keptCgroup), /\/glexec\/job-\d+-[0-9a-f]+$/);
+      assert.ok(existsSync(String(record.keptCgroup)));
     } finally {
       spawnSync('pkill', ['-KILL', '-f', 'sleep 403']);
+      const kept = system.logRecords().find((entry) => entry.msg === 'job completed')?.keptCgroup;
+      for (let i = 0; i < 50 && typeof kept === 'string' && existsSync(kept); i++) {
+        spawnSync('rmdir', [kept]);
+        await sleep(20);
+      }
+    }
+  });
+
+  it('a failure after the payload ran still ends its leftovers and writes the completion record', () => {
+    const epilogue = system.installProgram('noop.sh', '#!/bin/sh\nexit 0\n');
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    mkdirSync('/run/glexec', { recursive: true });
+    chmodSync('/run/glexec', 0o777);
+    try {
+      const leaver = system.installProgram('leaver5.sh', '#!/bin/sh\n/bin/sleep 406 >/dev/null 2>&1 &\nexit 0\n');
+      const result = system.run([leaver], { env: proxyEnv() });
+      assert.equal(result.status, 202);
+      assert.equal(result.stderr, 'glexec: /run/glexec must be a root-owned directory that only root can write\n');
+      assert.deepEqual(running(system.target.uid, 'sleep 406'), []);
+      const record = completion();
+      assert.deepEqual([record.error, record.exitCode, record.cleanup], ['containment.leftover_dir', 202, 'killed']);
+    } finally {
+      chmodSync('/run/glexec', 0o755);
     }
   });
 
