@@ -269,6 +269,8 @@ async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<strin
 
 /** After the epilogue: end what the payload left (kill_leftovers), remove its cgroup. */
 async function cleanUpLeftovers(containment: Containment, pid: number, uid: number, config: Config, log: Log): Promise<LeftoverCleanup> {
+  const remaining = config.kill_leftovers ? findLeftovers(containment, { pid, uid }) : [];
+  if (remaining.length > 0) log.notice('ending what the payload left behind', { containment: containment.mode, count: remaining.length, processes: remaining });
   const cleanup = await endLeftovers(containment, { pid, uid }, config.kill_leftovers, config.kill_grace);
   if (cleanup.outcome !== 'none') log.notice('ended what the payload left behind', { ...cleanup });
   if (cleanup.survivors > 0) log.warn('processes of the payload are still running', { ...cleanup });

@@ -82,6 +82,8 @@ describe('containment', { skip: noCgroup }, () => {
       const record = completion();
       assert.deepEqual([record.containment, record.leftovers, record.cleanup, record.survivors], ['cgroup', list.length - 1, 'killed', 0]);
       assert.equal(existsSync(cgroup ?? ''), false, 'the payload cgroup is removed');
+      const killed = system.logRecords().find((entry) => entry.msg === 'ending what the payload left behind');
+      assert.ok((killed?.processes as { command: string }[]).some((process) => process.command === '/bin/sleep 401'));
     } finally {
       unrelated.kill('SIGKILL');
     }
