@@ -3,19 +3,10 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { GlexecError } from '../../src/errors';
 import { parseLcmapsDb, readLcmapsDb } from '../../src/lcmaps/db';
 import { compileAccountPolicies } from '../../src/lcmaps/modules';
+import { thrown } from '../helpers/assertions';
 
-function thrown(fn: () => unknown): GlexecError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof GlexecError, String(error));
-    return error;
-  }
-  assert.fail('expected a GlexecError');
-}
 
 const FILE = '/etc/lcmaps/lcmaps-glexec.db';
 const parse = (lines: string[]) => parseLcmapsDb(lines.join('\n'), FILE);

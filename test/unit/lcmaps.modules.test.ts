@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GlexecError, authorizationError, systemError } from '../../src/errors';
+import { authorizationError, systemError } from '../../src/errors';
 import { parseLcmapsDb } from '../../src/lcmaps/db';
 import {
   type MappingEnvironment,
@@ -14,16 +14,8 @@ import {
 } from '../../src/lcmaps/modules';
 import type { LeaseOptions } from '../../src/mapping/pool';
 import { parseGridMap } from '../../src/mapping/gridmap';
+import { thrown } from '../helpers/assertions';
 
-function thrown(fn: () => unknown): GlexecError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof GlexecError, String(error));
-    return error;
-  }
-  assert.fail('expected a GlexecError');
-}
 
 const FILE = '/etc/lcmaps/lcmaps-glexec.db';
 const JANE = '/C=NL/O=Example/CN=Jane Doe';

@@ -4,19 +4,10 @@ import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, read
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { GlexecError } from '../../src/errors';
 import { type GridmapdirFs, type LeaseOptions, encodeLeaseName, leasePoolAccount, realGridmapdirFs } from '../../src/mapping/pool';
 import type { LeaseReport, LeaseRequest } from './pool-lease-child';
+import { thrown } from '../helpers/assertions';
 
-function thrown(fn: () => unknown): GlexecError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof GlexecError, String(error));
-    return error;
-  }
-  assert.fail('expected a GlexecError');
-}
 
 const isRoot = process.getuid?.() === 0;
 // As root the gridmapdirs sit in a root-only directory and the real trust check runs; without

@@ -22,23 +22,14 @@ import {
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LockMechanism } from '../../src/config/schema';
-import { GlexecError } from '../../src/errors';
 import { DEFAULT_TARGET_DIRECTORY, type TargetProxyLocks, targetProxyRequest, writeTargetProxy } from '../../src/proxy/target';
 import { type EffectiveIdentity, withEffectiveIdentity } from '../../src/sys/identity';
 import { flockDescriptor } from '../../src/sys/lock';
+import { thrown } from '../helpers/assertions';
 
 const needsRoot: string | false = process.getuid?.() === 0 ? false : 'needs root: creates throwaway users and switches to them';
 const MECHANISMS: readonly LockMechanism[] = ['flock', 'fcntl', 'disabled'];
 
-function thrown(fn: () => unknown): GlexecError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof GlexecError, String(error));
-    return error;
-  }
-  assert.fail('expected a GlexecError');
-}
 
 const env = (entries: Record<string, string>): Map<string, string> => new Map(Object.entries(entries));
 

@@ -3,7 +3,6 @@ import { describe, it } from 'node:test';
 import { parseEnvironmentBlock, parseShimArgs } from '../../src/caller';
 import { toAction } from '../../src/cli';
 import { defaultConfig, type Config } from '../../src/config/schema';
-import { GlexecError } from '../../src/errors';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
 import { parseCallerLimits, payloadLimitOptions } from '../../src/limits';
 import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
@@ -16,16 +15,8 @@ import { VERSION } from '../../src/version';
 import { entryMatches } from '../../src/whitelist';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { thrown } from '../helpers/assertions';
 
-function thrown(fn: () => unknown): GlexecError {
-  try {
-    fn();
-  } catch (error) {
-    assert.ok(error instanceof GlexecError, String(error));
-    return error;
-  }
-  assert.fail('expected a GlexecError');
-}
 
 describe('resource limits', () => {
   it('the shim\'s list of caller limits is parsed, malformed items ignored', () => {
