@@ -16,6 +16,7 @@ import { compileAccountPolicies } from './lcmaps/modules';
 import { readGridMap } from './mapping/gridmap';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
+import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { intoCgroupHelper, PRLIMIT, SETPRIV } from './sys/proc';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -181,6 +182,19 @@ function checkLog(config: Config): Finding[] {
   });
 }
 
+/** Where payload cgroups would go, and whether a run would fall back to the process group. */
+function checkContainment(config: Config): Finding[] {
+  if (config.containment !== 'cgroup') return [ok('containment', `containment = ${config.containment}`)];
+  const mounts = cgroupMounts();
+  const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
+  const fallbackFix = 'mount cgroup v2 (Linux 5.14 or later), or set cgroup_base to a delegated cgroup v2 directory';
+  const problem = (why: string): Finding =>
+    config.max_processes > 0 ? error('containment', `max_processes cannot be enforced: ${why}`, fallbackFix) : warning('containment', `payloads will be contained by process group only: ${why}`, fallbackFix);
+  if (base === undefined || mounts.v2 === undefined) return [problem('no cgroup v2 is mounted')];
+  if (!isCgroup2Directory(base)) return [problem(`${base} is not a cgroup v2 directory`)];
+  return [ok('containment', `payload cgroups under ${base}${config.max_processes > 0 ? `, pids.max ${config.max_processes}` : ''}`)];
+}
+
 function checkTools(config: Config): Finding[] {
   const findings = [SETPRIV, PRLIMIT].map((tool) => (existsSync(tool) ? ok('tools', `${tool} present`) : error('tools', `${tool} is missing`, 'install util-linux')));
   if (config.containment === 'cgroup' && !existsSync(intoCgroupHelper())) {
@@ -199,6 +213,7 @@ export function checkInstallation(configPath: string, trustedUids: readonly numb
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),
     ...checkLog(config),
+    ...checkContainment(config),
     ...checkTools(config),
   ];
 }

@@ -42,7 +42,7 @@ describe('glexec --check', { skip: needsRoot }, () => {
     assert.equal(status, 0, lines.join('\n'));
     assert.deepEqual(lines.map((line) => line.split(':')[0]), [
       'ok      config', 'ok      config', 'ok      white lists', 'ok      certdir', 'ok      grid-mapfile', 'ok      epilogue', 'ok      log',
-      'ok      tools', 'ok      tools', 'glexec --check',
+      'ok      containment', 'ok      tools', 'ok      tools', 'glexec --check',
     ]);
     assert.equal(lines.at(-1), 'glexec --check: no problems found');
   });
@@ -151,6 +151,18 @@ describe('glexec --check', { skip: needsRoot }, () => {
     assert.equal(status, 0, lines.join('\n'));
     assert.ok(lines.includes(`ok      log: ${logDir}/glexec_log: its directory will be created on the first run`));
     assert.equal(existsSync(logDir), false);
+  });
+
+  it('a cgroup_base that is not a cgroup v2 directory is a warning (process-group fallback), and an error with max_processes', () => {
+    const notCgroup = join(system.root, 'not-a-cgroup/glexec');
+    system.writeConfig(system.standardConfig([`cgroup_base = ${notCgroup}`]));
+    const warned = check();
+    assert.equal(warned.status, 0);
+    assert.ok(warned.lines.some((line) => line.startsWith(`warning containment: payloads will be contained by process group only: ${notCgroup} is not a cgroup v2 directory (fix: `)));
+    system.writeConfig(system.standardConfig([`cgroup_base = ${notCgroup}`, 'max_processes = 10']));
+    const refused = check();
+    assert.equal(refused.status, 202);
+    assert.match(errorLine(refused.lines, 'containment'), /max_processes cannot be enforced/);
   });
 
   it('syslog without a listener on /dev/log is a warning', () => {
