@@ -7,6 +7,9 @@
  *
  * Installed root-only (0700) next to glexec.js; the Node program runs it as root.
  * Usage: into-cgroup /path/to/cgroup.procs [more cgroup.procs…] -- /usr/bin/setpriv …
+ * Descriptor 3, when open, is glexec's status pipe: it is closed on exec (so a successful start
+ * closes it with nothing written, and the payload never inherits it); a failure writes one line
+ * there, so glexec can tell its own failure (202) from the payload's exit code.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,12 +21,21 @@
 /* The exit code util-linux tools use when they cannot exec: the payload could not start. */
 #define EXIT_CANNOT_EXECUTE 126
 
+#define STATUS_FD 3
+
 static int fail(const char *what, const char *path) {
-    fprintf(stderr, "glexec into-cgroup: %s %s: %s\n", what, path, strerror(errno));
+    char line[512];
+    int length = snprintf(line, sizeof line, "%s %s: %s\n", what, path, strerror(errno));
+    if (length > 0 && write(STATUS_FD, line, (size_t)length) < 0)
+        fprintf(stderr, "glexec into-cgroup: %s", line);
     return EXIT_CANNOT_EXECUTE;
 }
 
 int main(int argc, char **argv) {
+    /* Closed by the exec below, so the payload never inherits the status pipe. */
+    int flags = fcntl(STATUS_FD, F_GETFD);
+    if (flags >= 0)
+        fcntl(STATUS_FD, F_SETFD, flags | FD_CLOEXEC);
     int separator = 1;
     while (separator < argc && strcmp(argv[separator], "--") != 0)
         separator++;

@@ -26,7 +26,7 @@ import { locateProxy, readProxyFile } from './proxy/read';
 import { targetProxyRequest, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { findAccount } from './sys/identity';
-import { setprivAvailable, spawnAsTarget } from './sys/proc';
+import { helperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
 import { resolveTarget, type Target } from './target';
 import { VERSION } from './version';
 import { checkWhiteLists } from './whitelist';
@@ -230,10 +230,13 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
   const pid = child.pid;
+  const helperFailure = helperStatus(child);
   relay.attach(pid);
   log.info('payload started', { payloadPid: pid, target: target.name, cwd });
   const ending = await exited;
   relay.detach();
+  const failure = await helperFailure;
+  if (failure !== '') throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure}`);
   const durationMs = Math.round(monotonicMs() - started);
   log.info('payload ended', { payloadPid: pid, ending, durationMs });
   return { pid, cwd, ending, durationMs };

@@ -1,7 +1,7 @@
 /**
  * Starting and signalling processes: the only place that spawns or kills.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
@@ -50,7 +50,18 @@ export function spawnAsTarget(who: TargetIdentity, program: string, args: readon
     ...setprivArgs(who, program, args),
   ];
   const [command = SETPRIV, ...rest] = chain;
-  return spawn(command, rest, { detached: true, env, cwd, stdio: 'inherit', argv0: basename(command) });
+  // into-cgroup reports its own failure on descriptor 3 (closed on exec when all is well).
+  const stdio: StdioOptions = cgroupProcs.length > 0 ? ['inherit', 'inherit', 'inherit', 'pipe'] : 'inherit';
+  return spawn(command, rest, { detached: true, env, cwd, stdio, argv0: basename(command) });
+}
+
+/** What into-cgroup wrote on its status pipe: empty when it started the payload. */
+export function helperStatus(child: ChildProcess): Promise<string> {
+  const pipe = child.stdio[3];
+  if (!pipe || !('on' in pipe)) return Promise.resolve('');
+  let text = '';
+  pipe.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+  return new Promise((resolve) => pipe.once('close', () => resolve(text.trim())));
 }
 
 /**

@@ -169,6 +169,23 @@ describe('containment', { skip: noCgroup }, () => {
     }
   });
 
+  it('into-cgroup reports a failure to join on its status descriptor, which a started payload never inherits', () => {
+    const helper = join(system.root, 'prefix/lib/glexec/into-cgroup');
+    const failed = spawnSync(helper, [join(system.root, 'no-such-cgroup/cgroup.procs'), '--', '/bin/true'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+    assert.equal(failed.status, 126);
+    assert.match(String(failed.output[3]), /^cannot open .*no-such-cgroup\/cgroup\.procs: No such file or directory\n$/);
+    const dir = join(cgroupBase ?? '', `status-test-${process.pid}`);
+    mkdirSync(dir);
+    try {
+      const started = spawnSync(helper, [join(dir, 'cgroup.procs'), '--', '/bin/sh', '-c', 'ls /proc/$$/fd'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+      assert.equal(started.status, 0, started.stderr);
+      assert.equal(String(started.output[3]), '');
+      assert.ok(!started.stdout.split('\n').includes('3'), `the payload inherited descriptor 3: ${started.stdout}`);
+    } finally {
+      spawnSync('rmdir', [dir]);
+    }
+  });
+
   describe('without a usable cgroup v2', () => {
     it('falls back to the process group and session, says so in the completion record, and still ends what stayed there', () => {
       system.writeConfig(system.standardConfig([`cgroup_base = ${join(system.root, 'not-a-cgroup/glexec')}`]));
