@@ -13,7 +13,7 @@ import type { Config } from './config/schema';
 import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
-import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, type JobCgroup, killCgroup, removeJobCgroup, isCgroup2Directory } from './sys/cgroup';
+import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup } from './sys/cgroup';
 import { describeProcess, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
 export type Containment =
@@ -60,6 +60,11 @@ export function cgroupProcsFiles(containment: Containment): string[] {
   if (containment.mode !== 'cgroup') return [];
   const { job } = containment;
   return [job.path, ...(job.pidsPath ? [job.pidsPath] : [])].map((directory) => join(directory, 'cgroup.procs'));
+}
+
+/** What ends the whole payload at once if glexec must stop while it runs. */
+export function emergencyKill(containment: Containment): (() => void) | undefined {
+  return containment.mode === 'cgroup' ? () => killCgroupNow(containment.job.path) : undefined;
 }
 
 /** Removes the payload's cgroup when the payload never started. */

@@ -30,18 +30,24 @@ export class SignalRelay {
     for (const signal of FORWARDED_SIGNALS) process.on(signal, () => this.deliver(signal));
   }
 
-  attach(pgid: number): void {
+  private emergencyKill: (() => void) | undefined;
+
+  /** `emergencyKill` ends everything the payload started (its cgroup), for killPayload. */
+  attach(pgid: number, emergencyKill?: () => void): void {
     this.pgid = pgid;
+    this.emergencyKill = emergencyKill;
     for (const signal of this.pending.splice(0)) signalGroup(pgid, signal);
   }
 
   detach(): void {
     this.pgid = undefined;
+    this.emergencyKill = undefined;
   }
 
   /** Backstop for an internal error while the payload runs: it must not outlive glexec unseen. */
   killPayload(): void {
     if (this.pgid !== undefined) signalGroup(this.pgid, 'SIGKILL');
+    this.emergencyKill?.();
   }
 
   private deliver(signal: NodeJS.Signals): void {

@@ -23,6 +23,10 @@ function fail(error: unknown): never {
   process.exit(known ? error.exitCode : ExitCode.system);
 }
 
+// An error thrown outside the run's promise chain still ends the payload and reports.
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
 function main(): void {
   let shim;
   try {

@@ -13,7 +13,7 @@ import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, cgroupProcsFiles, type Containment, endLeftovers, findLeftovers, type LeftoverCleanup, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
+import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import type { ProcessInfo } from './sys/procinfo';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
@@ -231,7 +231,7 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
   }
   const pid = child.pid;
   const helperFailure = helperStatus(child);
-  relay.attach(pid);
+  relay.attach(pid, emergencyKill(containment));
   log.info('payload started', { payloadPid: pid, target: target.name, cwd });
   const ending = await exited;
   relay.detach();

@@ -106,6 +106,15 @@ export async function killCgroup(directory: string, waitMs: number): Promise<boo
 
 export const cgroupPopulated = populated;
 
+/** PRIVILEGE: SIGKILL to everything in the payload's cgroup at once, without waiting (a backstop). */
+export function killCgroupNow(directory: string): void {
+  try {
+    writeFileSync(join(directory, 'cgroup.kill'), '1');
+  } catch {
+    // Gone already, or never populated: nothing to kill.
+  }
+}
+
 /** PRIVILEGE: removes the (empty) cgroups glexec made for the payload; false if one is still busy. */
 export function removeJobCgroup(job: JobCgroup): boolean {
   let removed = true;
