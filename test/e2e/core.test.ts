@@ -110,6 +110,20 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('a relative payload path gives 201', () => {
       expectRefusal(system.run(['true'], { env: withProxy() }), 201, "payload must be an absolute path, got 'true'");
     });
+    it('a payload that is a directory gives 126', () => {
+      expectRefusal(system.run([system.scratch], { env: withProxy() }), 126, `payload ${system.scratch} is not a regular file`);
+    });
+    it('a payload reached through a symlink gives 201 with prohibit_exec_via_symlink = yes, and runs without it', () => {
+      const link = join(system.bin, 'true-link');
+      rmSync(link, { force: true });
+      symlinkSync('/usr/bin/true', link);
+      assert.equal(system.run([link], { env: withProxy() }).status, 0);
+      system.writeConfig(system.standardConfig(['prohibit_exec_via_symlink = yes']));
+      expectRefusal(system.run([link], { env: withProxy() }), 201, `payload ${link} is a symbolic link and prohibit_exec_via_symlink is set`);
+    });
+    it('an option glexec does not know, before the payload, gives 201', () => {
+      expectRefusal(system.run(['--frobnicate', '/bin/true'], { env: withProxy() }), 201, "unknown option '--frobnicate'");
+    });
     it('no payload at all gives 201 and the usage line', () => {
       expectRefusal(system.run([], { env: withProxy() }), 201, 'usage: glexec /absolute/path/to/payload [arguments...]');
     });
@@ -181,6 +195,33 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       } finally {
         chmodSync(system.certdir, 0o755);
       }
+    });
+
+    it('a FIFO given as the proxy is refused without blocking: 201', () => {
+      const fifo = join(system.scratch, 'proxy.fifo');
+      rmSync(fifo, { force: true });
+      execFileSync('mkfifo', ['-m', '600', fifo]);
+      chownSync(fifo, system.pilot.uid, system.pilot.gid);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: fifo } }), 201, `GLEXEC_CLIENT_CERT ${fifo} is not a regular file`);
+    });
+
+    it('an empty proxy file is refused: 201', () => {
+      const path = join(system.scratch, 'empty.pem');
+      writeFileSync(path, '');
+      chownSync(path, system.pilot.uid, system.pilot.gid);
+      chmodSync(path, 0o600);
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} is empty`);
+    });
+
+    it('a proxy file without its private key is refused: 201', () => {
+      const path = join(system.scratch, 'nokey.pem');
+      const text = readFileSync(pki.pilotProxy, 'utf8').replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----\n/, '');
+      writeFileSync(path, text);
+      chownSync(path, system.pilot.uid, system.pilot.gid);
+      chmodSync(path, 0o600);
+      const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } });
+      assert.equal(result.status, 201);
+      assert.match(result.stderr, /^glexec: the proxy file holds no private key for proxy certificate \/C=NL\/O=Example\/CN=Jane Doe\/CN=\d+\n$/);
     });
 
     it('a legacy (pre-RFC 3820) proxy is accepted', () => {
