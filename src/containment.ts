@@ -13,7 +13,7 @@ import type { Config } from './config/schema';
 import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
-import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup } from './sys/cgroup';
+import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
 import { describeProcess, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
 export type Containment =
@@ -72,16 +72,30 @@ export function abandonContainment(containment: Containment): void {
   if (containment.mode === 'cgroup') removeJobCgroup(containment.job);
 }
 
+/** How many leftovers are described (listed, logged) at most; the count stays exact. */
+export const MAX_DESCRIBED = 1000;
+
+export interface Leftovers {
+  readonly count: number;
+  /** At most MAX_DESCRIBED of them. */
+  readonly described: readonly ProcessInfo[];
+}
+
 /** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
-export function findLeftovers(containment: Containment, payload: { pid: number; uid: number }): ProcessInfo[] {
+export function findLeftovers(containment: Containment, payload: { pid: number; uid: number }): Leftovers {
   const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z';
   switch (containment.mode) {
-    case 'cgroup':
-      return cgroupPids(containment.job.path).map(describeProcess).filter(running);
-    case 'pgid':
-      return scanProcesses((info) => running(info) && info.uid === payload.uid && (info.pgid === payload.pid || info.sid === payload.pid));
+    case 'cgroup': {
+      const pids = cgroupPids(containment.job.path);
+      const described = pids.slice(0, MAX_DESCRIBED).map(describeProcess).filter(running);
+      return { count: pids.length > MAX_DESCRIBED ? pids.length : described.length, described };
+    }
+    case 'pgid': {
+      const found = scanProcesses(payload.uid, (stat) => stat.state !== 'Z' && (stat.pgid === payload.pid || stat.sid === payload.pid));
+      return { count: found.length, described: found.slice(0, MAX_DESCRIBED) };
+    }
     case 'off':
-      return [];
+      return { count: 0, described: [] };
   }
 }
 
@@ -89,6 +103,11 @@ export function findLeftovers(containment: Containment, payload: { pid: number; 
  * The leftover list for the epilogue: a root-owned file (readable by the epilogue's account)
  * with a header line and one tab-separated line per process. Returns its path.
  */
+/** The target's running processes in the payload's process group or session (pids only). */
+function pgidMembers(payload: { pid: number; uid: number }): number[] {
+  return scanProcesses(payload.uid, (stat) => stat.state !== 'Z' && (stat.pgid === payload.pid || stat.sid === payload.pid)).map((info) => info.pid);
+}
+
 export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }): string {
   // Concurrent runs may race to make the directory after a boot (/run is a tmpfs): recursive.
   mkdirSync(LEFTOVER_DIRECTORY, { recursive: true, mode: 0o755 });
@@ -133,9 +152,9 @@ export async function endLeftovers(containment: Containment, payload: { pid: num
     case 'off':
       return { mode: 'off', outcome: 'none', durationMs: 0, survivors: 0 };
     case 'pgid': {
-      if (!kill) return { mode: 'pgid', outcome: 'none', durationMs: 0, survivors: findLeftovers(containment, payload).length };
-      const cleanup = await endProcesses(() => findLeftovers(containment, payload).map((info) => info.pid), graceSeconds);
-      return { mode: 'pgid', ...cleanup, survivors: findLeftovers(containment, payload).length };
+      if (!kill) return { mode: 'pgid', outcome: 'none', durationMs: 0, survivors: findLeftovers(containment, payload).count };
+      const cleanup = await endProcesses(() => pgidMembers(payload), graceSeconds);
+      return { mode: 'pgid', ...cleanup, survivors: pgidMembers(payload).length };
     }
     case 'cgroup': {
       const { job } = containment;
@@ -145,8 +164,8 @@ export async function endLeftovers(containment: Containment, payload: { pid: num
         await killCgroup(job.path, CGROUP_KILL_WAIT_MS);
       }
       const survivors = cgroupPopulated(job.path) ? cgroupPids(job.path).length : 0;
-      if (survivors === 0) removeJobCgroup(job);
-      return { mode: 'cgroup', outcome, durationMs: Math.round(monotonicMs() - started), survivors, ...(survivors > 0 ? { keptCgroup: job.path } : {}) };
+      const removed = survivors === 0 && (await removeJobCgroupWhenEmpty(job, CGROUP_KILL_WAIT_MS));
+      return { mode: 'cgroup', outcome, durationMs: Math.round(monotonicMs() - started), survivors, ...(removed ? {} : { keptCgroup: job.path }) };
     }
   }
 }

@@ -105,5 +105,5 @@ export async function endProcesses(find: () => number[], graceSeconds: number): 
 
 /** The running processes of `uid` in process group `pgid` (zombies hold nothing and are left to init). */
 export function groupMembersOf(pgid: number, uid: number): number[] {
-  return scanProcesses((info) => info.pgid === pgid && info.uid === uid && info.state !== 'Z').map((info) => info.pid);
+  return scanProcesses(uid, (stat) => stat.pgid === pgid && stat.state !== 'Z').map((info) => info.pid);
 }

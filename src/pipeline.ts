@@ -13,8 +13,7 @@ import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
-import type { ProcessInfo } from './sys/procinfo';
+import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
@@ -80,7 +79,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     } catch (error) {
       // The payload ran: its leftovers are still ended and the job still gets its record.
       const cleanup = await endLeftovers(containment, { pid: payload.pid, uid: target.uid }, true, loaded.config.kill_grace).catch(() => undefined);
-      writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: [], cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
+      writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: { count: 0, described: [] }, cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
       throw error;
     }
   } catch (error) {
@@ -243,9 +242,9 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
 }
 
 /** What the payload left running, logged process by process. */
-function listLeftovers(containment: Containment, payload: PayloadRun, target: Target, log: Log): ProcessInfo[] {
+function listLeftovers(containment: Containment, payload: PayloadRun, target: Target, log: Log): Leftovers {
   const leftovers = findLeftovers(containment, { pid: payload.pid, uid: target.uid });
-  if (leftovers.length > 0) log.notice('the payload left processes behind', { containment: containment.mode, count: leftovers.length, processes: leftovers });
+  if (leftovers.count > 0) log.notice('the payload left processes behind', { containment: containment.mode, count: leftovers.count, processes: leftovers.described });
   return leftovers;
 }
 
@@ -253,12 +252,12 @@ function listLeftovers(containment: Containment, payload: PayloadRun, target: Ta
  * Runs while the payload's leftovers are still alive, so that it can find them; it gets the
  * payload's cgroup and the list of leftovers (count, and a root-owned file).
  */
-async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, containment: Containment, leftovers: readonly ProcessInfo[], config: Config, log: Log): Promise<EpilogueReport> {
-  const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers, runner);
+async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, containment: Containment, leftovers: Leftovers, config: Config, log: Log): Promise<EpilogueReport> {
+  const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner);
   try {
     const containmentVariables: Record<string, string> = {
       ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),
-      ...(leftoverFile ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.length), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile } : {}),
+      ...(leftoverFile ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile } : {}),
     };
     const report = await runEpilogue(runner, payloadEnv, { ...context, containmentVariables }, config.epilogue_timeout, config.kill_grace);
     const fields = { path: runner.path, user: runner.user, group: runner.group, ...report.outcome, durationMs: report.durationMs, leftovers: report.leftovers };
@@ -272,8 +271,8 @@ async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<strin
 
 /** After the epilogue: end what the payload left (kill_leftovers), remove its cgroup. */
 async function cleanUpLeftovers(containment: Containment, pid: number, uid: number, config: Config, log: Log): Promise<LeftoverCleanup> {
-  const remaining = config.kill_leftovers ? findLeftovers(containment, { pid, uid }) : [];
-  if (remaining.length > 0) log.notice('ending what the payload left behind', { containment: containment.mode, count: remaining.length, processes: remaining });
+  const remaining = config.kill_leftovers ? findLeftovers(containment, { pid, uid }) : { count: 0, described: [] };
+  if (remaining.count > 0) log.notice('ending what the payload left behind', { containment: containment.mode, count: remaining.count, processes: remaining.described });
   const cleanup = await endLeftovers(containment, { pid, uid }, config.kill_leftovers, config.kill_grace);
   if (cleanup.outcome !== 'none') log.notice('ended what the payload left behind', { ...cleanup });
   if (cleanup.survivors > 0) log.warn('processes of the payload are still running', { ...cleanup });
@@ -287,7 +286,7 @@ interface Completion {
   readonly action: Extract<Action, { kind: 'run' }>;
   readonly payload: PayloadRun;
   readonly epilogue: EpilogueReport | undefined;
-  readonly leftovers: readonly ProcessInfo[];
+  readonly leftovers: Leftovers;
   readonly cleanup: LeftoverCleanup | undefined;
   readonly exitCode: number;
   /** Set when glexec failed after the payload ran: the error's stable code. */
@@ -310,7 +309,7 @@ function writeCompletionRecord(log: Log, run: Completion): void {
     payloadRc: rawReturnCode(payload.ending),
     epilogue: epilogue ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers } : 'none',
     containment: run.cleanup?.mode,
-    leftovers: run.leftovers.length,
+    leftovers: run.leftovers.count,
     cleanup: run.cleanup?.outcome ?? 'failed',
     survivors: run.cleanup?.survivors,
     ...(run.cleanup?.keptCgroup ? { keptCgroup: run.cleanup.keptCgroup } : {}),

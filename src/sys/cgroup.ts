@@ -115,6 +115,19 @@ export function killCgroupNow(directory: string): void {
   }
 }
 
+/**
+ * PRIVILEGE: removes the payload's cgroups once they are empty. A killed process keeps its cgroup
+ * busy until it is reaped, so removal is retried for a while; false if one is still there.
+ */
+export async function removeJobCgroupWhenEmpty(job: JobCgroup, waitMs: number): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  while (!removeJobCgroup(job)) {
+    if (Date.now() > deadline) return false;
+    await sleep(POLL_MS);
+  }
+  return true;
+}
+
 /** PRIVILEGE: removes the (empty) cgroups glexec made for the payload; false if one is still busy. */
 export function removeJobCgroup(job: JobCgroup): boolean {
   let removed = true;

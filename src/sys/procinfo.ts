@@ -1,5 +1,6 @@
 /** What /proc says about a process: for the leftover list and the fallback scans. */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { escapeControl } from '../log/sanitize';
 
 export interface ProcessInfo {
   readonly pid: number;
@@ -11,12 +12,14 @@ export interface ProcessInfo {
   readonly state: string;
   /** When it started (ISO 8601). */
   readonly started: string;
-  /** argv joined by spaces (control characters are escaped by the log, tabs and newlines here). */
+  /** argv joined by spaces, at most COMMAND_BYTES of it, control characters escaped (\xHH). */
   readonly command: string;
 }
 
 /** USER_HZ: the unit of /proc/PID/stat's start time; 100 on every Linux architecture glexec runs on. */
 const CLOCK_TICKS = 100;
+/** How much of a command line is read: a payload can make its own megabytes long. */
+const COMMAND_BYTES = 4096;
 let bootTimeMs: number | undefined;
 
 function bootTime(): number {
@@ -24,35 +27,85 @@ function bootTime(): number {
   return bootTimeMs;
 }
 
+/** The first COMMAND_BYTES of /proc/PID/cmdline, read into a fixed buffer. */
+function readCommandLine(pid: number): string {
+  const fd = openSync(`/proc/${pid}/cmdline`, 'r');
+  try {
+    const buffer = Buffer.alloc(COMMAND_BYTES);
+    const length = readSync(fd, buffer, 0, COMMAND_BYTES, 0);
+    return buffer.subarray(0, length).toString('utf8').replace(/\0+$/, '').replace(/\0/g, ' ');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface StatFields {
+  readonly pid: number;
+  readonly ppid: number;
+  readonly pgid: number;
+  readonly sid: number;
+  readonly state: string;
+  readonly startTicks: number;
+  readonly name: string;
+}
+
+function readStat(pid: number): StatFields {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which may itself contain spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    pid,
+    ppid: Number(fields[1]),
+    pgid: Number(fields[2]),
+    sid: Number(fields[3]),
+    state: fields[0] ?? '?',
+    startTicks: Number(fields[19]),
+    name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+  };
+}
+
+function describe(stat: StatFields, uid: number): ProcessInfo {
+  const commandLine = readCommandLine(stat.pid);
+  // The process chooses both its command line and its name (prctl): neither may forge a line
+  // or a field of the tab-separated leftover list, nor a log line.
+  const command = escapeControl(commandLine === '' ? `[${stat.name}]` : commandLine);
+  return {
+    pid: stat.pid,
+    ppid: stat.ppid,
+    uid,
+    pgid: stat.pgid,
+    sid: stat.sid,
+    state: stat.state,
+    started: new Date(bootTime() + (stat.startTicks / CLOCK_TICKS) * 1000).toISOString(),
+    command,
+  };
+}
+
 /** Undefined when the process is gone. */
 export function describeProcess(pid: number): ProcessInfo | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may itself contain spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ').replace(/[\t\n]/g, ' ');
-    return {
-      pid,
-      ppid: Number(fields[1]),
-      uid: statSync(`/proc/${pid}`).uid,
-      pgid: Number(fields[2]),
-      sid: Number(fields[3]),
-      state: fields[0] ?? '?',
-      started: new Date(bootTime() + (Number(fields[19]) / CLOCK_TICKS) * 1000).toISOString(),
-      command: command === '' ? `[${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}]` : command,
-    };
+    return describe(readStat(pid), statSync(`/proc/${pid}`).uid);
   } catch {
     return undefined;
   }
 }
 
-/** Every process on the machine that `keep` selects (zombies included; the caller decides). */
-export function scanProcesses(keep: (info: ProcessInfo) => boolean): ProcessInfo[] {
+/**
+ * Every process of `uid` on the machine that `keep` selects from its /proc/PID/stat fields
+ * (zombies included; the caller decides). Other accounts' processes are skipped before anything
+ * but their owner is read.
+ */
+export function scanProcesses(uid: number, keep: (stat: StatFields) => boolean): ProcessInfo[] {
   const found: ProcessInfo[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    const info = describeProcess(Number(entry));
-    if (info && keep(info)) found.push(info);
+    try {
+      if (statSync(`/proc/${entry}`).uid !== uid) continue;
+      const stat = readStat(Number(entry));
+      if (keep(stat)) found.push(describe(stat, uid));
+    } catch {
+      // Gone meanwhile.
+    }
   }
   return found;
 }

@@ -89,6 +89,36 @@ describe('containment', { skip: noCgroup }, () => {
     }
   });
 
+  it('a leftover cannot forge lines of the leftover list with its name or command line, and a huge command line is cut', () => {
+    const source = join(system.root, 'forge.c');
+    writeFileSync(source, [
+      '#include <string.h>', '#include <sys/prctl.h>', '#include <unistd.h>',
+      'int main(int argc, char **argv) {',
+      '  if (fork() == 0) {',
+      '    for (int i = 0; i < argc; i++) memset(argv[i], 0, strlen(argv[i]));',
+      '    prctl(PR_SET_NAME, "\\n1\\t1\\t0\\t1\\t1\\tX\\troot");',
+      '    pause();',
+      '  }',
+      '  return 0;',
+      '}', '',
+    ].join('\n'));
+    const forger = join(system.bin, 'forge');
+    execFileSync('gcc', ['-o', forger, source]);
+    chmodSync(forger, 0o755);
+    const epilogue = system.installProgram('copy-list.sh', `#!/bin/sh\ncp "$GLEXEC_EPILOG_LEFTOVER_FILE" ${out}/list\n`);
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    const payload = system.installProgram('forge.sh', `#!/bin/sh\n${forger}\n/bin/sh -c 'sleep 30' "$(head -c 100000 /dev/zero | tr '\\0' x)" >/dev/null 2>&1 &\nsleep 0.2\n`);
+    const result = system.run([payload], { env: proxyEnv() });
+    assert.equal(result.status, 0, result.stderr);
+    const lines = readFileSync(join(out, 'list'), 'utf8').split('\n').filter(Boolean);
+    // The header, the forger's child, the shell with the huge argument and its sleep.
+    assert.equal(lines.length, 4, lines.join('\n'));
+    for (const line of lines.slice(1)) assert.equal(line.split('\t').length, 7, line);
+    // The kernel keeps 15 bytes of a process name.
+    assert.ok(lines.some((line) => line.endsWith('\t[\\x0A1\\x091\\x090\\x091\\x091\\x09X\\x09ro]')), lines.join('\n'));
+    assert.ok(lines.every((line) => line.length < 4200));
+  });
+
   it('a payload that keeps forking while it is killed leaves nothing behind', () => {
     system.writeConfig(system.standardConfig(['max_processes = 300']));
     const forker = system.installProgram('forker.sh', "#!/bin/sh\n/bin/sh -c 'while :; do /bin/sleep 999 & done' >/dev/null 2>&1 &\n/bin/sh -c 'while :; do /bin/sh -c \"/bin/sleep 998 &\" ; done' >/dev/null 2>&1 &\nsleep 0.5\nexit 0\n");
@@ -144,7 +174,7 @@ describe('containment', { skip: noCgroup }, () => {
     } finally {
       spawnSync('pkill', ['-KILL', '-f', 'sleep 403']);
       const kept = system.logRecords().find((entry) => entry.msg === 'job completed')?.keptCgroup;
-      for (let i = 0; i < 50 && typeof kept === 'string' && existsSync(kept); i++) {
+      for (let i = 0; i < 500 && typeof kept === 'string' && existsSync(kept); i++) {
         spawnSync('rmdir', [kept]);
         await sleep(20);
       }

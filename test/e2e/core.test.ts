@@ -448,8 +448,10 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         }
         assert.ok(isAlive(glexecPid));
       } finally {
-        child.kill('SIGKILL');
-        spawnSync('pkill', ['-KILL', '-u', system.target.name]);
+        // Root may: SIGTERM reaches the payload, and glexec cleans up (cgroup included) and exits.
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
       }
     });
 
