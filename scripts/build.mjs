@@ -11,6 +11,17 @@ import { build } from 'esbuild';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
 mkdirSync(join(root, 'build/dist'), { recursive: true });
+
+/** pino's lib/transport.js is replaced by scripts/pino-no-transport.js (see there why). */
+const withoutPinoTransports = {
+  name: 'glexec-without-pino-transports',
+  setup(builder) {
+    // pino.js requires './lib/transport', lib/tools.js requires './transport'.
+    builder.onResolve({ filter: /^\.\/(lib\/)?transport$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/](pino\.js|lib[\\/]tools\.js)$/.test(args.importer) ? { path: join(root, 'scripts/pino-no-transport.js') } : undefined,
+    );
+  },
+};
 await build({
   entryPoints: [join(root, 'src/main.ts')],
   outfile: join(root, 'build/dist/glexec-main.js'),
@@ -23,6 +34,7 @@ await build({
   define: { GLEXEC_BUNDLED: 'true' },
   // Never loaded in the bundle (the addon is required by absolute path there); keeps esbuild quiet.
   external: ['posix', 'posix/*'],
+  plugins: [withoutPinoTransports],
   logLevel: 'warning',
 });
 // The program the shim runs: a small loader that runs the bundle with V8's code cache.
