@@ -2,7 +2,8 @@
  * Starting and signalling processes: the only place that spawns or kills.
  */
 import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { describeProcess } from './procinfo';
 import { basename, join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
@@ -113,10 +114,9 @@ export function spawnFromDescriptor(who: TargetIdentity, fd: number, env: Record
   });
 }
 
-/** This process's pid, process group and session, from /proc/self/stat (posix has no getsid). */
+/** This process's pid, process group and session (posix has no getsid). */
 export function ownProcessIds(): { pid: number; pgid: number; sid: number } {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  // Fields after the command name, which may itself contain spaces and parentheses.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { pid: process.pid, pgid: Number(fields[2]), sid: Number(fields[3]) };
+  const self = describeProcess(process.pid);
+  if (self === undefined) throw new Error('cannot read /proc/self');
+  return { pid: process.pid, pgid: self.pgid, sid: self.sid };
 }
