@@ -68,7 +68,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     const completion = { caller, target, proxy, action, payload };
     try {
       const leftovers = listLeftovers(containment, payload, target, log);
-      const epilogueContext = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending, containmentVariables: {} };
+      const epilogueContext = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending };
       const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, epilogueContext, containment, leftovers, loaded.config, log) : undefined;
       const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
       const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
@@ -252,7 +252,7 @@ function listLeftovers(containment: Containment, payload: PayloadRun, target: Ta
  * Runs while the payload's leftovers are still alive, so that it can find them; it gets the
  * payload's cgroup and the list of leftovers (count, and a root-owned file).
  */
-async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, containment: Containment, leftovers: Leftovers, config: Config, log: Log): Promise<EpilogueReport> {
+async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: Omit<EpilogueContext, 'containmentVariables'>, containment: Containment, leftovers: Leftovers, config: Config, log: Log): Promise<EpilogueReport> {
   const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner);
   try {
     const containmentVariables: Record<string, string> = {

@@ -79,7 +79,7 @@ export function cgroupPids(directory: string): number[] {
   return pids;
 }
 
-function populated(directory: string): boolean {
+export function cgroupPopulated(directory: string): boolean {
   return /^populated 1$/m.test(readFileSync(join(directory, 'cgroup.events'), 'utf8'));
 }
 
@@ -90,21 +90,15 @@ const POLL_MS = 5;
  * is delivered), cgroup.kill (SIGKILL to every member, atomically), thaw so the kill takes
  * effect, and wait until the kernel reports it empty (bounded by `waitMs`).
  */
-export async function killCgroup(directory: string, waitMs: number): Promise<boolean> {
+export async function killCgroup(directory: string, waitMs: number): Promise<void> {
   const freezer = join(directory, 'cgroup.freeze');
   const canFreeze = existsSync(freezer);
   if (canFreeze) writeFileSync(freezer, '1');
   writeFileSync(join(directory, 'cgroup.kill'), '1');
   if (canFreeze) writeFileSync(freezer, '0');
   const deadline = Date.now() + waitMs;
-  while (populated(directory)) {
-    if (Date.now() > deadline) return false;
-    await sleep(POLL_MS);
-  }
-  return true;
+  while (cgroupPopulated(directory) && Date.now() <= deadline) await sleep(POLL_MS);
 }
-
-export const cgroupPopulated = populated;
 
 /** PRIVILEGE: SIGKILL to everything in the payload's cgroup at once, without waiting (a backstop). */
 export function killCgroupNow(directory: string): void {
