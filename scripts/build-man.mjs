@@ -35,7 +35,7 @@ function keyList() {
   const status = { used: '', ignored: ' Accepted and ignored by this glexec.', refused: ' Refused (exit 202) unless left at its default.' };
   return Object.entries(configSchema)
     .map(([key, spec]) => {
-      const shown = show(spec.default);
+      const shown = spec.written ?? show(spec.default);
       const head = `\`${key}\` = ${shown === '' ? '(empty)' : `*${shown}*`}${spec.extension ? ' (an extension of this glexec)' : ''}`;
       return `${head}\n: ${spec.doc}${status[spec.status]}`;
     })

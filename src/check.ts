@@ -4,20 +4,23 @@
  * problem what is wrong and how to fix it. It runs nothing and changes nothing.
  */
 import { X509Certificate } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseConfigText } from './config/load';
 import type { Config } from './config/schema';
 import { checkEpilogue, resolveEpilogueRunner } from './epilogue';
-import { GlexecError } from './errors';
+import { GlexecError, type Problem } from './errors';
 import { clampLogLevel } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
 import { compileAccountPolicies } from './lcmaps/modules';
-import { readGridMap } from './mapping/gridmap';
+import { mapDn, readGridMap } from './mapping/gridmap';
+import { childrenOf, contextTag, encodingOf, readRoot, Tag } from './proxy/der';
+import { subjectHash } from './proxy/dn';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { intoCgroupHelper, PRLIMIT, SETPRIV } from './sys/proc';
+import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
 export interface Finding {
@@ -34,48 +37,117 @@ const error = (item: string, message: string, fix: string): Finding => ({ level:
 const rootOnly: TrustPolicy = { trustedUids: [], trustedGids: [], finalType: 'file' };
 const rootOnlyDirectory: TrustPolicy = { ...rootOnly, finalType: 'directory' };
 
-/** How to fix each kind of configuration problem, by its stable code. */
-const configFixes: Record<string, string> = {
+/** How to fix the problems that have one fix whatever the file, by their stable code. */
+const fixByCode: Record<string, string> = {
   'config.unknown_key': 'remove the key or correct its name (glexec.conf(5) lists every key)',
-  'config.bad_value': 'give one of the values glexec.conf(5) lists for this key',
   'config.duplicate_key': 'keep only one of the two lines',
   'config.unsupported': 'remove the key (or set it to its default); this glexec cannot honour it',
   'config.outside_section': 'move the key below the [glexec] line',
   'config.no_section': 'add a line [glexec] above the keys',
+  'gridmap.syntax': 'correct that line: expected "DN" account[,account…], the DN in double quotes',
+  'lcmaps.syntax': 'correct that line: lcmaps.db holds name = "module options" definitions, then policy: lines with a -> b rules',
+  'lcmaps.undefined_module': 'define the module above the policy, or correct its name in the rule',
+  'lcmaps.unknown_option': 'correct or remove the option (the README\'s LCMAPS section lists the options glexec knows)',
+  'lcmaps.unsupported_option': 'correct or remove the option (the README\'s LCMAPS section lists the options glexec knows)',
+  'lcmaps.bad_option': 'correct the option\'s value',
+  'lcmaps.unknown_policy': 'correct lcmaps_get_account_policy: it must name policies of lcmaps.db',
+  'lcmaps.no_policy': 'set lcmaps_get_account_policy to the policies of lcmaps.db to try',
+  'lcmaps.policy_loop': 'correct the rules so that no policy leads back to itself',
+  'epilogue.bad_user': 'create the account, or correct epilogue_user',
+  'epilogue.bad_group': 'create the group, or correct epilogue_group',
+  'epilogue.needs_glexec_switch': 'set user_identity_switch_by = glexec, or remove epilogue_user and epilogue_group',
+  'mapping.pool_unsupported': 'set lcmaps_db_file to an lcmaps.db whose policy uses lcmaps_poolaccount.mod (see the README\'s LCMAPS section), or map those DNs to plain accounts',
 };
 
-const TRUST_FIX = 'make it and every directory above it owned by root and not writable by group or others (chown root:root, chmod go-w)';
+/** The glexec.conf key that names the file being checked, and its value. */
+interface Setting {
+  readonly key: string;
+  readonly value: string;
+}
+
+function canonicalPath(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fix for one kind of problem: only what would remove the problem shown. */
+function fixForProblem(problem: Problem, setting: Setting | undefined): string {
+  switch (problem.kind) {
+    case 'missing':
+      return setting ? `create ${problem.path}, or set ${setting.key} to the right path` : `create ${problem.path}`;
+    case 'symlink': {
+      const canonical = setting ? canonicalPath(setting.value) : undefined;
+      const example = 'e.g. /usr/bin/… rather than /bin/… on merged-/usr systems';
+      return setting && canonical ? `use the canonical path: set ${setting.key} = ${canonical} (${example})` : `use the canonical path, ${example}`;
+    }
+    case 'writable':
+      return `chmod go-w ${problem.path}`;
+    case 'owner':
+      return `chown root:root ${problem.path}`;
+    case 'not-canonical':
+      return `write ${setting?.key ?? 'the path'} as an absolute path without ., .., // or a trailing /`;
+    case 'wrong-type':
+      return `${problem.path} must be a ${problem.expected === 'file' ? 'regular file' : 'directory'}: replace it${setting ? `, or correct ${setting.key}` : ''}`;
+    case 'syntax':
+      return `correct ${problem.file}${problem.line === undefined ? '' : ` line ${problem.line}`}: ${problem.expected}`;
+  }
+}
+
+function fixFor(caught: unknown, setting: Setting | undefined): string {
+  if (caught instanceof GlexecError) {
+    if (caught.problem) return fixForProblem(caught.problem, setting);
+    const byCode = fixByCode[caught.code];
+    if (byCode) return byCode;
+  }
+  return 'see glexec.conf(5) and the README\'s Troubleshooting section';
+}
 
 function messageOf(caught: unknown): string {
   return caught instanceof Error ? caught.message : String(caught);
 }
 
-/** Runs `check` and turns a thrown GlexecError into an error finding. */
-function attempt(item: string, fix: string, check: () => Finding | Finding[]): Finding[] {
+/** Runs `check` and turns a thrown error into an error finding with the fix for its kind. */
+function attempt(item: string, setting: Setting | undefined, check: () => Finding | Finding[]): Finding[] {
   try {
     const result = check();
     return Array.isArray(result) ? result : [result];
   } catch (caught) {
-    return [error(item, messageOf(caught), fix)];
+    return [error(item, messageOf(caught), fixFor(caught, setting))];
   }
 }
 
 function checkConfig(path: string, trustedUids: readonly number[]): { findings: Finding[]; config: Config | undefined } {
-  const findings = attempt('config', TRUST_FIX, () => {
-    const st = requireTrustedPath('configuration file', path, { ...rootOnly, trustedUids }, lstatSync, 'config.untrusted');
-    return ok('config', `${path}: owned by uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}; only root can change it or the directories above it`);
+  let missing = false;
+  const findings = attempt('config', undefined, () => {
+    try {
+      const st = requireTrustedPath('configuration file', path, { ...rootOnly, trustedUids }, lstatSync, 'config.untrusted');
+      return ok('config', `${path}: owned by uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}; only root can change it or the directories above it`);
+    } catch (caught) {
+      const problem = caught instanceof GlexecError ? caught.problem : undefined;
+      missing = problem?.kind === 'missing';
+      if (problem?.kind === 'missing' && problem.path === path) {
+        // Its path is compiled into glexec, so "set a key" is no fix here.
+        return error('config', messageOf(caught), `install etc/glexec.conf (a commented example) as ${path}, root-owned, mode 0600`);
+      }
+      throw caught;
+    }
   });
+  if (missing) return { findings, config: undefined };
   let text: string;
   try {
     text = readAllAndClose(openChecked(path, lstatSync(path)), 1024 * 1024).toString('utf8');
   } catch (caught) {
-    findings.push(error('config', `cannot read ${path}: ${messageOf(caught)}`, `create it (etc/glexec.conf is a commented example) and install it root-owned, mode 0600`));
+    findings.push(error('config', `cannot read ${path}: ${messageOf(caught)}`, `make ${path} a regular file root can read`));
     return { findings, config: undefined };
   }
   const problems: GlexecError[] = [];
-  const { config } = parseConfigText(text, path, (problem) => problems.push(problem));
-  for (const problem of problems) findings.push(error('config', problem.message, configFixes[problem.code] ?? 'see glexec.conf(5)'));
+  const { config, notes } = parseConfigText(text, path, (problem) => problems.push(problem));
+  for (const problem of problems) findings.push(error('config', problem.message, fixFor(problem, undefined)));
   if (problems.length === 0) findings.push(ok('config', `${path}: every key is known and every value understood`));
+  for (const note of notes.filter((candidate) => candidate.level === 'warn')) findings.push(warning('config', note.msg, 'move the key below the [glexec] line'));
   const { warning: clampWarning } = clampLogLevel(config.log_level);
   if (clampWarning) findings.push(warning('log_level', clampWarning, 'set log_level between 0 and 5'));
   return { findings, config };
@@ -89,28 +161,73 @@ function checkWhiteLists(config: Config): Finding[] {
   const plain = (entry: string) => entry !== '*' && !entry.startsWith('.') && !entry.endsWith('*');
   const unknownUsers = config.user_white_list.filter((name) => plain(name) && findAccount(name) === undefined);
   const unknownGroups = config.group_white_list.filter((name) => plain(name) && findGroup(name) === undefined);
-  if (unknownUsers.length > 0) findings.push(warning('white lists', `user_white_list names accounts that do not exist: ${unknownUsers.join(', ')}`, 'correct the names'));
-  if (unknownGroups.length > 0) findings.push(warning('white lists', `group_white_list names groups that do not exist: ${unknownGroups.join(', ')}`, 'correct the names'));
+  if (unknownUsers.length > 0) findings.push(warning('white lists', `user_white_list names accounts that do not exist: ${unknownUsers.join(', ')}`, 'create them, or correct user_white_list'));
+  if (unknownGroups.length > 0) findings.push(warning('white lists', `group_white_list names groups that do not exist: ${unknownGroups.join(', ')}`, 'create them, or correct group_white_list'));
   if (findings.length === 0) findings.push(ok('white lists', `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}: ${entries.join(', ')}`));
   return findings;
 }
 
+/** A CA certificate file in the certdir: its subject hash, which names the file proxies look for. */
+interface CaFile {
+  readonly name: string;
+  readonly hash: string;
+  readonly expired: boolean;
+  readonly isCa: boolean;
+}
+
+const HASH_NAME = /^[0-9a-f]{8}\.\d+$/;
+
+/** The certificate in `path` (the first, for a bundle), or undefined when there is none. */
+function readCaFile(path: string, name: string): CaFile | undefined {
+  const certificate = new X509Certificate(readFileSync(path));
+  const [tbs] = childrenOf(readRoot(certificate.raw, Tag.sequence));
+  if (tbs === undefined) return undefined;
+  const fields = childrenOf(tbs);
+  // TBSCertificate: [0] version (optional), serial, signature, issuer, validity, subject, …
+  const subject = fields[fields[0]?.tag === contextTag(0, true) ? 5 : 4];
+  if (subject === undefined) return undefined;
+  return { name, hash: subjectHash(encodingOf(subject)), expired: new Date(certificate.validTo) < new Date(), isCa: certificate.ca };
+}
+
 function checkCertdir(certdir: string): Finding[] {
-  return attempt('certdir', TRUST_FIX, () => {
+  return attempt('certdir', { key: 'certdir', value: certdir }, () => {
     requireTrustedPath('certdir', certdir, rootOnlyDirectory, lstatSync, 'proxy.certdir');
-    const anchors = readdirSync(certdir).filter((name) => /^[0-9a-f]{8}\.\d+$/.test(name));
-    if (anchors.length === 0) return error('certdir', `${certdir} has no CA certificates (<hash>.0 files)`, 'install the IGTF CA bundle, or c_rehash the directory');
+    const names = readdirSync(certdir);
+    const anchors = names.filter((name) => HASH_NAME.test(name));
     const unreadable: string[] = [];
+    const misnamed: string[] = [];
     const expired: string[] = [];
     for (const name of anchors) {
       try {
-        const certificate = new X509Certificate(readFileSync(join(certdir, name)));
-        if (new Date(certificate.validTo) < new Date()) expired.push(name);
+        const file = readCaFile(join(certdir, name), name);
+        if (file === undefined) unreadable.push(name);
+        else {
+          if (file.expired) expired.push(name);
+          if (!name.startsWith(`${file.hash}.`)) misnamed.push(`${name} (its subject hash is ${file.hash})`);
+        }
       } catch {
         unreadable.push(name);
       }
     }
-    const findings = [ok('certdir', `${certdir}: ${anchors.length} CA certificate file(s), only root can change them`)];
+    // CA certificates copied in as *.pem or *.crt without the <hash>.N name proxies are looked up by.
+    const hashes = new Set(anchors.map((name) => name.slice(0, 8)));
+    const unhashed: string[] = [];
+    for (const name of names.filter((candidate) => /\.(pem|crt)$/.test(candidate))) {
+      try {
+        const file = readCaFile(join(certdir, name), name);
+        if (file?.isCa && !hashes.has(file.hash)) unhashed.push(`${name} (${file.hash}.0)`);
+      } catch {
+        // Not a certificate (a key, a CRL): not the certdir's business here.
+      }
+    }
+    const rehash = `run openssl rehash ${certdir} (or c_rehash ${certdir})`;
+    if (anchors.length === 0 && unhashed.length === 0) {
+      return error('certdir', `${certdir} has no CA certificates (<hash>.0 files)`, `install the IGTF CA bundle (or your CA's certificate) into ${certdir}, then ${rehash}`);
+    }
+    const findings: Finding[] = [];
+    if (anchors.length > 0) findings.push(ok('certdir', `${certdir}: ${anchors.length} CA certificate file(s), only root can change them`));
+    if (unhashed.length > 0) findings.push(error('certdir', `CA certificates in ${certdir} have no <hash>.0 file, so proxies they issued are refused: ${unhashed.join(', ')}`, rehash));
+    if (misnamed.length > 0) findings.push(error('certdir', `CA files in ${certdir} are not named by their subject hash, so proxies are not checked against them: ${misnamed.join(', ')}`, rehash));
     if (unreadable.length > 0) findings.push(error('certdir', `cannot parse ${unreadable.join(', ')} in ${certdir}`, 'replace or remove these files'));
     if (expired.length > 0) findings.push(warning('certdir', `expired CA certificates in ${certdir}: ${expired.join(', ')}`, 'update the CA bundle'));
     return findings;
@@ -118,26 +235,37 @@ function checkCertdir(certdir: string): Finding[] {
 }
 
 function checkGridMap(path: string): Finding[] {
-  return attempt('grid-mapfile', `${TRUST_FIX}; correct the line named`, () => {
+  return attempt('grid-mapfile', { key: 'gridmapfile', value: path }, () => {
     const entries = readGridMap(path);
     const findings = [ok('grid-mapfile', `${path}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, syntax fine, only root can change it`)];
+    // A pool entry fails every run that maps through it: the run's own refusal, as an error.
+    const poolEntry = entries.find((entry) => (entry.accounts[0] ?? '').startsWith('.'));
+    if (poolEntry !== undefined) {
+      try {
+        mapDn(entries, poolEntry.dn, path);
+      } catch (caught) {
+        findings.push(error('grid-mapfile', messageOf(caught), fixFor(caught, undefined)));
+      }
+    }
     const problems = new Map<string, string[]>();
     const note = (why: string, account: string) => problems.set(why, [...(problems.get(why) ?? []), account]);
     for (const account of new Set(entries.map((entry) => entry.accounts[0] ?? ''))) {
-      if (account.startsWith('.')) note('pool accounts, which this glexec does not support yet', account);
-      else {
-        const found = findAccount(account);
-        if (found === undefined) note('accounts that do not exist', account);
-        else if (found.uid === 0 || found.gid === 0) note('root or root-group accounts, which glexec always refuses', account);
-      }
+      if (account.startsWith('.')) continue;
+      const found = findAccount(account);
+      if (found === undefined) note('accounts that do not exist', account);
+      else if (found.uid === 0 || found.gid === 0) note('root or root-group accounts, which glexec always refuses', account);
     }
-    for (const [why, accounts] of problems) findings.push(warning('grid-mapfile', `${path} maps to ${why}: ${accounts.slice(0, 5).join(', ')}${accounts.length > 5 ? ', …' : ''}`, 'correct those entries'));
+    const fixes: Record<string, string> = {
+      'accounts that do not exist': `create them, or correct their lines in ${path}`,
+      'root or root-group accounts, which glexec always refuses': `map those DNs to unprivileged accounts in ${path}`,
+    };
+    for (const [why, accounts] of problems) findings.push(warning('grid-mapfile', `${path} maps to ${why}: ${accounts.slice(0, 5).join(', ')}${accounts.length > 5 ? ', …' : ''}`, fixes[why]));
     return findings;
   });
 }
 
 function checkLcmaps(config: Config): Finding[] {
-  return attempt('lcmaps.db', `${TRUST_FIX}; correct the item named (glexec.conf(5) lists the modules and options glexec knows)`, () => {
+  return attempt('lcmaps.db', { key: 'lcmaps_db_file', value: config.lcmaps_db_file }, () => {
     const db = readLcmapsDb(config.lcmaps_db_file);
     const compiled = compileAccountPolicies(db, config.lcmaps_get_account_policy);
     const policies = compiled.policies.map((policy) => policy.name).join(', ');
@@ -146,23 +274,29 @@ function checkLcmaps(config: Config): Finding[] {
 }
 
 function checkEpilogueSetting(config: Config): Finding[] {
-  return attempt('epilogue', `${TRUST_FIX}; the file must be executable by its runner`, () => {
+  return attempt('epilogue', { key: 'epilogue', value: config.epilogue }, () => {
     const runner = resolveEpilogueRunner(config);
     if (runner === undefined) return ok('epilogue', 'none set');
-    checkEpilogue(runner);
+    try {
+      checkEpilogue(runner);
+    } catch (caught) {
+      if (caught instanceof GlexecError && caught.code === 'epilogue.not_executable') return error('epilogue', caught.message, `chmod a+x ${runner.path}`);
+      throw caught;
+    }
     return ok('epilogue', `${runner.path}: trusted, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`);
   });
 }
 
-function checkLog(config: Config): Finding[] {
+async function checkLog(config: Config): Promise<Finding[]> {
   if (config.log_destination === 'syslog') {
-    const listening = existsSync('/dev/log') && lstatSync('/dev/log').isSocket();
-    return [listening ? ok('log', `syslog, facility ${config.syslog_facility}`) : warning('log', 'log_destination = syslog, but nothing listens on /dev/log: log messages will be lost', 'start the syslog daemon, or set log_destination = file')];
+    const facility = `LOG_${config.syslog_facility.toUpperCase()}`;
+    return [(await syslogListening()) ? ok('log', `syslog, facility ${facility}`) : warning('log', SYSLOG_UNHEARD, 'start the syslog daemon, or set log_destination = file')];
   }
-  return attempt('log', TRUST_FIX, () => {
+  const setting = { key: 'log_file', value: config.log_file };
+  return attempt('log', setting, () => {
     const path = config.log_file;
     if (findGroup(config.log_file_group) === undefined) {
-      return error('log', `log_file_group '${config.log_file_group}' does not exist`, 'create the group or correct the name');
+      return error('log', `log_file_group '${config.log_file_group}' does not exist`, 'create the group, or correct log_file_group');
     }
     if (!existsSync(dirname(path))) {
       requireTrustedPath('log directory parent', dirname(dirname(path)), rootOnlyDirectory, lstatSync, 'log.untrusted');
@@ -176,7 +310,7 @@ function checkLog(config: Config): Finding[] {
       return ok('log', `${path}: will be created on the first run`);
     }
     if (!st.isFile() || st.uid !== 0 || st.nlink !== 1 || st.mode & 0o022) {
-      return error('log', `log file ${path} must be a regular root-owned file with one link, not writable by group or others`, 'remove it (glexec recreates it) or chown root, chmod 0600');
+      return error('log', `log file ${path} must be a regular root-owned file with one link, not writable by group or others`, `remove it (glexec recreates it), or make it a root-owned file of mode 0600 with one link`);
     }
     return ok('log', `${path}: JSON lines, only root can change it or its directory`);
   });
@@ -203,7 +337,7 @@ function checkTools(config: Config): Finding[] {
   return findings;
 }
 
-export function checkInstallation(configPath: string, trustedUids: readonly number[]): Finding[] {
+export async function checkInstallation(configPath: string, trustedUids: readonly number[]): Promise<Finding[]> {
   const { findings, config } = checkConfig(configPath, trustedUids);
   if (config === undefined) return findings;
   return [
@@ -212,7 +346,7 @@ export function checkInstallation(configPath: string, trustedUids: readonly numb
     ...checkCertdir(config.certdir),
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),
-    ...checkLog(config),
+    ...(await checkLog(config)),
     ...checkContainment(config),
     ...checkTools(config),
   ];

@@ -19,6 +19,19 @@ export const ExitCode = {
 
 export type GlexecExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * What kind of site problem an error is, so that `glexec --check` can say how to fix it without
+ * reading the message. `path` is the component the problem is at (not always the file named).
+ */
+export type Problem =
+  | { readonly kind: 'missing'; readonly path: string }
+  | { readonly kind: 'symlink'; readonly path: string }
+  | { readonly kind: 'writable'; readonly path: string }
+  | { readonly kind: 'owner'; readonly path: string }
+  | { readonly kind: 'not-canonical'; readonly path: string }
+  | { readonly kind: 'wrong-type'; readonly path: string; readonly expected: 'file' | 'directory' }
+  | { readonly kind: 'syntax'; readonly file: string; readonly line?: number; readonly expected: string };
+
 export class GlexecError extends Error {
   override readonly name = 'GlexecError';
 
@@ -27,15 +40,19 @@ export class GlexecError extends Error {
     /** Stable, dotted identifier, e.g. `config.unknown_key`; never reworded. */
     readonly code: string,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; problem?: Problem },
   ) {
     super(message, options);
+    this.problem = options?.problem;
   }
+
+  /** Set where the kind of problem decides its fix (trust walks, syntax errors). */
+  readonly problem: Problem | undefined;
 }
 
 export const clientError = (code: string, message: string, cause?: unknown): GlexecError =>
   new GlexecError(ExitCode.client, code, message, { cause });
-export const systemError = (code: string, message: string, cause?: unknown): GlexecError =>
-  new GlexecError(ExitCode.system, code, message, { cause });
+export const systemError = (code: string, message: string, cause?: unknown, problem?: Problem): GlexecError =>
+  new GlexecError(ExitCode.system, code, message, { cause, ...(problem ? { problem } : {}) });
 export const authorizationError = (code: string, message: string, cause?: unknown): GlexecError =>
   new GlexecError(ExitCode.authorization, code, message, { cause });

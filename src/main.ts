@@ -39,6 +39,9 @@ function main(): void {
     silence: () => {
       silent = true;
     },
+    warn: (text) => {
+      if (!silent) process.stderr.write(`glexec: warning: ${escapeControl(text)}\n`);
+    },
   }).then((code) => process.exit(code), fail);
 }
 

@@ -21,11 +21,12 @@ import { mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
-import { locateProxy, readProxyFile } from './proxy/read';
+import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import { targetProxyRequest, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { findAccount } from './sys/identity';
 import { helperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
+import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
 import { VERSION } from './version';
 import { checkWhiteLists } from './whitelist';
@@ -35,15 +36,18 @@ export interface Reporter {
   out(text: string): void;
   /** Called once the config says silent_logging = yes. */
   silence(): void;
+  /** A one-line warning for the caller (stderr), unless silenced. */
+  warn(text: string): void;
 }
 
 export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter): Promise<number> {
   const action = toAction(shim.argv);
   if (action.kind === 'version') return printVersion(shim, reporter);
   if (action.kind === 'help') return printHelp(action, reporter);
-  if (action.kind === 'check') return runCheck(shim, reporter);
+  if (action.kind === 'check') return await runCheck(shim, reporter);
 
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
+  await warnIfSyslogUnheard(loaded.config, reporter);
   try {
     const caller = identifyCaller(shim);
     log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
@@ -102,9 +106,9 @@ function printVersion(shim: ShimArgs, reporter: Reporter): number {
 }
 
 /** `glexec --check`, for root: one line per item; 202 when anything is wrong. */
-function runCheck(shim: ShimArgs, reporter: Reporter): number {
+async function runCheck(shim: ShimArgs, reporter: Reporter): Promise<number> {
   if (shim.callerUid !== 0) throw authorizationError('check.not_root', 'glexec --check is for root');
-  const findings = checkInstallation(shim.configPath, trustedConfigOwners());
+  const findings = await checkInstallation(shim.configPath, trustedConfigOwners());
   reporter.out(findings.map((finding) => `${formatFinding(finding)}\n`).join(''));
   const errors = findings.filter((finding) => finding.level === 'error').length;
   reporter.out(errors === 0 ? 'glexec --check: no problems found\n' : `glexec --check: ${errors} problem(s) found\n`);
@@ -143,9 +147,14 @@ function openConfigAndLog(path: string, reporter: Reporter): { loaded: LoadedCon
   }
 }
 
+/** libc syslog drops every record when no daemon listens, so the caller hears of it on each run. */
+async function warnIfSyslogUnheard(config: Config, reporter: Reporter): Promise<void> {
+  if (config.log_destination === 'syslog' && !(await syslogListening())) reporter.warn(SYSLOG_UNHEARD);
+}
+
 function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy {
   const location = locateProxy(caller.env);
-  const pem = readProxyFile(location, caller.uid, caller.proxy);
+  const pem = readProxyFile(location, caller.uid, caller.proxy, (path) => ownerSeenByCaller(caller, path));
   return verifyProxyChain(pem, {
     certdir: config.certdir,
     now: new Date(),
@@ -315,7 +324,9 @@ function writeCompletionRecord(log: Log, run: Completion): void {
     ...(run.cleanup?.keptCgroup ? { keptCgroup: run.cleanup.keptCgroup } : {}),
     ...(run.error ? { error: run.error } : {}),
     exitCode: run.exitCode,
-    durationMs: payload.durationMs,
+    payloadMs: payload.durationMs,
+    // From the start of glexec's node process: what the job spent in glexec and its payload.
+    totalMs: Math.round(process.uptime() * 1000),
   });
 }
 

@@ -6,7 +6,7 @@
  */
 import type { Stats } from 'node:fs';
 import { constants } from 'node:fs';
-import { systemError } from './errors';
+import { type Problem, systemError } from './errors';
 
 /** The sticky bit (not in Node's fs.constants). */
 const STICKY = 0o1000;
@@ -27,6 +27,8 @@ export class UntrustedPath extends Error {
   constructor(
     readonly component: string,
     readonly rule: string,
+    /** Which rule, for the fix `glexec --check` suggests. */
+    readonly problem: Problem,
   ) {
     super(`${component} ${rule}`);
   }
@@ -34,14 +36,14 @@ export class UntrustedPath extends Error {
 
 /** Absolute and canonical: no `.`, `..`, empty components (`//`) or trailing slash. */
 export function canonicalComponents(path: string): string[] {
-  if (!path.startsWith('/')) throw new UntrustedPath(path, 'is not an absolute path');
+  if (!path.startsWith('/')) throw new UntrustedPath(path, 'is not an absolute path', { kind: 'not-canonical', path });
   if (path === '/') return ['/'];
   const names = path.slice(1).split('/');
   const prefixes: string[] = ['/'];
   let prefix = '';
   for (const name of names) {
     if (name === '' || name === '.' || name === '..') {
-      throw new UntrustedPath(path, `is not canonical (it has a ${name === '' ? 'double or trailing /' : `"${name}" component`})`);
+      throw new UntrustedPath(path, `is not canonical (it has a ${name === '' ? 'double or trailing /' : `"${name}" component`})`, { kind: 'not-canonical', path });
     }
     prefix += `/${name}`;
     prefixes.push(prefix);
@@ -55,16 +57,16 @@ function describeMode(mode: number): string {
 
 /** Checks one component against the policy; throws UntrustedPath naming the rule. */
 export function checkComponent(component: string, st: Stats, policy: TrustPolicy): void {
-  if (st.isSymbolicLink()) throw new UntrustedPath(component, 'is a symbolic link (the path must be canonical)');
+  if (st.isSymbolicLink()) throw new UntrustedPath(component, 'is a symbolic link (the path must be canonical)', { kind: 'symlink', path: component });
   if (st.uid !== 0 && !policy.trustedUids.includes(st.uid)) {
-    throw new UntrustedPath(component, `is owned by uid ${st.uid}, not by root${policy.trustedUids.length ? ' or a trusted account' : ''}`);
+    throw new UntrustedPath(component, `is owned by uid ${st.uid}, not by root${policy.trustedUids.length ? ' or a trusted account' : ''}`, { kind: 'owner', path: component });
   }
   if (st.mode & constants.S_IWOTH) {
     const sticky = st.mode & STICKY ? ' (sticky or not)' : '';
-    throw new UntrustedPath(component, `is world-writable${sticky} (mode ${describeMode(st.mode)})`);
+    throw new UntrustedPath(component, `is world-writable${sticky} (mode ${describeMode(st.mode)})`, { kind: 'writable', path: component });
   }
   if (st.mode & constants.S_IWGRP && !policy.trustedGids.includes(st.gid)) {
-    throw new UntrustedPath(component, `is writable by group gid ${st.gid}, which is not trusted (mode ${describeMode(st.mode)})`);
+    throw new UntrustedPath(component, `is writable by group gid ${st.gid}, which is not trusted (mode ${describeMode(st.mode)})`, { kind: 'writable', path: component });
   }
 }
 
@@ -79,14 +81,14 @@ export function walkTrustedPath(path: string, policy: TrustPolicy, lstat: Lstat)
     const st = lstat(component);
     checkComponent(component, st, policy);
     const isFinal = index === components.length - 1;
-    if (!isFinal && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory');
+    if (!isFinal && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory', { kind: 'wrong-type', path: component, expected: 'directory' });
     if (isFinal) {
-      if (policy.finalType === 'file' && !st.isFile()) throw new UntrustedPath(component, 'is not a regular file');
-      if (policy.finalType === 'directory' && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory');
+      if (policy.finalType === 'file' && !st.isFile()) throw new UntrustedPath(component, 'is not a regular file', { kind: 'wrong-type', path: component, expected: 'file' });
+      if (policy.finalType === 'directory' && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory', { kind: 'wrong-type', path: component, expected: 'directory' });
     }
     last = st;
   });
-  if (last === undefined) throw new UntrustedPath(path, 'has no components');
+  if (last === undefined) throw new UntrustedPath(path, 'has no components', { kind: 'not-canonical', path });
   return last;
 }
 
@@ -96,9 +98,11 @@ export function requireTrustedPath(what: string, path: string, policy: TrustPoli
     return walkTrustedPath(path, policy, lstat);
   } catch (error) {
     if (error instanceof UntrustedPath) {
-      throw systemError(code, `${what} ${path} is not trusted: ${error.message}`);
+      throw systemError(code, `${what} ${path} is not trusted: ${error.message}`, undefined, error.problem);
     }
     const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error);
-    throw systemError(code, `${what} ${path} cannot be checked: ${reason}`);
+    // lstat's ENOENT names the first component that is missing.
+    const missing = reason === 'ENOENT' ? { kind: 'missing' as const, path: (error as NodeJS.ErrnoException).path ?? path } : undefined;
+    throw systemError(code, `${what} ${path} cannot be checked: ${reason}`, undefined, missing);
   }
 }

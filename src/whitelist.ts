@@ -25,6 +25,8 @@ export function checkWhiteLists(caller: Caller, config: Config, log: Log): void 
   if (config.user_white_list.some((entry) => entryMatches(entry, caller.name))) return;
   const groupNames = [caller.gid, ...caller.groups].map((gid) => findGroup(gid)?.name ?? String(gid));
   if (config.group_white_list.some((entry) => groupNames.some((group) => entryMatches(entry, group)))) return;
+  // An admin trying glexec out from a root shell: say what to do instead.
+  if (caller.uid === 0) throw authorizationError('caller.root', 'glexec was run as root: run it as the pilot account; root is not in the white list');
   throw authorizationError(
     'caller.not_white_listed',
     `caller ${caller.name} (uid ${caller.uid}) is not in user_white_list or group_white_list`,

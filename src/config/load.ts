@@ -7,7 +7,7 @@ import { parse as parseIni } from 'ini';
 import { type GlexecError, systemError } from '../errors';
 import { openChecked, readAllAndClose } from '../sys/files';
 import { requireTrustedPath } from '../trust';
-import { type Config, configSchema, defaultConfig, isConfigKey } from './schema';
+import { type Config, configSchema, defaultConfig, isConfigKey, ValueSyntaxError } from './schema';
 
 const SECTION = 'glexec';
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -36,8 +36,11 @@ const stopAtFirst: ProblemSink = (problem) => {
   throw problem;
 };
 
-/** Finds keys set twice in `[glexec]`, which `ini` would silently resolve to the last one. */
-function findDuplicateKeys(text: string, path: string, problem: ProblemSink): void {
+/**
+ * Finds keys set twice in `[glexec]`, which `ini` would silently resolve to the last one.
+ * Returns the line of each key's last setting (the one `ini` keeps), for messages.
+ */
+function findDuplicateKeys(text: string, path: string, problem: ProblemSink): Map<string, number> {
   let section = '';
   const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((line, index) => {
@@ -55,6 +58,7 @@ function findDuplicateKeys(text: string, path: string, problem: ProblemSink): vo
     }
     seen.set(key, index + 1);
   });
+  return seen;
 }
 
 /** `ini` turns `true`/`false` into booleans and `key` alone into true; give back the text. */
@@ -70,7 +74,7 @@ function rawText(value: unknown): string | undefined {
  * is thrown); a key with a bad value keeps its default.
  */
 export function parseConfigText(text: string, path: string, problem: ProblemSink = stopAtFirst): LoadedConfig {
-  findDuplicateKeys(text, path, problem);
+  const keyLines = findDuplicateKeys(text, path, problem);
   const parsed: Record<string, unknown> = parseIni(text);
   const notes: { level: 'warn' | 'notice' | 'info'; msg: string }[] = [];
   const values: Record<string, unknown> = defaultConfig();
@@ -79,6 +83,10 @@ export function parseConfigText(text: string, path: string, problem: ProblemSink
     if (name === SECTION) continue;
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       notes.push({ level: 'info', msg: `${path}: section [${name}] is not read by glexec` });
+      // A glexec key one section too low is a common slip: say so, since it changes nothing.
+      for (const key of Object.keys(value).filter(isConfigKey)) {
+        notes.push({ level: 'warn', msg: `${path}: key '${key}' is under [${name}], not [${SECTION}]: it is ignored there` });
+      }
     } else {
       problem(systemError('config.outside_section', `${path}: key '${name}' is outside the [${SECTION}] section`));
     }
@@ -104,7 +112,10 @@ export function parseConfigText(text: string, path: string, problem: ProblemSink
     try {
       parsedValue = keySpec.parse(raw);
     } catch (error) {
-      problem(systemError('config.bad_value', `${path}: value '${raw}' for key '${name}' not understood: ${(error as Error).message}`));
+      const reason = (error as Error).message;
+      const expected = error instanceof ValueSyntaxError && error.correction !== undefined ? `write ${error.correction}` : reason;
+      const line = keyLines.get(name);
+      problem(systemError('config.bad_value', `${path}: value '${raw}' for key '${name}' not understood: ${reason}`, undefined, { kind: 'syntax', file: path, ...(line === undefined ? {} : { line }), expected }));
       continue;
     }
     const safe = keySpec.safe as ((v: unknown) => boolean) | undefined;

@@ -25,6 +25,8 @@ interface KeySpec<T> {
   readonly safe?: (value: T) => boolean;
   /** Ours, not gLExec 0.9's. */
   readonly extension?: true;
+  /** The default as glexec.conf and the docs write it, when that differs from the parsed value. */
+  readonly written?: string;
   readonly doc: string;
 }
 
@@ -70,12 +72,33 @@ const optionalAbsolutePath: Parser<string> = (raw) => (raw === '' ? '' : absolut
 
 const anyText: Parser<string> = (raw) => raw;
 
-/** Comma-separated names; blanks dropped. gLExec's lists are comma separated. */
-const nameList: Parser<readonly string[]> = (raw) =>
-  raw
-    .split(',')
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
+/** A value that does not parse, with the corrected line when one can be told. */
+export class ValueSyntaxError extends Error {
+  constructor(
+    message: string,
+    /** What the line should say instead, e.g. `user_white_list = a, b`. */
+    readonly correction?: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Comma-separated names; blanks dropped. gLExec's lists are comma separated, and no account,
+ * group or variable name has a space in it: `a b` is a list written the wrong way, not a name.
+ */
+const nameList =
+  (key: string): Parser<readonly string[]> =>
+  (raw) => {
+    const names = raw
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+    if (names.some((name) => /\s/.test(name))) {
+      throw new ValueSyntaxError(`${key} takes a comma-separated list; got '${raw}'`, `${key} = ${raw.split(/[\s,]+/).filter(Boolean).join(', ')}`);
+    }
+    return names;
+  };
 
 /**
  * Variables that make glibc load code or files. The payload's environment is also the
@@ -85,7 +108,7 @@ const nameList: Parser<readonly string[]> = (raw) =>
 const LOADER_VARIABLES = /^(LD_\w*|GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|HOSTALIASES|LOCALDOMAIN|LOCPATH|MALLOC_\w*|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZDIR|NODE_OPTIONS|NODE_PATH)$/;
 
 const preservedNames: Parser<readonly string[]> = (raw) => {
-  const names = nameList(raw);
+  const names = nameList('preserve_env_variables')(raw);
   const refused = names.filter((name) => LOADER_VARIABLES.test(name));
   if (refused.length > 0) throw new Error(`${refused.join(', ')} cannot be preserved: it would reach the root helper that switches identity`);
   return names;
@@ -116,11 +139,11 @@ const spec = <T>(s: KeySpec<T>): KeySpec<T> => s;
 
 export const configSchema = {
   // --- caller and mapping ---
-  user_white_list: spec({ parse: nameList, default: [], status: 'used',
+  user_white_list: spec({ parse: nameList('user_white_list'), default: [], status: 'used',
     doc: 'Calling accounts allowed to run glexec: names, `.pool` or `name*` pool patterns, or `*` for anyone.' }),
-  group_white_list: spec({ parse: nameList, default: [], status: 'used',
+  group_white_list: spec({ parse: nameList('group_white_list'), default: [], status: 'used',
     doc: 'Calling groups (primary or supplementary) allowed to run glexec; same patterns.' }),
-  omission_private_key_white_list: spec({ parse: nameList, default: [], status: 'used',
+  omission_private_key_white_list: spec({ parse: nameList('omission_private_key_white_list'), default: [], status: 'used',
     doc: 'Calling accounts allowed to pass a proxy without its private key.' }),
   certdir: spec({ parse: absolutePath, default: '/etc/grid-security/certificates', status: 'used',
     doc: 'CA directory (`<hash>.0` files) that proxies are verified against.' }),
@@ -201,7 +224,7 @@ export const configSchema = {
     doc: '`yes`: nothing on the caller\'s stderr; errors go to the log only.' }),
   diff_syslog_levels: spec({ parse: yesNo, default: true, status: 'used',
     doc: '`yes`: each level its own syslog priority; `no`: everything at LOG_NOTICE.' }),
-  syslog_facility: spec<SyslogFacility>({ parse: syslogFacility, default: 'daemon', status: 'used',
+  syslog_facility: spec<SyslogFacility>({ parse: syslogFacility, default: 'daemon', written: 'LOG_DAEMON', status: 'used',
     doc: 'Syslog facility, e.g. LOG_DAEMON (default) or LOG_AUTHPRIV.' }),
 } as const;
 

@@ -3,9 +3,10 @@
  * owned by the caller, with no group, other or special mode bits. Root opens it without
  * following a symlink and makes every check on the opened descriptor.
  */
-import { closeSync, constants, fstatSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync } from 'node:fs';
 import { clientError } from '../errors';
 import { FileTooLarge, readAllAndClose } from '../sys/files';
+import { type EffectiveIdentity, withEffectiveIdentity } from '../sys/identity';
 
 const MAX_PROXY_BYTES = 256 * 1024;
 /** setuid, setgid and sticky (not in Node's fs.constants). */
@@ -36,10 +37,23 @@ function octal(mode: number): string {
 const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 6: 'ENXIO', 13: 'EACCES', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 36: 'ENAMETOOLONG', 40: 'ELOOP' };
 
 /**
+ * The owner of `path` as the caller sees it (lstat with the caller's ids, so root tells nothing
+ * the caller could not find out with `ls -l`), or undefined when the caller cannot see it.
+ */
+export function ownerSeenByCaller(caller: EffectiveIdentity, path: string): number | undefined {
+  try {
+    return withEffectiveIdentity(caller, () => lstatSync(path).uid);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Reads the proxy file of `callerUid` from the descriptor the shim opened with the caller's ids;
  * every check is made on that descriptor. Every refusal is a 201 naming the variable and path.
+ * `ownerOf` (the owner as the caller sees it) only names the cause when the caller could not open it.
  */
-export function readProxyFile(location: ProxyLocation, callerUid: number, opened: { fd: number } | { errno: number } | undefined): string {
+export function readProxyFile(location: ProxyLocation, callerUid: number, opened: { fd: number } | { errno: number } | undefined, ownerOf?: (path: string) => number | undefined): string {
   const { variable, path } = location;
   const refuse = (code: string, why: string): never => {
     throw clientError(code, `${variable} ${path} ${why}`);
@@ -49,6 +63,9 @@ export function readProxyFile(location: ProxyLocation, callerUid: number, opened
     const name = ERRNO_NAMES[opened.errno] ?? `errno ${opened.errno}`;
     if (name === 'ENOENT') return refuse('proxy.unreadable', 'does not exist');
     if (name === 'ELOOP') return refuse('proxy.symlink', 'is a symbolic link; give the file itself');
+    // Typically a proxy made by root for the pilot: readable only by its owner, root.
+    const owner = name === 'EACCES' ? ownerOf?.(path) : undefined;
+    if (owner !== undefined && owner !== callerUid) return refuse('proxy.wrong_owner', `is owned by uid ${owner}: chown it to the pilot (uid ${callerUid}); the caller cannot open it`);
     return refuse('proxy.unreadable', `cannot be opened by the caller (${name})`);
   }
   const { fd } = opened;

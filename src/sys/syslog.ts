@@ -1,4 +1,5 @@
 /** libc syslog(3) through the posix addon, with ident `glexec` and the pid. */
+import { connect } from 'node:net';
 import { posix } from './posix';
 import type { SyslogFacility } from '../config/schema';
 
@@ -23,4 +24,30 @@ export function openSyslog(facility: SyslogFacility): void {
 
 export function writeSyslog(priority: SyslogPriority, message: string): void {
   posix().syslog(constant(priority), message);
+}
+
+export const SYSLOG_SOCKET = '/dev/log';
+
+/** For the caller (each run) and for `glexec --check`. */
+export const SYSLOG_UNHEARD = 'log_destination = syslog, but nothing listens on /dev/log: log records, the completion record too, are lost';
+
+/**
+ * Whether a syslog daemon listens on /dev/log. libc syslog(3) drops messages silently when none
+ * does, so glexec asks first. A stream connect to a datagram socket (rsyslog, journald) fails
+ * with EPROTOTYPE, which proves that something is bound there; a connect that succeeds is a
+ * stream listener (some syslog-ng setups). ENOENT, ECONNREFUSED (a socket file left behind by a
+ * daemon that died) and anything else: nobody listens.
+ */
+export function syslogListening(path = SYSLOG_SOCKET): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      socket.destroy();
+      resolve(error.code === 'EPROTOTYPE');
+    });
+  });
 }

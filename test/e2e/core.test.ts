@@ -527,7 +527,16 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(record.level, 'notice');
       assert.equal(record.id, 'evil\\x0A{"msg":"job completed","forged":true}');
       assert.equal(typeof record.payloadPid, 'number');
-      assert.equal(typeof record.durationMs, 'number');
+      assert.equal(typeof record.payloadMs, 'number');
+      assert.equal(typeof record.totalMs, 'number');
+    });
+
+    it('the completion record gives the payload\'s duration and the whole run\'s apart', () => {
+      assert.equal(system.run(['/bin/sleep', '0.3'], { env: withProxy() }).status, 0);
+      const record = system.logRecords().find((entry) => entry.msg === 'job completed') as { payloadMs: number; totalMs: number; durationMs?: number };
+      assert.ok(record.payloadMs >= 300, `payloadMs ${record.payloadMs}`);
+      assert.ok(record.totalMs > record.payloadMs, `totalMs ${record.totalMs}, payloadMs ${record.payloadMs}`);
+      assert.equal(record.durationMs, undefined);
     });
 
     it('the completion record is written even with log_level = 0', () => {

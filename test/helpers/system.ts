@@ -211,10 +211,13 @@ export class TestSystem {
   }
 
   /**
-   * Runs glexec as the pilot inside a private mount namespace whose /dev/log is a socat listener,
-   * and returns what reached syslog (the raw datagrams, each starting with `<priority>`).
+   * Runs glexec as the pilot (or `as`) inside a private mount namespace whose /dev/log is a socat
+   * listener (or, with `listening: false`, absent), and returns what reached syslog (the raw
+   * datagrams, each starting with `<priority>`).
    */
-  runWithSyslog(args: readonly string[], env: Record<string, string>): { status: number | null; stderr: string; datagrams: string[] } {
+  runWithSyslog(args: readonly string[], env: Record<string, string>, options: { as?: Account; listening?: boolean } = {}): { status: number | null; stdout: string; stderr: string; datagrams: string[] } {
+    const as = options.as ?? this.pilot;
+    const listening = options.listening ?? true;
     const capture = join(this.root, `syslog-${randomBytes(4).toString('hex')}.txt`);
     const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
     const exports = Object.entries(this.callerEnv(env)).map(([name, value]) => `${name}=${quote(value)}`).join(' ');
@@ -224,12 +227,16 @@ export class TestSystem {
       'mount --bind /dev "$aside"',
       'mount -t tmpfs -o mode=755 tmpfs /dev',
       'for node in null zero urandom random; do touch /dev/$node; mount --bind "$aside/$node" /dev/$node; done',
-      `socat -u UNIX-RECV:/dev/log,mode=666 OPEN:${capture},creat,append </dev/null >/dev/null 2>&1 & listener=$!`,
-      'trap \'kill $listener\' EXIT',
-      'for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.02; done',
+      ...(listening
+        ? [
+            `socat -u UNIX-RECV:/dev/log,mode=666 OPEN:${capture},creat,append </dev/null >/dev/null 2>&1 & listener=$!`,
+            'trap \'kill $listener\' EXIT',
+            'for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.02; done',
+          ]
+        : []),
       'set +e',
       // The arguments come in as "$@", so that each may be as large as exec allows.
-      `env -i ${exports} /usr/bin/setpriv --reuid ${this.pilot.uid} --regid ${this.pilot.gid} --init-groups -- ${quote(this.shim)} "$@"`,
+      `env -i ${exports} /usr/bin/setpriv --reuid ${as.uid} --regid ${as.gid} --init-groups -- ${quote(this.shim)} "$@"`,
       'status=$?',
       'sleep 0.2',
       'exit $status',
@@ -242,7 +249,7 @@ export class TestSystem {
       // Nothing was logged.
     }
     rmSync(capture, { force: true });
-    return { status: result.status, stderr: result.stderr, datagrams: text.split(/(?=<\d+>)/).filter(Boolean) };
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr, datagrams: text.split(/(?=<\d+>)/).filter(Boolean) };
   }
 
   /** Starts glexec as the pilot in the background (for signal tests). */
