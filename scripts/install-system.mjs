@@ -5,11 +5,12 @@
 //                        addon), into-cgroup (root-only helper); glexec writes
 //                        glexec-main.<hash>.cache (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
+// The config file itself is not installed, but its directory is created (root:root 0755) if missing.
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +33,19 @@ if (process.getuid() !== 0) fail('must run as root (the shim is installed setuid
 
 const prefix = resolve(options.prefix);
 const config = resolve(options.config);
-const node = realpathSync(options.node ?? process.execPath);
+/** The node binary the shim will exec, by its real path: an executable regular file, or one line saying why not. */
+function nodeBinary(given) {
+  let real;
+  try {
+    real = realpathSync(given);
+  } catch (error) {
+    fail(`--node=${given}: ${error.code === 'ENOENT' ? 'no such file' : `cannot be resolved (${error.code ?? error.message})`}`);
+  }
+  const st = statSync(real);
+  if (!st.isFile() || !(st.mode & 0o111)) fail(`--node=${given}: ${real} is not an executable file`);
+  return real;
+}
+const node = nodeBinary(options.node ?? process.execPath);
 for (const [name, value] of Object.entries({ prefix, config, node })) {
   if (!/^\/[A-Za-z0-9_.+@,/-]*$/.test(value)) fail(`${name} path '${value}' may only contain letters, digits and _.+@,/-`);
 }
@@ -65,12 +78,27 @@ requireRootOnly(node, 'node binary');
 requireRootOnly(prefix, 'prefix');
 requireRootOnly(dirname(config), 'config directory');
 
+/** Creates the missing directories above the config file, root-owned and 0755 (the umask aside). */
+function makeConfigDirectory(dir) {
+  const missing = [];
+  for (let current = dir; !existsSync(current); current = dirname(current)) missing.unshift(current);
+  for (const made of missing) {
+    mkdirSync(made, { mode: 0o755 });
+    chownSync(made, 0, 0);
+    chmodSync(made, 0o755);
+    console.log(`created ${made} (root:root 0755) for the configuration file`);
+  }
+}
+makeConfigDirectory(dirname(config));
+
 const sbin = join(prefix, 'sbin');
 const lib = join(prefix, 'lib/glexec');
+// A prefix made here gets the same owner and mode as the rest, whatever the admin's umask.
+const prefixMade = !existsSync(prefix);
 for (const dir of [prefix, sbin, join(prefix, 'lib'), lib]) {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
 }
-for (const dir of [sbin, join(prefix, 'lib'), lib]) {
+for (const dir of [...(prefixMade ? [prefix] : []), sbin, join(prefix, 'lib'), lib]) {
   chownSync(dir, 0, 0);
   chmodSync(dir, 0o755);
 }
@@ -117,6 +145,8 @@ execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTI
 chownSync(intoCgroup, 0, 0);
 chmodSync(intoCgroup, 0o700);
 
-console.log(`installed ${shim} (setuid root; config ${config}, node ${node})`);
+console.log(`installed ${shim} (setuid root; node ${node})`);
+console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);
+if (!existsSync(config)) console.log(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`);
 console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${lib}/into-cgroup`);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);
