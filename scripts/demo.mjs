@@ -23,6 +23,22 @@ const { TestSystem } = require(join(root, 'build/test/helpers/system.js'));
 const { TestPki } = require(join(root, 'build/test/helpers/pki-fixtures.js'));
 
 const step = (text) => console.log(`\n== ${text}`);
+
+/**
+ * The example epilogue lists the payload account's processes one second after its SIGKILL. A
+ * process listed there may be a zombie: dead, but not yet reaped by its new parent (the payload
+ * exited, so it was re-parented, usually to PID 1); a zombie runs nothing and holds no memory.
+ * Say which, so that the output does not read as a failed kill.
+ */
+function explainRemaining(psText) {
+  const listed = psText.split('\n').map((line) => line.trim().split(/\s+/)).filter((fields) => fields.length >= 4);
+  for (const [pid, ppid, stat, command] of listed) {
+    const state = stat.startsWith('Z')
+      ? `a zombie: killed, but not yet reaped by its new parent (pid ${ppid}); it runs nothing and holds no memory`
+      : `still running (state ${stat})`;
+    console.log(`    note: pid ${pid} (${command}) listed as remaining above was ${state}`);
+  }
+}
 const system = TestSystem.create();
 try {
   step(`installed ${system.shim} (setuid root) with config ${system.configPath}`);
@@ -33,10 +49,13 @@ try {
 
   // The epilogue: the Nikhef example (etc/epilogue/nikhef-example.sh), which also saves what it saw.
   const seen = join(system.root, 'epilogue-saw');
+  const psAfterKill = join(system.root, 'epilogue-ps');
   const epilogueLog = join(system.root, 'epilogue-log/epilogue.log');
   const example = readFileSync(join(root, 'etc/epilogue/nikhef-example.sh'), 'utf8')
     .replace('LOGFILE=/var/log/glexec/epilogue.log', `LOGFILE=${epilogueLog}`)
-    .replace('\n# Some useful variables', `\nenv | grep '^GLEXEC_EPILOG_' | sort > ${seen}\n\n# Some useful variables`);
+    .replace('\n# Some useful variables', `\nenv | grep '^GLEXEC_EPILOG_' | sort > ${seen}\n\n# Some useful variables`)
+    // The state of what is still listed after the kill, for the explanation below.
+    .replace('\n# Log remaining process IDs', `\nps -o pid=,ppid=,stat=,comm= -u "$GLEXEC_EPILOG_TARGET_UID" > ${psAfterKill}\n\n# Log remaining process IDs`);
   mkdirSync(join(system.root, 'epilogues'), { mode: 0o755 });
   const epilogue = join(system.root, 'epilogues/cleanup.sh');
   writeFileSync(epilogue, example, { mode: 0o755 });
@@ -55,6 +74,7 @@ try {
   console.log(readFileSync(seen, 'utf8').replace(/^/gm, '    ').trimEnd());
   step('what the epilogue logged');
   console.log(readFileSync(epilogueLog, 'utf8').replace(/^/gm, '    ').trimEnd());
+  explainRemaining(readFileSync(psAfterKill, 'utf8'));
   step(`the completion record in ${system.logFile}`);
   const record = system.logRecords().find((entry) => entry.msg === 'job completed');
   console.log(JSON.stringify(record, null, 2).replace(/^/gm, '    '));
