@@ -198,7 +198,7 @@ export const configSchema = {
   no_new_privs: spec({ parse: yesNo, default: false, status: 'used', extension: true,
     doc: '`yes`: the payload cannot gain privileges through setuid or file-capability programs (PR_SET_NO_NEW_PRIVS).' }),
   kill_grace: spec({ parse: seconds, default: 5, status: 'used', extension: true,
-    doc: 'Seconds between SIGTERM and SIGKILL, for the epilogue and for what the payload left behind.' }),
+    doc: 'Seconds between SIGTERM and SIGKILL, for the epilogue, and for what the payload left behind when contained by process group. With containment = cgroup the leftovers are killed at once with cgroup.kill, without this grace.' }),
 
   // --- epilogue ---
   epilogue: spec({ parse: optionalAbsolutePath, default: '', status: 'used',

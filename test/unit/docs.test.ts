@@ -23,6 +23,18 @@ describe('documentation', () => {
     assert.doesNotThrow(() => parseConfigText(sampleConfig, 'etc/glexec.conf'));
   });
 
+  it('a default written differently from its parsed value (LOG_DAEMON) is written the same in the README and etc/glexec.conf', () => {
+    const written = configKeys.flatMap((key) => {
+      const form = (configSchema[key] as { written?: string }).written;
+      return form === undefined ? [] : [[key, form] as const];
+    });
+    assert.ok(written.length > 0);
+    for (const [key, form] of written) {
+      assert.match(sampleConfig, new RegExp(`^# ${key} = ${form}$`, 'm'), `etc/glexec.conf: ${key}`);
+      assert.match(readme, new RegExp(`^\\| \`${key}\` \\| \`${form}\` \\|`, 'm'), `README.md: ${key}`);
+    }
+  });
+
   it('the README names every key', () => {
     for (const key of configKeys) assert.ok(readme.includes(`\`${key}\``), `README.md does not mention ${key}`);
   });
