@@ -128,10 +128,12 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
     } catch (caught) {
       const problem = caught instanceof GlexecError ? caught.problem : undefined;
       missing = problem?.kind === 'missing';
+      // Its path is compiled into glexec, so "set a key" is no fix here.
       if (problem?.kind === 'missing' && problem.path === path) {
-        // Its path is compiled into glexec, so "set a key" is no fix here.
         return error('config', messageOf(caught), `install etc/glexec.conf (a commented example) as ${path}, root-owned, mode 0600`);
       }
+      const canonical = problem?.kind === 'symlink' ? canonicalPath(path) : undefined;
+      if (canonical !== undefined) return error('config', messageOf(caught), `run install-system again with --config=${canonical} (the canonical path)`);
       throw caught;
     }
   });

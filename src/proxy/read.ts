@@ -51,7 +51,7 @@ export function ownerSeenByCaller(caller: EffectiveIdentity, path: string): numb
 /**
  * Reads the proxy file of `callerUid` from the descriptor the shim opened with the caller's ids;
  * every check is made on that descriptor. Every refusal is a 201 naming the variable and path.
- * `ownerOf` (the owner as the caller sees it) only names the cause when the caller could not open it.
+ * `ownerOf` (the owner as the caller sees it) names the cause when the caller could not open a file root owns.
  */
 export function readProxyFile(location: ProxyLocation, callerUid: number, opened: { fd: number } | { errno: number } | undefined, ownerOf?: (path: string) => number | undefined): string {
   const { variable, path } = location;
@@ -63,9 +63,8 @@ export function readProxyFile(location: ProxyLocation, callerUid: number, opened
     const name = ERRNO_NAMES[opened.errno] ?? `errno ${opened.errno}`;
     if (name === 'ENOENT') return refuse('proxy.unreadable', 'does not exist');
     if (name === 'ELOOP') return refuse('proxy.symlink', 'is a symbolic link; give the file itself');
-    // Typically a proxy made by root for the pilot: readable only by its owner, root.
-    const owner = name === 'EACCES' ? ownerOf?.(path) : undefined;
-    if (owner !== undefined && owner !== callerUid) return refuse('proxy.wrong_owner', `is owned by uid ${owner}: chown it to the pilot (uid ${callerUid}); the caller cannot open it`);
+    // A common slip: a proxy made as root for the pilot, which only its owner, root, can read.
+    if (name === 'EACCES' && ownerOf?.(path) === 0) return refuse('proxy.wrong_owner', `is owned by uid 0: chown it to the pilot (uid ${callerUid}); the caller cannot open it`);
     return refuse('proxy.unreadable', `cannot be opened by the caller (${name})`);
   }
   const { fd } = opened;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { TestPki } from '../helpers/pki-fixtures';
@@ -90,6 +90,20 @@ describe('glexec --check gives each kind of problem its own fix', { skip: needsR
     assert.equal(fix, `use the canonical path: set epilogue = ${real}/e (e.g. /usr/bin/… rather than /bin/… on merged-/usr systems)`);
     system.writeConfig(system.standardConfig([`epilogue = ${real}/e`]));
     allOk(check().lines, 'epilogue');
+  });
+
+  it('a configuration file reached through a symbolic link: install again with its canonical path, which is compiled in', () => {
+    const etc = join(system.root, 'etc');
+    const real = join(system.root, 'etc-real');
+    renameSync(etc, real);
+    symlinkSync(real, etc);
+    try {
+      const { fix } = finding(check().lines, 'error', 'config', `${etc} is a symbolic link`);
+      assert.equal(fix, `run install-system again with --config=${real}/glexec.conf (the canonical path)`);
+    } finally {
+      rmSync(etc);
+      renameSync(real, etc);
+    }
   });
 
   it('a group-writable directory: chmod go-w that directory, and nothing about owners', () => {
