@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import type { Stats } from 'node:fs';
 import { describe, it } from 'node:test';
-import { canonicalComponents, type TrustPolicy, UntrustedPath, walkTrustedPath } from '../../src/trust';
+import { GlexecError } from '../../src/errors';
+import { canonicalComponents, requireTrustedPath, type TrustPolicy, UntrustedPath, walkTrustedPath } from '../../src/trust';
 
 type Kind = 'dir' | 'file' | 'link';
 interface FakeEntry { kind: Kind; uid?: number; gid?: number; mode: number }
@@ -78,5 +79,35 @@ describe('trusted path walk', () => {
 
   it('a final component of the wrong type is refused', () => {
     assert.equal(rule(() => walkTrustedPath('/etc', filePolicy, tree())), '/etc is not a regular file');
+  });
+});
+
+describe('the kind of each refusal, from which glexec --check derives the fix', () => {
+  const kindOf = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (error) {
+      if (error instanceof GlexecError) return error.problem;
+      assert.ok(error instanceof UntrustedPath, String(error));
+      return error.problem;
+    }
+    assert.fail('expected the path to be refused');
+  };
+
+  it('names the component and the rule it broke', () => {
+    assert.deepEqual(kindOf(() => walkTrustedPath('/etc/epi', filePolicy, tree({ '/etc': { kind: 'link', mode: 0o777 } }))), { kind: 'symlink', path: '/etc' });
+    assert.deepEqual(kindOf(() => walkTrustedPath('/etc/epi', filePolicy, tree({ '/etc': { kind: 'dir', mode: 0o775 } }))), { kind: 'writable', path: '/etc' });
+    assert.deepEqual(kindOf(() => walkTrustedPath('/etc/epi', filePolicy, tree({ '/etc/epi': { kind: 'file', mode: 0o757 } }))), { kind: 'writable', path: '/etc/epi' });
+    assert.deepEqual(kindOf(() => walkTrustedPath('/etc/epi', filePolicy, tree({ '/etc/epi': { kind: 'file', uid: 7, mode: 0o755 } }))), { kind: 'owner', path: '/etc/epi' });
+    assert.deepEqual(kindOf(() => walkTrustedPath('/etc/epi', filePolicy, tree({ '/etc/epi': { kind: 'dir', mode: 0o755 } }))), { kind: 'wrong-type', path: '/etc/epi', expected: 'file' });
+    assert.deepEqual(kindOf(() => canonicalComponents('/etc/../epi')), { kind: 'not-canonical', path: '/etc/../epi' });
+  });
+
+  it('a component that does not exist is missing, at that component, through requireTrustedPath', () => {
+    const missingDir = (path: string): Stats => {
+      if (path === '/etc') throw Object.assign(new Error('ENOENT'), { code: 'ENOENT', path });
+      return tree()(path);
+    };
+    assert.deepEqual(kindOf(() => requireTrustedPath('epilogue', '/etc/epi', filePolicy, missingDir, 'epilogue.untrusted')), { kind: 'missing', path: '/etc' });
   });
 });
