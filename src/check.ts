@@ -146,11 +146,22 @@ function checkLcmaps(config: Config): Finding[] {
 }
 
 function checkEpilogueSetting(config: Config): Finding[] {
-  return attempt('epilogue', `${TRUST_FIX}; the file must be executable by its runner`, () => {
+  return attempt('epilogue', `${TRUST_FIX}; the file must be executable by its runner, and so must every interpreter its #! names`, () => {
     const runner = resolveEpilogueRunner(config);
     if (runner === undefined) return ok('epilogue', 'none set');
-    checkEpilogue(runner);
-    return ok('epilogue', `${runner.path}: trusted, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`);
+    const { interpreters } = checkEpilogue(runner);
+    const runBy = interpreters.length === 0 ? '' : `, run by ${interpreters.join(' → ')} (trusted too)`;
+    const findings = [ok('epilogue', `${runner.path}: trusted${runBy}, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`)];
+    if (runner.uid !== 0 && config.epilogue_group === '') {
+      findings.push(
+        warning(
+          'epilogue',
+          `epilogue_user ${runner.user} runs the epilogue with gid 0 (gLExec's default when epilogue_group is unset): ${runner.user} may own the epilogue, and through it reads and writes what group root may`,
+          `set epilogue_group to a group of ${runner.user}'s own`,
+        ),
+      );
+    }
+    return findings;
   });
 }
 
