@@ -135,6 +135,8 @@ export function walkTrustedPathFollowingLinks(path: string, policy: TrustPolicy,
     const candidate = current === '/' ? `/${name}` : `${current}/${name}`;
     const st = lstat(candidate);
     if (st.isSymbolicLink()) {
+      // /proc/self, /proc/<pid>/root, fd/N: the kernel resolves these by process, not by their text.
+      if (candidate.startsWith('/proc/')) throw new UntrustedPath(candidate, 'is a link in /proc, which the kernel resolves by process, not by what readlink says');
       links += 1;
       if (links > MAX_SYMLINKS) throw new UntrustedPath(path, `has more than ${MAX_SYMLINKS} symbolic links to follow`);
       const target = readlink(candidate);

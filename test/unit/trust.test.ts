@@ -115,6 +115,12 @@ describe('trusted path walk that follows symbolic links (for interpreters)', () 
     assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/usr/bin/dash is owned by uid 1000, not by root');
   });
 
+  it('refuses a magic link in /proc, whose text is not what the kernel follows', () => {
+    const proc = tree({ '/proc': { kind: 'dir', mode: 0o555 }, '/proc/self': { kind: 'link', mode: 0o777 } });
+    const refused = () => walkTrustedPathFollowingLinks('/proc/self/root/bin/sh', filePolicy, proc, readlink);
+    assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/proc/self is a link in /proc, which the kernel resolves by process, not by what readlink says');
+  });
+
   it('gives up on a link loop as the kernel does, after 40 links', () => {
     const refused = () => walkTrustedPathFollowingLinks('/etc/loop', filePolicy, tree({ '/etc/loop': { kind: 'link', mode: 0o777 } }), readlink);
     assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/etc/loop has more than 40 symbolic links to follow');
