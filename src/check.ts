@@ -279,13 +279,25 @@ function checkEpilogueSetting(config: Config): Finding[] {
   return attempt('epilogue', { key: 'epilogue', value: config.epilogue }, () => {
     const runner = resolveEpilogueRunner(config);
     if (runner === undefined) return ok('epilogue', 'none set');
+    let interpreters: readonly string[];
     try {
-      checkEpilogue(runner);
+      ({ interpreters } = checkEpilogue(runner));
     } catch (caught) {
       if (caught instanceof GlexecError && caught.code === 'epilogue.not_executable') return error('epilogue', caught.message, `chmod a+x ${runner.path}`);
       throw caught;
     }
-    return ok('epilogue', `${runner.path}: trusted, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`);
+    const runBy = interpreters.length === 0 ? '' : `, run by ${interpreters.join(' → ')} (trusted too)`;
+    const findings = [ok('epilogue', `${runner.path}: trusted${runBy}, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`)];
+    if (runner.uid !== 0 && config.epilogue_group === '') {
+      findings.push(
+        warning(
+          'epilogue',
+          `epilogue_user ${runner.user} runs the epilogue with gid 0 (gLExec's default when epilogue_group is unset): ${runner.user} may own the epilogue, and through it reads and writes what group root may`,
+          `set epilogue_group to a group of ${runner.user}'s own`,
+        ),
+      );
+    }
+    return findings;
   });
 }
 

@@ -3,11 +3,15 @@
  * epilogue_user:epilogue_group, with stdio on /dev/null, the payload's cleaned environment plus
  * GLEXEC_EPILOG_* variables, and a timeout (SIGTERM to its process group, SIGKILL after kill_grace).
  *
- * Its path is checked twice: before the payload starts (a broken setting is a 202 before anything
- * runs) and again just before it runs. The second check opens the file and runs it through that
- * descriptor (/proc/self/fd/3), so a rename between check and run cannot substitute another file.
+ * Its path, and every interpreter that runs it (interpreters.ts), is trust-walked twice: before
+ * the payload starts (a broken setting is a 202 before anything runs) and again just before it
+ * runs. It is then run by its configured path, as gLExec ran it, so that a script's $0 is that
+ * path. The walk is what closes the time between the check and the exec: it proves that only
+ * root (or epilogue_user and epilogue_group, who may rewrite the epilogue anyway) can change the
+ * file, its interpreters, or any directory above them, so nobody else can swap one in between;
+ * an interpreter that opens the script by its path gets the same file for the same reason.
  */
-import { closeSync, lstatSync, type Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Caller } from './caller';
 import { monotonicMs } from './clock';
@@ -15,10 +19,9 @@ import type { Config } from './config/schema';
 import { systemError } from './errors';
 import { type Ending, rawReturnCode } from './exitcode';
 import { endProcesses, groupMembersOf, waitForExit } from './linger';
-import { mayExecute } from './payload/check';
-import { openChecked } from './sys/files';
+import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
 import { findAccount, findGroup } from './sys/identity';
-import { ownProcessIds, signalGroup, spawnFromDescriptor } from './sys/proc';
+import { ownProcessIds, signalGroup, spawnEpilogueProgram } from './sys/proc';
 import type { Target } from './target';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -74,12 +77,40 @@ export function resolveEpilogueRunner(config: Config): EpilogueRunner | undefine
   };
 }
 
-/** The trust walk and the execute check; a refusal is a 202 naming the component and the rule. */
-export function checkEpilogue(runner: EpilogueRunner): Stats {
-  const st = requireTrustedPath('epilogue', runner.path, runner.policy, lstatSync, 'epilogue.untrusted');
-  const executable = runner.uid === 0 ? (st.mode & 0o111) !== 0 : mayExecute(st, { uid: runner.uid, gid: runner.gid, groups: [runner.gid] });
-  if (!executable) throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
-  return st;
+export interface EpilogueCheck {
+  readonly stats: Stats;
+  /** The interpreters that run it, resolved, in the order they run (empty for a binary). */
+  readonly interpreters: readonly string[];
+}
+
+/**
+ * The trust walk and the execute check of the epilogue and of every interpreter that runs it; a
+ * refusal is a 202 naming the program, the component and the rule.
+ */
+export function checkEpilogue(runner: EpilogueRunner): EpilogueCheck {
+  const stats = requireTrustedPath('epilogue', runner.path, runner.policy, lstatSync, 'epilogue.untrusted');
+  if (!mayRun(stats, runner)) throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
+  try {
+    return { stats, interpreters: walkInterpreters(runner.path, stats, { policy: runner.policy, runner, searchPath: EPILOGUE_PATH }) };
+  } catch (error) {
+    if (error instanceof UntrustedProgram) throw systemError('epilogue.untrusted', `epilogue ${runner.path} is not trusted: ${error.message}`);
+    const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error);
+    throw systemError('epilogue.untrusted', `epilogue ${runner.path} cannot be checked: ${reason}`);
+  }
+}
+
+/**
+ * A payload account that could change the epilogue, or signal it, is refused before the payload
+ * starts: epilogue_user itself (it may own the epilogue, its HOME is the epilogue's, and its
+ * leftovers could kill the epilogue), or a member of epilogue_group (who may write it).
+ */
+export function refuseTargetThatControlsEpilogue(runner: EpilogueRunner, target: Pick<Target, 'name' | 'uid' | 'gid' | 'groups'>): void {
+  if (target.uid === runner.uid) {
+    throw systemError('epilogue.target_is_epilogue_user', `the payload account ${target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`);
+  }
+  if (runner.policy.trustedGids.some((gid) => gid === target.gid || target.groups.includes(gid))) {
+    throw systemError('epilogue.target_in_epilogue_group', `the payload account ${target.name} is in epilogue_group ${runner.group}, whose members may change the epilogue; map the job to another account or set another epilogue_group`);
+  }
 }
 
 export interface EpilogueContext {
@@ -153,26 +184,19 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
     leftovers,
     durationMs: Math.round(monotonicMs() - started),
   });
-  let fd: number;
   try {
-    fd = openChecked(runner.path, checkEpilogue(runner));
+    checkEpilogue(runner);
   } catch (error) {
-    return report({ result: 'failed', reason: `not run: ${(error as Error).message}` });
+    return report({ result: 'failed', reason: `was not run: ${(error as Error).message}` });
   }
   const env = epilogueEnvironment(runner, payloadEnv, epilogueVariables(context, runner.path));
-  let pid: number;
-  let exited: Promise<Ending>;
-  try {
-    const child = spawnFromDescriptor({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, fd, env);
-    exited = waitForExit(child);
-    if (child.pid === undefined) {
-      const reason = await exited.then(() => 'unknown error', (error: unknown) => String((error as Error).message));
-      return report({ result: 'failed', reason: `could not start: ${reason}` });
-    }
-    pid = child.pid;
-  } finally {
-    closeSync(fd);
+  const child = spawnEpilogueProgram({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path, env);
+  const exited = waitForExit(child);
+  if (child.pid === undefined) {
+    const reason = await exited.then(() => 'unknown error', (error: unknown) => String((error as Error).message));
+    return report({ result: 'failed', reason: `could not start: ${reason}` });
   }
+  const pid = child.pid;
   const ending = await endOrTimeOut(pid, exited, timeoutSeconds, graceSeconds);
   const leftovers = (await endProcesses(() => groupMembersOf(pid, runner.uid), graceSeconds)).outcome;
   return report(ending, leftovers);
@@ -200,7 +224,7 @@ async function endOrTimeOut(pgid: number, exited: Promise<Ending>, timeoutSecond
 }
 
 function outcomeOf(ending: Ending): EpilogueOutcome {
-  if ('signal' in ending) return { result: 'failed', signal: ending.signal, reason: `killed by ${ending.signal}` };
+  if ('signal' in ending) return { result: 'failed', signal: ending.signal, reason: `was killed by ${ending.signal}` };
   if (ending.code === 0) return { result: 'ok', exitCode: 0 };
   return { result: 'failed', exitCode: ending.code, reason: `exited with ${ending.code}` };
 }
@@ -210,4 +234,9 @@ export function exitCodeAfterEpilogue(outcome: EpilogueOutcome, payloadExitCode:
   if (outcome.result === 'ok') return payloadExitCode;
   if (outcome.result === 'failed' && outcome.exitCode !== undefined && outcome.exitCode >= 201 && outcome.exitCode <= 204) return 204;
   return 202;
+}
+
+/** The one line the caller gets on stderr when the epilogue did not succeed. */
+export function describeEpilogueFailure(path: string, outcome: EpilogueOutcome): string | undefined {
+  return outcome.result === 'ok' ? undefined : `epilogue ${path} ${outcome.reason}`;
 }

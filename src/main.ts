@@ -15,11 +15,16 @@ import { run } from './pipeline';
 
 let silent = false;
 
+/** One line on the caller's stderr, unless the site asked for silence. */
+function tellCaller(message: string): void {
+  if (!silent) process.stderr.write(`glexec: ${escapeControl(message)}\n`);
+}
+
 function fail(error: unknown): never {
   const known = error instanceof GlexecError;
   const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
   relay.killPayload();
-  if (!silent) process.stderr.write(`glexec: ${escapeControl(message)}\n`);
+  tellCaller(message);
   process.exit(known ? error.exitCode : ExitCode.system);
 }
 
@@ -42,6 +47,7 @@ function main(): void {
     warn: (text) => {
       if (!silent) process.stderr.write(`glexec: warning: ${escapeControl(text)}\n`);
     },
+    error: tellCaller,
   }).then((code) => process.exit(code), fail);
 }
 

@@ -11,7 +11,7 @@ import type { Config } from './config/schema';
 import { authorizationError, ExitCode, GlexecError, systemError } from './errors';
 import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
-import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
+import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, refuseTargetThatControlsEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { type SignalRelay, waitForExit } from './linger';
 import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './limits';
@@ -38,6 +38,8 @@ export interface Reporter {
   silence(): void;
   /** A one-line warning for the caller (stderr), unless silenced. */
   warn(text: string): void;
+  /** One line for the caller's stderr (not written under silent_logging). */
+  error(message: string): void;
 }
 
 export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter): Promise<number> {
@@ -55,7 +57,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
-    const epilogue = checkEpilogueTrust(loaded.config);
+    const epilogue = checkEpilogueTrust(loaded.config, target);
     checkPayload(action.payload, target, loaded.config.prohibit_exec_via_symlink);
     requireSetpriv();
     const containment = prepareContainment(loaded.config);
@@ -77,6 +79,9 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
       const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
       const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
       writeCompletionRecord(log, { ...completion, epilogue: epilogueReport, leftovers, cleanup, exitCode });
+      // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
+      const epilogueFailure = epilogue && epilogueReport ? describeEpilogueFailure(epilogue.path, epilogueReport.outcome) : undefined;
+      if (epilogueFailure !== undefined) reporter.error(epilogueFailure);
       // Tells the loader that this run went through every stage, so its code cache is worth keeping.
       (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
       return exitCode;
@@ -187,10 +192,13 @@ function payloadWorkingDirectory(caller: Caller, target: Target): string {
   return '/';
 }
 
-/** A broken epilogue setting is a 202 before anything runs. */
-function checkEpilogueTrust(config: Config): EpilogueRunner | undefined {
+/** A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before anything runs. */
+function checkEpilogueTrust(config: Config, target: Target): EpilogueRunner | undefined {
   const runner = resolveEpilogueRunner(config);
-  if (runner) checkEpilogue(runner);
+  if (runner) {
+    refuseTargetThatControlsEpilogue(runner, target);
+    checkEpilogue(runner);
+  }
   return runner;
 }
 

@@ -106,3 +106,56 @@ export function requireTrustedPath(what: string, path: string, policy: TrustPoli
     throw systemError(code, `${what} ${path} cannot be checked: ${reason}`, undefined, missing);
   }
 }
+
+export type Readlink = (path: string) => string;
+
+/** Linux's limit on symbolic links followed while resolving one path (MAXSYMLINKS). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * The trusted-path walk for a path that the kernel itself resolves, following symbolic links
+ * (an interpreter named on a `#!` line, which is often /bin/sh → /usr/bin/dash on merged /usr).
+ * Each directory entry on the way is checked as in walkTrustedPath; a symbolic link is allowed,
+ * because nobody can change a link, only replace it in its directory, and that directory has
+ * passed; its target is then walked the same way. `..` in a link goes back to the parent of a
+ * directory that has already passed. Returns the resolved path and its Stats.
+ */
+export function walkTrustedPathFollowingLinks(path: string, policy: TrustPolicy, lstat: Lstat, readlink: Readlink): { resolved: string; stats: Stats } {
+  if (!path.startsWith('/')) throw new UntrustedPath(path, 'is not an absolute path', { kind: 'not-canonical', path });
+  let current = '/';
+  let stats = lstat('/');
+  checkComponent('/', stats, policy);
+  const pending = path.split('/');
+  let links = 0;
+  while (pending.length > 0) {
+    const name = pending.shift() ?? '';
+    if (name === '' || name === '.') continue;
+    if (!stats.isDirectory()) throw new UntrustedPath(current, 'is not a directory', { kind: 'wrong-type', path: current, expected: 'directory' });
+    if (name === '..') {
+      current = current === '/' ? '/' : current.slice(0, current.lastIndexOf('/')) || '/';
+      stats = lstat(current);
+      continue;
+    }
+    const candidate = current === '/' ? `/${name}` : `${current}/${name}`;
+    const st = lstat(candidate);
+    if (st.isSymbolicLink()) {
+      // /proc/self, /proc/<pid>/root, fd/N: the kernel resolves these by process, not by their text.
+      if (candidate.startsWith('/proc/')) throw new UntrustedPath(candidate, 'is a link in /proc, which the kernel resolves by process, not by what readlink says', { kind: 'symlink', path: candidate });
+      links += 1;
+      if (links > MAX_SYMLINKS) throw new UntrustedPath(path, `has more than ${MAX_SYMLINKS} symbolic links to follow`, { kind: 'symlink', path });
+      const target = readlink(candidate);
+      pending.unshift(...target.split('/'));
+      if (target.startsWith('/')) {
+        current = '/';
+        stats = lstat('/');
+      }
+      continue;
+    }
+    checkComponent(candidate, st, policy);
+    current = candidate;
+    stats = st;
+  }
+  if (policy.finalType === 'file' && !stats.isFile()) throw new UntrustedPath(current, 'is not a regular file', { kind: 'wrong-type', path: current, expected: 'file' });
+  if (policy.finalType === 'directory' && !stats.isDirectory()) throw new UntrustedPath(current, 'is not a directory', { kind: 'wrong-type', path: current, expected: 'directory' });
+  return { resolved: current, stats };
+}

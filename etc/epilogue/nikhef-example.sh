@@ -13,7 +13,7 @@ epil_uname=$(id -un)
 
 # Some useful variables
 LOGDIR=$(dirname "$LOGFILE")
-PROG=glexec-epilogue
+PROG=$(basename "$0")
 FMT="%b %e %H:%M:%S $(hostname) ${PROG}[$$]: "
 EPIL_UID=$(id -u "$epil_uname")
 

@@ -204,11 +204,11 @@ export const configSchema = {
 
   // --- epilogue ---
   epilogue: spec({ parse: optionalAbsolutePath, default: '', status: 'used',
-    doc: 'Absolute canonical path of a trusted-root program run after the payload (empty: none).' }),
+    doc: 'Absolute canonical path of a trusted-root program run after the payload (empty: none); its #! interpreters must be trusted too.' }),
   epilogue_user: spec({ parse: accountName, default: 'root', status: 'used',
-    doc: 'Account the epilogue runs as; it may also own the epilogue and its directories. Needs user_identity_switch_by = glexec.' }),
+    doc: 'Account the epilogue runs as; it may also own the epilogue and its directories, so a payload mapped to it is refused. Needs user_identity_switch_by = glexec.' }),
   epilogue_group: spec({ parse: optionalAccountName, default: '', status: 'used',
-    doc: 'Group the epilogue runs as (empty: gid 0); its members may write the epilogue. Needs user_identity_switch_by = glexec.' }),
+    doc: 'Group the epilogue runs as (empty: gid 0, which --check warns about); its members may write the epilogue, so a payload account in it is refused. Needs user_identity_switch_by = glexec.' }),
   epilogue_timeout: spec({ parse: seconds, default: 300, status: 'used',
     doc: 'Seconds the epilogue may run before its process group gets SIGTERM (then SIGKILL after kill_grace).' }),
   backlog_path: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'Unknown in gLExec 0.9; accepted.' }),

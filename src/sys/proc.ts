@@ -95,23 +95,14 @@ export function signalProcesses(pids: readonly number[], signal: NodeJS.Signals)
   }
 }
 
-/** The slot the epilogue's descriptor gets in the child: it runs as /proc/self/fd/3. */
-const EXEC_FD = 3;
-
 /**
- * PRIVILEGE: runs the already-opened, already-checked file behind `fd` (never a path that could
- * be swapped after the check) as `who`, through setpriv, with stdio on /dev/null, in its own
- * session and process group. A `#!` script works too: its interpreter opens /proc/self/fd/3,
- * which is still this descriptor.
+ * PRIVILEGE: runs the epilogue as `who`, through setpriv, by its configured path (argv[0] and a
+ * script's $0 are that path, as under gLExec), with stdio on /dev/null, in its own session and
+ * process group. Only a path that was trust-walked just before, with its interpreters, is passed
+ * here: no account but root and the trusted epilogue account and group can change what it names.
  */
-export function spawnFromDescriptor(who: TargetIdentity, fd: number, env: Record<string, string>): ChildProcess {
-  return spawn(SETPRIV, setprivArgs(who, `/proc/self/fd/${EXEC_FD}`, []), {
-    detached: true,
-    env,
-    cwd: '/',
-    stdio: ['ignore', 'ignore', 'ignore', fd],
-    argv0: 'setpriv',
-  });
+export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Record<string, string>): ChildProcess {
+  return spawn(SETPRIV, setprivArgs(who, path, []), { detached: true, env, cwd: '/', stdio: 'ignore', argv0: 'setpriv' });
 }
 
 /** This process's pid, process group and session (posix has no getsid). */

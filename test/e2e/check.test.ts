@@ -3,7 +3,7 @@
  * exit 0 or 202, root only, and nothing changed.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { TestPki } from '../helpers/pki-fixtures';
@@ -130,6 +130,40 @@ describe('glexec --check', { skip: needsRoot }, () => {
     const { status, lines } = check();
     assert.equal(status, 202);
     assert.match(errorLine(lines, 'epilogue'), new RegExp(`${dir} is world-writable`));
+  });
+
+  it('an epilogue whose #! interpreter lies in a directory another account owns is an error naming the interpreter', () => {
+    const dir = join(system.root, 'pilot-bin');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    chownSync(dir, system.pilot.uid, system.pilot.gid);
+    copyFileSync('/usr/bin/dash', join(dir, 'sh'));
+    chmodSync(join(dir, 'sh'), 0o755);
+    const epilogue = join(system.bin, 'foreign-interp.sh');
+    writeFileSync(epilogue, `#!${dir}/sh\nexit 0\n`, { mode: 0o755 });
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    const line = errorLine(lines, 'epilogue');
+    assert.ok(line.startsWith(`error   epilogue: epilogue ${epilogue} is not trusted: its interpreter ${dir}/sh (#! of ${epilogue}): ${dir} is owned by uid ${system.pilot.uid}, not by root (fix: `), line);
+  });
+
+  it('a trusted #!/bin/sh epilogue is ok, and the line names the interpreter that was walked too', () => {
+    const epilogue = system.installProgram('plain.sh', '#!/bin/sh\nexit 0\n');
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    const { status, lines } = check();
+    assert.equal(status, 0, lines.join('\n'));
+    assert.ok(lines.some((line) => line.startsWith(`ok      epilogue: ${epilogue}: trusted, run by /usr/bin/dash (trusted too), runs as root:root, `)), lines.join('\n'));
+  });
+
+  it('epilogue_user without epilogue_group is a warning that the epilogue runs with gid 0, suggesting epilogue_group', () => {
+    const epilogue = system.installProgram('as-pilot.sh', '#!/bin/sh\nexit 0\n');
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, `epilogue_user = ${system.stranger.name}`]));
+    const { status, lines } = check();
+    assert.equal(status, 0, lines.join('\n'));
+    const name = system.stranger.name;
+    assert.ok(lines.includes(`warning epilogue: epilogue_user ${name} runs the epilogue with gid 0 (gLExec's default when epilogue_group is unset): ${name} may own the epilogue, and through it reads and writes what group root may (fix: set epilogue_group to a group of ${name}'s own)`), lines.join('\n'));
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, `epilogue_user = ${name}`, `epilogue_group = ${system.stranger.name}g`]));
+    assert.ok(!check().lines.some((line) => line.startsWith('warning epilogue:')));
   });
 
   it('a log file owned by someone else is an error', () => {

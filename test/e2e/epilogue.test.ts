@@ -4,12 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { checkEpilogue, type EpilogueRunner } from '../../src/epilogue';
-import { openChecked } from '../../src/sys/files';
-import { spawnFromDescriptor } from '../../src/sys/proc';
 import { TestPki } from '../helpers/pki-fixtures';
 import { hasEnded, processesOfAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
@@ -53,6 +50,39 @@ function expectUntrusted(path: string, rule: string, extra: string[] = []): void
   assert.equal(result.stderr, `glexec: epilogue ${path} is not trusted: ${rule}\n`);
   assert.equal(result.status, 202);
   assert.equal(existsSync(marker), false, 'the payload ran although the epilogue was refused');
+}
+
+/** A fresh pair of files for a payload and a test to wait on each other. */
+function handshakeFiles(): { started: string; go: string } {
+  const started = join(system.scratch, 'started');
+  const go = join(system.scratch, 'go');
+  rmSync(started, { force: true });
+  rmSync(go, { force: true });
+  return { started, go };
+}
+
+/** What a started glexec printed on stderr, and how it exited. */
+function collect(child: ReturnType<TestSystem['start']>): Promise<{ status: number | null; stderr: string }> {
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  return new Promise((resolve) => child.once('close', (status) => resolve({ status, stderr })));
+}
+
+/** A directory under the test root owned by the pilot, holding a copy of /bin/dash as `sh`. */
+function pilotOwnedShell(name: string): string {
+  const dir = join(system.root, name);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  chownSync(dir, system.pilot.uid, system.pilot.gid);
+  copyFileSync('/usr/bin/dash', join(dir, 'sh'));
+  chmodSync(join(dir, 'sh'), 0o755);
+  return join(dir, 'sh');
+}
+
+/** An epilogue whose first line is `firstLine` instead of `#!/bin/sh`. */
+function epilogueWithLine(name: string, firstLine: string, body: string): string {
+  const path = epilogueScript(name, body);
+  writeFileSync(path, `${firstLine}\n${body}\n`);
+  return path;
 }
 
 describe('the epilogue', { skip: needsRoot }, () => {
@@ -270,44 +300,159 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.equal(result.status, 202);
     });
 
-    it('an epilogue made untrusted while the payload runs is refused at run time: 202', async () => {
+    it('an epilogue made untrusted while the payload runs is not run, and the caller is told why on stderr: 202', async () => {
       const path = epilogueScript('late.sh', `touch ${out}/ran`);
       configWithEpilogue(path);
-      const go = join(system.scratch, 'go');
-      rmSync(go, { force: true });
-      const started = join(system.scratch, 'late-started');
-      rmSync(started, { force: true });
+      const { started, go } = handshakeFiles();
       const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
-      const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const finished = collect(child);
       // The payload runs, so glexec's check of the epilogue before the payload is behind us.
       await waitUntil(() => existsSync(started), 'the payload to start');
       chmodSync(path, 0o777);
       writeFileSync(go, '');
-      assert.equal(await exit, 202);
+      const { status, stderr } = await finished;
+      assert.equal(stderr, `glexec: epilogue ${path} was not run: epilogue ${path} is not trusted: ${path} is world-writable (mode 0777)\n`);
+      assert.equal(status, 202);
       assert.equal(existsSync(join(out, 'ran')), false);
       const epilogue = completion().epilogue as { result: string; reason: string };
       assert.equal(epilogue.result, 'failed');
-      assert.match(epilogue.reason, /^not run: epilogue .* is not trusted: .* is world-writable/);
+      assert.equal(epilogue.reason, `was not run: epilogue ${path} is not trusted: ${path} is world-writable (mode 0777)`);
+    });
+  });
+
+  describe('interpreters', () => {
+    it('an epilogue whose #! names an interpreter in a directory the pilot owns is refused before the payload: 202', () => {
+      const shell = pilotOwnedShell('pilot-interp');
+      const path = epilogueWithLine('foreign-interp.sh', `#!${shell}`, `touch ${out}/ran`);
+      expectUntrusted(path, `its interpreter ${shell} (#! of ${path}): ${join(system.root, 'pilot-interp')} is owned by uid ${system.pilot.uid}, not by root`);
+      assert.equal(existsSync(join(out, 'ran')), false);
     });
 
-    it('the program that runs is the file that was checked, even if the path is swapped after the check', () => {
-      const path = epilogueScript('swap.sh', `echo original > ${out}/which`);
-      const runner: EpilogueRunner = { path, uid: 0, gid: 0, user: 'root', group: 'root', home: '/root', policy: { trustedUids: [], trustedGids: [], finalType: 'file' } };
-      const fd = openChecked(path, checkEpilogue(runner));
-      renameSync(path, `${path}.old`);
-      writeFileSync(path, `#!/bin/sh\necho substitute > ${out}/which\n`, { mode: 0o755 });
-      const child = spawnFromDescriptor({ uid: 0, gid: 0, groups: [0] }, fd, { PATH: '/usr/bin:/bin' });
-      return new Promise<void>((resolve, reject) => {
-        child.once('exit', (code) => {
-          try {
-            assert.equal(code, 0);
-            assert.equal(readFileSync(join(out, 'which'), 'utf8'), 'original\n');
-            resolve();
-          } catch (error) {
-            reject(error);
-          }
-        });
-      });
+    it('an interpreter that is a trusted script is walked too: its own untrusted #! is refused', () => {
+      const shell = pilotOwnedShell('pilot-interp2');
+      const middle = epilogueWithLine('middle-interp', `#!${shell}`, 'exit 0');
+      const path = epilogueWithLine('two-levels.sh', `#!${middle}`, 'exit 0');
+      expectUntrusted(path, `its interpreter ${shell} (#! of ${middle}): ${join(system.root, 'pilot-interp2')} is owned by uid ${system.pilot.uid}, not by root`);
+    });
+
+    it('an interpreter reached through symbolic links is walked to the file they lead to', () => {
+      const shell = pilotOwnedShell('pilot-interp3');
+      const link = join(system.root, 'epilogues', 'sh-link');
+      rmSync(link, { force: true });
+      symlinkSync(shell, link);
+      const path = epilogueWithLine('linked-interp.sh', `#!${link}`, 'exit 0');
+      expectUntrusted(path, `its interpreter ${link} (#! of ${path}): ${join(system.root, 'pilot-interp3')} is owned by uid ${system.pilot.uid}, not by root`);
+    });
+
+    it('the kernel\'s depth of #! interpreters runs; one level more is refused before the payload', () => {
+      // Five #! files (the epilogue and four interpreter scripts) before /bin/sh: the most Linux runs.
+      // /bin/sh ends up reading the first of them, level-1, with the others as its arguments.
+      let interpreter = epilogueWithLine('level-1', '#!/bin/sh', `touch ${out}/ran`);
+      for (let level = 2; level <= 4; level++) interpreter = epilogueWithLine(`level-${level}`, `#!${interpreter}`, '');
+      const deepest = epilogueWithLine('five-levels.sh', `#!${interpreter}`, '');
+      configWithEpilogue(deepest);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, '');
+      assert.equal(result.status, 0);
+      assert.ok(existsSync(join(out, 'ran')));
+      const tooDeep = epilogueWithLine('six-levels.sh', `#!${deepest}`, 'exit 0');
+      expectUntrusted(tooDeep, `${tooDeep} has more than 5 levels of #! interpreters, more than the kernel follows`);
+    });
+
+    it('#!/usr/bin/env NAME runs the NAME found on the epilogue\'s fixed PATH, and --check names it', () => {
+      const path = epilogueWithLine('env-sh.sh', '#!/usr/bin/env sh', `echo "$0" > ${out}/ran`);
+      configWithEpilogue(path);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, '');
+      assert.equal(result.status, 0);
+      assert.equal(readFileSync(join(out, 'ran'), 'utf8'), `${path}\n`);
+      const check = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
+      assert.match(check.stdout, new RegExp(`^ok      epilogue: ${path}: trusted, run by /usr/bin/env → /usr/bin/dash \\(trusted too\\), runs as root:root`, 'm'));
+    });
+
+    it('#!/usr/bin/env with a program in a directory the pilot owns is refused', () => {
+      const shell = pilotOwnedShell('pilot-env');
+      const path = epilogueWithLine('env-foreign.sh', `#!/usr/bin/env ${shell}`, 'exit 0');
+      expectUntrusted(path, `${shell} (run by /usr/bin/env): ${join(system.root, 'pilot-env')} is owned by uid ${system.pilot.uid}, not by root`);
+    });
+
+    it('#!/usr/bin/env NAME is refused when the NAME it finds on the PATH belongs to another account', () => {
+      const name = `${system.prefix}-tool`;
+      const planted = join('/usr/local/bin', name);
+      copyFileSync('/usr/bin/dash', planted);
+      try {
+        chownSync(planted, system.pilot.uid, system.pilot.gid);
+        chmodSync(planted, 0o755);
+        const path = epilogueWithLine('env-planted.sh', `#!/usr/bin/env ${name}`, 'exit 0');
+        expectUntrusted(path, `${planted} (found by /usr/bin/env on the epilogue's PATH): ${planted} is owned by uid ${system.pilot.uid}, not by root`);
+      } finally {
+        rmSync(planted, { force: true });
+      }
+    });
+
+    it('#!/usr/bin/env with options or a NAME found nowhere is refused', () => {
+      const options = epilogueWithLine('env-options.sh', '#!/usr/bin/env -S sh -e', 'exit 0');
+      expectUntrusted(options, `#!/usr/bin/env -S sh -e: env gets the rest of the #! line as one word, and only a plain program name is accepted`);
+      const missing = epilogueWithLine('env-missing.sh', `#!/usr/bin/env ${system.prefix}-nowhere`, 'exit 0');
+      expectUntrusted(missing, `/usr/bin/env finds no program ${system.prefix}-nowhere on the epilogue's PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)`);
+    });
+
+    it('an interpreter made untrusted while the payload runs is refused at run time, and the caller is told: 202', async () => {
+      const dir = join(system.root, 'late-interp');
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      chownSync(dir, 0, 0);
+      copyFileSync('/usr/bin/dash', join(dir, 'sh'));
+      chmodSync(join(dir, 'sh'), 0o755);
+      const path = epilogueWithLine('late-interp.sh', `#!${dir}/sh`, `touch ${out}/ran`);
+      configWithEpilogue(path);
+      const { started, go } = handshakeFiles();
+      const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
+      const finished = collect(child);
+      await waitUntil(() => existsSync(started), 'the payload to start');
+      chownSync(dir, system.pilot.uid, system.pilot.gid);
+      writeFileSync(go, '');
+      const { status, stderr } = await finished;
+      const rule = `its interpreter ${dir}/sh (#! of ${path}): ${dir} is owned by uid ${system.pilot.uid}, not by root`;
+      assert.equal(stderr, `glexec: epilogue ${path} was not run: epilogue ${path} is not trusted: ${rule}\n`);
+      assert.equal(status, 202);
+      assert.equal(existsSync(join(out, 'ran')), false);
+    });
+  });
+
+  describe('epilogue_user and the payload account', () => {
+    it('a run mapped to the epilogue_user account is refused before the payload starts: 202', () => {
+      configWithEpilogue(epilogueScript('as-target.sh', `touch ${out}/ran`), [`epilogue_user = ${system.target.name}`, `epilogue_group = ${epiGroup}`]);
+      const marker = join(system.scratch, 'payload-ran');
+      rmSync(marker, { force: true });
+      const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: the payload account ${system.target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user\n`);
+      assert.equal(result.status, 202);
+      assert.equal(existsSync(marker), false);
+      assert.equal(existsSync(join(out, 'ran')), false);
+    });
+
+    it('a run whose payload account is in epilogue_group is refused before the payload starts: 202', () => {
+      configWithEpilogue(epilogueScript('group-target.sh', `touch ${out}/ran`), [`epilogue_group = ${system.supplementaryGroup}`]);
+      const marker = join(system.scratch, 'payload-ran');
+      rmSync(marker, { force: true });
+      const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: the payload account ${system.target.name} is in epilogue_group ${system.supplementaryGroup}, whose members may change the epilogue; map the job to another account or set another epilogue_group\n`);
+      assert.equal(result.status, 202);
+      assert.equal(existsSync(marker), false);
+    });
+  });
+
+  describe('$0', () => {
+    it('is the configured path, so a script finds its helpers with $(dirname "$0")', () => {
+      const helper = join(system.root, 'epilogues', 'helper.sh');
+      writeFileSync(helper, `echo "helper sourced by $(basename "$0")" > ${out}/helper\n`, { mode: 0o644 });
+      const path = epilogueScript('uses-helper.sh', `echo "$0" > ${out}/zero\ntr '\\0' ' ' < /proc/$$/cmdline > ${out}/cmdline\n. "$(dirname "$0")/helper.sh"`);
+      configWithEpilogue(path);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(readFileSync(join(out, 'zero'), 'utf8'), `${path}\n`);
+      assert.equal(readFileSync(join(out, 'cmdline'), 'utf8'), `/bin/sh ${path} `);
+      assert.equal(readFileSync(join(out, 'helper'), 'utf8'), 'helper sourced by uses-helper.sh\n');
     });
   });
 
@@ -316,6 +461,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('stubborn.sh', `trap '' TERM\necho $$ > ${out}/started\nwhile :; do sleep 0.05; done`);
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.5', 'kill_grace = 0.5']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.5 s) and was killed with SIGKILL after kill_grace (0.5 s)\n`);
       assert.equal(result.status, 202);
       const epiloguePid = Number(readFileSync(join(out, 'started'), 'utf8'));
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
@@ -328,7 +474,9 @@ describe('the epilogue', { skip: needsRoot }, () => {
     it('an epilogue that honours SIGTERM at the timeout ends without SIGKILL, still a 202', () => {
       const path = epilogueScript('slow.sh', 'exec sleep 30');
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.2', 'kill_grace = 5']));
-      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 202);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.2 s) and ended on SIGTERM\n`);
+      assert.equal(result.status, 202);
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
       assert.deepEqual([epilogue.result, epilogue.forcefullyKilled], ['timed_out', false]);
     });
@@ -342,21 +490,46 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.notEqual((completion().epilogue as { leftovers: string }).leftovers, 'none');
     });
 
-    it('an epilogue that exits 203 makes glexec exit 204', () => {
-      configWithEpilogue(epilogueScript('e203.sh', 'exit 203'));
-      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 204);
+    it('an epilogue that exits 203 makes glexec exit 204 and say so on stderr', () => {
+      const path = epilogueScript('e203.sh', 'exit 203');
+      configWithEpilogue(path);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: epilogue ${path} exited with 203\n`);
+      assert.equal(result.status, 204);
     });
 
-    it('an epilogue that exits 1 makes glexec exit 202, whatever the payload did', () => {
-      configWithEpilogue(epilogueScript('e1.sh', 'exit 1'));
-      assert.equal(system.run(['/bin/sh', '-c', 'exit 9'], { env: proxyEnv() }).status, 202);
+    it('an epilogue that exits 1 makes glexec exit 202, whatever the payload did, and tells the caller in one line', () => {
+      const path = epilogueScript('e1.sh', 'exit 1');
+      configWithEpilogue(path);
+      const result = system.run(['/bin/sh', '-c', 'echo payload output >&2; exit 9'], { env: proxyEnv() });
+      assert.equal(result.stderr, `payload output\nglexec: epilogue ${path} exited with 1\n`);
+      assert.equal(result.status, 202);
       const epilogue = completion().epilogue as { result: string; exitCode: number; reason: string };
       assert.deepEqual([epilogue.result, epilogue.exitCode, epilogue.reason], ['failed', 1, 'exited with 1']);
     });
 
-    it('an epilogue that exits 0 leaves the payload\'s code', () => {
+    it('an epilogue that is killed by a signal is named with the signal on stderr', () => {
+      const path = epilogueScript('usr1.sh', 'kill -USR1 $$');
+      configWithEpilogue(path);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, `glexec: epilogue ${path} was killed by SIGUSR1\n`);
+      assert.equal(result.status, 202);
+    });
+
+    it('an epilogue that exits 0 leaves the payload\'s code, and glexec writes nothing on stderr', () => {
       configWithEpilogue(epilogueScript('e0.sh', 'exit 0'));
-      assert.equal(system.run(['/bin/sh', '-c', 'exit 9'], { env: proxyEnv() }).status, 9);
+      const result = system.run(['/bin/sh', '-c', 'exit 9'], { env: proxyEnv() });
+      assert.equal(result.stderr, '');
+      assert.equal(result.status, 9);
+    });
+
+    it('with silent_logging = yes a failed epilogue is only logged: nothing on stderr, still 202', () => {
+      const path = epilogueScript('e1-silent.sh', 'exit 1');
+      configWithEpilogue(path, ['silent_logging = yes']);
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.stderr, '');
+      assert.equal(result.status, 202);
+      assert.equal((completion().epilogue as { reason: string }).reason, 'exited with 1');
     });
   });
 
@@ -382,6 +555,15 @@ describe('the epilogue', { skip: needsRoot }, () => {
       } finally {
         unrelated.kill('SIGKILL');
       }
+    });
+
+    it('logs under its own name, $(basename $0), because $0 is its configured path', () => {
+      const log = join(out, 'epilogue.log');
+      const source = readFileSync(join(REPO, 'etc/epilogue/nikhef-example.sh'), 'utf8').replace('LOGFILE=/var/log/glexec/epilogue.log', `LOGFILE=${log}`);
+      configWithEpilogue(epilogueScript('nikhef.sh', source.replace(/^#!\/bin\/sh\n/, '')));
+      const result = system.run(['/bin/true'], { env: proxyEnv() });
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(readFileSync(log, 'utf8'), /^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ nikhef\.sh\[\d+\]: +Running as uid 0 \(root\) for uid \d+/m);
     });
   });
 });

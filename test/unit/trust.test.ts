@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import type { Stats } from 'node:fs';
 import { describe, it } from 'node:test';
 import { GlexecError } from '../../src/errors';
-import { canonicalComponents, requireTrustedPath, type TrustPolicy, UntrustedPath, walkTrustedPath } from '../../src/trust';
+import { parseInterpreterLine, UntrustedProgram } from '../../src/interpreters';
+import { canonicalComponents, requireTrustedPath, type TrustPolicy, UntrustedPath, walkTrustedPath, walkTrustedPathFollowingLinks } from '../../src/trust';
 
 type Kind = 'dir' | 'file' | 'link';
 interface FakeEntry { kind: Kind; uid?: number; gid?: number; mode: number }
@@ -109,5 +110,77 @@ describe('the kind of each refusal, from which glexec --check derives the fix', 
       return tree()(path);
     };
     assert.deepEqual(kindOf(() => requireTrustedPath('epilogue', '/etc/epi', filePolicy, missingDir, 'epilogue.untrusted')), { kind: 'missing', path: '/etc' });
+  });
+});
+
+describe('trusted path walk that follows symbolic links (for interpreters)', () => {
+  // Debian 12's merged /usr: /bin -> usr/bin, /usr/bin/sh -> dash.
+  const merged = (overrides: Record<string, FakeEntry> = {}) =>
+    tree({
+      '/bin': { kind: 'link', uid: 1000, mode: 0o777 },
+      '/usr': { kind: 'dir', mode: 0o755 },
+      '/usr/bin': { kind: 'dir', mode: 0o755 },
+      '/usr/bin/sh': { kind: 'link', mode: 0o777 },
+      '/usr/bin/dash': { kind: 'file', mode: 0o755 },
+      '/opt': { kind: 'dir', uid: 1000, mode: 0o755 },
+      '/opt/sh': { kind: 'link', mode: 0o777 },
+      ...overrides,
+    });
+  const links: Record<string, string> = { '/bin': 'usr/bin', '/usr/bin/sh': 'dash', '/opt/sh': '../usr/bin/dash', '/etc/loop': '/etc/loop' };
+  const readlink = (path: string): string => links[path] ?? assert.fail(`no link ${path}`);
+
+  it('follows relative links to the file they lead to, and returns its resolved path', () => {
+    const { resolved, stats } = walkTrustedPathFollowingLinks('/bin/sh', filePolicy, merged(), readlink);
+    assert.equal(resolved, '/usr/bin/dash');
+    assert.ok(stats.isFile());
+  });
+
+  it('checks the directory that holds a link, not the link\'s own owner or mode', () => {
+    assert.equal(walkTrustedPathFollowingLinks('/bin/sh', filePolicy, merged(), readlink).resolved, '/usr/bin/dash');
+    const refused = () => walkTrustedPathFollowingLinks('/opt/sh', filePolicy, merged(), readlink);
+    assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/opt is owned by uid 1000, not by root');
+  });
+
+  it('refuses a file behind a link that another account owns', () => {
+    const refused = () => walkTrustedPathFollowingLinks('/bin/sh', filePolicy, merged({ '/usr/bin/dash': { kind: 'file', uid: 1000, mode: 0o755 } }), readlink);
+    assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/usr/bin/dash is owned by uid 1000, not by root');
+  });
+
+  it('refuses a magic link in /proc, whose text is not what the kernel follows', () => {
+    const proc = tree({ '/proc': { kind: 'dir', mode: 0o555 }, '/proc/self': { kind: 'link', mode: 0o777 } });
+    const refused = () => walkTrustedPathFollowingLinks('/proc/self/root/bin/sh', filePolicy, proc, readlink);
+    assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/proc/self is a link in /proc, which the kernel resolves by process, not by what readlink says');
+  });
+
+  it('gives up on a link loop as the kernel does, after 40 links', () => {
+    const refused = () => walkTrustedPathFollowingLinks('/etc/loop', filePolicy, tree({ '/etc/loop': { kind: 'link', mode: 0o777 } }), readlink);
+    assert.throws(refused, (error: unknown) => error instanceof UntrustedPath && error.message === '/etc/loop has more than 40 symbolic links to follow');
+  });
+});
+
+describe('the #! line as the kernel reads it', () => {
+  const parse = (text: string | Buffer) => parseInterpreterLine(Buffer.isBuffer(text) ? text : Buffer.from(text, 'latin1'), '/e');
+
+  it('takes the interpreter and one optional argument, the rest of the line as one word', () => {
+    assert.deepEqual(parse('#!/bin/sh\necho'), { interpreter: '/bin/sh' });
+    assert.deepEqual(parse('#! \t/usr/bin/env   python3 -u \t\nx'), { interpreter: '/usr/bin/env', argument: 'python3 -u' });
+  });
+
+  it('is not there when the file does not start with #!', () => {
+    assert.equal(parse('\x7fELF'), undefined);
+    assert.equal(parse(' #!/bin/sh\n'), undefined);
+  });
+
+  it('ends at a NUL byte', () => {
+    assert.deepEqual(parse(Buffer.from('#!/bin/sh\0 -x\n')), { interpreter: '/bin/sh' });
+  });
+
+  it('refuses a line that names no interpreter, and an interpreter name longer than the 256 bytes the kernel reads', () => {
+    assert.throws(() => parse('#!   \n'), (error: unknown) => error instanceof UntrustedProgram && error.message === 'the #! line of /e names no interpreter');
+    assert.throws(() => parse(`#!/${'x'.repeat(300)}`), (error: unknown) => error instanceof UntrustedProgram && error.message === 'the #! line of /e is longer than the 256 bytes the kernel reads');
+  });
+
+  it('accepts a long line without a newline when the interpreter name ends within the 256 bytes, as the kernel does', () => {
+    assert.deepEqual(parse(`#!/bin/sh ${'y'.repeat(300)}`), { interpreter: '/bin/sh', argument: 'y'.repeat(245) });
   });
 });
