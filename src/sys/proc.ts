@@ -3,7 +3,7 @@
  */
 import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describeProcess } from './procinfo';
+import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
 import { basename, join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
@@ -81,14 +81,16 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /**
- * PRIVILEGE: signals processes that a scan just found in a group (or cgroup, or session) glexec
- * created and that belong to the account glexec ran there, so a process-group number freed and
- * reused by someone else is never hit. Those already gone are skipped.
+ * PRIVILEGE: signals processes that a scan found in a group (or session) glexec created and that
+ * belong to the account glexec ran there. Right before each signal the pid must still have the
+ * owner and start time the scan saw, so a pid freed and reused meanwhile (even by the same
+ * account) is never hit. Those already gone are skipped.
  */
-export function signalProcesses(pids: readonly number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) {
+export function signalProcesses(processes: readonly ProcessIdentity[], signal: NodeJS.Signals): void {
+  for (const identity of processes) {
+    if (!isSameProcess(identity)) continue;
     try {
-      process.kill(pid, signal);
+      process.kill(identity.pid, signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
     }
