@@ -12,6 +12,7 @@ import { parseShimArgs } from './caller';
 import { ExitCode, GlexecError } from './errors';
 import { escapeControl } from './log/sanitize';
 import { run } from './pipeline';
+import { writeToCaller } from './sys/proc';
 
 let silent = false;
 
@@ -19,7 +20,7 @@ function fail(error: unknown): never {
   const known = error instanceof GlexecError;
   const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
   relay.killPayload();
-  if (!silent) process.stderr.write(`glexec: ${escapeControl(message)}\n`);
+  if (!silent) writeToCaller(2, `glexec: ${escapeControl(message)}\n`);
   process.exit(known ? error.exitCode : ExitCode.system);
 }
 
@@ -35,7 +36,7 @@ function main(): void {
     fail(error);
   }
   run(shim, relay, {
-    out: (text) => process.stdout.write(text),
+    out: (text) => writeToCaller(1, text),
     silence: () => {
       silent = true;
     },

@@ -1,7 +1,7 @@
 /**
  * Starting and signalling processes: the only place that spawns or kills.
  */
-import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
 import { basename, join } from 'node:path';
@@ -121,4 +121,22 @@ export function ownProcessIds(): { pid: number; pgid: number; sid: number } {
   const self = describeProcess(process.pid);
   if (self === undefined) throw new Error('cannot read /proc/self');
   return { pid: process.pid, pgid: self.pgid, sid: self.sid };
+}
+
+/** How long one message to the caller's stdout or stderr may take before glexec gives it up. */
+export const CALLER_WRITE_DEADLINE_MS = 2000;
+const CAT = '/usr/bin/cat';
+
+/**
+ * PRIVILEGE: writes `text` to the caller's stdout (1) or stderr (2) and never blocks glexec for
+ * longer than CALLER_WRITE_DEADLINE_MS. The caller owns the other end: a pipe it never drains
+ * would block a write forever, and O_NONBLOCK cannot help, because the flag lives in the file
+ * description the caller shares and may clear at any moment. So a short-lived child (cat, with
+ * an empty environment) does the write, and is killed at the deadline. False when the text was
+ * not written in full.
+ */
+export function writeToCaller(fd: 1 | 2, text: string): boolean {
+  if (text === '') return true;
+  const result = spawnSync(CAT, [], { input: text, stdio: ['pipe', fd, 'ignore'], env: {}, cwd: '/', timeout: CALLER_WRITE_DEADLINE_MS, killSignal: 'SIGKILL' });
+  return result.error === undefined && result.status === 0;
 }
