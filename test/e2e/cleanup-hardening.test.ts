@@ -246,6 +246,27 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       assert.ok(env.includes(`GLEXEC_EPILOG_ARGV${passed.length - 1}=${passed.length - 2}`), 'the ARGVn passed are the first ones, in order');
     });
 
+    it('caller GLEXEC_* variables too large for the epilogue\'s exec are a 201 before the payload starts', () => {
+      const epilogue = system.installProgram('noop-epilogue.sh', '#!/bin/sh\nexit 0\n');
+      system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+      const marker = join(system.scratch, 'payload-ran');
+      rmSync(marker, { force: true });
+      const payload = system.installProgram('touch-marker.sh', `#!/bin/sh\ntouch ${marker}\n`);
+      // With an unlimited stack the caller's exec may take 6 MiB, and its variables fit with 2 kB to
+      // spare; the epilogue's exec (the same variables and its own, under glexec's stack limit) does not.
+      const room = 6 * 1024 * 1024 - 2048;
+      const entry = (index: number, bytes: number) => `export GLEXEC_BIG${String(index).padStart(2, '0')}=$(head -c ${bytes} /dev/zero | tr '\\0' x)`;
+      const entryBytes = (bytes: number) => 'GLEXEC_BIGnn='.length + bytes + 1 + 8;
+      const exports: string[] = [];
+      let used = 0;
+      for (let index = 0; used + entryBytes(100_000) <= room; index++, used += entryBytes(100_000)) exports.push(entry(index, 100_000));
+      exports.push(entry(99, room - used - entryBytes(0)));
+      const result = system.run([payload], { env: proxyEnv(), before: ['ulimit -s unlimited', ...exports].join('; ') });
+      assert.equal(result.status, 201, result.stderr);
+      assert.match(result.stderr, /^glexec: the epilogue could not be given its environment \(\d+ bytes, at most \d+, one variable at most 131072\): the caller's GLEXEC_\* variables are too large\n$/);
+      assert.equal(existsSync(marker), false, 'the payload ran');
+    });
+
     it('a log file on a full file system: the record goes to syslog and glexec exits 202 saying so', () => {
       const full = fullLogDirectory();
       try {
@@ -283,6 +304,19 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       assert.equal(result.status, 202);
       assert.equal(completion().exitCode, 0);
     });
+  });
+
+  it('a white-listed caller with thousands of variables logged as dropped adds at most 32 KiB of ordinary records and the completion record', () => {
+    const before = logSize();
+    const dropped = Object.fromEntries(Array.from({ length: 3000 }, (_, index) => [`GLEXEC_NOT-A-NAME-${index}`, 'z']));
+    const result = system.run(['/bin/true'], { env: { ...proxyEnv(), ...dropped } });
+    assert.equal(result.status, 0, result.stderr);
+    const added = logSize() - before;
+    assert.ok(added <= 32 * 1024 + 2 * 4096, `${added} bytes`);
+    const records = system.logRecords();
+    assert.ok(records.some((record) => record.msg === 'this call has written as much to the log as one call may; further records are left out'));
+    const completed = completion();
+    assert.ok((completed.recordsLeftOut as number) > 2000, String(completed.recordsLeftOut));
   });
 
   describe('a caller in no white list', () => {
