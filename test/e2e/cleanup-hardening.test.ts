@@ -13,6 +13,7 @@ import { describeProcess } from '../../src/sys/procinfo';
 import { signalProcesses } from '../../src/sys/proc';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { TestPki } from '../helpers/pki-fixtures';
+import { waitUntil } from '../helpers/processes';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -199,9 +200,10 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
     const ended = new Promise<NodeJS.Signals | null>((resolve) => sleeper.once('exit', (_code, signal) => resolve(signal)));
     try {
       const pid = sleeper.pid ?? 0;
-      let seen = describeProcess(pid);
       // setpriv execs sleep with the pid kept; wait until the exec has switched the uid.
-      while (seen?.uid !== system.target.uid) seen = describeProcess(pid);
+      await waitUntil(() => describeProcess(pid)?.uid === system.target.uid, 'the sleeper to run as the target');
+      const seen = describeProcess(pid);
+      assert.ok(seen);
       // What a scan saw before the pid was freed and reused: same pid and account, earlier start.
       signalProcesses([{ pid, uid: system.target.uid, startTicks: seen.startTicks - 1 }], 'SIGKILL');
       signalProcesses([{ pid, uid: system.target.uid + 1, startTicks: seen.startTicks }], 'SIGKILL');
