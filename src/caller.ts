@@ -86,14 +86,24 @@ export function parseEnvironmentBlock(block: Buffer): Map<string, string> {
   return env;
 }
 
-export function identifyCaller(shim: ShimArgs): Caller {
-  const env = shim.envFd === undefined ? new Map<string, string>() : parseEnvironmentBlock(readAllAndClose(shim.envFd, MAX_ENV_BYTES));
+/** Who the caller is, from the ids the shim recorded: all the white lists need, and nothing the caller wrote. */
+export type CallerAccount = Pick<Caller, 'uid' | 'gid' | 'groups' | 'name' | 'groupName'>;
+
+export function callerAccount(shim: ShimArgs): CallerAccount {
   return {
     uid: shim.callerUid,
     gid: shim.callerGid,
     groups: shim.callerGroups,
     name: findAccount(shim.callerUid)?.name ?? String(shim.callerUid),
     groupName: findGroup(shim.callerGid)?.name ?? String(shim.callerGid),
+  };
+}
+
+/** The whole caller, its environment included: read only once the white lists let it in. */
+export function identifyCaller(shim: ShimArgs, account: CallerAccount = callerAccount(shim)): Caller {
+  const env = shim.envFd === undefined ? new Map<string, string>() : parseEnvironmentBlock(readAllAndClose(shim.envFd, MAX_ENV_BYTES));
+  return {
+    ...account,
     cwd: shim.callerCwd,
     env,
     limits: shim.callerLimits,

@@ -14,7 +14,7 @@ import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
 import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
-import { describeProcess, type ProcessInfo, scanProcesses } from './sys/procinfo';
+import { describeProcess, isRunning, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
 export type Containment =
   | { readonly mode: 'cgroup'; readonly job: JobCgroup }
@@ -81,7 +81,8 @@ export interface Leftovers {
 
 /** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
 export function findLeftovers(containment: Containment, payload: { pid: number; uid: number }): Leftovers {
-  const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z';
+  // A process whose main thread exited while another runs on shows as Z in /proc, but is alive.
+  const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z' && info.state !== 'X';
   switch (containment.mode) {
     case 'cgroup': {
       const pids = cgroupPids(containment.job.path);
@@ -89,7 +90,7 @@ export function findLeftovers(containment: Containment, payload: { pid: number; 
       return { count: pids.length > MAX_DESCRIBED ? pids.length : described.length, described };
     }
     case 'pgid': {
-      const found = scanProcesses(payload.uid, (stat) => stat.state !== 'Z' && (stat.pgid === payload.pid || stat.sid === payload.pid));
+      const found = pgidMembers(payload);
       return { count: found.length, described: found.slice(0, MAX_DESCRIBED) };
     }
     case 'off':
@@ -97,14 +98,15 @@ export function findLeftovers(containment: Containment, payload: { pid: number; 
   }
 }
 
+/** The target's running processes (thread groups with a live thread) in the payload's process group or session. */
+function pgidMembers(payload: { pid: number; uid: number }): ProcessInfo[] {
+  return scanProcesses(payload.uid, (stat) => (stat.pgid === payload.pid || stat.sid === payload.pid) && isRunning(stat));
+}
+
 /**
  * The leftover list for the epilogue: a root-owned file (readable by the epilogue's account)
  * with a header line and one tab-separated line per process. Returns its path.
  */
-/** The target's running processes in the payload's process group or session (pids only). */
-function pgidMembers(payload: { pid: number; uid: number }): number[] {
-  return scanProcesses(payload.uid, (stat) => stat.state !== 'Z' && (stat.pgid === payload.pid || stat.sid === payload.pid)).map((info) => info.pid);
-}
 
 /** The leftover list goes to runtime_directory (glexec.conf), root's own. */
 export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }, directory: string): string {

@@ -152,10 +152,26 @@ export function epilogueVariables(context: EpilogueContext, epiloguePath: string
     GLEXEC_EPILOG_PATH: epiloguePath,
     ...context.containmentVariables,
   };
-  argv.forEach((arg, index) => {
-    variables[`GLEXEC_EPILOG_ARGV${index}`] = arg;
-  });
+  // ARGC stays the true count; ARGVn are passed while they fit in MAX_EPILOGUE_ARGV_BYTES.
+  let argvBytes = 0;
+  for (const [index, arg] of argv.entries()) {
+    const name = `GLEXEC_EPILOG_ARGV${index}`;
+    argvBytes += environmentEntryBytes(name, arg);
+    if (argvBytes > MAX_EPILOGUE_ARGV_BYTES) break;
+    variables[name] = arg;
+  }
   return variables;
+}
+
+/**
+ * The most the GLEXEC_EPILOG_ARGVn variables may take together (as `NAME=value\0`): the payload's
+ * argv is the caller's, and passed whole it could make the epilogue's exec fail with E2BIG.
+ */
+export const MAX_EPILOGUE_ARGV_BYTES = 64 * 1024;
+
+/** What one `NAME=value` entry takes in an exec's environment, its NUL included. */
+export function environmentEntryBytes(name: string, value: string): number {
+  return Buffer.byteLength(name) + 1 + Buffer.byteLength(value) + 1;
 }
 
 /** The PATH of every epilogue: never the caller's, which would choose the programs root runs. */
@@ -190,7 +206,13 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
     return report({ result: 'failed', reason: `was not run: ${(error as Error).message}` });
   }
   const env = epilogueEnvironment(runner, payloadEnv, epilogueVariables(context, runner.path));
-  const child = spawnEpilogueProgram({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path, env);
+  let child;
+  try {
+    child = spawnEpilogueProgram({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path, env);
+  } catch (error) {
+    // Node throws some spawn errors (E2BIG among them) instead of emitting them: still the epilogue's failure.
+    return report({ result: 'failed', reason: `could not start: ${(error as Error).message}` });
+  }
   const exited = waitForExit(child);
   if (child.pid === undefined) {
     const reason = await exited.then(() => 'unknown error', (error: unknown) => String((error as Error).message));

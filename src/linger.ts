@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ending } from './exitcode';
 import { signalGroup, signalProcesses } from './sys/proc';
-import { scanProcesses } from './sys/procinfo';
+import { isRunning, type ProcessIdentity, scanProcesses } from './sys/procinfo';
 
 /** Forwarded to the payload's process group (design.md §3). SIGKILL and SIGSTOP cannot be caught. */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
@@ -79,7 +79,7 @@ const KILL_WAIT_MS = 2000;
  * SIGTERM and SIGCONT, up to `graceSeconds` for them to go, then SIGKILL until two scans in a row
  * find nothing (bounded).
  */
-export async function endProcesses(find: () => number[], graceSeconds: number): Promise<GroupCleanup> {
+export async function endProcesses(find: () => ProcessIdentity[], graceSeconds: number): Promise<GroupCleanup> {
   const started = monotonicMs();
   const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({ outcome, durationMs: Math.round(monotonicMs() - started) });
   let pids = find();
@@ -103,7 +103,7 @@ export async function endProcesses(find: () => number[], graceSeconds: number): 
   return done('killed');
 }
 
-/** The running processes of `uid` in process group `pgid` (zombies hold nothing and are left to init). */
-export function groupMembersOf(pgid: number, uid: number): number[] {
-  return scanProcesses(uid, (stat) => stat.pgid === pgid && stat.state !== 'Z').map((info) => info.pid);
+/** The running processes of `uid` in process group `pgid` (true zombies hold nothing and are left to init). */
+export function groupMembersOf(pgid: number, uid: number): ProcessIdentity[] {
+  return scanProcesses(uid, (stat) => stat.pgid === pgid && isRunning(stat));
 }

@@ -12,12 +12,13 @@ import { parseShimArgs } from './caller';
 import { ExitCode, GlexecError } from './errors';
 import { escapeControl } from './log/sanitize';
 import { run } from './pipeline';
+import { writeToCaller } from './sys/proc';
 
 let silent = false;
 
 /** One line on the caller's stderr, unless the site asked for silence. */
 function tellCaller(message: string): void {
-  if (!silent) process.stderr.write(`glexec: ${escapeControl(message)}\n`);
+  if (!silent) writeToCaller(2, `glexec: ${escapeControl(message)}\n`);
 }
 
 function fail(error: unknown): never {
@@ -40,12 +41,12 @@ function main(): void {
     fail(error);
   }
   run(shim, relay, {
-    out: (text) => process.stdout.write(text),
+    out: (text) => writeToCaller(1, text),
     silence: () => {
       silent = true;
     },
     warn: (text) => {
-      if (!silent) process.stderr.write(`glexec: warning: ${escapeControl(text)}\n`);
+      if (!silent) writeToCaller(2, `glexec: warning: ${escapeControl(text)}\n`);
     },
     error: tellCaller,
   }).then((code) => process.exit(code), fail);

@@ -4,7 +4,7 @@
  */
 import { monotonicMs } from './clock';
 import { lstatSync, statSync } from 'node:fs';
-import { type Caller, identifyCaller, type ShimArgs } from './caller';
+import { type Caller, callerAccount, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction } from './cli';
 import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
@@ -12,10 +12,11 @@ import { authorizationError, ExitCode, GlexecError, systemError } from './errors
 import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, refuseTargetThatControlsEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
+import { checkEpilogueEnvironment } from './epilogue-env';
 import { type SignalRelay, waitForExit } from './linger';
 import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './limits';
-import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
+import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
 import { mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
@@ -51,9 +52,11 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
   await warnIfSyslogUnheard(loaded.config, reporter);
   try {
-    const caller = identifyCaller(shim);
+    // The white lists come first: a caller in none of them gets nothing read or logged but its refusal.
+    const account = callerAccount(shim);
+    checkWhiteLists(account, loaded.config, log);
+    const caller = identifyCaller(shim, account);
     log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
-    checkWhiteLists(caller, loaded.config, log);
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
@@ -66,31 +69,37 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     try {
       const targetProxy = copyTargetProxy(caller, target, loaded.config, log);
       payloadEnv = buildEnvironment(caller, target, targetProxy, loaded.config, log);
+      if (epilogue) checkEpilogueEnvironment(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args });
       payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
     } catch (error) {
       abandonContainment(containment);
       throw error;
     }
     const completion = { caller, target, proxy, action, payload };
+    let delivery: AuditDelivery;
     try {
       const leftovers = listLeftovers(containment, payload, target, log);
       const epilogueContext = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending };
       const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, epilogueContext, containment, leftovers, loaded.config, log) : undefined;
       const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
       const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
-      writeCompletionRecord(log, { ...completion, epilogue: epilogueReport, leftovers, cleanup, exitCode });
+      delivery = await writeCompletionRecord(log, { ...completion, epilogue: epilogueReport, leftovers, cleanup, exitCode });
       // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
       const epilogueFailure = epilogue && epilogueReport ? describeEpilogueFailure(epilogue.path, epilogueReport.outcome) : undefined;
       if (epilogueFailure !== undefined) reporter.error(epilogueFailure);
-      // Tells the loader that this run went through every stage, so its code cache is worth keeping.
-      (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
-      return exitCode;
+      if (delivery.written) {
+        // Tells the loader that this run went through every stage, so its code cache is worth keeping.
+        (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
+        return exitCode;
+      }
     } catch (error) {
       // The payload ran: its leftovers are still ended and the job still gets its record.
       const cleanup = await endLeftovers(containment, { pid: payload.pid, uid: target.uid }, true, loaded.config.kill_grace).catch(() => undefined);
-      writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: { count: 0, described: [] }, cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
-      throw error;
+      const failed = await writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: { count: 0, described: [] }, cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
+      if (failed.written) throw error;
+      delivery = failed;
     }
+    throw recordNotWritten(delivery);
   } catch (error) {
     logRefusal(log, error);
     throw error;
@@ -310,9 +319,9 @@ interface Completion {
   readonly error?: string;
 }
 
-function writeCompletionRecord(log: Log, run: Completion): void {
+function writeCompletionRecord(log: Log, run: Completion): Promise<AuditDelivery> {
   const { caller, target, payload, epilogue } = run;
-  log.audit('job completed', {
+  return log.audit('job completed', {
     caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
     target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
     dn: run.proxy.identityDn,
@@ -336,6 +345,17 @@ function writeCompletionRecord(log: Log, run: Completion): void {
     // From the start of glexec's node process: what the job spent in glexec and its payload.
     totalMs: Math.round(process.uptime() * 1000),
   });
+}
+
+/**
+ * A completion record that did not reach the configured destination makes the run a 202: the
+ * site's audit trail is not where it should be. The record itself is in the other destination,
+ * or, when neither took it, in this message (so it reaches at least the caller's stderr).
+ */
+function recordNotWritten(delivery: Exclude<AuditDelivery, { written: true }>): GlexecError {
+  const failed = `the completion record could not be written to ${delivery.destination === 'file' ? 'the log file' : 'syslog'} (${delivery.reason})`;
+  if (delivery.fallback === 'none') return systemError('log.record_not_written', `${failed}, nor to ${delivery.destination === 'file' ? 'syslog' : 'the log file'}: ${delivery.line}`);
+  return systemError('log.record_elsewhere', `${failed}; it was written to ${delivery.fallback === 'file' ? 'the log file' : 'syslog'} instead`);
 }
 
 function logRefusal(log: Log, error: unknown): void {

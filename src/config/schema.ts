@@ -217,7 +217,7 @@ export const configSchema = {
   log_destination: spec<LogDestination>({ parse: oneOf<LogDestination>('syslog', 'file'), default: 'syslog', status: 'used',
     doc: '`syslog` or `file`.' }),
   log_file: spec({ parse: absolutePath, default: '/var/log/glexec/glexec_log', status: 'used',
-    doc: 'JSON-lines log, with log_destination = file.' }),
+    doc: 'JSON-lines log, with log_destination = file; with syslog, where the completion record goes when nothing listens on /dev/log.' }),
   log_file_group: spec({ parse: accountName, default: 'root', status: 'used',
     doc: 'Group of a log file glexec creates (mode 0640 when not root, else 0600).' }),
   log_level: spec({ parse: integer, default: 3, status: 'used',

@@ -3,7 +3,8 @@
  * the root process), to a JSON-lines file or to syslog as plain text. Every string is sanitized.
  * The completion record is an audit record: it is written whatever log_level says.
  */
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/schema';
@@ -11,7 +12,7 @@ import { systemError } from '../errors';
 import { findGroup } from '../sys/identity';
 import { openSyslog, type SyslogPriority, writeSyslog } from '../sys/syslog';
 import { requireTrustedPath } from '../trust';
-import { escapeControl, MAX_LOGGED_STRING, sanitizeDeep } from './sanitize';
+import { boundRecord, escapeControl } from './sanitize';
 
 export type Level = 'error' | 'warn' | 'notice' | 'info' | 'debug';
 export type Fields = Record<string, unknown>;
@@ -22,8 +23,11 @@ export interface Log {
   notice(msg: string, fields?: Fields): void;
   info(msg: string, fields?: Fields): void;
   debug(msg: string, fields?: Fields): void;
-  /** Written at notice priority regardless of log_level: the job's audit trail. */
-  audit(msg: string, fields: Fields): void;
+  /**
+   * Written at notice priority regardless of log_level and of the per-call bound: the job's audit
+   * trail. When the configured destination fails, the record goes to the other one.
+   */
+  audit(msg: string, fields: Fields): Promise<AuditDelivery>;
 }
 
 /** gLExec's log_level (0..5) → the least severe level written; 0 writes nothing but audits. */
@@ -62,13 +66,16 @@ export function formatSyslogText(record: Record<string, unknown>): string {
   return parts.join(' ');
 }
 
+/** Where records go. `write` throws when a record could not be written. */
 interface Sink {
+  readonly destination: 'file' | 'syslog';
   write(line: string): void;
 }
 
 function syslogSink(config: Config): Sink {
   openSyslog(config.syslog_facility);
   return {
+    destination: 'syslog',
     write(line: string) {
       const record = JSON.parse(line) as Record<string, unknown>;
       const level = (record.level as Level | undefined) ?? 'notice';
@@ -76,6 +83,24 @@ function syslogSink(config: Config): Sink {
     },
   };
 }
+
+/**
+ * Whether a syslog daemon receives on /dev/log. syslog(3) reports nothing, so this is asked
+ * separately: a stream connect to a datagram socket fails with EPROTOTYPE only when a datagram
+ * socket is bound there (a stale socket file gives ECONNREFUSED, none ENOENT).
+ */
+function syslogListening(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(SYSLOG_SOCKET);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EPROTOTYPE'));
+  });
+}
+
+const SYSLOG_SOCKET = '/dev/log';
 
 /**
  * PRIVILEGE: the log file is opened by root, so it is opened as carefully as a config file:
@@ -112,11 +137,54 @@ function openLogFile(config: Config): number {
 }
 
 function fileSink(config: Config): Sink {
-  return pino.destination({ dest: openLogFile(config), sync: true });
+  const fd = openLogFile(config);
+  return {
+    destination: 'file',
+    write(line: string) {
+      // One record, written in full or reported (ENOSPC, EIO, EFBIG): never dropped unseen.
+      const bytes = Buffer.from(line);
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+    },
+  };
 }
+
+/** The other destination, when the configured one failed; undefined when it cannot be used either. */
+async function fallbackSink(config: Config, failed: Sink['destination']): Promise<Sink | undefined> {
+  try {
+    if (failed === 'syslog') return fileSink(config);
+    return (await syslogListening()) ? syslogSink(config) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How many bytes of ordinary records one call may write; the completion record is always written. */
+export const MAX_LOGGED_BYTES_PER_CALL = 32 * 1024;
+
+/**
+ * What became of the completion record: written where the configuration says, or else where it
+ * went instead (the other destination), or not written at all (`line` is the record, for stderr).
+ */
+export type AuditDelivery =
+  | { readonly written: true }
+  | { readonly written: false; readonly destination: Sink['destination']; readonly reason: string; readonly fallback: Sink['destination'] }
+  | { readonly written: false; readonly destination: Sink['destination']; readonly reason: string; readonly fallback: 'none'; readonly line: string };
 
 export function openLog(config: Config, logLevel: number): Log {
   const sink = config.log_destination === 'file' ? fileSink(config) : syslogSink(config);
+  let lastLine = '';
+  let lastFailure: string | undefined;
+  const stream = {
+    write(line: string) {
+      lastLine = line;
+      lastFailure = undefined;
+      try {
+        sink.write(line);
+      } catch (error) {
+        lastFailure = (error as NodeJS.ErrnoException).code ?? String(error);
+      }
+    },
+  };
   const logger = pino(
     {
       level: 'debug',
@@ -125,16 +193,26 @@ export function openLog(config: Config, logLevel: number): Log {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    sink,
+    stream,
   );
   const threshold = thresholdByLogLevel[logLevel] ?? 'notice';
   const write = (level: Level, msg: string, fields: Fields | undefined): void => {
-    logger[level]((fields ? sanitizeDeep(fields) : {}) as object, escapeControl(msg.length > MAX_LOGGED_STRING ? `${msg.slice(0, MAX_LOGGED_STRING)}…` : msg));
+    const record = boundRecord(msg, fields);
+    logger[level](record.fields, record.msg);
   };
+  // What one call may add to the log is bounded: a caller can make many records (one per dropped variable).
+  let bytesWritten = 0;
+  let recordsLeftOut = 0;
   const at =
     (level: Level) =>
     (msg: string, fields?: Fields): void => {
-      if (threshold !== 'none' && severity[level] >= severity[threshold]) write(level, msg, fields);
+      if (threshold === 'none' || severity[level] < severity[threshold]) return;
+      if (bytesWritten >= MAX_LOGGED_BYTES_PER_CALL) {
+        if (recordsLeftOut++ === 0) write('warn', 'this call has written as much to the log as one call may; further records are left out', { maxBytes: MAX_LOGGED_BYTES_PER_CALL });
+        return;
+      }
+      write(level, msg, fields);
+      bytesWritten += Buffer.byteLength(lastLine);
     };
   return {
     error: at('error'),
@@ -142,7 +220,22 @@ export function openLog(config: Config, logLevel: number): Log {
     notice: at('notice'),
     info: at('info'),
     debug: at('debug'),
-    audit: (msg, fields) => write('notice', msg, fields),
+    async audit(msg, fields) {
+      write('notice', msg, recordsLeftOut > 0 ? { ...fields, recordsLeftOut } : fields);
+      const line = lastLine;
+      const reason = lastFailure ?? (sink.destination === 'syslog' && !(await syslogListening()) ? `nothing listens on ${SYSLOG_SOCKET}` : undefined);
+      if (reason === undefined) return { written: true };
+      const fallback = await fallbackSink(config, sink.destination);
+      if (fallback !== undefined) {
+        try {
+          fallback.write(line);
+          return { written: false, destination: sink.destination, reason, fallback: fallback.destination };
+        } catch {
+          // Neither destination took it.
+        }
+      }
+      return { written: false, destination: sink.destination, reason, fallback: 'none', line: line.trimEnd() };
+    },
   };
 }
 

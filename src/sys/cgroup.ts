@@ -3,7 +3,7 @@
  * Every path written here is one glexec made itself under the configured base.
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Mount points from /proc/self/mountinfo: the cgroup2 one, and the cgroup v1 one with `pids`. */
@@ -88,7 +88,9 @@ const POLL_MS = 5;
 /**
  * PRIVILEGE: ends everything in the payload's cgroup: freeze it (no fork can run while the kill
  * is delivered), cgroup.kill (SIGKILL to every member, atomically), thaw so the kill takes
- * effect, and wait until the kernel reports it empty (bounded by `waitMs`).
+ * effect, and wait until the kernel reports it empty (bounded by `waitMs`). cgroup.kill misses a
+ * process whose main thread has exited while another thread runs on; so every pid still listed
+ * after the kill gets its own SIGKILL, which does end such a process.
  */
 export async function killCgroup(directory: string, waitMs: number): Promise<void> {
   const freezer = join(directory, 'cgroup.freeze');
@@ -97,16 +99,58 @@ export async function killCgroup(directory: string, waitMs: number): Promise<voi
   writeFileSync(join(directory, 'cgroup.kill'), '1');
   if (canFreeze) writeFileSync(freezer, '0');
   const deadline = Date.now() + waitMs;
-  while (cgroupPopulated(directory) && Date.now() <= deadline) await sleep(POLL_MS);
+  const killed = new Set<number>();
+  while (cgroupPopulated(directory) && Date.now() <= deadline) {
+    await sleep(POLL_MS);
+    killMembers(directory, killed);
+  }
 }
 
 /** PRIVILEGE: SIGKILL to everything in the payload's cgroup at once, without waiting (a backstop). */
 export function killCgroupNow(directory: string): void {
   try {
     writeFileSync(join(directory, 'cgroup.kill'), '1');
+    killMembers(directory, new Set());
   } catch {
     // Gone already, or never populated: nothing to kill.
   }
+}
+
+/**
+ * PRIVILEGE: SIGKILL, one by one, to the pids listed in the cgroup (and below it) that have not
+ * had one yet. Each pid is checked to be in this cgroup right before its signal, so a member that
+ * died and whose pid was reused outside the cgroup is not hit.
+ */
+function killMembers(directory: string, killed: Set<number>): void {
+  let pids: number[];
+  try {
+    pids = cgroupPids(directory);
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    if (killed.has(pid) || !inCgroup(pid, directory)) continue;
+    killed.add(pid);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+/** Whether the process is in the cgroup v2 `directory` (or below it), by its /proc/PID/cgroup. */
+function inCgroup(pid: number, directory: string): boolean {
+  let path: string | undefined;
+  try {
+    path = /^0::(\/.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
+  } catch {
+    return false;
+  }
+  // The path is relative to the cgroup2 mount; `directory` is that mount plus a unique job name.
+  const parts = (path ?? '').split('/');
+  const job = parts.indexOf(basename(directory));
+  return job > 0 && directory.endsWith(parts.slice(0, job + 1).join('/'));
 }
 
 /**

@@ -1,9 +1,9 @@
 /**
  * Starting and signalling processes: the only place that spawns or kills.
  */
-import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describeProcess } from './procinfo';
+import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
 import { basename, join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
@@ -81,14 +81,16 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /**
- * PRIVILEGE: signals processes that a scan just found in a group (or cgroup, or session) glexec
- * created and that belong to the account glexec ran there, so a process-group number freed and
- * reused by someone else is never hit. Those already gone are skipped.
+ * PRIVILEGE: signals processes that a scan found in a group (or session) glexec created and that
+ * belong to the account glexec ran there. Right before each signal the pid must still have the
+ * owner and start time the scan saw, so a pid freed and reused meanwhile (even by the same
+ * account) is never hit. Those already gone are skipped.
  */
-export function signalProcesses(pids: readonly number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) {
+export function signalProcesses(processes: readonly ProcessIdentity[], signal: NodeJS.Signals): void {
+  for (const identity of processes) {
+    if (!isSameProcess(identity)) continue;
     try {
-      process.kill(pid, signal);
+      process.kill(identity.pid, signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
     }
@@ -110,4 +112,22 @@ export function ownProcessIds(): { pid: number; pgid: number; sid: number } {
   const self = describeProcess(process.pid);
   if (self === undefined) throw new Error('cannot read /proc/self');
   return { pid: process.pid, pgid: self.pgid, sid: self.sid };
+}
+
+/** How long one message to the caller's stdout or stderr may take before glexec gives it up. */
+export const CALLER_WRITE_DEADLINE_MS = 2000;
+const CAT = '/usr/bin/cat';
+
+/**
+ * PRIVILEGE: writes `text` to the caller's stdout (1) or stderr (2) and never blocks glexec for
+ * longer than CALLER_WRITE_DEADLINE_MS. The caller owns the other end: a pipe it never drains
+ * would block a write forever, and O_NONBLOCK cannot help, because the flag lives in the file
+ * description the caller shares and may clear at any moment. So a short-lived child (cat, with
+ * an empty environment) does the write, and is killed at the deadline. False when the text was
+ * not written in full.
+ */
+export function writeToCaller(fd: 1 | 2, text: string): boolean {
+  if (text === '') return true;
+  const result = spawnSync(CAT, [], { input: text, stdio: ['pipe', fd, 'ignore'], env: {}, cwd: '/', timeout: CALLER_WRITE_DEADLINE_MS, killSignal: 'SIGKILL' });
+  return result.error === undefined && result.status === 0;
 }

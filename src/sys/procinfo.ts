@@ -9,7 +9,10 @@ export interface ProcessInfo {
   readonly uid: number;
   readonly pgid: number;
   readonly sid: number;
+  /** Of the thread group: a leader that exited (Z) while another thread runs on has that thread's state. */
   readonly state: string;
+  /** Start time in clock ticks since boot: with pid and uid, what tells a process from a later one that reuses its pid. */
+  readonly startTicks: number;
   /** When it started (ISO 8601). */
   readonly started: string;
   /** argv joined by spaces, at most COMMAND_BYTES of it, control characters escaped (\xHH). */
@@ -75,10 +78,58 @@ function describe(stat: StatFields, uid: number): ProcessInfo {
     uid,
     pgid: stat.pgid,
     sid: stat.sid,
-    state: stat.state,
+    state: threadGroupState(stat),
+    startTicks: stat.startTicks,
     started: new Date(bootTime() + (stat.startTicks / CLOCK_TICKS) * 1000).toISOString(),
     command,
   };
+}
+
+/**
+ * The state of a thread group: its leader's, unless the leader has exited (pthread_exit) while
+ * other threads run on. /proc then shows the leader as Z, but the process is alive, holds its
+ * resources and must be counted and killed; the state is that of its first live thread.
+ */
+function threadGroupState(stat: Pick<StatFields, 'pid' | 'state'>): string {
+  if (stat.state !== 'Z') return stat.state;
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${stat.pid}/task`);
+  } catch {
+    return stat.state;
+  }
+  for (const task of tasks) {
+    try {
+      const text = readFileSync(`/proc/${stat.pid}/task/${task}/stat`, 'utf8');
+      const state = text.slice(text.lastIndexOf(')') + 2).split(' ')[0] ?? 'Z';
+      if (state !== 'Z' && state !== 'X') return state;
+    } catch {
+      // That thread is gone.
+    }
+  }
+  return stat.state;
+}
+
+/** Whether a process still runs: some thread of its thread group is neither a zombie nor dead. */
+export function isRunning(stat: Pick<StatFields, 'pid' | 'state'>): boolean {
+  const state = threadGroupState(stat);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** What identifies one process over time: a pid alone may be reused once it is gone. */
+export interface ProcessIdentity {
+  readonly pid: number;
+  readonly uid: number;
+  readonly startTicks: number;
+}
+
+/** Whether `pid` is still the process `identity` names (same owner, same start time). */
+export function isSameProcess(identity: ProcessIdentity): boolean {
+  try {
+    return statSync(`/proc/${identity.pid}`).uid === identity.uid && readStat(identity.pid).startTicks === identity.startTicks;
+  } catch {
+    return false;
+  }
 }
 
 /** Undefined when the process is gone. */
