@@ -157,7 +157,7 @@ export const configSchema = {
   pedantic_security_checks: spec({ parse: yesNo, default: false, status: 'ignored',
     doc: 'This glexec always applies its strict checks.' }),
   create_target_proxy: spec({ parse: yesNo, default: true, status: 'used',
-    doc: '`yes`: without GLEXEC_TARGET_PROXY, copy the proxy for the payload to /tmp/x509up_u<uid>.glexec.<random> (left behind, as in gLExec); `no`: only copy when GLEXEC_TARGET_PROXY is set.' }),
+    doc: '`yes`: without GLEXEC_TARGET_PROXY, copy the proxy for the payload to /tmp/x509up_u<uid>.glexec.<random>, removed after the payload, its leftovers and the epilogue (gLExec left it behind); `no`: only copy when GLEXEC_TARGET_PROXY is set.' }),
   target_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'used',
     doc: 'How the target proxy is written: `flock` (exclusive flock while it is rewritten), `fcntl` (written aside and renamed into place), `disabled` (rewritten in place).' }),
   input_lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'used',
