@@ -157,9 +157,19 @@ export function renewLocked(registration: Registration, fn: (copy: CreatedProxy)
   }
 }
 
-/** Runs `fn` (the removal of the copy) under the record's lock with its latest identity, then drops the record. */
+/**
+ * Runs `fn` (the removal of the copy) under the record's lock with its latest identity, then drops
+ * the record. A record already gone (dropped by a renewal that took this run for dead) still gets
+ * `fn`, with the identity the run registered.
+ */
 export function removeLocked<T>(registration: Registration, fn: (copy: CreatedProxy) => T): T {
-  const fd = openSync(registration.recordPath, O_RDWR | O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(registration.recordPath, O_RDWR | O_NOFOLLOW);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fn(registration.copy);
+    throw error;
+  }
   try {
     flockDescriptor(fd, 'exclusive', LOCK_WAIT_SECONDS);
     const result = fn(decode(readRecord(fd)) ?? registration.copy);

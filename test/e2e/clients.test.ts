@@ -197,29 +197,32 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       assert.equal(renewal.exitCode, 0);
     });
 
-    it('without GLEXEC_TARGET_PROXY it reaches the /tmp copy that the running payload\'s X509_USER_PROXY names', async () => {
-      system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
-      const source = pilotCopy(pki.pilotProxy, 'dirac-payload-proxy.pem');
-      const env = { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source };
-      const dir = handshakeDirectory('dirac-renewal');
-      const child = system.start([waitingPayload(), dir], { env });
-      const done = exitOf(child);
-      await waitForFile(join(dir, 'path'), child);
-      const copy = readFileSync(join(dir, 'path'), 'utf8');
-      assert.match(copy, new RegExp(`^/tmp/x509up_u${system.target.uid}\\.glexec\\.[0-9a-f]{16}$`));
-      const renewedProxy = pki.proxyFor('dirac-renewed.pem', pki.userDn);
-      copyFileSync(renewedProxy, source);
-      const renewal = system.run([], { env });
-      assert.equal(renewal.stderr, '');
-      assert.equal(renewal.status, 0);
-      writeFileSync(join(dir, 'go'), '');
-      const result = await done;
-      assert.equal(result.stderr, '');
-      assert.equal(result.status, 0);
-      assert.equal(result.stdout, readFileSync(renewedProxy, 'utf8'));
-      assert.equal(existsSync(copy), false, 'the copy outlived its run');
-      assert.deepEqual(system.logRecords().find((entry) => entry.msg === 'proxy renewed')?.written, [copy]);
-    });
+    for (const mechanism of ['flock', 'fcntl']) {
+      it(`without GLEXEC_TARGET_PROXY it reaches the /tmp copy that the running payload's X509_USER_PROXY names (target_lock_mechanism = ${mechanism})`, async () => {
+        system.writeConfig(system.standardConfig(['create_target_proxy = yes', `target_lock_mechanism = ${mechanism}`]));
+        const source = pilotCopy(pki.pilotProxy, 'dirac-payload-proxy.pem');
+        const env = { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source };
+        const dir = handshakeDirectory(`dirac-renewal-${mechanism}`);
+        const child = system.start([waitingPayload(), dir], { env });
+        const done = exitOf(child);
+        await waitForFile(join(dir, 'path'), child);
+        const copy = readFileSync(join(dir, 'path'), 'utf8');
+        assert.match(copy, new RegExp(`^/tmp/x509up_u${system.target.uid}\\.glexec\\.[0-9a-f]{16}$`));
+        const renewedProxy = pki.proxyFor('dirac-renewed.pem', pki.userDn);
+        copyFileSync(renewedProxy, source);
+        const renewal = system.run([], { env });
+        assert.equal(renewal.stderr, '');
+        assert.equal(renewal.status, 0);
+        writeFileSync(join(dir, 'go'), '');
+        const result = await done;
+        assert.equal(result.stderr, '');
+        assert.equal(result.status, 0);
+        assert.equal(result.stdout, readFileSync(renewedProxy, 'utf8'));
+        assert.equal(existsSync(copy), false, 'the copy outlived its run');
+        assert.deepEqual(system.logRecords().find((entry) => entry.msg === 'proxy renewed')?.written, [copy]);
+        assert.deepEqual(tmpCopies(), []);
+      });
+    }
 
     it('with no running payload to reach, a renewal without GLEXEC_TARGET_PROXY gives 201', () => {
       system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
