@@ -153,6 +153,27 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       assert.ok(lstatSync(fifo).isFIFO());
       assert.ok(lstatSync(link).isSymbolicLink());
     });
+
+    it('where /dev/null is not the null device (a symlink or a regular file, in a mount namespace), it gives 201 and nothing is written', () => {
+      const victim = join(system.scratch, 'victim-of-dev-null');
+      for (const replacement of [`ln -s ${victim} /dev/null`, `cp ${victim} /dev/null && chown ${system.target.uid} /dev/null`]) {
+        writeFileSync(victim, 'keep me\n', { mode: 0o600 });
+        chownSync(victim, system.target.uid, system.target.gid);
+        const exports = Object.entries(system.callerEnv(withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: '/dev/null' })))
+          .map(([name, value]) => `${name}='${value}'`)
+          .join(' ');
+        const script = [
+          'set -e',
+          'mount -t tmpfs -o mode=755 tmpfs /dev',
+          replacement,
+          'set +e',
+          `env -i ${exports} /usr/bin/setpriv --reuid ${system.pilot.uid} --regid ${system.pilot.gid} --init-groups -- ${system.shim} /bin/true`,
+        ].join('\n');
+        const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { cwd: system.scratch, encoding: 'utf8' });
+        expectRefusal(result, 201, 'GLEXEC_TARGET_PROXY "/dev/null" is not the null device on this machine; it is not written to');
+        assert.equal(readFileSync(victim, 'utf8'), 'keep me\n', replacement);
+      }
+    });
   });
 
   describe('glexec -v (the CMS worker-node probe)', () => {
