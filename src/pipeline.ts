@@ -4,6 +4,7 @@
  */
 import { monotonicMs } from './clock';
 import { lstatSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Caller, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction, usageError } from './cli';
 import { loadConfig, type LoadedConfig } from './config/load';
@@ -13,7 +14,7 @@ import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, LEFTOVER_DIRECTORY, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
+import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
@@ -162,7 +163,7 @@ function renewTargetProxy(shim: ShimArgs, reporter: Reporter): number {
 
 /** Rewrites the registered /tmp copies of this caller's running payloads; none is a 201. */
 function renewCreatedCopies(request: TargetProxyRequest, caller: Caller, target: Target, config: Config): WrittenTargetProxy[] {
-  const registrations = findCreatedProxies(TARGET_PROXY_REGISTRY, registryKey(caller.uid, target.uid, request.sourcePath));
+  const registrations = findCreatedProxies(targetProxyRegistry(config), registryKey(caller.uid, target.uid, request.sourcePath));
   const renewed: WrittenTargetProxy[] = [];
   for (const registration of registrations) {
     const file = renewLocked(registration, (copy) => renewCreatedProxy(request, copy, caller, target, targetProxyLocks(config)));
@@ -258,7 +259,7 @@ interface TargetProxyCopy {
 }
 
 /** Root's records of the /tmp copies of running payloads, for renewals (see proxy/registry.ts). */
-const TARGET_PROXY_REGISTRY = `${LEFTOVER_DIRECTORY}/target-proxies`;
+const targetProxyRegistry = (config: Config): string => join(config.runtime_directory, 'target-proxies');
 
 function targetProxyLocks(config: Config): TargetProxyLocks {
   return { input: config.input_lock_mechanism, target: config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism };
@@ -277,7 +278,7 @@ function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Lo
   if (written.kind !== 'created') return { written };
   const copy = { path: written.path, file: written.file, glexecPid: process.pid, glexecStarted: ownStartTime() };
   try {
-    return { written, registration: registerCreatedProxy(TARGET_PROXY_REGISTRY, registryKey(caller.uid, target.uid, request.sourcePath), copy) };
+    return { written, registration: registerCreatedProxy(targetProxyRegistry(config), registryKey(caller.uid, target.uid, request.sourcePath), copy) };
   } catch (error) {
     removeCreatedProxy(copy, target);
     throw error;

@@ -169,7 +169,7 @@ export const configSchema = {
   cgroup_base: spec({ parse: optionalAbsolutePath, default: '', status: 'used', extension: true,
     doc: 'cgroup v2 directory under which glexec makes the payload cgroups (empty: <cgroup2 mount>/glexec). On systemd hosts, a delegated cgroup (see the README).' }),
   runtime_directory: spec({ parse: absolutePath, default: '/run/glexec', status: 'used', extension: true,
-    doc: 'Root-owned directory (made if missing, 0755) for the leftover lists handed to the epilogue. A second glexec install on the same host gives each its own.' }),
+    doc: 'Root-owned directory (made if missing, 0755) for the leftover lists handed to the epilogue, and for the records (target-proxies/, 0700) that let a proxy renewal find the /tmp copies of running payloads. A second glexec install on the same host gives each its own.' }),
   kill_leftovers: spec({ parse: yesNo, default: true, status: 'used', extension: true,
     doc: '`yes`: after the epilogue, end every process the payload left behind; `no`: only list them (log and epilogue).' }),
   max_processes: spec({ parse: nonNegativeInteger, default: 0, status: 'used', extension: true,
