@@ -1,21 +1,30 @@
 /**
- * The caller's command line: `glexec [-V] /abs/payload [args…]`. commander parses it; toAction()
- * turns the result into what to do. Everything after the payload path passes through unchanged.
+ * The caller's command line: `glexec [-v | -V] /abs/payload [args…]`, or `glexec` alone (a proxy
+ * renewal, which the pipeline accepts only with GLEXEC_SOURCE_PROXY set). commander parses it;
+ * toAction() turns the result into what to do. Everything after the payload path passes through
+ * unchanged.
  */
 import { Command, CommanderError } from 'commander';
 import { clientError } from './errors';
 
 export type Action =
   | { readonly kind: 'run'; readonly payload: string; readonly args: readonly string[] }
-  | { readonly kind: 'version' }
+  /** -v prints the version line only; -V adds the built-in paths. */
+  | { readonly kind: 'version'; readonly builtIns: boolean }
+  /** No payload: rewrite the target proxy and run nothing. */
+  | { readonly kind: 'renew' }
   | { readonly kind: 'check' }
   | { readonly kind: 'help'; readonly text: string };
+
+/** The 201 for a command line without a payload, when it is not a proxy renewal either. */
+export const usageError = () => clientError('usage.no_payload', 'usage: glexec /absolute/path/to/payload [arguments...]');
 
 export function toAction(argv: readonly string[]): Action {
   let action: Action | undefined;
   const program = new Command('glexec')
-    .usage('[-V | --check] /absolute/path/to/payload [arguments...]')
+    .usage('[-v | -V | --check] /absolute/path/to/payload [arguments...]')
     .description('Run a payload as the local account that the proxy in GLEXEC_CLIENT_CERT maps to.')
+    .option('-v', 'print the version')
     .option('-V, --version', 'print the version and the built-in paths')
     .option('--check', 'check the installation and glexec.conf, change nothing (root only)')
     .argument('[payload]', 'absolute path of the program to run')
@@ -24,11 +33,12 @@ export function toAction(argv: readonly string[]): Action {
     .helpOption('-h, --help', 'show this help')
     .exitOverride()
     .configureOutput({ writeOut: () => undefined, writeErr: () => undefined })
-    .action((payload: string | undefined, args: string[], options: { version?: boolean; check?: boolean }) => {
-      if (options.version) action = { kind: 'version' };
+    .action((payload: string | undefined, args: string[], options: { v?: boolean; version?: boolean; check?: boolean }) => {
+      if (options.version) action = { kind: 'version', builtIns: true };
+      else if (options.v) action = { kind: 'version', builtIns: false };
       else if (options.check && payload !== undefined) throw clientError('usage.check_with_payload', '--check takes no payload');
       else if (options.check) action = { kind: 'check' };
-      else if (payload === undefined) throw clientError('usage.no_payload', 'usage: glexec /absolute/path/to/payload [arguments...]');
+      else if (payload === undefined) action = { kind: 'renew' };
       else action = { kind: 'run', payload, args };
     });
   try {
@@ -40,6 +50,6 @@ export function toAction(argv: readonly string[]): Action {
     }
     throw error;
   }
-  if (action === undefined) throw clientError('usage.no_payload', 'usage: glexec /absolute/path/to/payload [arguments...]');
+  if (action === undefined) throw usageError();
   return action;
 }

@@ -4,11 +4,12 @@
  */
 import { monotonicMs } from './clock';
 import { lstatSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Caller, callerAccount, identifyCaller, type ShimArgs } from './caller';
-import { type Action, toAction } from './cli';
+import { type Action, toAction, usageError } from './cli';
 import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
-import { authorizationError, ExitCode, GlexecError, systemError } from './errors';
+import { authorizationError, clientError, ExitCode, GlexecError, systemError } from './errors';
 import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, refuseTargetThatControlsEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
@@ -23,7 +24,8 @@ import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
-import { targetProxyRequest, writeTargetProxy } from './proxy/target';
+import { findCreatedProxies, ownStartTime, registerCreatedProxy, type Registration, registryKey, removeLocked, renewLocked } from './proxy/registry';
+import { removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { findAccount } from './sys/identity';
 import { helperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
@@ -45,7 +47,8 @@ export interface Reporter {
 
 export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter): Promise<number> {
   const action = toAction(shim.argv);
-  if (action.kind === 'version') return printVersion(shim, reporter);
+  if (action.kind === 'version') return printVersion(shim, action.builtIns, reporter);
+  if (action.kind === 'renew') return renewTargetProxy(shim, reporter);
   if (action.kind === 'help') return printHelp(action, reporter);
   if (action.kind === 'check') return await runCheck(shim, reporter);
 
@@ -66,13 +69,15 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     const containment = prepareContainment(loaded.config);
     let payloadEnv: Record<string, string>;
     let payload: PayloadRun;
+    let targetProxy: TargetProxyCopy | undefined;
     try {
-      const targetProxy = copyTargetProxy(caller, target, loaded.config, log);
-      payloadEnv = buildEnvironment(caller, target, targetProxy, loaded.config, log);
+      targetProxy = copyTargetProxy(caller, target, loaded.config, log);
+      payloadEnv = buildEnvironment(caller, target, targetProxy?.written.path, loaded.config, log);
       if (epilogue) checkEpilogueEnvironment(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args });
       payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
     } catch (error) {
       abandonContainment(containment);
+      removeTargetProxyCopy(targetProxy, target, log);
       throw error;
     }
     const completion = { caller, target, proxy, action, payload };
@@ -82,6 +87,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
       const epilogueContext = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending };
       const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, epilogueContext, containment, leftovers, loaded.config, log) : undefined;
       const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
+      removeTargetProxyCopy(targetProxy, target, log);
       const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
       delivery = await writeCompletionRecord(log, { ...completion, epilogue: epilogueReport, leftovers, cleanup, exitCode });
       // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
@@ -95,6 +101,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     } catch (error) {
       // The payload ran: its leftovers are still ended and the job still gets its record.
       const cleanup = await endLeftovers(containment, { pid: payload.pid, uid: target.uid }, true, loaded.config.kill_grace).catch(() => undefined);
+      removeTargetProxyCopy(targetProxy, target, log);
       const failed = await writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: { count: 0, described: [] }, cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
       if (failed.written) throw error;
       delivery = failed;
@@ -106,10 +113,16 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
   }
 }
 
-function printVersion(shim: ShimArgs, reporter: Reporter): number {
+/** `glexec -v`: the version line, for anyone; `-V` adds the built-in paths. */
+function printVersion(shim: ShimArgs, builtIns: boolean, reporter: Reporter): number {
+  const versionLine = `glexec ${VERSION} (a reimplementation of gLExec 0.9, linger mode)`;
+  if (!builtIns) {
+    reporter.out(`${versionLine}\n`);
+    return 0;
+  }
   reporter.out(
     [
-      `glexec ${VERSION} (a reimplementation of gLExec 0.9, linger mode)`,
+      versionLine,
       `GLEXEC_CONFIG_FILE="${shim.configPath}"`,
       `GLEXEC_NODE="${process.execPath}"`,
       `GLEXEC_PROGRAM="${__filename}"`,
@@ -127,6 +140,63 @@ async function runCheck(shim: ShimArgs, reporter: Reporter): Promise<number> {
   const errors = findings.filter((finding) => finding.level === 'error').length;
   reporter.out(errors === 0 ? 'glexec --check: no problems found\n' : `glexec --check: ${errors} problem(s) found\n`);
   return errors === 0 ? 0 : ExitCode.system;
+}
+
+/**
+ * `glexec` without a payload but with GLEXEC_SOURCE_PROXY (DIRAC renews its payload's proxy this
+ * way): the caller, its proxy and the mapping are checked as for a run, the target proxy is
+ * rewritten from the source under the same rules, and nothing runs. Without GLEXEC_TARGET_PROXY
+ * the /tmp copies that create_target_proxy made for this caller's running payloads (same source,
+ * same target account) are rewritten. Without GLEXEC_SOURCE_PROXY it is the usage error.
+ */
+async function renewTargetProxy(shim: ShimArgs, reporter: Reporter): Promise<number> {
+  const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
+  try {
+    // As for a run: a caller in no white list gets nothing read or logged but its refusal.
+    const account = callerAccount(shim);
+    checkWhiteLists(account, loaded.config, log);
+    const caller = identifyCaller(shim, account);
+    if (!caller.env.has('GLEXEC_SOURCE_PROXY')) throw usageError();
+    log.notice('glexec invoked to renew the target proxy', { caller: caller.name, uid: caller.uid, id: caller.env.get('GLEXEC_ID') });
+    const proxy = verifyCallerProxy(caller, loaded.config);
+    const target = mapToTarget(proxy, loaded.config, log);
+    log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
+    const request = targetProxyRequest(caller.env, loaded.config);
+    if (request === undefined) throw clientError('renewal.no_target', 'no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)');
+    const renewed = request.targetPath === undefined ? renewCreatedCopies(request, caller, target, loaded.config) : [writeTargetProxy(request, caller, target, targetProxyLocks(loaded.config))];
+    const delivery = await log.audit('proxy renewed', {
+      caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
+      target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
+      dn: proxy.identityDn,
+      id: caller.env.get('GLEXEC_ID'),
+      source: request.sourcePath,
+      written: renewed.filter((copy) => copy.kind !== 'discarded').map((copy) => copy.path),
+      discarded: renewed.some((copy) => copy.kind === 'discarded'),
+      exitCode: 0,
+    });
+    if (!delivery.written) throw recordNotWritten(delivery);
+    return 0;
+  } catch (error) {
+    logRefusal(log, error);
+    throw error;
+  }
+}
+
+/** Rewrites the registered /tmp copies of this caller's running payloads; none is a 201. */
+function renewCreatedCopies(request: TargetProxyRequest, caller: Caller, target: Target, config: Config): WrittenTargetProxy[] {
+  const registrations = findCreatedProxies(targetProxyRegistry(config), registryKey(caller.uid, target.uid, request.sourcePath));
+  const renewed: WrittenTargetProxy[] = [];
+  for (const registration of registrations) {
+    const file = renewLocked(registration, (copy) => renewCreatedProxy(request, copy, caller, target, targetProxyLocks(config)));
+    if (file !== undefined) renewed.push({ kind: 'created', path: registration.copy.path, file });
+  }
+  if (renewed.length === 0) {
+    throw clientError(
+      'renewal.no_running_payload',
+      `no running payload of ${caller.name} mapped to ${target.name} has a target proxy copied from ${request.sourceVariable} ${JSON.stringify(request.sourcePath)}; set GLEXEC_TARGET_PROXY to name the file to renew`,
+    );
+  }
+  return renewed;
 }
 
 function printHelp(action: Extract<Action, { kind: 'help' }>, reporter: Reporter): number {
@@ -211,17 +281,51 @@ function checkEpilogueTrust(config: Config, target: Target): EpilogueRunner | un
   return runner;
 }
 
-/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target. */
-function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log): string | undefined {
-  const request = targetProxyRequest(caller.env, config);
-  if (request === undefined) return undefined;
-  const targetLock = config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism;
-  const { path } = writeTargetProxy(request, caller, target, { input: config.input_lock_mechanism, target: targetLock });
-  log.info('target proxy written', { source: request.sourcePath, path });
-  return path;
+/** The target proxy of this run; `registration` for the /tmp copy glexec created (removed after the run). */
+interface TargetProxyCopy {
+  readonly written: WrittenTargetProxy;
+  readonly registration?: Registration;
 }
 
-/** The payload's environment; X509_USER_PROXY is the target proxy when there is one. */
+/** Root's records of the /tmp copies of running payloads, for renewals (see proxy/registry.ts). */
+const targetProxyRegistry = (config: Config): string => join(config.runtime_directory, 'target-proxies');
+
+function targetProxyLocks(config: Config): TargetProxyLocks {
+  return { input: config.input_lock_mechanism, target: config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism };
+}
+
+/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target. */
+function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log): TargetProxyCopy | undefined {
+  const request = targetProxyRequest(caller.env, config);
+  if (request === undefined) return undefined;
+  const written = writeTargetProxy(request, caller, target, targetProxyLocks(config));
+  if (written.kind === 'discarded') {
+    log.info('target proxy discarded: GLEXEC_TARGET_PROXY is /dev/null', { source: request.sourcePath });
+    return { written };
+  }
+  log.info('target proxy written', { source: request.sourcePath, path: written.path });
+  if (written.kind !== 'created') return { written };
+  const copy = { path: written.path, file: written.file, glexecPid: process.pid, glexecStarted: ownStartTime() };
+  try {
+    return { written, registration: registerCreatedProxy(targetProxyRegistry(config), registryKey(caller.uid, target.uid, request.sourcePath), copy) };
+  } catch (error) {
+    removeCreatedProxy(copy, target);
+    throw error;
+  }
+}
+
+/** The /tmp copy glexec created for this run goes once the payload, its leftovers and the epilogue are done. */
+function removeTargetProxyCopy(copy: TargetProxyCopy | undefined, target: Target, log: Log): void {
+  if (copy?.registration === undefined) return;
+  try {
+    const outcome = removeLocked(copy.registration, (latest) => removeCreatedProxy(latest, target));
+    log.info('target proxy removed', { path: copy.written.path, outcome });
+  } catch (error) {
+    log.warn('target proxy not removed', { path: copy.written.path, error: String(error) });
+  }
+}
+
+/** The payload's environment; X509_USER_PROXY is the target proxy when there is one (/dev/null when discarded). */
 function buildEnvironment(caller: Caller, target: Target, targetProxy: string | undefined, config: Config, log: Log): Record<string, string> {
   const { env, dropped } = buildPayloadEnv(caller.env, config, target);
   for (const { name, why } of dropped) log.info('caller variable dropped', { name, why });

@@ -10,10 +10,15 @@
  *   caller's identity, never with root's rights.
  * - Destination: GLEXEC_TARGET_PROXY whenever it is set; otherwise, with create_target_proxy = yes,
  *   a new file `/tmp/x509up_u<target uid>.glexec.<16 random hex digits>`, created with O_EXCL, so it
- *   can be neither guessed nor planted in advance. Like gLExec's /tmp copy, it is left behind.
+ *   can be neither guessed nor planted in advance. Unlike gLExec's /tmp copy it is not left behind:
+ *   the caller of writeTargetProxy gets its inode and removes it after the run
+ *   (removeCreatedProxy), and a renewal finds it again through that inode (renewCreatedProxy).
  *   Everything on the destination is done with the target account's identity: glexec can only
  *   create or replace what that account could itself. A file of someone else, a symbolic link or
  *   anything but a regular file is never written to.
+ * - GLEXEC_TARGET_PROXY=/dev/null (HTCondor's way to ask for no copy): when /dev/null is the null
+ *   character device (1:3), nothing is read or written and the payload's X509_USER_PROXY is
+ *   /dev/null. Only that exact path gets this; any other path to a device is refused as before.
  * - Locks (input_lock_mechanism, target_lock_mechanism):
  *   - `flock`: real flock(2) locks, shared on the source while reading it and exclusive on the target
  *     while writing it in place (util-linux flock(1) takes them on glexec's descriptor, see
@@ -54,6 +59,18 @@ import { locateProxy } from './read';
 /** Where the copy goes when GLEXEC_TARGET_PROXY is not set (fixed: never the caller's TMPDIR). */
 export const DEFAULT_TARGET_DIRECTORY = '/tmp';
 export const DEFAULT_LOCK_WAIT_SECONDS = 10;
+/** The one GLEXEC_TARGET_PROXY that means "make no copy" (HTCondor's glexec scripts set it). */
+export const DISCARD_TARGET = '/dev/null';
+/** A file by device and inode, which a rename of its name does not change. */
+export interface FileIdentity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+export const sameFile = (st: { readonly dev: number; readonly ino: number }, file: FileIdentity): boolean => st.dev === file.dev && st.ino === file.ino;
+
+/** Linux's null device: character device major 1, minor 3. */
+const NULL_DEVICE = { major: 1, minor: 3 };
 
 const MAX_PROXY_BYTES = 256 * 1024;
 /** setuid, setgid and sticky (not in Node's fs.constants). */
@@ -132,29 +149,122 @@ function clientProxy(env: ReadonlyMap<string, string>): { variable: SourceVariab
 }
 
 /**
- * Copies the source proxy to the target proxy (see the file comment) and returns the path to give
- * the payload as X509_USER_PROXY. The proxy's bytes are held in one buffer, zeroed before return.
+ * What writeTargetProxy did: `path` is the payload's X509_USER_PROXY. `named` is a copy at
+ * GLEXEC_TARGET_PROXY (the caller's to keep), `created` the /tmp copy of create_target_proxy with
+ * the inode glexec made, `discarded` the /dev/null target (nothing written).
+ */
+export type WrittenTargetProxy =
+  | { readonly kind: 'named'; readonly path: string }
+  | { readonly kind: 'created'; readonly path: string; readonly file: FileIdentity }
+  | { readonly kind: 'discarded'; readonly path: typeof DISCARD_TARGET };
+
+/**
+ * Copies the source proxy to the target proxy (see the file comment). The proxy's bytes are held
+ * in one buffer, zeroed before return.
  */
 export function writeTargetProxy(
   request: TargetProxyRequest,
   caller: EffectiveIdentity,
   target: EffectiveIdentity,
   locks: TargetProxyLocks,
-): { path: string } {
+): WrittenTargetProxy {
   if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
   if (request.targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', request.targetPath);
-  const waitSeconds = locks.waitSeconds ?? DEFAULT_LOCK_WAIT_SECONDS;
-  if (!(waitSeconds > 0 && waitSeconds <= 3600)) throw systemError('target_proxy.bad_wait', `the lock wait must be between 0 and 3600 seconds, got ${waitSeconds}`);
+  if (request.targetPath === DISCARD_TARGET) {
+    requireNullDevice();
+    return { kind: 'discarded', path: DISCARD_TARGET };
+  }
+  const waitSeconds = checkedWait(locks);
   const proxy = readSourceProxy(request, caller, locks.input, waitSeconds);
   try {
-    if (request.targetPath === undefined) return { path: createDefaultTargetProxy(proxy, target, locks.target, waitSeconds) };
+    if (request.targetPath === undefined) return { kind: 'created', ...createDefaultTargetProxy(proxy, target, locks.target, waitSeconds) };
     const destination: Destination = { path: request.targetPath, label: `GLEXEC_TARGET_PROXY ${quoted(request.targetPath)}` };
     if (locks.target === 'fcntl') replaceAtomically(destination, proxy, target);
     else writeInPlace(destination, proxy, target, { exclusive: false, lockSeconds: locks.target === 'flock' ? waitSeconds : undefined });
-    return { path: request.targetPath };
+    return { kind: 'named', path: request.targetPath };
   } finally {
     proxy.fill(0);
   }
+}
+
+function checkedWait(locks: TargetProxyLocks): number {
+  const waitSeconds = locks.waitSeconds ?? DEFAULT_LOCK_WAIT_SECONDS;
+  if (!(waitSeconds > 0 && waitSeconds <= 3600)) throw systemError('target_proxy.bad_wait', `the lock wait must be between 0 and 3600 seconds, got ${waitSeconds}`);
+  return waitSeconds;
+}
+
+/** /dev/null must be the null device itself (lstat: a symlink there is refused too). */
+function requireNullDevice(): void {
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(DISCARD_TARGET);
+  } catch {
+    st = undefined;
+  }
+  const rdev = st?.rdev ?? 0;
+  // glibc's dev_t encoding: major in bits 8-19 (and 32-43), minor in bits 0-7 and 20-31.
+  const major = (rdev >>> 8) & 0xfff;
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+  if (st === undefined || !st.isCharacterDevice() || major !== NULL_DEVICE.major || minor !== NULL_DEVICE.minor) {
+    throw clientError('target_proxy.not_a_file', `GLEXEC_TARGET_PROXY ${quoted(DISCARD_TARGET)} is not the null device on this machine; it is not written to`);
+  }
+}
+
+/**
+ * A renewal of the /tmp copy that an earlier run created (see the file comment): the source is
+ * read again and written over `copy.path`, as the target, only while the file there is still the
+ * inode that run created. Returns the file's identity afterwards (a new inode with
+ * target_lock_mechanism = fcntl, which renames a fresh copy into place), or undefined when the
+ * file is gone or was replaced: then nothing is written.
+ */
+export function renewCreatedProxy(
+  request: TargetProxyRequest,
+  copy: { readonly path: string; readonly file: FileIdentity },
+  caller: EffectiveIdentity,
+  target: EffectiveIdentity,
+  locks: TargetProxyLocks,
+): FileIdentity | undefined {
+  if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
+  const waitSeconds = checkedWait(locks);
+  const destination: Destination = { path: copy.path, label: `target proxy ${quoted(copy.path)} (create_target_proxy)` };
+  const proxy = readSourceProxy(request, caller, locks.input, waitSeconds);
+  try {
+    if (locks.target === 'fcntl') return replaceAtomically(destination, proxy, target, copy.file);
+    const opened = openAs(target, copy.path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (typeof opened !== 'number') return undefined;
+    try {
+      if (!sameFile(fstatSync(opened), copy.file)) return undefined;
+      if (locks.target === 'flock') lockOrRefuse(opened, 'exclusive', waitSeconds, destination.label);
+      as(target, () => fillFile(opened, proxy, destination));
+      return copy.file;
+    } finally {
+      closeSync(opened);
+    }
+  } finally {
+    proxy.fill(0);
+  }
+}
+
+/**
+ * Removes the /tmp copy a run created, as the target (only it and root may unlink it in the sticky
+ * /tmp), if the name still holds the inode glexec made. Anything else there is left alone.
+ */
+export function removeCreatedProxy(copy: { readonly path: string; readonly file: FileIdentity }, target: EffectiveIdentity): 'removed' | 'gone' | 'replaced' {
+  return as(target, () => {
+    let st: Stats;
+    try {
+      st = lstatSync(copy.path);
+    } catch {
+      return 'gone';
+    }
+    if (!sameFile(st, copy.file)) return 'replaced';
+    try {
+      unlinkSync(copy.path);
+      return 'removed';
+    } catch {
+      return 'gone';
+    }
+  });
 }
 
 // --- acting as an account ------------------------------------------------------------------
@@ -318,20 +428,21 @@ function fillFile(fd: number, proxy: Buffer, destination: Destination): void {
  * file, optionally takes the exclusive flock lock, and rewrites it. With `exclusive`, false means
  * the name already existed.
  */
-function writeInPlace(destination: Destination, proxy: Buffer, target: EffectiveIdentity, options: { exclusive: boolean; lockSeconds: number | undefined }): boolean {
+function writeInPlace(destination: Destination, proxy: Buffer, target: EffectiveIdentity, options: { exclusive: boolean; lockSeconds: number | undefined }): FileIdentity | undefined {
   const opened = openAs(target, destination.path, TARGET_OPEN_FLAGS | (options.exclusive ? O_EXCL : 0), PROXY_MODE);
   if (typeof opened !== 'number') {
-    if (options.exclusive && opened.errno === 'EEXIST') return false;
+    if (options.exclusive && opened.errno === 'EEXIST') return undefined;
     return refuseOpen(destination, opened.errno, target);
   }
   const fd = opened;
   let written = false;
   try {
-    checkExisting(destination, fstatSync(fd), target);
+    const st = fstatSync(fd);
+    checkExisting(destination, st, target);
     if (options.lockSeconds !== undefined) lockOrRefuse(fd, 'exclusive', options.lockSeconds, destination.label);
     as(target, () => fillFile(fd, proxy, destination));
     written = true;
-    return true;
+    return { dev: st.dev, ino: st.ino };
   } finally {
     closeSync(fd); // also releases the exclusive flock lock
     // A file this call created must not stay behind empty or half written.
@@ -351,13 +462,14 @@ function removeAs(target: EffectiveIdentity, path: string): void {
 }
 
 /** The file for create_target_proxy: a fresh, unguessable name, created with O_EXCL. */
-function createDefaultTargetProxy(proxy: Buffer, target: EffectiveIdentity, mechanism: LockMechanism, waitSeconds: number): string {
+function createDefaultTargetProxy(proxy: Buffer, target: EffectiveIdentity, mechanism: LockMechanism, waitSeconds: number): { path: string; file: FileIdentity } {
   // Three tries: a clash of 64 random bits means something planted names on purpose.
   for (let attempt = 0; attempt < 3; attempt++) {
     const path = `${DEFAULT_TARGET_DIRECTORY}/x509up_u${target.uid}.glexec.${randomBytes(8).toString('hex')}`;
     const destination = { path, label: `target proxy ${quoted(path)} (create_target_proxy)` };
     // Nobody else can have a file open that did not exist a moment ago, so fcntl needs no rename here.
-    if (writeInPlace(destination, proxy, target, { exclusive: true, lockSeconds: mechanism === 'flock' ? waitSeconds : undefined })) return path;
+    const file = writeInPlace(destination, proxy, target, { exclusive: true, lockSeconds: mechanism === 'flock' ? waitSeconds : undefined });
+    if (file !== undefined) return { path, file };
   }
   throw systemError('target_proxy.no_free_name', `no unused file name for the target proxy in ${DEFAULT_TARGET_DIRECTORY}`);
 }
@@ -368,8 +480,10 @@ function createDefaultTargetProxy(proxy: Buffer, target: EffectiveIdentity, mech
  * Both run as the target, so even if the name is swapped between the check and the rename, the
  * rename only replaces what the target account could delete itself (a sticky /tmp protects the
  * files of others); and rename() replaces a symbolic link, never the file it points to.
+ * With `expected` (a renewal of glexec's own /tmp copy), nothing is written unless the name still
+ * holds that inode; the identity of the file renamed into place is returned.
  */
-function replaceAtomically(destination: Destination, proxy: Buffer, target: EffectiveIdentity): void {
+function replaceAtomically(destination: Destination, proxy: Buffer, target: EffectiveIdentity, expected?: FileIdentity): FileIdentity | undefined {
   const existing = as(target, () => {
     try {
       return lstatSync(destination.path);
@@ -378,7 +492,10 @@ function replaceAtomically(destination: Destination, proxy: Buffer, target: Effe
     }
   });
   if ('errno' in existing) {
+    if (expected !== undefined) return undefined;
     if (existing.errno !== 'ENOENT') refuseOpen(destination, existing.errno, target);
+  } else if (expected !== undefined) {
+    if (!sameFile(existing, expected)) return undefined;
   } else {
     checkExisting(destination, existing, target);
   }
@@ -388,6 +505,7 @@ function replaceAtomically(destination: Destination, proxy: Buffer, target: Effe
   const fd = opened;
   let renamed = false;
   try {
+    const st = fstatSync(fd);
     as(target, () => {
       fillFile(fd, proxy, destination);
       try {
@@ -397,6 +515,7 @@ function replaceAtomically(destination: Destination, proxy: Buffer, target: Effe
         refuseDestination(destination, 'not_writable', `cannot be replaced by the target account (uid ${target.uid}): ${errnoOf(error)}`);
       }
     });
+    return { dev: st.dev, ino: st.ino };
   } finally {
     closeSync(fd);
     if (!renamed) removeAs(target, temporary);

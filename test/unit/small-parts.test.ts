@@ -183,12 +183,9 @@ describe('shim arguments and the command line', () => {
   it('options after the payload path belong to the payload', () => {
     assert.deepEqual(toAction(['/bin/ls', '-V', '--help']), { kind: 'run', payload: '/bin/ls', args: ['-V', '--help'] });
   });
-  it('-V asks for the version', () => assert.deepEqual(toAction(['-V']), { kind: 'version' }));
-  it('no payload is a 201 with the usage line', () => {
-    const error = thrown(() => toAction([]));
-    assert.equal(error.exitCode, 201);
-    assert.equal(error.message, 'usage: glexec /absolute/path/to/payload [arguments...]');
-  });
+  it('-V asks for the version with the built-in paths', () => assert.deepEqual(toAction(['-V']), { kind: 'version', builtIns: true }));
+  it('-v asks for the version line only', () => assert.deepEqual(toAction(['-v']), { kind: 'version', builtIns: false }));
+  it('no payload asks for a proxy renewal (the pipeline decides whether it is one)', () => assert.deepEqual(toAction([]), { kind: 'renew' }));
   it('an unknown option before the payload is a 201', () => {
     const error = thrown(() => toAction(['--frobnicate', '/bin/true']));
     assert.equal(error.exitCode, 201);
