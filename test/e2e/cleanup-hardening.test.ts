@@ -12,6 +12,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { describeProcess } from '../../src/sys/procinfo';
 import { signalProcesses } from '../../src/sys/proc';
 import { cgroupMounts } from '../../src/sys/cgroup';
+import { SYSLOG_UNHEARD } from '../../src/sys/syslog';
 import { TestPki } from '../helpers/pki-fixtures';
 import { waitUntil } from '../helpers/processes';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
@@ -302,7 +303,10 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
     it('log_destination = syslog and nothing listens on /dev/log: the record goes to the log file and glexec exits 202 saying so', { skip: noHostSyslog }, () => {
       system.writeConfig(system.standardConfig(['log_destination = syslog']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, 'glexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n');
+      assert.equal(
+        result.stderr,
+        `glexec: warning: ${SYSLOG_UNHEARD}\nglexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`,
+      );
       assert.equal(result.status, 202);
       assert.equal(completion().exitCode, 0);
     });

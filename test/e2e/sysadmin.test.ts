@@ -260,13 +260,13 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
 
   it('syslog with nothing listening on /dev/log: a warning on the caller\'s run, and in --check', () => {
     system.writeConfig(system.standardConfig(['log_destination = syslog']));
-    const warning = 'glexec: warning: log_destination = syslog, but nothing listens on /dev/log: log records, the completion record too, are lost\n';
+    const warning = 'glexec: warning: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202)\n';
     const unheard = system.runWithSyslog(['/bin/true'], withProxy(), { listening: false });
-    assert.equal(unheard.stderr, warning);
-    assert.equal(unheard.status, 0);
+    assert.equal(unheard.stderr, `${warning}glexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`);
+    assert.equal(unheard.status, 202);
     const checked = system.runWithSyslog(['--check'], {}, { as: root, listening: false });
     const [logLine] = checked.stdout.split('\n').filter((line) => line.includes(' log: '));
-    assert.equal(logLine, 'warning log: log_destination = syslog, but nothing listens on /dev/log: log records, the completion record too, are lost (fix: start the syslog daemon, or set log_destination = file)');
+    assert.equal(logLine, 'warning log: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202) (fix: start the syslog daemon, or set log_destination = file)');
   });
 
   it('syslog with a listener on /dev/log: no warning, and --check names the facility as glexec.conf writes it', () => {
