@@ -17,7 +17,7 @@ import { readGridMap } from './mapping/gridmap';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
-import { intoCgroupHelper, PRLIMIT, SETPRIV } from './sys/proc';
+import { SETPRIV, startPayloadHelper } from './sys/proc';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
 export interface Finding {
@@ -195,11 +195,10 @@ function checkContainment(config: Config): Finding[] {
   return [ok('containment', `payload cgroups under ${base}${config.max_processes > 0 ? `, pids.max ${config.max_processes}` : ''}`)];
 }
 
-function checkTools(config: Config): Finding[] {
-  const findings = [SETPRIV, PRLIMIT].map((tool) => (existsSync(tool) ? ok('tools', `${tool} present`) : error('tools', `${tool} is missing`, 'install util-linux')));
-  if (config.containment === 'cgroup' && !existsSync(intoCgroupHelper())) {
-    findings.push(error('tools', `${intoCgroupHelper()} is missing`, 'run npm run install-system again'));
-  }
+function checkTools(): Finding[] {
+  // setpriv runs the epilogue; start-payload starts every payload.
+  const findings = existsSync(SETPRIV) ? [ok('tools', `${SETPRIV} present`)] : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
+  if (!existsSync(startPayloadHelper())) findings.push(error('tools', `${startPayloadHelper()} is missing`, 'run npm run install-system again'));
   return findings;
 }
 
@@ -214,7 +213,7 @@ export function checkInstallation(configPath: string, trustedUids: readonly numb
     ...checkEpilogueSetting(config),
     ...checkLog(config),
     ...checkContainment(config),
-    ...checkTools(config),
+    ...checkTools(),
   ];
 }
 

@@ -4,7 +4,8 @@
  */
 import { SignalRelay } from './linger';
 
-// First of all: no signal may find Node's default handling (SIGUSR1 would open the inspector).
+// First of all, so that signals for the payload are kept from the start. (SIGUSR1 can no longer
+// open Node's inspector before this: the shim gives Node an inspector address that never binds.)
 const relay = new SignalRelay();
 relay.install();
 
@@ -12,6 +13,7 @@ import { parseShimArgs } from './caller';
 import { ExitCode, GlexecError } from './errors';
 import { escapeControl } from './log/sanitize';
 import { run } from './pipeline';
+import { useCallerStderr, writeToCaller } from './sys/stderr';
 
 let silent = false;
 
@@ -19,7 +21,7 @@ function fail(error: unknown): never {
   const known = error instanceof GlexecError;
   const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
   relay.killPayload();
-  if (!silent) process.stderr.write(`glexec: ${escapeControl(message)}\n`);
+  if (!silent) writeToCaller(`glexec: ${escapeControl(message)}\n`);
   process.exit(known ? error.exitCode : ExitCode.system);
 }
 
@@ -31,6 +33,7 @@ function main(): void {
   let shim;
   try {
     shim = parseShimArgs(process.argv.slice(2));
+    if (shim.stderrFd !== undefined) useCallerStderr(shim.stderrFd);
   } catch (error) {
     fail(error);
   }

@@ -3,12 +3,12 @@
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
  */
 import { monotonicMs } from './clock';
-import { lstatSync, statSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { type Caller, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction } from './cli';
 import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
-import { authorizationError, ExitCode, GlexecError, systemError } from './errors';
+import { authorizationError, clientError, ExitCode, GlexecError, systemError } from './errors';
 import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
@@ -22,10 +22,11 @@ import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, readProxyFile } from './proxy/read';
-import { targetProxyRequest, writeTargetProxy } from './proxy/target';
+import { readTargetProxySource, type TargetProxyLocks, targetProxyRequest, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { findAccount } from './sys/identity';
-import { helperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
+import { helperStatus, type HelperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
+import { callerStderrFd } from './sys/stderr';
 import { resolveTarget, type Target } from './target';
 import { VERSION } from './version';
 import { checkWhiteLists } from './whitelist';
@@ -44,10 +45,13 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
   if (action.kind === 'check') return runCheck(shim, reporter);
 
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
+  let targetProxySource: Buffer | undefined;
   try {
     const caller = identifyCaller(shim);
     log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
     checkWhiteLists(caller, loaded.config, log);
+    // Read (under its lock) before the checks: waiting for a caller's lock cannot come between them and the start.
+    targetProxySource = readTargetProxySourceEarly(caller, loaded.config);
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
@@ -58,7 +62,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     let payloadEnv: Record<string, string>;
     let payload: PayloadRun;
     try {
-      const targetProxy = copyTargetProxy(caller, target, loaded.config, log);
+      const targetProxy = copyTargetProxy(caller, target, loaded.config, log, targetProxySource);
       payloadEnv = buildEnvironment(caller, target, targetProxy, loaded.config, log);
       payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
     } catch (error) {
@@ -83,6 +87,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
       throw error;
     }
   } catch (error) {
+    targetProxySource?.fill(0);
     logRefusal(log, error);
     throw error;
   }
@@ -166,18 +171,6 @@ function mapToTarget(proxy: VerifiedProxy, config: Config, log: Log): Target {
   return resolveTarget(mapping.account, proxy.identityDn);
 }
 
-/** The caller's working directory if it still exists, else the target's home, else `/`. */
-function payloadWorkingDirectory(caller: Caller, target: Target): string {
-  for (const candidate of [caller.cwd, target.home]) {
-    try {
-      if (candidate.startsWith('/') && statSync(candidate).isDirectory() && !lstatSync(candidate).isSymbolicLink()) return candidate;
-    } catch {
-      // Try the next one.
-    }
-  }
-  return '/';
-}
-
 /** A broken epilogue setting is a 202 before anything runs. */
 function checkEpilogueTrust(config: Config): EpilogueRunner | undefined {
   const runner = resolveEpilogueRunner(config);
@@ -185,12 +178,22 @@ function checkEpilogueTrust(config: Config): EpilogueRunner | undefined {
   return runner;
 }
 
-/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target. */
-function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log): string | undefined {
-  const request = targetProxyRequest(caller.env, config);
-  if (request === undefined) return undefined;
+function targetProxyLocks(config: Config): TargetProxyLocks {
   const targetLock = config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism;
-  const { path } = writeTargetProxy(request, caller, target, { input: config.input_lock_mechanism, target: targetLock });
+  return { input: config.input_lock_mechanism, target: targetLock };
+}
+
+/** The source proxy's bytes when a target proxy is wanted (read as the caller, under its lock). */
+function readTargetProxySourceEarly(caller: Caller, config: Config): Buffer | undefined {
+  const request = targetProxyRequest(caller.env, config, caller.cwd);
+  return request === undefined ? undefined : readTargetProxySource(request, caller, targetProxyLocks(config));
+}
+
+/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target; `source` is zeroed. */
+function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log, source: Buffer | undefined): string | undefined {
+  const request = targetProxyRequest(caller.env, config, caller.cwd);
+  if (request === undefined) return undefined;
+  const { path } = writeTargetProxy(request, caller, target, targetProxyLocks(config), source);
   log.info('target proxy written', { source: request.sourcePath, path });
   return path;
 }
@@ -216,29 +219,46 @@ function requireSetpriv(): void {
 
 async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, containment: Containment, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
   if (containment.mode === 'pgid') log.notice('containment by process group', { reason: containment.reason });
-  const cwd = payloadWorkingDirectory(caller, target);
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
   const started = monotonicMs();
-  const limitOptions = payloadLimitOptions(caller.limits);
-  if (limitOptions.length > 0) log.info('the payload gets the caller\'s resource limits', { limits: limitOptions });
+  const limits = payloadLimitOptions(caller.limits);
+  if (limits.length > 0) log.info('the payload gets the caller\'s resource limits', { limits });
   const who = { uid: target.uid, gid: target.gid, groups: target.groups, noNewPrivs: config.no_new_privs };
-  const child = spawnAsTarget(who, action.payload, action.args, env, cwd, limitOptions, cgroupProcsFiles(containment));
+  const start = { cgroupProcs: cgroupProcsFiles(containment), limits, cwdFd: caller.cwdFd, home: target.home, noSymlink: config.prohibit_exec_via_symlink, stderrFd: callerStderrFd() };
+  let child;
+  try {
+    child = spawnAsTarget(who, action.payload, action.args, env, start);
+  } finally {
+    // Only the payload's start needed the caller's directory; the epilogue must not inherit it.
+    if (caller.cwdFd !== undefined) closeSync(caller.cwdFd);
+  }
   const exited = waitForExit(child);
   if (child.pid === undefined) {
     const error = await exited.then(() => undefined, (reason: unknown) => reason);
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
   const pid = child.pid;
-  const helperFailure = helperStatus(child);
+  const status = helperStatus(child);
   relay.attach(pid, emergencyKill(containment));
+  // The status pipe closes at the payload's exec (or when the helper fails): then the directory
+  // the payload really entered is known.
+  const { cwd } = await status;
   log.info('payload started', { payloadPid: pid, target: target.name, cwd });
   const ending = await exited;
   relay.detach();
-  const failure = await helperFailure;
-  if (failure !== '') throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure}`);
+  throwStartFailure((await status).failure, action.payload, target);
   const durationMs = Math.round(monotonicMs() - started);
   log.info('payload ended', { payloadPid: pid, ending, durationMs });
-  return { pid, cwd, ending, durationMs };
+  return { pid, cwd: cwd ?? '', ending, durationMs };
+}
+
+/** start-payload's own failure: glexec's (202), a symlink refused at exec (201), or the exec's (126). */
+function throwStartFailure(failure: HelperStatus['failure'], payload: string, target: Target): void {
+  if (failure === undefined) return;
+  if (failure.kind === 'join') throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure.message}`);
+  if (failure.kind === 'symlink') throw clientError('payload.symlink', `payload ${payload} is a symbolic link and prohibit_exec_via_symlink is set`);
+  if (failure.kind === 'exec') throw new GlexecError(ExitCode.cannotExecute, 'payload.exec_failed', `payload ${payload} cannot be executed by ${target.name}: ${failure.message}`);
+  throw systemError('payload.start_failed', `cannot start the payload: ${failure.message}`);
 }
 
 /** What the payload left running, logged process by process. */
