@@ -198,7 +198,8 @@ function checkContainment(config: Config): Finding[] {
 function checkTools(): Finding[] {
   // setpriv runs the epilogue; start-payload starts every payload.
   const findings = existsSync(SETPRIV) ? [ok('tools', `${SETPRIV} present`)] : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
-  if (!existsSync(startPayloadHelper())) findings.push(error('tools', `${startPayloadHelper()} is missing`, 'run npm run install-system again'));
+  const helper = startPayloadHelper();
+  findings.push(existsSync(helper) ? ok('tools', `${helper} present`) : error('tools', `${helper} is missing`, 'run npm run install-system again'));
   return findings;
 }
 

@@ -194,6 +194,16 @@ describe('start-up hardening', { skip: needsRoot }, () => {
     });
   });
 
+  describe('the caller\'s terminal', () => {
+    it('a refused glexec in a background process group of a terminal with tostop exits (203) instead of spinning on SIGTTOU, and writes nothing there', () => {
+      const [command, argv] = asAccount(system.stranger, [callerState, '--background-tty', '--', system.shim, '/bin/true']);
+      const result = spawnSync(command, argv, { env: system.callerEnv(withProxy()), cwd: system.scratch, encoding: 'utf8' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, 'exited 203\n');
+      assert.ok(system.logRecords().some((entry) => String(entry.msg).includes('is not in user_white_list')), 'the refusal is logged');
+    });
+  });
+
   describe('root\'s signals', () => {
     const forwarded: [NodeJS.Signals, number][] = [['SIGPWR', 30], ['SIGIO', 29], ['SIGSYS', 31], ['SIGTRAP', 5], ['SIGABRT', 6], ['SIGPROF', 27], ['SIGVTALRM', 26], ['SIGSTKFLT', 16]];
     for (const [signal, number] of forwarded) {
