@@ -25,7 +25,7 @@ describe('resource limits', () => {
       [['cpu', { soft: 1, hard: 2 }], ['fsize', { soft: 'unlimited', hard: 'unlimited' }], ['as', { soft: 5, hard: 'unlimited' }]],
     );
   });
-  it('only limits that differ from glexec\'s own become prlimit options for the payload', () => {
+  it('only limits that differ from glexec\'s own are given to start-payload for the payload', () => {
     const own = () => ({ soft: 'unlimited' as const, hard: 'unlimited' as const });
     assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited,fsize=512:1024'), own), ['fsize=512:1024']);
     assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited'), own), []);
