@@ -320,12 +320,12 @@ describe('start-up hardening', { skip: needsRoot }, () => {
     });
 
     for (const noNewPrivs of [true, false]) {
-      it(`the payload's capability sets are empty, and NoNewPrivs is ${noNewPrivs ? 1 : 0} with no_new_privs = ${noNewPrivs ? 'yes' : 'no'}`, () => {
+      it(`the payload's capability sets are empty, no signal is blocked or ignored (not even those the pilot ignored), and NoNewPrivs is ${noNewPrivs ? 1 : 0} with no_new_privs = ${noNewPrivs ? 'yes' : 'no'}`, () => {
         system.writeConfig(system.standardConfig([`no_new_privs = ${noNewPrivs ? 'yes' : 'no'}`]));
-        const result = system.run(['/bin/grep', '-E', '^(CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):', '/proc/self/status'], { env: withProxy() });
+        const result = system.run(['/bin/grep', '-E', '^(SigBlk|SigIgn|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):', '/proc/self/status'], { env: withProxy(), before: 'trap "" HUP INT QUIT TERM USR1 PIPE' });
         assert.equal(result.status, 0, result.stderr);
         const zero = '0000000000000000';
-        assert.equal(result.stdout, `CapInh:\t${zero}\nCapPrm:\t${zero}\nCapEff:\t${zero}\nCapAmb:\t${zero}\nNoNewPrivs:\t${noNewPrivs ? 1 : 0}\n`);
+        assert.equal(result.stdout, `SigBlk:\t${zero}\nSigIgn:\t${zero}\nCapInh:\t${zero}\nCapPrm:\t${zero}\nCapEff:\t${zero}\nCapAmb:\t${zero}\nNoNewPrivs:\t${noNewPrivs ? 1 : 0}\n`);
       });
     }
 
