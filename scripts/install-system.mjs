@@ -2,7 +2,7 @@
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), into-cgroup (root-only helper); glexec writes
+//                        addon), start-payload (root-only helper); glexec writes
 //                        glexec-main.<hash>.cache (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
@@ -139,14 +139,16 @@ execFileSync('gcc', [
 chownSync(shim, 0, 0);
 chmodSync(shim, 0o4755);
 
-// The helper that starts the payload inside its cgroup: run by root only, so root-only.
-const intoCgroup = join(lib, 'into-cgroup');
-execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie', '-Wl,-z,relro,-z,now', '-o', intoCgroup, join(root, 'shim/into-cgroup.c')], { stdio: 'inherit' });
-chownSync(intoCgroup, 0, 0);
-chmodSync(intoCgroup, 0o700);
+// The helper that starts the payload (cgroup, limits, identity, cwd, exec): run by root only, so
+// root-only. Static, so that no LD_* variable of the payload's environment is read while it is root.
+rmSync(join(lib, 'into-cgroup'), { force: true });
+const startPayload = join(lib, 'start-payload');
+execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-static-pie', '-Wl,-z,relro,-z,now', '-o', startPayload, join(root, 'shim/start-payload.c')], { stdio: 'inherit' });
+chownSync(startPayload, 0, 0);
+chmodSync(startPayload, 0o700);
 
 console.log(`installed ${shim} (setuid root; node ${node})`);
 console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);
 if (!existsSync(config)) console.log(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`);
-console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${lib}/into-cgroup`);
+console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${lib}/start-payload`);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);

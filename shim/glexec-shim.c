@@ -2,18 +2,25 @@
  * glexec setuid shim: the only code that runs with the caller's uid and root's euid at once.
  *
  * It does as little as it can, in this order:
+ *   0. block every signal (they stay pending until Node sets its own mask) and disarm the
+ *      caller's interval timers, so nothing can end the shim half-way;
  *   1. refuse unless the effective uid is 0 (installed setuid root, or run by root);
  *   2. make sure fds 0-2 are open (on /dev/null), so no file glexec opens can become stdio;
  *   3. record the caller's real uid, gid, supplementary groups and working directory;
  *   4. close every other inherited fd, then copy the caller's environment into a memfd, as data,
- *      and open the caller's proxy file with the caller's own ids (root never opens it);
- *   5. become fully root (groups, gid, uid), so no caller signal reaches the process and
- *      Node's SIGUSR1 inspector can never be opened by the caller;
- *   6. reset signal dispositions and mask, umask 022, cwd /; lift the resource limits a caller
- *      could use to make the root process fail half-way (after the payload started, before its
- *      completion record is written) or refuse to run, no core files, and pass the caller's
+ *      and open, with the caller's own ids (root never opens them), its working directory
+ *      (O_PATH, so the payload enters the very directory the caller was in) and its proxy file
+ *      (a relative name is taken in that directory);
+ *   5. become fully root (groups, gid, uid), so no caller signal reaches the process;
+ *   6. drop the process state a caller could leave for root: timer slack, oom_score_adj,
+ *      signal dispositions; umask 022, cwd /; lift the resource limits a
+ *      caller could use to make the root process fail half-way (after the payload started, before
+ *      its completion record is written) or refuse to run, no core files, and pass the caller's
  *      values on for the payload;
- *   7. exec the node and the program fixed at build time, with a fixed environment.
+ *   7. move the caller's stderr off descriptor 2 (Node's own C++ messages go to /dev/null) and
+ *      exec the node and the program fixed at build time, with a fixed environment and an
+ *      inspector address that can never be bound, so a SIGUSR1 before glexec's own handler is
+ *      in place cannot open a root inspector.
  *
  * Paths are compiled in (-D), so no caller input can choose the interpreter, the program or the
  * configuration file.
@@ -28,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -50,19 +59,41 @@ extern char **environ;
 #define EXIT_SYSTEM_ERROR 202
 /* Caller argument count is bounded by the kernel anyway; this bounds our own argv. */
 #define MAX_ARGS 65536
+/*
+ * Node 20 starts its inspector on SIGUSR1 until a JS listener replaces that handler (after the
+ * bundle loaded), and has no option to turn this off. It binds the host given here: ::1 with a
+ * non-numeric scope, which glibc's getaddrinfo refuses as EAI_NONAME while parsing (the scope of
+ * a loopback address is never looked up as an interface name), without reading a file or asking
+ * DNS. No configuration of the machine can make it resolve, so the inspector can never listen.
+ */
+#define INSPECTOR_NEVER "--inspect-port=[::1%glexec-no-inspector]"
+/* The kernel's default timer slack (50 us); PR_SET_TIMERSLACK 0 would restore the caller's. */
+#define DEFAULT_TIMER_SLACK_NS 50000UL
+/*
+ * glexec's oom_score_adj: below the payload's 0, so the OOM killer takes the payload (which gets 0
+ * back) before the root process that must write its record. Lowering needs CAP_SYS_RESOURCE;
+ * without it glexec takes 0, the lowest it may, and never keeps a caller's higher value.
+ */
+#define GLEXEC_OOM_SCORE_ADJ "-500"
+#define PAYLOAD_OOM_SCORE_ADJ "0"
+
+/* Where the caller's stderr is: 2 until move_caller_stderr() moves it. */
+static int caller_stderr = 2;
 
 static void die(const char *what) {
     /* stderr is open (step 2 runs first); one line, gLExec style. */
     if (errno)
-        fprintf(stderr, "glexec: %s: %s\n", what, strerror(errno));
+        dprintf(caller_stderr, "glexec: %s: %s\n", what, strerror(errno));
     else
-        fprintf(stderr, "glexec: %s\n", what);
+        dprintf(caller_stderr, "glexec: %s\n", what);
     exit(EXIT_SYSTEM_ERROR);
 }
 
 static void open_std_fds(void) {
     for (int fd = 0; fd <= 2; fd++) {
-        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+        if (fcntl(fd, F_GETFD) == -1) {
+            if (errno != EBADF)
+                die("cannot inspect a standard descriptor");
             int null_fd = open("/dev/null", O_RDWR);
             if (null_fd != fd) {
                 errno = 0;
@@ -124,20 +155,40 @@ static int environment_to_memfd(void) {
  * every other check on the descriptor. Returns the descriptor, or -1 with the errno in *error;
  * -1 with *error 0 when there is nothing to open (Node reports why).
  */
-static int open_proxy_as_caller(uid_t uid, gid_t gid, int *error) {
+static int open_proxy_as_caller(int cwd_fd, int *error) {
     const char *path = getenv("GLEXEC_CLIENT_CERT");
     if (path == NULL)
         path = getenv("X509_USER_PROXY");
     *error = 0;
-    if (path == NULL || path[0] != '/')
+    if (path == NULL || path[0] == '\0')
         return -1;
-    if (setegid(gid) != 0 || seteuid(uid) != 0)
-        die("cannot take the caller's identity to open its proxy");
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    /* A relative name is the caller's own, in its working directory (gLite's x509up_u<uid>_<n>). */
+    if (path[0] != '/' && cwd_fd < 0) {
+        *error = ENOENT;
+        return -1;
+    }
+    int fd = openat(path[0] == '/' ? AT_FDCWD : cwd_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     *error = fd < 0 ? errno : 0;
-    if (seteuid(0) != 0 || setegid(0) != 0)
-        die("cannot return to root after opening the proxy");
     return fd;
+}
+
+/*
+ * The caller's working directory itself ("." is not a path that could be swapped), as a handle
+ * only (O_PATH: no read access is needed or given); the payload enters it with fchdir, as the
+ * target. -1 when the caller's cwd cannot be opened.
+ */
+static int open_cwd_as_caller(void) {
+    return open(".", O_PATH | O_DIRECTORY);
+}
+
+static void as_caller(uid_t uid, gid_t gid) {
+    if (setegid(gid) != 0 || seteuid(uid) != 0)
+        die("cannot take the caller's identity to open its files");
+}
+
+static void back_to_root(void) {
+    if (seteuid(0) != 0 || setegid(0) != 0)
+        die("cannot return to root after opening the caller's files");
 }
 
 static void become_root(void) {
@@ -166,11 +217,13 @@ static const struct {
     const char *name;
 } lifted_limits[] = {
     {RLIMIT_CPU, "cpu"}, {RLIMIT_FSIZE, "fsize"}, {RLIMIT_AS, "as"}, {RLIMIT_DATA, "data"}, {RLIMIT_NOFILE, "nofile"},
-    {RLIMIT_CORE, "core"},
+    {RLIMIT_CORE, "core"}, {RLIMIT_STACK, "stack"},
 };
 #define LIFTED_COUNT (sizeof lifted_limits / sizeof lifted_limits[0])
 /* Enough descriptors for glexec itself, whatever the caller left. */
 #define MIN_NOFILE 1024
+/* Enough stack for Node (its default), and not unlimited, which would also change the mmap layout. */
+#define MIN_STACK (8UL * 1024 * 1024)
 
 static void format_limit(char *out, size_t size, rlim_t value) {
     if (value == RLIM_INFINITY)
@@ -206,16 +259,18 @@ static void lift_limits(void) {
     for (size_t i = 0; i < LIFTED_COUNT; i++) {
         int resource = lifted_limits[i].resource;
         struct rlimit wanted = {RLIM_INFINITY, RLIM_INFINITY};
-        if (resource == RLIMIT_NOFILE || resource == RLIMIT_CORE) {
+        if (resource == RLIMIT_NOFILE || resource == RLIMIT_CORE || resource == RLIMIT_STACK) {
             if (getrlimit(resource, &wanted) != 0)
                 die("getrlimit");
             if (resource == RLIMIT_CORE) {
                 wanted.rlim_cur = 0;
             } else {
-                if (wanted.rlim_max < MIN_NOFILE)
-                    wanted.rlim_max = MIN_NOFILE;
-                if (wanted.rlim_cur < MIN_NOFILE)
-                    wanted.rlim_cur = MIN_NOFILE;
+                rlim_t minimum = resource == RLIMIT_NOFILE ? MIN_NOFILE : MIN_STACK;
+                if (wanted.rlim_max < minimum)
+                    wanted.rlim_max = minimum;
+                /* The stack gets exactly the minimum: what Node expects, whatever the caller chose. */
+                if (wanted.rlim_cur < minimum || resource == RLIMIT_STACK)
+                    wanted.rlim_cur = minimum;
             }
         }
         if (setrlimit(resource, &wanted) != 0) {
@@ -226,25 +281,95 @@ static void lift_limits(void) {
     }
 }
 
+/*
+ * Every signal stays pending while the shim works (a root SIGUSR1 here would otherwise end it);
+ * Node sets its own mask at start-up, and a pending SIGUSR1 then meets Node's inspector handler,
+ * which cannot bind (INSPECTOR_NEVER).
+ */
+static void block_signals(void) {
+    sigset_t all;
+    if (sigfillset(&all) != 0 || sigprocmask(SIG_SETMASK, &all, NULL) != 0)
+        die("sigprocmask");
+}
+
 static void reset_signals(void) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     /* An ignored disposition survives exec; the caller must not choose ours. */
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
-        signal(sig, SIG_DFL);
+        /* glibc keeps two RT signals for itself (NPTL) and refuses them: nothing to reset there. */
+        if (signal(sig, SIG_DFL) == SIG_ERR && !(errno == EINVAL && sig >= 32 && sig < SIGRTMIN))
+            die("signal");
     }
 }
 
+/*
+ * Process state that survives the setuid exec and that the caller chose: armed interval timers
+ * (SIGALRM, SIGVTALRM, SIGPROF would end glexec without a record), its timer slack (which
+ * stretches every timeout of glexec), and its oom_score_adj (which makes the OOM killer pick
+ * root glexec first).
+ */
+static void disarm_interval_timers(void) {
+    static const int timers[] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+    struct itimerval disarmed;
+    memset(&disarmed, 0, sizeof disarmed);
+    for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
+        if (setitimer(timers[i], &disarmed, NULL) != 0)
+            die("setitimer");
+}
+
+static void drop_caller_process_state(void) {
+    if (prctl(PR_SET_TIMERSLACK, DEFAULT_TIMER_SLACK_NS, 0, 0, 0) != 0)
+        die("prctl(PR_SET_TIMERSLACK)");
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        die("cannot open /proc/self/oom_score_adj");
+    const char *value = GLEXEC_OOM_SCORE_ADJ;
+    ssize_t written = write(fd, value, strlen(value));
+    if (written < 0 && errno == EACCES) {
+        value = PAYLOAD_OOM_SCORE_ADJ;
+        written = write(fd, value, strlen(value));
+    }
+    if (written != (ssize_t)strlen(value))
+        die("cannot set glexec's oom_score_adj");
+    if (close(fd) != 0)
+        die("close");
+}
+
+/*
+ * Node prints the failed inspector start (and any fatal message of its own) on descriptor 2:
+ * that must not reach the caller. The caller's stderr moves to a descriptor of its own, which
+ * glexec writes its messages to and gives the payload as its stderr; 2 becomes /dev/null.
+ */
+static int move_caller_stderr(void) {
+    int moved = fcntl(2, F_DUPFD, 3);
+    if (moved < 0)
+        die("cannot keep the caller's stderr");
+    int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd < 0)
+        die("cannot open /dev/null");
+    if (dup2(null_fd, 2) != 2)
+        die("dup2");
+    if (close(null_fd) != 0)
+        die("close");
+    caller_stderr = moved;
+    return moved;
+}
+
 int main(int argc, char **argv) {
+    /* First: no signal and no armed timer may end the shim half-way. */
+    block_signals();
+    disarm_interval_timers();
     open_std_fds();
     if (geteuid() != 0) {
         errno = 0;
         die("not installed setuid root; ask the site administrator to run install-system");
     }
-    if (argc < 1 || argc > MAX_ARGS) {
+    if (argc < 1) {
+        errno = 0;
+        die("started without a program name (argc is 0); run it as glexec [options] payload [args]");
+    }
+    if (argc > MAX_ARGS) {
         errno = 0;
         die("too many arguments");
     }
@@ -261,17 +386,24 @@ int main(int argc, char **argv) {
     if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
         die("close_range");
     int env_fd = environment_to_memfd();
+    as_caller(caller_uid, caller_gid);
+    int cwd_fd = open_cwd_as_caller();
     int proxy_error;
-    int proxy_fd = open_proxy_as_caller(caller_uid, caller_gid, &proxy_error);
+    int proxy_fd = open_proxy_as_caller(cwd_fd, &proxy_error);
+    back_to_root();
 
     become_root();
     lift_limits();
+    drop_caller_process_state();
     reset_signals();
     umask(022);
     if (chdir("/") != 0)
         die("chdir /");
+    int stderr_fd = move_caller_stderr();
 
-    static char uid_arg[64], gid_arg[64], env_arg[64], proxy_arg[64];
+    static char uid_arg[64], gid_arg[64], env_arg[64], proxy_arg[64], cwd_fd_arg[64], stderr_arg[64];
+    snprintf(cwd_fd_arg, sizeof cwd_fd_arg, "--caller-cwd-fd=%d", cwd_fd);
+    snprintf(stderr_arg, sizeof stderr_arg, "--caller-stderr-fd=%d", stderr_fd);
     snprintf(uid_arg, sizeof uid_arg, "--caller-uid=%u", (unsigned)caller_uid);
     snprintf(gid_arg, sizeof gid_arg, "--caller-gid=%u", (unsigned)caller_gid);
     snprintf(env_arg, sizeof env_arg, "--caller-env-fd=%d", env_fd);
@@ -287,6 +419,7 @@ int main(int argc, char **argv) {
 
     const char *fixed[] = {
         GLEXEC_NODE,
+        INSPECTOR_NEVER,
         "--v8-pool-size=0",
         GLEXEC_PROGRAM,
         "--config=" GLEXEC_CONFIG_FILE,
@@ -294,6 +427,8 @@ int main(int argc, char **argv) {
         gid_arg,
         groups_arg,
         cwd_arg,
+        cwd_fd_arg,
+        stderr_arg,
         limits_arg,
         env_arg,
         proxy_arg,

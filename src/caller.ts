@@ -14,6 +14,10 @@ export interface ShimArgs {
   readonly callerGid: number;
   readonly callerGroups: readonly number[];
   readonly callerCwd: string;
+  /** The caller's working directory, opened by the shim with the caller's ids (O_PATH). */
+  readonly cwdFd: number | undefined;
+  /** The caller's stderr: the shim moved it off descriptor 2, where Node's own messages go. */
+  readonly stderrFd: number | undefined;
   readonly envFd: number | undefined;
   /** The caller's proxy, opened by the shim with the caller's ids: a descriptor, or the errno of the open. */
   readonly proxy: { readonly fd: number } | { readonly errno: number } | undefined;
@@ -30,6 +34,9 @@ export interface Caller {
   readonly name: string;
   readonly groupName: string;
   readonly cwd: string;
+  /** The working directory itself (the shim's descriptor): the payload enters it, not `cwd`. */
+  readonly cwdFd: number | undefined;
+  readonly stderrFd: number | undefined;
   readonly env: ReadonlyMap<string, string>;
   readonly limits: ReadonlyMap<LiftedResource, Limit>;
   readonly proxy: ShimArgs['proxy'];
@@ -40,6 +47,11 @@ const MAX_ENV_BYTES = 16 * 1024 * 1024;
 function idArg(value: string | undefined, name: string): number {
   if (value === undefined || !/^\d{1,10}$/.test(value)) throw systemError('shim.bad_args', `glexec was not started by its shim (bad ${name})`);
   return Number(value);
+}
+
+/** A descriptor the shim passed; -1 (it could not open it) or none is undefined. */
+function fdArg(value: string | undefined, name: string): number | undefined {
+  return value === undefined || value === '-1' ? undefined : idArg(value, name);
 }
 
 function proxyArg(named: ReadonlyMap<string, string>): ShimArgs['proxy'] {
@@ -67,6 +79,8 @@ export function parseShimArgs(args: readonly string[]): ShimArgs {
     callerGid: idArg(named.get('caller-gid'), 'caller gid'),
     callerGroups: groups === '' ? [] : groups.split(',').map((gid) => idArg(gid, 'caller groups')),
     callerCwd: named.get('caller-cwd') ?? '',
+    cwdFd: fdArg(named.get('caller-cwd-fd'), 'working directory descriptor'),
+    stderrFd: fdArg(named.get('caller-stderr-fd'), 'stderr descriptor'),
     envFd: envFd === undefined ? undefined : idArg(envFd, 'environment descriptor'),
     callerLimits: parseCallerLimits(named.get('caller-rlimits') ?? ''),
     proxy: proxyArg(named),
@@ -105,6 +119,8 @@ export function identifyCaller(shim: ShimArgs, account: CallerAccount = callerAc
   return {
     ...account,
     cwd: shim.callerCwd,
+    cwdFd: shim.cwdFd,
+    stderrFd: shim.stderrFd,
     env,
     limits: shim.callerLimits,
     proxy: shim.proxy,

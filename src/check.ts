@@ -19,7 +19,7 @@ import { subjectHash } from './proxy/dn';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
-import { intoCgroupHelper, PRLIMIT, SETPRIV } from './sys/proc';
+import { SETPRIV, startPayloadHelper } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -343,11 +343,11 @@ function checkContainment(config: Config): Finding[] {
   return [ok('containment', `payload cgroups under ${base}${config.max_processes > 0 ? `, pids.max ${config.max_processes}` : ''}`)];
 }
 
-function checkTools(config: Config): Finding[] {
-  const findings = [SETPRIV, PRLIMIT].map((tool) => (existsSync(tool) ? ok('tools', `${tool} present`) : error('tools', `${tool} is missing`, 'install util-linux')));
-  if (config.containment === 'cgroup' && !existsSync(intoCgroupHelper())) {
-    findings.push(error('tools', `${intoCgroupHelper()} is missing`, 'run npm run install-system again'));
-  }
+function checkTools(): Finding[] {
+  // setpriv runs the epilogue; start-payload starts every payload.
+  const findings = existsSync(SETPRIV) ? [ok('tools', `${SETPRIV} present`)] : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
+  const helper = startPayloadHelper();
+  findings.push(existsSync(helper) ? ok('tools', `${helper} present`) : error('tools', `${helper} is missing`, 'run npm run install-system again'));
   return findings;
 }
 
@@ -362,7 +362,7 @@ export async function checkInstallation(configPath: string, trustedUids: readonl
     ...checkEpilogueSetting(config),
     ...(await checkLog(config)),
     ...checkContainment(config),
-    ...checkTools(config),
+    ...checkTools(),
   ];
 }
 

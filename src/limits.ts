@@ -1,8 +1,8 @@
 /**
- * The caller's resource limits. The shim lifted cpu, fsize, as, data and nofile for glexec itself
- * (so a caller cannot make the root process fail after the payload started), set the soft core
- * limit to 0, and passed the caller's values on; the payload gets them back through prlimit, so batch-system limits still
- * bind the payload. The epilogue keeps glexec's own.
+ * The caller's resource limits. The shim lifted cpu, fsize, as, data, nofile and stack for glexec
+ * itself (so a caller cannot make the root process fail after the payload started), set the soft
+ * core limit to 0, and passed the caller's values on; the payload gets them back through
+ * start-payload, so batch-system limits still bind the payload. The epilogue keeps glexec's own.
  */
 import { ownLimit } from './sys/limits';
 
@@ -12,7 +12,7 @@ export interface Limit {
   readonly hard: LimitValue;
 }
 
-export const LIFTED_RESOURCES = ['cpu', 'fsize', 'as', 'data', 'nofile', 'core'] as const;
+export const LIFTED_RESOURCES = ['cpu', 'fsize', 'as', 'data', 'nofile', 'core', 'stack'] as const;
 export type LiftedResource = (typeof LIFTED_RESOURCES)[number];
 
 const parseValue = (text: string): LimitValue | undefined => (text === 'unlimited' ? 'unlimited' : /^\d{1,20}$/.test(text) ? Number(text) : undefined);
@@ -32,11 +32,11 @@ export function parseCallerLimits(text: string): Map<LiftedResource, Limit> {
 
 const same = (a: Limit, b: Limit): boolean => a.soft === b.soft && a.hard === b.hard;
 
-/** prlimit options that give the payload the caller's limits where glexec's own differ. */
+/** `name=soft:hard` for each limit of the caller that differs from glexec's own (start-payload's --rlimit). */
 export function payloadLimitOptions(callerLimits: ReadonlyMap<LiftedResource, Limit>, own: (resource: LiftedResource) => Limit = ownLimit): string[] {
   const options: string[] = [];
   for (const [resource, limit] of callerLimits) {
-    if (!same(limit, own(resource))) options.push(`--${resource}=${limit.soft}:${limit.hard}`);
+    if (!same(limit, own(resource))) options.push(`${resource}=${limit.soft}:${limit.hard}`);
   }
   return options;
 }

@@ -4,7 +4,8 @@
  */
 import { SignalRelay } from './linger';
 
-// First of all: no signal may find Node's default handling (SIGUSR1 would open the inspector).
+// First of all, so that signals for the payload are kept from the start. (SIGUSR1 can no longer
+// open Node's inspector before this: the shim gives Node an inspector address that never binds.)
 const relay = new SignalRelay();
 relay.install();
 
@@ -12,13 +13,14 @@ import { parseShimArgs } from './caller';
 import { ExitCode, GlexecError } from './errors';
 import { escapeControl } from './log/sanitize';
 import { run } from './pipeline';
-import { writeToCaller } from './sys/proc';
+import { writeWithDeadline } from './sys/proc';
+import { useCallerStderr, writeToCaller } from './sys/stderr';
 
 let silent = false;
 
 /** One line on the caller's stderr, unless the site asked for silence. */
 function tellCaller(message: string): void {
-  if (!silent) writeToCaller(2, `glexec: ${escapeControl(message)}\n`);
+  if (!silent) writeToCaller(`glexec: ${escapeControl(message)}\n`);
 }
 
 function fail(error: unknown): never {
@@ -37,16 +39,17 @@ function main(): void {
   let shim;
   try {
     shim = parseShimArgs(process.argv.slice(2));
+    if (shim.stderrFd !== undefined) useCallerStderr(shim.stderrFd);
   } catch (error) {
     fail(error);
   }
   run(shim, relay, {
-    out: (text) => writeToCaller(1, text),
+    out: (text) => writeWithDeadline(1, text),
     silence: () => {
       silent = true;
     },
     warn: (text) => {
-      if (!silent) writeToCaller(2, `glexec: warning: ${escapeControl(text)}\n`);
+      if (!silent) writeToCaller(`glexec: warning: ${escapeControl(text)}\n`);
     },
     error: tellCaller,
   }).then((code) => process.exit(code), fail);

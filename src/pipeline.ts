@@ -3,7 +3,7 @@
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
  */
 import { monotonicMs } from './clock';
-import { lstatSync, statSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Caller, callerAccount, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction, usageError } from './cli';
@@ -25,10 +25,11 @@ import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import { findCreatedProxies, ownStartTime, registerCreatedProxy, type Registration, registryKey, removeLocked, renewLocked } from './proxy/registry';
-import { removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
+import { DISCARD_TARGET, readTargetProxySource, removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { findAccount } from './sys/identity';
-import { helperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
+import { helperStatus, type HelperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
+import { callerStderrFd } from './sys/stderr';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
 import { VERSION } from './version';
@@ -54,12 +55,15 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
 
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
   await warnIfSyslogUnheard(loaded.config, reporter);
+  let targetProxySource: Buffer | undefined;
   try {
     // The white lists come first: a caller in none of them gets nothing read or logged but its refusal.
     const account = callerAccount(shim);
     checkWhiteLists(account, loaded.config, log);
     const caller = identifyCaller(shim, account);
     log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
+    // Read (under its lock) before the checks: waiting for a caller's lock cannot come between them and the start.
+    targetProxySource = readTargetProxySourceEarly(caller, loaded.config);
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
@@ -71,7 +75,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     let payload: PayloadRun;
     let targetProxy: TargetProxyCopy | undefined;
     try {
-      targetProxy = copyTargetProxy(caller, target, loaded.config, log);
+      targetProxy = copyTargetProxy(caller, target, loaded.config, log, targetProxySource);
       payloadEnv = buildEnvironment(caller, target, targetProxy?.written.path, loaded.config, log);
       if (epilogue) checkEpilogueEnvironment(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args });
       payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
@@ -108,6 +112,7 @@ export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter
     }
     throw recordNotWritten(delivery);
   } catch (error) {
+    targetProxySource?.fill(0);
     logRefusal(log, error);
     throw error;
   }
@@ -161,7 +166,7 @@ async function renewTargetProxy(shim: ShimArgs, reporter: Reporter): Promise<num
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
-    const request = targetProxyRequest(caller.env, loaded.config);
+    const request = targetProxyRequest(caller.env, loaded.config, caller.cwd);
     if (request === undefined) throw clientError('renewal.no_target', 'no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)');
     const renewed = request.targetPath === undefined ? renewCreatedCopies(request, caller, target, loaded.config) : [writeTargetProxy(request, caller, target, targetProxyLocks(loaded.config))];
     const delivery = await log.audit('proxy renewed', {
@@ -259,18 +264,6 @@ function mapToTarget(proxy: VerifiedProxy, config: Config, log: Log): Target {
   return resolveTarget(mapping.account, proxy.identityDn);
 }
 
-/** The caller's working directory if it still exists, else the target's home, else `/`. */
-function payloadWorkingDirectory(caller: Caller, target: Target): string {
-  for (const candidate of [caller.cwd, target.home]) {
-    try {
-      if (candidate.startsWith('/') && statSync(candidate).isDirectory() && !lstatSync(candidate).isSymbolicLink()) return candidate;
-    } catch {
-      // Try the next one.
-    }
-  }
-  return '/';
-}
-
 /** A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before anything runs. */
 function checkEpilogueTrust(config: Config, target: Target): EpilogueRunner | undefined {
   const runner = resolveEpilogueRunner(config);
@@ -294,11 +287,21 @@ function targetProxyLocks(config: Config): TargetProxyLocks {
   return { input: config.input_lock_mechanism, target: config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism };
 }
 
-/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target. */
-function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log): TargetProxyCopy | undefined {
-  const request = targetProxyRequest(caller.env, config);
+/**
+ * The source proxy's bytes when a target proxy is wanted (read as the caller, under its lock);
+ * none for GLEXEC_TARGET_PROXY=/dev/null, which reads no source.
+ */
+function readTargetProxySourceEarly(caller: Caller, config: Config): Buffer | undefined {
+  const request = targetProxyRequest(caller.env, config, caller.cwd);
+  if (request === undefined || request.targetPath === DISCARD_TARGET) return undefined;
+  return readTargetProxySource(request, caller, targetProxyLocks(config));
+}
+
+/** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target; `source` is zeroed. */
+function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log, source: Buffer | undefined): TargetProxyCopy | undefined {
+  const request = targetProxyRequest(caller.env, config, caller.cwd);
   if (request === undefined) return undefined;
-  const written = writeTargetProxy(request, caller, target, targetProxyLocks(config));
+  const written = writeTargetProxy(request, caller, target, targetProxyLocks(config), source);
   if (written.kind === 'discarded') {
     log.info('target proxy discarded: GLEXEC_TARGET_PROXY is /dev/null', { source: request.sourcePath });
     return { written };
@@ -346,29 +349,46 @@ function requireSetpriv(): void {
 
 async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, containment: Containment, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
   if (containment.mode === 'pgid') log.notice('containment by process group', { reason: containment.reason });
-  const cwd = payloadWorkingDirectory(caller, target);
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
   const started = monotonicMs();
-  const limitOptions = payloadLimitOptions(caller.limits);
-  if (limitOptions.length > 0) log.info('the payload gets the caller\'s resource limits', { limits: limitOptions });
+  const limits = payloadLimitOptions(caller.limits);
+  if (limits.length > 0) log.info('the payload gets the caller\'s resource limits', { limits });
   const who = { uid: target.uid, gid: target.gid, groups: target.groups, noNewPrivs: config.no_new_privs };
-  const child = spawnAsTarget(who, action.payload, action.args, env, cwd, limitOptions, cgroupProcsFiles(containment));
+  const start = { cgroupProcs: cgroupProcsFiles(containment), limits, cwdFd: caller.cwdFd, home: target.home, noSymlink: config.prohibit_exec_via_symlink, stderrFd: callerStderrFd() };
+  let child;
+  try {
+    child = spawnAsTarget(who, action.payload, action.args, env, start);
+  } finally {
+    // Only the payload's start needed the caller's directory; the epilogue must not inherit it.
+    if (caller.cwdFd !== undefined) closeSync(caller.cwdFd);
+  }
   const exited = waitForExit(child);
   if (child.pid === undefined) {
     const error = await exited.then(() => undefined, (reason: unknown) => reason);
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
   const pid = child.pid;
-  const helperFailure = helperStatus(child);
+  const status = helperStatus(child);
   relay.attach(pid, emergencyKill(containment));
+  // The status pipe closes at the payload's exec (or when the helper fails): then the directory
+  // the payload really entered is known.
+  const { cwd } = await status;
   log.info('payload started', { payloadPid: pid, target: target.name, cwd });
   const ending = await exited;
   relay.detach();
-  const failure = await helperFailure;
-  if (failure !== '') throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure}`);
+  throwStartFailure((await status).failure, action.payload, target);
   const durationMs = Math.round(monotonicMs() - started);
   log.info('payload ended', { payloadPid: pid, ending, durationMs });
-  return { pid, cwd, ending, durationMs };
+  return { pid, cwd: cwd ?? '', ending, durationMs };
+}
+
+/** start-payload's own failure: glexec's (202), a symlink refused at exec (201), or the exec's (126). */
+function throwStartFailure(failure: HelperStatus['failure'], payload: string, target: Target): void {
+  if (failure === undefined) return;
+  if (failure.kind === 'join') throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure.message}`);
+  if (failure.kind === 'symlink') throw clientError('payload.symlink', `payload ${payload} is a symbolic link and prohibit_exec_via_symlink is set`);
+  if (failure.kind === 'exec') throw new GlexecError(ExitCode.cannotExecute, 'payload.exec_failed', `payload ${payload} cannot be executed by ${target.name}: ${failure.message}`);
+  throw systemError('payload.start_failed', `cannot start the payload: ${failure.message}`);
 }
 
 /** What the payload left running, logged process by process. */

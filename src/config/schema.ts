@@ -176,7 +176,7 @@ export const configSchema = {
   preserve_env_variables: spec({ parse: preservedNames, default: [], status: 'used',
     doc: 'Extra caller variables kept for the payload, besides GLEXEC_*.' }),
   prohibit_exec_via_symlink: spec({ parse: yesNo, default: false, status: 'used',
-    doc: 'Refuse a payload path whose last component is a symbolic link.' }),
+    doc: 'Refuse a payload path whose last component is a symbolic link: checked before the run, and again by the exec itself (execveat with AT_SYMLINK_NOFOLLOW), so a file swapped for a link after the check is refused too.' }),
   pedantic_security_checks: spec({ parse: yesNo, default: false, status: 'ignored',
     doc: 'This glexec always applies its strict checks.' }),
   create_target_proxy: spec({ parse: yesNo, default: true, status: 'used',

@@ -17,13 +17,15 @@ export interface ProxyLocation {
   readonly path: string;
 }
 
-/** GLEXEC_CLIENT_CERT, else X509_USER_PROXY. A variable that is set but empty is an error. */
+/**
+ * GLEXEC_CLIENT_CERT, else X509_USER_PROXY. A variable that is set but empty is an error. A
+ * relative name is the caller's, in its working directory: the shim opened it there, as the caller.
+ */
 export function locateProxy(env: ReadonlyMap<string, string>): ProxyLocation {
   for (const variable of ['GLEXEC_CLIENT_CERT', 'X509_USER_PROXY'] as const) {
     const path = env.get(variable);
     if (path === undefined) continue;
     if (path === '') throw clientError('proxy.empty_name', `${variable} is set but empty`);
-    if (!path.startsWith('/')) throw clientError('proxy.relative_path', `${variable} must be an absolute path, got '${path}'`);
     return { variable, path };
   }
   throw clientError('proxy.missing', 'no proxy given: set GLEXEC_CLIENT_CERT (or X509_USER_PROXY) to the proxy file');

@@ -49,7 +49,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { LockMechanism } from '../config/schema';
 import { GlexecError, clientError, systemError } from '../errors';
 import { type EffectiveIdentity, withEffectiveIdentity } from '../sys/identity';
@@ -122,13 +122,13 @@ function checkedPath(variable: string, path: string): string {
  * GLEXEC_TARGET_PROXY and create_target_proxy = no). A GLEXEC_SOURCE_PROXY or GLEXEC_TARGET_PROXY
  * that is set but empty, or relative, is a 201 whatever create_target_proxy says.
  */
-export function targetProxyRequest(env: ReadonlyMap<string, string>, config: { readonly create_target_proxy: boolean }): TargetProxyRequest | undefined {
+export function targetProxyRequest(env: ReadonlyMap<string, string>, config: { readonly create_target_proxy: boolean }, callerCwd = '/'): TargetProxyRequest | undefined {
   const explicitSource = env.get('GLEXEC_SOURCE_PROXY');
   const targetPath = env.get('GLEXEC_TARGET_PROXY');
   if (explicitSource !== undefined) checkedPath('GLEXEC_SOURCE_PROXY', explicitSource);
   if (targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', targetPath);
   if (targetPath === undefined && !config.create_target_proxy) return undefined;
-  const source = explicitSource !== undefined ? { variable: 'GLEXEC_SOURCE_PROXY' as const, path: explicitSource } : clientProxy(env);
+  const source = explicitSource !== undefined ? { variable: 'GLEXEC_SOURCE_PROXY' as const, path: explicitSource } : clientProxy(env, callerCwd);
   return {
     sourceVariable: source.variable,
     sourcePath: source.path,
@@ -137,9 +137,11 @@ export function targetProxyRequest(env: ReadonlyMap<string, string>, config: { r
   };
 }
 
-function clientProxy(env: ReadonlyMap<string, string>): { variable: SourceVariable; path: string } {
+/** The client proxy; a relative name is taken in the caller's working directory (and read as the caller). */
+function clientProxy(env: ReadonlyMap<string, string>, callerCwd: string): { variable: SourceVariable; path: string } {
   try {
-    return locateProxy(env);
+    const { variable, path } = locateProxy(env);
+    return { variable, path: resolve(callerCwd, path) };
   } catch (error) {
     if (error instanceof GlexecError && error.code === 'proxy.missing') {
       throw clientError('target_proxy.no_source', 'no proxy to copy for the target: set GLEXEC_SOURCE_PROXY (or GLEXEC_CLIENT_CERT)');
@@ -159,23 +161,34 @@ export type WrittenTargetProxy =
   | { readonly kind: 'discarded'; readonly path: typeof DISCARD_TARGET };
 
 /**
- * Copies the source proxy to the target proxy (see the file comment). The proxy's bytes are held
- * in one buffer, zeroed before return.
+ * The source proxy's bytes, read as the caller under input_lock_mechanism. glexec reads it before
+ * its checks, so that a lock the caller holds on its own file can only delay the start of the run,
+ * never open a gap between the checks and the payload's start. The caller zeroes the buffer.
+ */
+export function readTargetProxySource(request: TargetProxyRequest, caller: EffectiveIdentity, locks: TargetProxyLocks): Buffer {
+  return readSourceProxy(request, caller, locks.input, checkedWait(locks));
+}
+
+/**
+ * Copies the source proxy (`source`, from readTargetProxySource, else read here) to the target
+ * proxy (see the file comment). The proxy's bytes are held in one buffer, zeroed before return.
  */
 export function writeTargetProxy(
   request: TargetProxyRequest,
   caller: EffectiveIdentity,
   target: EffectiveIdentity,
   locks: TargetProxyLocks,
+  source?: Buffer,
 ): WrittenTargetProxy {
   if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
   if (request.targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', request.targetPath);
   if (request.targetPath === DISCARD_TARGET) {
+    source?.fill(0);
     requireNullDevice();
     return { kind: 'discarded', path: DISCARD_TARGET };
   }
   const waitSeconds = checkedWait(locks);
-  const proxy = readSourceProxy(request, caller, locks.input, waitSeconds);
+  const proxy = source ?? readSourceProxy(request, caller, locks.input, waitSeconds);
   try {
     if (request.targetPath === undefined) return { kind: 'created', ...createDefaultTargetProxy(proxy, target, locks.target, waitSeconds) };
     const destination: Destination = { path: request.targetPath, label: `GLEXEC_TARGET_PROXY ${quoted(request.targetPath)}` };

@@ -7,14 +7,13 @@ import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo
 import { basename, join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
-export const PRLIMIT = '/usr/bin/prlimit';
 
 declare const GLEXEC_BUNDLED: boolean | undefined;
 
-/** The root-only helper that joins the payload's cgroup and execs the rest (shim/into-cgroup.c). */
-export function intoCgroupHelper(): string {
+/** The root-only helper that starts the payload (shim/start-payload.c). */
+export function startPayloadHelper(): string {
   const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
-  return bundled ? join(__dirname, 'into-cgroup') : join(__dirname, '../../../build/into-cgroup');
+  return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');
 }
 
 export interface TargetIdentity {
@@ -35,34 +34,84 @@ export function setprivAvailable(): boolean {
   return existsSync(SETPRIV);
 }
 
-/**
- * PRIVILEGE: setpriv (util-linux) runs as root only long enough to set groups, then gid, then
- * uid (real, effective and saved), and execs the payload; the environment it gets was built from
- * nothing (payload/env.ts), so no caller variable can steer it while it is root. `detached` gives
- * the payload a new session and process group, so pid = pgid = sid = the pid returned here.
- */
-export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, cwd: string, limitOptions: readonly string[], cgroupProcs: readonly string[]): ChildProcess {
-  // Each step execs the next, keeping the pid: into-cgroup joins the payload's cgroup (so the
-  // payload is born there), prlimit sets the caller's limits, setpriv switches identity.
-  const chain = [
-    ...(cgroupProcs.length > 0 ? [intoCgroupHelper(), ...cgroupProcs, '--'] : []),
-    ...(limitOptions.length > 0 ? [PRLIMIT, ...limitOptions, '--'] : []),
-    SETPRIV,
-    ...setprivArgs(who, program, args),
-  ];
-  const [command = SETPRIV, ...rest] = chain;
-  // into-cgroup reports its own failure on descriptor 3 (closed on exec when all is well).
-  const stdio: StdioOptions = cgroupProcs.length > 0 ? ['inherit', 'inherit', 'inherit', 'pipe'] : 'inherit';
-  return spawn(command, rest, { detached: true, env, cwd, stdio, argv0: basename(command) });
+export interface PayloadStart {
+  /** The cgroup.procs files the payload joins before anything else. */
+  readonly cgroupProcs: readonly string[];
+  /** The caller's limits, as `name=soft:hard`. */
+  readonly limits: readonly string[];
+  /** The caller's working directory, opened by the shim; entered as the target. */
+  readonly cwdFd: number | undefined;
+  /** Where the payload starts when it may not enter the caller's directory. */
+  readonly home: string;
+  /** prohibit_exec_via_symlink: the exec itself refuses a symlink. */
+  readonly noSymlink: boolean;
+  /** The caller's stderr, the payload's descriptor 2. */
+  readonly stderrFd: number;
 }
 
-/** What into-cgroup wrote on its status pipe: empty when it started the payload. */
-export function helperStatus(child: ChildProcess): Promise<string> {
+/** start-payload's arguments (see shim/start-payload.c). */
+export function startPayloadArgs(who: TargetIdentity, program: string, args: readonly string[], start: PayloadStart): string[] {
+  return [
+    ...start.cgroupProcs.map((procs) => `--cgroup-procs=${procs}`),
+    ...start.limits.map((limit) => `--rlimit=${limit}`),
+    `--uid=${who.uid}`,
+    `--gid=${who.gid}`,
+    `--groups=${who.groups.join(',')}`,
+    ...(who.noNewPrivs ? ['--no-new-privs'] : []),
+    ...(start.cwdFd === undefined ? [] : [`--cwd-fd=${CWD_FD}`]),
+    `--home=${start.home}`,
+    ...(start.noSymlink ? ['--no-symlink'] : []),
+    '--',
+    program,
+    ...args,
+  ];
+}
+
+/** The slot of the caller's working directory in start-payload (after the status pipe). */
+const CWD_FD = 4;
+
+/**
+ * PRIVILEGE: start-payload runs as root only long enough to join the cgroup, set the limits,
+ * clear the inheritable and ambient capabilities, and set groups, then gid, then uid (real,
+ * effective and saved); everything after that (entering the working directory, the exec) is
+ * done as the target. The environment it gets was built from nothing (payload/env.ts), and the
+ * helper is linked statically, so no variable can steer it while it is root. `detached` gives
+ * the payload a new session and process group, so pid = pgid = sid = the pid returned here.
+ */
+export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, start: PayloadStart): ChildProcess {
+  const helper = startPayloadHelper();
+  // Descriptor 3: the helper's status pipe (closed on exec when all is well).
+  const stdio: StdioOptions = ['inherit', 'inherit', start.stderrFd, 'pipe', ...(start.cwdFd === undefined ? [] : [start.cwdFd])];
+  return spawn(helper, startPayloadArgs(who, program, args, start), { detached: true, env, cwd: '/', stdio, argv0: basename(helper) });
+}
+
+/** What start-payload reported: the directory it entered, and its failure if it had one. */
+export interface HelperStatus {
+  readonly cwd: string | undefined;
+  readonly failure: { readonly kind: 'join' | 'system' | 'exec' | 'symlink'; readonly message: string } | undefined;
+}
+
+export function parseHelperStatus(text: string): HelperStatus {
+  let cwd: string | undefined;
+  let failure: HelperStatus['failure'];
+  for (const line of text.split('\n')) {
+    const space = line.indexOf(' ');
+    const kind = space < 0 ? line : line.slice(0, space);
+    const rest = space < 0 ? '' : line.slice(space + 1);
+    if (kind === 'cwd') cwd = rest;
+    else if (kind === 'join' || kind === 'system' || kind === 'exec' || kind === 'symlink') failure = { kind, message: rest };
+    else if (line !== '') failure = { kind: 'system', message: line };
+  }
+  return { cwd, failure };
+}
+
+/** What start-payload wrote on its status pipe, once it closed (at the payload's exec, or its own exit). */
+export function helperStatus(child: ChildProcess): Promise<HelperStatus> {
   const pipe = child.stdio[3];
-  if (!pipe || !('on' in pipe)) return Promise.resolve('');
+  if (!pipe || !('on' in pipe)) return Promise.resolve({ cwd: undefined, failure: undefined });
   let text = '';
   pipe.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-  return new Promise((resolve) => pipe.once('close', () => resolve(text.trim())));
+  return new Promise((resolve) => pipe.once('close', () => resolve(parseHelperStatus(text))));
 }
 
 /**
@@ -119,15 +168,15 @@ export const CALLER_WRITE_DEADLINE_MS = 2000;
 const CAT = '/usr/bin/cat';
 
 /**
- * PRIVILEGE: writes `text` to the caller's stdout (1) or stderr (2) and never blocks glexec for
+ * PRIVILEGE: writes `text` to `fd`, the caller's stdout or stderr, and never blocks glexec for
  * longer than CALLER_WRITE_DEADLINE_MS. The caller owns the other end: a pipe it never drains
  * would block a write forever, and O_NONBLOCK cannot help, because the flag lives in the file
  * description the caller shares and may clear at any moment. So a short-lived child (cat, with
  * an empty environment) does the write, and is killed at the deadline. False when the text was
  * not written in full.
  */
-export function writeToCaller(fd: 1 | 2, text: string): boolean {
-  if (text === '') return true;
+export function writeWithDeadline(fd: number, text: string | Buffer): boolean {
+  if (text.length === 0) return true;
   const result = spawnSync(CAT, [], { input: text, stdio: ['pipe', fd, 'ignore'], env: {}, cwd: '/', timeout: CALLER_WRITE_DEADLINE_MS, killSignal: 'SIGKILL' });
   return result.error === undefined && result.status === 0;
 }

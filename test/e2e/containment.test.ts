@@ -198,17 +198,18 @@ describe('containment', { skip: noCgroup }, () => {
     }
   });
 
-  it('into-cgroup reports a failure to join on its status descriptor, which a started payload never inherits', () => {
-    const helper = join(system.root, 'prefix/lib/glexec/into-cgroup');
-    const failed = spawnSync(helper, [join(system.root, 'no-such-cgroup/cgroup.procs'), '--', '/bin/true'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+  it('start-payload reports a failure to join on its status descriptor, which a started payload never inherits', () => {
+    const helper = join(system.root, 'prefix/lib/glexec/start-payload');
+    const identity = [`--uid=${system.target.uid}`, `--gid=${system.target.gid}`, '--groups='];
+    const failed = spawnSync(helper, [`--cgroup-procs=${join(system.root, 'no-such-cgroup/cgroup.procs')}`, ...identity, '--', '/bin/true'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
     assert.equal(failed.status, 126);
-    assert.match(String(failed.output[3]), /^cannot open .*no-such-cgroup\/cgroup\.procs: No such file or directory\n$/);
+    assert.match(String(failed.output[3]), /^join cannot open .*no-such-cgroup\/cgroup\.procs: No such file or directory\n$/);
     const dir = join(system.cgroupBase ?? '', `status-test-${process.pid}`);
     mkdirSync(dir, { recursive: true });
     try {
-      const started = spawnSync(helper, [join(dir, 'cgroup.procs'), '--', '/bin/sh', '-c', 'ls /proc/$$/fd'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+      const started = spawnSync(helper, [`--cgroup-procs=${join(dir, 'cgroup.procs')}`, ...identity, '--', '/bin/sh', '-c', 'ls /proc/$$/fd'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8', cwd: '/' });
       assert.equal(started.status, 0, started.stderr);
-      assert.equal(String(started.output[3]), '');
+      assert.equal(String(started.output[3]), 'cwd /\n');
       assert.ok(!started.stdout.split('\n').includes('3'), `the payload inherited descriptor 3: ${started.stdout}`);
     } finally {
       spawnSync('rmdir', [dir]);

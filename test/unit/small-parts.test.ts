@@ -25,9 +25,9 @@ describe('resource limits', () => {
       [['cpu', { soft: 1, hard: 2 }], ['fsize', { soft: 'unlimited', hard: 'unlimited' }], ['as', { soft: 5, hard: 'unlimited' }]],
     );
   });
-  it('only limits that differ from glexec\'s own become prlimit options for the payload', () => {
+  it('only limits that differ from glexec\'s own are given to start-payload for the payload', () => {
     const own = () => ({ soft: 'unlimited' as const, hard: 'unlimited' as const });
-    assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited,fsize=512:1024'), own), ['--fsize=512:1024']);
+    assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited,fsize=512:1024'), own), ['fsize=512:1024']);
     assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited'), own), []);
   });
 });
@@ -167,11 +167,14 @@ describe('payload environment', () => {
 
 describe('shim arguments and the command line', () => {
   it('the shim arguments are read, and the caller\'s arguments follow -- unchanged', () => {
-    const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-rlimits=cpu=10:unlimited', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
+    const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-cwd-fd=5', '--caller-stderr-fd=4', '--caller-rlimits=cpu=10:unlimited', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
     assert.deepEqual(shim, {
-      configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', envFd: 3,
+      configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', cwdFd: 5, stderrFd: 4, envFd: 3,
       callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]), proxy: undefined, argv: ['/bin/echo', '--', '-V'],
     });
+  });
+  it('a working directory the shim could not open (-1) is no descriptor at all', () => {
+    assert.equal(parseShimArgs(['--caller-uid=1', '--caller-gid=1', '--caller-cwd-fd=-1', '--']).cwdFd, undefined);
   });
   it('arguments that did not come from the shim are refused', () => {
     assert.equal(thrown(() => parseShimArgs(['/bin/true'])).code, 'shim.bad_args');

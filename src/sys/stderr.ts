@@ -1,0 +1,64 @@
+/**
+ * The caller's stderr. The shim moved it off descriptor 2 (Node prints its own C++ messages there,
+ * such as a failed inspector start, and those must never reach the caller), so glexec writes its
+ * one-line messages to the descriptor the shim named, and gives that to the payload as its stderr.
+ */
+import { spawnSync } from 'node:child_process';
+import { fstatSync, readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { writeWithDeadline } from './proc';
+
+let callerStderr = 2;
+
+/** Makes `fd` the caller's stderr, for `writeToCaller` and for everything that uses process.stderr. */
+export function useCallerStderr(fd: number): void {
+  callerStderr = fd;
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done): void {
+      writeToCaller(chunk);
+      done();
+    },
+  });
+  Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => stream });
+}
+
+export function callerStderrFd(): number {
+  return callerStderr;
+}
+
+/**
+ * Whether a write to the caller's stderr would raise SIGTTOU: it is glexec's controlling
+ * terminal, glexec's process group is not the terminal's foreground group, and the terminal has
+ * `tostop`. Node resets an ignored SIGTTOU to the default at start-up and cannot ignore it from
+ * JavaScript, and with a handler the kernel restarts the write after every signal: glexec would
+ * spin at full CPU for as long as its group stays in the background. Such a write is skipped
+ * (the message is in the log).
+ */
+function writeWouldStop(): boolean {
+  try {
+    const terminal = fstatSync(callerStderr);
+    if (!terminal.isCharacterDevice()) return false;
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    // After the command name: state ppid pgrp session tty_nr tpgid …
+    const [, , pgrp, , ttyNr, foreground] = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    if (ttyNr !== terminal.rdev || foreground === pgrp) return false;
+    // tcgetattr is allowed from the background; stty reads the terminal on its stdin.
+    const settings = spawnSync('/usr/bin/stty', ['-a'], { stdio: [callerStderr, 'pipe', 'ignore'], encoding: 'utf8', env: {}, timeout: 5000 });
+    return settings.status !== 0 || !/(^|\s)-tostop(\s|$)/.test(settings.stdout);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Best effort, within a deadline (writeWithDeadline): a caller that closed its end, or never
+ * drains it, gets nothing, and glexec goes on.
+ */
+export function writeToCaller(text: string | Buffer): void {
+  try {
+    if (writeWouldStop()) return;
+    writeWithDeadline(callerStderr, text);
+  } catch {
+    // Nothing more can be done.
+  }
+}
