@@ -55,23 +55,24 @@ export function verdict(row: Row): string {
   return row.met ? 'met' : 'missed';
 }
 
-const figure = (value: number | null, unit: string): string => (value === null ? '-' : `${value.toFixed(1)} ${unit}`);
+/** Counts (rounds, processes) print as whole numbers, times and sizes with one decimal. */
+const figure = (value: number | null, unit: string): string => (value === null ? '-' : `${Number.isInteger(value) ? value : value.toFixed(1)} ${unit}`);
 
 /** The plain-text table: one line a row, its target and "met", "missed" or "not measured". */
 export function formatTable(rows: readonly Row[]): string {
-  const width = Math.max(4, ...rows.map((row) => row.name.length));
-  const header = `${'what'.padEnd(width)}  ${'value'.padStart(10)}  ${'baseline'.padStart(10)}  ${'ratio'.padStart(5)}  ${'target'.padEnd(10)}  verdict`;
-  const lines = rows.map((row) =>
-    [
-      row.name.padEnd(width),
-      figure(row.value, row.unit).padStart(10),
-      figure(row.baseline, row.unit).padStart(10),
-      (row.ratio === null ? '-' : row.ratio.toFixed(2)).padStart(5),
-      formatTarget(row.target, row.unit).padEnd(10),
-      verdict(row),
-    ].join('  '),
-  );
-  return [header, ...lines].join('\n');
+  const cells = rows.map((row) => [
+    row.name,
+    figure(row.value, row.unit),
+    figure(row.baseline, row.unit),
+    row.ratio === null ? '-' : row.ratio.toFixed(2),
+    formatTarget(row.target, row.unit),
+    verdict(row),
+  ]);
+  const header = ['what', 'value', 'baseline', 'ratio', 'target', 'verdict'];
+  const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => (line[column] as string).length)));
+  // Names and words to the left, numbers to the right.
+  const align = (text: string, column: number) => ([1, 2, 3].includes(column) ? text.padStart(widths[column] as number) : text.padEnd(widths[column] as number));
+  return [header, ...cells].map((line) => line.map(align).join('  ').trimEnd()).join('\n');
 }
 
 /** The median of the finite values (failed samples are NaN and left out); NaN if there are none. */

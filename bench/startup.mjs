@@ -5,6 +5,7 @@
 //   npm run bench -- --quick      the same rows with fewer runs and rounds
 //   npm run bench -- --runs=N     N runs a start-up row
 //   npm run bench -- --json       the rows as a JSON array instead of the table
+//   npm run bench -- --only=startup,default,memory,together,epilogue,leftovers
 // It never stops on a failed measurement: a process that ended before it was read is read again,
 // a failed run is run again, and what still fails is "not measured" in its row.
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,6 +20,9 @@ const quick = process.argv.includes('--quick');
 const asJson = process.argv.includes('--json');
 const runsArg = process.argv.find((arg) => arg.startsWith('--runs='));
 const runs = runsArg ? Number(runsArg.slice(7)) : quick ? 10 : 40;
+const onlyArg = process.argv.find((arg) => arg.startsWith('--only='));
+const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
+const benchStart = process.hrtime.bigint();
 const jobs = 64;
 const leftoverCount = 2000;
 if (process.getuid() !== 0) {
@@ -91,7 +95,8 @@ const signal = (pid, name) => {
   }
 };
 /** Runs one section; if it throws, its rows are "not measured" and the bench goes on. */
-const section = async (names, measure) => {
+const section = async (key, names, measure) => {
+  if (only !== undefined && !only.has(key)) return;
   try {
     await measure();
   } catch (error) {
@@ -131,7 +136,7 @@ try {
   // 1. Start-up, no epilogue, against node -e 0 (the target) and setpriv /bin/true (for scale).
   const plainName = 'glexec /bin/true vs node -e 0';
   const setprivName = 'glexec /bin/true vs setpriv /bin/true (for scale)';
-  await section([plainName, [plainName, 'ms', ratioAtMost(1.6)], [setprivName, 'ms']], () => {
+  await section('startup', [plainName, [plainName, 'ms', ratioAtMost(1.6)], [setprivName, 'ms']], () => {
     system.writeConfig(system.standardConfig(['log_level = 3']));
     const plain = alternate({
       glexec: () => timed('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true']),
@@ -145,7 +150,7 @@ try {
   // 2. The default-like set-up: the target proxy copied under flock, a caller rlimit (which the
   // payload gets back), the epilogue /usr/bin/true. node -e 0 goes through the same prlimit.
   const defaultName = 'glexec /bin/true, default-like set-up, vs node -e 0';
-  await section([defaultName, [defaultName, 'ms', ratioAtMost(2.0)]], () => {
+  await section('default', [defaultName, [defaultName, 'ms', ratioAtMost(2.0)]], () => {
     system.writeConfig(system.standardConfig(['log_level = 3', 'epilogue = /usr/bin/true', 'target_lock_mechanism = flock', 'input_lock_mechanism = flock']));
     const proxyEnv = { ...env, GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: join(system.scratch, 'bench-target-proxy.pem') };
     // A soft limit: a caller cannot lower the hard one and expect glexec to lift it (that is a 202).
@@ -154,6 +159,8 @@ try {
       glexec: () => timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, system.shim, '/bin/true'], proxyEnv),
       node: () => timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, process.execPath, '-e', '0']),
     });
+    // The row is only what it says if the proxy was in fact copied for the target.
+    if (!readFileSync(proxyEnv.GLEXEC_TARGET_PROXY).equals(readFileSync(pki.pilotProxy))) throw new Error('the target proxy was not copied');
     row(defaultName, likeDefault.glexec, 'ms', likeDefault.node, ratioAtMost(2.0));
   });
 
@@ -161,7 +168,7 @@ try {
   // (the glexec process and any helper it keeps), against idle nodes started beside them.
   const perJobName = 'lingering glexec: private memory per job (payload excluded) vs idle node';
   const allJobsName = `lingering glexec: private memory of ${jobs} jobs at once, in all`;
-  await section([perJobName, [perJobName, 'MB', valueAtMost(1)], [allJobsName, 'MB', valueAtMost(64)]], async () => {
+  await section('memory', [perJobName, [perJobName, 'MB', valueAtMost(1)], [allJobsName, 'MB', valueAtMost(64)]], async () => {
     system.writeConfig(system.standardConfig(['log_level = 3']));
     // The payload prints its pid and stays until the bench ends it: reading waits for that handshake.
     const lingering = Array.from({ length: jobs }, () =>
@@ -197,7 +204,7 @@ try {
   // 4. 64 at once, each with an epilogue that records that it ran.
   const togetherName = `${jobs} glexec /bin/true at once (with epilogue) vs ${jobs} node -e 0 at once`;
   const wrongName = `${jobs} glexec at once: rounds with a wrong exit code, epilogue count or record`;
-  await section([togetherName, [togetherName, 'ms', ratioAtMost(1.6)], [wrongName, 'rounds', valueAtMost(0)]], async () => {
+  await section('together', [togetherName, [togetherName, 'ms', ratioAtMost(1.6)], [wrongName, 'rounds', valueAtMost(0)]], async () => {
     const ledger = join(system.root, 'epilogue-ledger');
     const epilogue = system.installProgram('ledger.sh', `#!/bin/sh\necho "$GLEXEC_EPILOG_TARGET_PID" >> ${ledger}\n`);
     system.writeConfig(system.standardConfig(['log_level = 3', `epilogue = ${epilogue}`]));
@@ -209,7 +216,7 @@ try {
     };
     const concurrent = { glexec: [], node: [] };
     let wrong = 0;
-    for (let round = 0; round < (quick ? 2 : 5); round++) {
+    for (let round = 0; round < (quick ? 1 : 5); round++) {
       rmSync(ledger, { force: true });
       system.clearLog();
       const many = await together('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true']);
@@ -233,7 +240,7 @@ try {
   // later than configured SIGTERM and SIGKILL reach an epilogue that ignores SIGTERM.
   const termName = 'epilogue timeout precision: SIGTERM later than epilogue_timeout by';
   const killName = 'epilogue timeout precision: SIGKILL later than kill_grace by (incl. start)';
-  await section([termName, [termName, 'ms', valueAtMost(50)], [killName, 'ms', valueAtMost(50)]], () => {
+  await section('epilogue', [termName, [termName, 'ms', valueAtMost(50)], [killName, 'ms', valueAtMost(50)]], () => {
     const stamps = join(system.root, 'epilogue-stamps');
     const stubborn = system.installProgram('stubborn.sh', `#!/bin/sh\necho "start $(date +%s.%N)" > ${stamps}\ntrap 'echo "term $(date +%s.%N)" >> ${stamps}' TERM\nwhile :; do sleep 0.01; done\n`);
     const timeout = 0.3;
@@ -241,7 +248,7 @@ try {
     system.writeConfig(system.standardConfig(['log_level = 3', `epilogue = ${stubborn}`, `epilogue_timeout = ${timeout}`, `kill_grace = ${grace}`]));
     const termLate = [];
     const killLate = [];
-    for (let i = 0; i < (quick ? 8 : 30); i++) {
+    for (let i = 0; i < (quick ? 6 : 30); i++) {
       system.clearLog();
       rmSync(stamps, { force: true });
       spawnSync('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true'], { env, cwd: system.scratch, stdio: 'ignore' });
@@ -258,7 +265,7 @@ try {
   // 6. Killing leftovers: the payload leaves 2,000 sleeping processes; how long the cleanup takes.
   const killTimeName = `killing ${leftoverCount} leftovers`;
   const survivorName = `killing ${leftoverCount} leftovers: survivors`;
-  await section([killTimeName, [killTimeName, 'ms', valueAtMost(100)], [survivorName, 'processes', valueAtMost(0)]], () => {
+  await section('leftovers', [killTimeName, [killTimeName, 'ms', valueAtMost(100)], [survivorName, 'processes', valueAtMost(0)]], () => {
     system.writeConfig(system.standardConfig(['log_level = 3']));
     const spawner = system.installProgram('spawner.sh', `#!/bin/sh\ni=0\nwhile [ $i -lt ${leftoverCount} ]; do /bin/sleep 1000 >/dev/null 2>&1 & i=$((i+1)); done\n`);
     const killTimes = [];
@@ -295,4 +302,11 @@ if (asJson) {
   console.log(`glexec benchmark: ${runs} runs a start-up row (alternated), node ${process.version}, ${new Date().toISOString()}, load ${readOrEmpty('/proc/loadavg').split(' ').slice(0, 3).join(' ')}`);
   console.log(formatTable(rows));
   console.log(`${rows.filter((r) => r.met === true).length} targets met, ${missed} missed, ${unmeasured} not measured`);
+  // CPU time with every child reaped (glexec counts its payloads' and epilogues'): on a loaded
+  // machine, the share of the wall time this bench itself needed.
+  const stat = readOrEmpty('/proc/self/stat');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const childTicks = Number(fields[13]) + Number(fields[14]);
+  const own = process.cpuUsage();
+  console.log(`wall ${(ms(benchStart) / 1000).toFixed(1)} s, CPU ${((own.user + own.system) / 1e6 + childTicks / 100).toFixed(1)} s (bench and its reaped children)`);
 }
