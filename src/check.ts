@@ -19,6 +19,7 @@ import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { intoCgroupHelper, PRLIMIT, SETPRIV } from './sys/proc';
 import { requireTrustedPath, type TrustPolicy } from './trust';
+import { DEFAULT_CERTDIR, effectiveCertdir } from './lcmaps/certdir';
 
 export interface Finding {
   readonly level: 'ok' | 'warning' | 'error';
@@ -93,6 +94,15 @@ function checkWhiteLists(config: Config): Finding[] {
   if (unknownGroups.length > 0) findings.push(warning('white lists', `group_white_list names groups that do not exist: ${unknownGroups.join(', ')}`, 'correct the names'));
   if (findings.length === 0) findings.push(ok('white lists', `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}: ${entries.join(', ')}`));
   return findings;
+}
+
+/** The certdir a run would use; an lcmaps.db that cannot be read is reported by its own check. */
+function certdirToCheck(config: Config): string {
+  try {
+    return effectiveCertdir(config);
+  } catch {
+    return config.certdir === '' ? DEFAULT_CERTDIR : config.certdir;
+  }
 }
 
 function checkCertdir(certdir: string): Finding[] {
@@ -209,7 +219,7 @@ export function checkInstallation(configPath: string, trustedUids: readonly numb
   return [
     ...findings,
     ...checkWhiteLists(config),
-    ...checkCertdir(config.certdir),
+    ...checkCertdir(certdirToCheck(config)),
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),
     ...checkLog(config),

@@ -16,9 +16,11 @@ import { type SignalRelay, waitForExit } from './linger';
 import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './limits';
 import { clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
+import { effectiveCertdir } from './lcmaps/certdir';
 import { readLcmapsDb } from './lcmaps/db';
 import { mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
+import { targetFromMapping } from './mapping/mapped-target';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, readProxyFile } from './proxy/read';
@@ -147,7 +149,7 @@ function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy {
   const location = locateProxy(caller.env);
   const pem = readProxyFile(location, caller.uid, caller.proxy);
   return verifyProxyChain(pem, {
-    certdir: config.certdir,
+    certdir: effectiveCertdir(config),
     now: new Date(),
     requirePrivateKey: !config.omission_private_key_white_list.includes(caller.name),
   });
@@ -160,10 +162,10 @@ function mapToTarget(proxy: VerifiedProxy, config: Config, log: Log): Target {
     identityDn: proxy.identityDn,
     proxy,
     now: new Date(),
-    verifiedAgainstCertdir: config.certdir,
+    verifiedAgainstCertdir: effectiveCertdir(config),
   });
-  log.info('lcmaps policy mapped', { policy: mapping.policy, via: mapping.via, account: mapping.account });
-  return resolveTarget(mapping.account, proxy.identityDn);
+  log.info('lcmaps policy mapped', { policy: mapping.policy, via: mapping.via, account: mapping.account, gid: mapping.gid, groups: mapping.groups });
+  return targetFromMapping(mapping, proxy.identityDn);
 }
 
 /** The caller's working directory if it still exists, else the target's home, else `/`. */

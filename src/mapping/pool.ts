@@ -247,6 +247,12 @@ function existingLease(gmd: Gridmapdir, leaseName: string, dn: string, overrideI
     const lease = gmd.status(leaseName);
     if (lease === undefined) return { kind: 'none' };
     if (!lease.isFile) throw systemError('mapping.lease_not_file', `lease ${gmd.path(leaseName)} is not a regular file; the gridmapdir needs repair`);
+    if (lease.nlink === 1) {
+      // A solitary lease (its account was released by removing the account's link): LCMAPS
+      // removes it and leases anew, with or without -override_inconsistency.
+      gmd.tryUnlink(leaseName);
+      return { kind: 'none' };
+    }
     const names = lease.nlink > 1 ? gmd.names() : [];
     const shares = (name: string): boolean => gmd.sharesInode(name, lease, leaseName);
     const account = gmd.accounts(names).find(shares);

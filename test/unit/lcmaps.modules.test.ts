@@ -57,10 +57,24 @@ interface Recorder extends MappingEnvironment {
   readonly gridmapReads: string[];
 }
 
+/**
+ * A made-up account database: every name is an account whose uid is 2000 plus its length, in its
+ * own group (the same number) and group 3000; group names are `g<gid>`.
+ */
+const fakeAccounts: Pick<MappingEnvironment, 'lookupAccount' | 'lookupGroup'> = {
+  lookupAccount: (nameOrUid) => {
+    const name = typeof nameOrUid === 'number' ? 'x'.repeat(nameOrUid - 2000) : nameOrUid;
+    const uid = 2000 + name.length;
+    return { name, uid, gid: uid, groups: [uid, 3000] };
+  },
+  lookupGroup: (nameOrGid) => (typeof nameOrGid === 'number' ? nameOrGid : /^g([0-9]+)$/.test(nameOrGid) ? Number(nameOrGid.slice(1)) : undefined),
+};
+
 function environment(gridmapText: string, lease: (pool: string) => string = (pool) => `${pool}001`): Recorder {
   const leases: Recorder['leases'] = [];
   const gridmapReads: string[] = [];
   return {
+    ...fakeAccounts,
     leases,
     gridmapReads,
     readGridMap(path) {
@@ -208,7 +222,7 @@ describe('choosing the policies', () => {
 
   it('policies run in the order of the file, not of the setting, and the first that maps wins', () => {
     const text = 'good = "lcmaps_dummy_good.mod"\nla = "lcmaps_localaccount.mod -gridmap /a"\nlb = "lcmaps_localaccount.mod -gridmap /b"\nfirst:\nla -> good\nsecond:\nlb -> good\n';
-    const env: MappingEnvironment = { readGridMap: (path) => parseGridMap(`"${JANE}" user_of_${path.slice(1)}`, path), leasePoolAccount: () => assert.fail('no pools here') };
+    const env: MappingEnvironment = { ...fakeAccounts, readGridMap: (path) => parseGridMap(`"${JANE}" user_of_${path.slice(1)}`, path), leasePoolAccount: () => assert.fail('no pools here') };
     assert.deepEqual(mapAccount(db(text), 'second:first', input(), env), { account: 'user_of_a', policy: 'first', via: 'localaccount' });
     assert.deepEqual(mapAccount(db(text), 'second', input(), env), { account: 'user_of_b', policy: 'second', via: 'localaccount' });
   });
@@ -251,6 +265,7 @@ describe('running the EMI gLExec policy', () => {
 
   it('a site problem inside a module (202) stops the run instead of failing over', () => {
     const env: MappingEnvironment = {
+      ...fakeAccounts,
       readGridMap: () => {
         throw systemError('gridmap.untrusted', 'grid-mapfile is world-writable');
       },
@@ -357,6 +372,7 @@ describe('how a policy runs', () => {
   it('two modules mapping two different accounts fail the policy', () => {
     const text = `la = "lcmaps_localaccount.mod"\npa = "lcmaps_poolaccount.mod -gridmapdir /d -gridmapfile /pools"\nglexec:\nla -> pa\n`;
     const twoMaps: MappingEnvironment = {
+      ...fakeAccounts,
       readGridMap: (path) => parseGridMap(path === '/pools' ? `"${JANE}" .atlas` : `"${JANE}" jdoe`, path),
       leasePoolAccount: () => 'atlas007',
     };
