@@ -21,8 +21,6 @@ export type Containment =
   | { readonly mode: 'pgid'; readonly reason: string }
   | { readonly mode: 'off' };
 
-/** Where the leftover lists for epilogues are written: root's own runtime directory. */
-export const LEFTOVER_DIRECTORY = '/run/glexec';
 /** How long glexec waits for a killed cgroup to empty before it reports survivors. */
 const CGROUP_KILL_WAIT_MS = 5000;
 
@@ -108,12 +106,13 @@ function pgidMembers(payload: { pid: number; uid: number }): number[] {
   return scanProcesses(payload.uid, (stat) => stat.state !== 'Z' && (stat.pgid === payload.pid || stat.sid === payload.pid)).map((info) => info.pid);
 }
 
-export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }): string {
+/** The leftover list goes to runtime_directory (glexec.conf), root's own. */
+export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }, directory: string): string {
   // Concurrent runs may race to make the directory after a boot (/run is a tmpfs): recursive.
-  mkdirSync(LEFTOVER_DIRECTORY, { recursive: true, mode: 0o755 });
-  const st = lstatSync(LEFTOVER_DIRECTORY);
-  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022) throw systemError('containment.leftover_dir', `${LEFTOVER_DIRECTORY} must be a root-owned directory that only root can write`);
-  const path = join(LEFTOVER_DIRECTORY, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
+  mkdirSync(directory, { recursive: true, mode: 0o755 });
+  const st = lstatSync(directory);
+  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022) throw systemError('containment.leftover_dir', `${directory} must be a root-owned directory that only root can write`);
+  const path = join(directory, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
   const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'))];

@@ -255,7 +255,7 @@ function listLeftovers(containment: Containment, payload: PayloadRun, target: Ta
  * payload's cgroup and the list of leftovers (count, and a root-owned file).
  */
 async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: Omit<EpilogueContext, 'containmentVariables'>, containment: Containment, leftovers: Leftovers, config: Config, log: Log): Promise<EpilogueReport> {
-  const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner);
+  const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);
   try {
     const containmentVariables: Record<string, string> = {
       ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),

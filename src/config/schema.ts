@@ -168,6 +168,8 @@ export const configSchema = {
     doc: '`cgroup`: each payload in a cgroup v2 of its own, which nothing it forks can leave (falls back to `pgid` without a writable cgroup v2); `pgid`: its process group and session; `off`: no listing and no cleanup of leftovers.' }),
   cgroup_base: spec({ parse: optionalAbsolutePath, default: '', status: 'used', extension: true,
     doc: 'cgroup v2 directory under which glexec makes the payload cgroups (empty: <cgroup2 mount>/glexec). On systemd hosts, a delegated cgroup (see the README).' }),
+  runtime_directory: spec({ parse: absolutePath, default: '/run/glexec', status: 'used', extension: true,
+    doc: 'Root-owned directory (made if missing, 0755) for the leftover lists handed to the epilogue. A second glexec install on the same host gives each its own.' }),
   kill_leftovers: spec({ parse: yesNo, default: true, status: 'used', extension: true,
     doc: '`yes`: after the epilogue, end every process the payload left behind; `no`: only list them (log and epilogue).' }),
   max_processes: spec({ parse: nonNegativeInteger, default: 0, status: 'used', extension: true,

@@ -6,18 +6,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { TestPki } from '../helpers/pki-fixtures';
+import { killAccountProcesses, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { needsRoot, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
 let pki: TestPki;
 let out: string;
 const mounts = cgroupMounts();
-const cgroupBase = mounts.v2 === undefined ? undefined : join(mounts.v2, 'glexec');
 const noCgroup = needsRoot || (mounts.v2 === undefined ? 'no cgroup v2 is mounted here' : false);
 
 const proxyEnv = () => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
@@ -35,6 +34,7 @@ function running(uid: number, text: string): string[] {
 }
 
 function jobCgroups(): string[] {
+  const cgroupBase = system.cgroupBase;
   return cgroupBase && existsSync(cgroupBase) ? readdirSync(cgroupBase).filter((name) => name.startsWith('job-')) : [];
 }
 
@@ -63,7 +63,7 @@ describe('containment', { skip: noCgroup }, () => {
     system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, 'epilogue_timeout = 30']));
     const unrelated = unrelatedProcess(402);
     try {
-      await sleep(100);
+      await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
       const daemon = system.installProgram('daemon.sh', "#!/bin/sh\n/usr/bin/setsid /bin/sh -c '/bin/sleep 401 >/dev/null 2>&1 & exit 0' &\nsleep 0.3\nexit 0\n");
       const result = system.run([daemon], { env: proxyEnv() });
       assert.equal(result.status, 0, result.stderr);
@@ -76,7 +76,8 @@ describe('containment', { skip: noCgroup }, () => {
       assert.notEqual(Number(sid), completion().payloadPid, 'the daemon left the payload\'s session');
       const [count, cgroup] = readFileSync(join(out, 'vars'), 'utf8').trim().split(' ');
       assert.equal(Number(count), list.length - 1);
-      assert.match(cgroup ?? '', /\/glexec\/job-\d+-[0-9a-f]+$/);
+      assert.equal(dirname(cgroup ?? ''), system.cgroupBase);
+      assert.match(cgroup ?? '', /\/job-\d+-[0-9a-f]+$/);
       assert.deepEqual(running(system.target.uid, 'sleep 401'), []);
       assert.equal(running(system.target.uid, 'sleep 402').length, 1);
       const record = completion();
@@ -158,7 +159,7 @@ describe('containment', { skip: noCgroup }, () => {
     for (let run = 0; run < 100; run++) assert.equal(system.run([leaver], { env: proxyEnv() }).status, 0);
     assert.equal(jobCgroups().length, before);
     assert.deepEqual(running(system.target.uid, ''), []);
-    assert.equal(existsSync('/run/glexec') ? readdirSync('/run/glexec').filter((name) => name.startsWith(`leftovers-`)).length : 0, 0);
+    assert.equal(existsSync(system.runtimeDirectory) ? readdirSync(system.runtimeDirectory).filter((name) => name.startsWith(`leftovers-`)).length : 0, 0);
   });
 
   it('kill_leftovers = no lists what is left but lets it run, and keeps its cgroup', async () => {
@@ -169,33 +170,31 @@ describe('containment', { skip: noCgroup }, () => {
       assert.equal(running(system.target.uid, 'sleep 403').length, 1);
       const record = completion();
       assert.deepEqual([record.leftovers, record.cleanup, record.survivors], [1, 'none', 1]);
-      assert.match(String(record.keptCgroup), /\/glexec\/job-\d+-[0-9a-f]+$/);
+      assert.equal(dirname(String(record.keptCgroup)), system.cgroupBase);
+      assert.match(String(record.keptCgroup), /\/job-\d+-[0-9a-f]+$/);
       assert.ok(existsSync(String(record.keptCgroup)));
     } finally {
-      spawnSync('pkill', ['-KILL', '-f', 'sleep 403']);
+      killAccountProcesses(system.target.uid);
       const kept = system.logRecords().find((entry) => entry.msg === 'job completed')?.keptCgroup;
-      for (let i = 0; i < 500 && typeof kept === 'string' && existsSync(kept); i++) {
-        spawnSync('rmdir', [kept]);
-        await sleep(20);
-      }
+      if (typeof kept === 'string') await waitUntil(() => spawnSync('rmdir', [kept]).status === 0 || !existsSync(kept), `${kept} to be removable`);
     }
   });
 
   it('a failure after the payload ran still ends its leftovers and writes the completion record', () => {
     const epilogue = system.installProgram('noop.sh', '#!/bin/sh\nexit 0\n');
     system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
-    mkdirSync('/run/glexec', { recursive: true });
-    chmodSync('/run/glexec', 0o777);
+    mkdirSync(system.runtimeDirectory, { recursive: true });
+    chmodSync(system.runtimeDirectory, 0o777);
     try {
       const leaver = system.installProgram('leaver5.sh', '#!/bin/sh\n/bin/sleep 406 >/dev/null 2>&1 &\nexit 0\n');
       const result = system.run([leaver], { env: proxyEnv() });
       assert.equal(result.status, 202);
-      assert.equal(result.stderr, 'glexec: /run/glexec must be a root-owned directory that only root can write\n');
+      assert.equal(result.stderr, `glexec: ${system.runtimeDirectory} must be a root-owned directory that only root can write\n`);
       assert.deepEqual(running(system.target.uid, 'sleep 406'), []);
       const record = completion();
       assert.deepEqual([record.error, record.exitCode, record.cleanup], ['containment.leftover_dir', 202, 'killed']);
     } finally {
-      chmodSync('/run/glexec', 0o755);
+      chmodSync(system.runtimeDirectory, 0o755);
     }
   });
 
@@ -204,8 +203,8 @@ describe('containment', { skip: noCgroup }, () => {
     const failed = spawnSync(helper, [join(system.root, 'no-such-cgroup/cgroup.procs'), '--', '/bin/true'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
     assert.equal(failed.status, 126);
     assert.match(String(failed.output[3]), /^cannot open .*no-such-cgroup\/cgroup\.procs: No such file or directory\n$/);
-    const dir = join(cgroupBase ?? '', `status-test-${process.pid}`);
-    mkdirSync(dir);
+    const dir = join(system.cgroupBase ?? '', `status-test-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
     try {
       const started = spawnSync(helper, [join(dir, 'cgroup.procs'), '--', '/bin/sh', '-c', 'ls /proc/$$/fd'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
       assert.equal(started.status, 0, started.stderr);
@@ -242,7 +241,7 @@ describe('containment', { skip: noCgroup }, () => {
         assert.equal(running(system.target.uid, 'sleep 405').length, 1);
         assert.equal(completion().containment, 'off');
       } finally {
-        spawnSync('pkill', ['-KILL', '-f', 'sleep 405']);
+        killAccountProcesses(system.target.uid);
       }
     });
   });

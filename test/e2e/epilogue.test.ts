@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { checkEpilogue, type EpilogueRunner } from '../../src/epilogue';
 import { openChecked } from '../../src/sys/files';
 import { spawnFromDescriptor } from '../../src/sys/proc';
 import { TestPki } from '../helpers/pki-fixtures';
+import { hasEnded, processesOfAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -123,8 +123,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
         GLEXEC_EPILOG_LEFTOVER_COUNT: '0',
         GLEXEC_EPILOG_LEFTOVER_FILE: epilog.GLEXEC_EPILOG_LEFTOVER_FILE,
       });
-      assert.match(String(epilog.GLEXEC_EPILOG_TARGET_CGROUP), /^\/sys\/fs\/cgroup\/.*\/glexec\/job-\d+-[0-9a-f]+$/);
-      assert.match(String(epilog.GLEXEC_EPILOG_LEFTOVER_FILE), /^\/run\/glexec\/leftovers-\d+-[0-9a-f]+\.tsv$/);
+      assert.equal(dirname(String(epilog.GLEXEC_EPILOG_TARGET_CGROUP)), system.cgroupBase);
+      assert.match(String(epilog.GLEXEC_EPILOG_TARGET_CGROUP), /\/job-\d+-[0-9a-f]+$/);
+      assert.equal(dirname(String(epilog.GLEXEC_EPILOG_LEFTOVER_FILE)), system.runtimeDirectory);
+      assert.match(String(epilog.GLEXEC_EPILOG_LEFTOVER_FILE), /\/leftovers-\d+-[0-9a-f]+\.tsv$/);
       assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_SID), /^\d+$/);
       assert.match(String(epilog.GLEXEC_EPILOG_GLEXEC_PGID), /^\d+$/);
       assert.equal(supplementary.length, 1);
@@ -273,9 +275,12 @@ describe('the epilogue', { skip: needsRoot }, () => {
       configWithEpilogue(path);
       const go = join(system.scratch, 'go');
       rmSync(go, { force: true });
-      const child = system.start(['/bin/sh', '-c', `while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
+      const started = join(system.scratch, 'late-started');
+      rmSync(started, { force: true });
+      const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
       const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      await sleep(300);
+      // The payload runs, so glexec's check of the epilogue before the payload is behind us.
+      await waitUntil(() => existsSync(started), 'the payload to start');
       chmodSync(path, 0o777);
       writeFileSync(go, '');
       assert.equal(await exit, 202);
@@ -308,15 +313,16 @@ describe('the epilogue', { skip: needsRoot }, () => {
 
   describe('timeout and result', () => {
     it('an epilogue that ignores SIGTERM is killed after epilogue_timeout and kill_grace, and glexec exits 202', () => {
-      const path = epilogueScript('stubborn.sh', `trap '' TERM\necho started > ${out}/started\nwhile :; do sleep 0.05; done`);
+      const path = epilogueScript('stubborn.sh', `trap '' TERM\necho $$ > ${out}/started\nwhile :; do sleep 0.05; done`);
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.5', 'kill_grace = 0.5']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
       assert.equal(result.status, 202);
-      assert.ok(existsSync(join(out, 'started')));
+      const epiloguePid = Number(readFileSync(join(out, 'started'), 'utf8'));
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
       assert.equal(epilogue.result, 'timed_out');
       assert.equal(epilogue.forcefullyKilled, true);
-      assert.equal(spawnSync('pgrep', ['-f', 'stubborn.sh']).status, 1);
+      assert.ok(epiloguePid > 0);
+      assert.ok(hasEnded(epiloguePid), 'the epilogue still runs');
     });
 
     it('an epilogue that honours SIGTERM at the timeout ends without SIGKILL, still a 202', () => {
@@ -328,9 +334,11 @@ describe('the epilogue', { skip: needsRoot }, () => {
     });
 
     it('a background child the epilogue leaves behind is gone when glexec exits', () => {
-      configWithEpilogue(epilogueScript('bg.sh', '/bin/sleep 987 &\nexit 0'));
+      configWithEpilogue(epilogueScript('bg.sh', `/bin/sleep 987 &\necho $! > ${out}/bg\nexit 0`));
       assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
-      assert.equal(spawnSync('pgrep', ['-f', 'sleep 987']).status, 1);
+      const child = Number(readFileSync(join(out, 'bg'), 'utf8'));
+      assert.ok(child > 0);
+      assert.ok(hasEnded(child), 'the epilogue\'s child still runs');
       assert.notEqual((completion().epilogue as { leftovers: string }).leftovers, 'none');
     });
 
@@ -360,15 +368,15 @@ describe('the epilogue', { skip: needsRoot }, () => {
       configWithEpilogue(path);
       const unrelated = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '301'], { stdio: 'ignore', detached: true });
       try {
-        await sleep(100);
+        await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
         const result = system.run(['/bin/sh', '-c', '/bin/sleep 300 & exit 0'], { env: proxyEnv() });
         assert.equal(result.status, 0, result.stderr);
         const text = readFileSync(log, 'utf8');
         assert.match(text, /Sending SIGKILL to PIDs: \d+/);
         // The unrelated process is still listed (a killed one may still show as a zombie until init reaps it).
         assert.match(text, new RegExp(`Remaining processes from uid ${system.target.uid}:( \\d+)* ${unrelated.pid}\\b`));
-        assert.equal(spawnSync('pgrep', ['-f', 'sleep 300']).status, 1);
-        assert.equal(spawnSync('pgrep', ['-f', 'sleep 301']).status, 0);
+        assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 300'), []);
+        assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 301'), [unrelated.pid]);
         // The epilogue did the work: glexec's own cleanup found nothing left.
         assert.equal(completion().cleanup, 'none');
       } finally {
@@ -391,15 +399,15 @@ describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
     configWithEpilogue(path);
     const unrelated = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '303'], { stdio: 'ignore', detached: true });
     try {
-      await sleep(100);
+      await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
       const { status, stderr, datagrams } = system.runWithSyslog(['/bin/sh', '-c', '/bin/sleep 302 & exit 0'], { GLEXEC_CLIENT_CERT: pki.pilotProxy });
       assert.equal(status, 0, stderr);
       const reaped = datagrams.filter((line) => line.includes('glexec-epilogue'));
       assert.equal(reaped.length, 1, datagrams.join('|'));
       // daemon (3) * 8 + notice (5) = 29
       assert.match(reaped[0] ?? '', new RegExp(`^<29>.*glexec-epilogue: job of ${system.target.name}: sent SIGKILL to what was left in (cgroup \\S+|process group \\d+): \\d+ $`));
-      assert.equal(spawnSync('pgrep', ['-f', 'sleep 302']).status, 1);
-      assert.equal(spawnSync('pgrep', ['-f', 'sleep 303']).status, 0);
+      assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 302'), []);
+      assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 303'), [unrelated.pid]);
     } finally {
       unrelated.kill('SIGKILL');
     }

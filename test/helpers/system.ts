@@ -6,8 +6,9 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cgroupMounts } from '../../src/sys/cgroup';
 
 export const REPO = join(__dirname, '../../..');
 export const isRoot = process.getuid?.() === 0;
@@ -58,6 +59,10 @@ export class TestSystem {
   readonly scratch: string;
   /** Root-owned directory (0755) for fixture programs. */
   readonly bin: string;
+  /** This install's runtime_directory (leftover lists), not the host's /run/glexec. */
+  readonly runtimeDirectory: string;
+  /** This install's cgroup_base, beside any other install's; undefined without cgroup v2. */
+  readonly cgroupBase: string | undefined;
   pilot!: Account;
   target!: Account;
   /** A second pilot that is not white-listed. */
@@ -78,6 +83,9 @@ export class TestSystem {
     this.logFile = join(this.root, 'log/glexec_log');
     this.scratch = join(this.root, 'scratch');
     this.bin = join(this.root, 'bin');
+    this.runtimeDirectory = join(this.root, 'run');
+    const cgroup2 = cgroupMounts().v2;
+    this.cgroupBase = cgroup2 === undefined ? undefined : join(cgroup2, `glexec-test-${this.prefix}`);
   }
 
   /** Creates users, groups and directories, and installs glexec. */
@@ -161,6 +169,9 @@ export class TestSystem {
       'kill_grace = 1',
       // Tests that want a target proxy ask for it; the default would leave a copy in /tmp per run.
       'create_target_proxy = no',
+      // Its own runtime directory and cgroups: other installs may run on this host at the same time.
+      `runtime_directory = ${this.runtimeDirectory}`,
+      ...(this.cgroupBase === undefined ? [] : [`cgroup_base = ${this.cgroupBase}`]),
     ].filter((line) => !overridden.has(line.split('=')[0]?.trim()));
     return [...base, ...extra];
   }
@@ -270,11 +281,37 @@ export class TestSystem {
   }
 
   tearDown(): void {
-    for (const name of this.accounts) {
-      spawnSync('pkill', ['-KILL', '-u', name]);
-    }
+    this.removeCgroups();
+    // By account: these accounts are this install's own.
+    for (const name of this.accounts) spawnSync('pkill', ['-KILL', '-u', name]);
     for (const name of this.accounts) spawnSync('userdel', [name]);
     for (const name of this.groups) spawnSync('groupdel', [name]);
     rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** Ends whatever is left in this install's cgroups (a test that kept one), then removes them. */
+  private removeCgroups(): void {
+    const base = this.cgroupBase;
+    if (base === undefined || !existsSync(base)) return;
+    for (const name of readdirSync(base, { withFileTypes: true })) {
+      if (!name.isDirectory()) continue;
+      const job = join(base, name.name);
+      if (existsSync(join(job, 'cgroup.kill'))) writeFileSync(join(job, 'cgroup.kill'), '1');
+      removeCgroupDirectory(job);
+    }
+    removeCgroupDirectory(base);
+  }
+}
+
+/** rmdir of a cgroup succeeds once its killed processes are reaped: retried for a while. */
+function removeCgroupDirectory(path: string): void {
+  for (let attempt = 0; attempt < 2000; attempt++) {
+    try {
+      rmdirSync(path);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+      spawnSync('/bin/sleep', ['0.005']);
+    }
   }
 }

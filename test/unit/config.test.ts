@@ -29,7 +29,7 @@ describe('glexec.conf', () => {
         lcmaps_log_level: 0, lcmaps_voms_verification: true, lcas_libdir: '', lcas_db_file: '', lcas_log_file: '',
         lcas_debug_level: 0, lcas_log_level: 0, vomsdir: '', linger: true, preserve_env_variables: [],
         prohibit_exec_via_symlink: false, pedantic_security_checks: false, create_target_proxy: true,
-        target_lock_mechanism: 'flock', input_lock_mechanism: 'flock', lock_mechanism: 'flock', kill_grace: 5, containment: 'cgroup', cgroup_base: '', kill_leftovers: true, max_processes: 0, no_new_privs: false,
+        target_lock_mechanism: 'flock', input_lock_mechanism: 'flock', lock_mechanism: 'flock', kill_grace: 5, containment: 'cgroup', cgroup_base: '', runtime_directory: '/run/glexec', kill_leftovers: true, max_processes: 0, no_new_privs: false,
         epilogue: '', epilogue_user: 'root', epilogue_group: '', epilogue_timeout: 300, backlog_path: '',
         log_destination: 'syslog', log_file: '/var/log/glexec/glexec_log', log_file_group: 'root', log_level: 3,
         silent_logging: false, diff_syslog_levels: true, syslog_facility: 'daemon',
