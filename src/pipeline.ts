@@ -21,6 +21,7 @@ import { readLcmapsDb } from './lcmaps/db';
 import { mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { targetFromMapping } from './mapping/mapped-target';
+import { runLcmapsLibrary } from './lcmaps/library';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, readProxyFile } from './proxy/read';
@@ -145,19 +146,25 @@ function openConfigAndLog(path: string, reporter: Reporter): { loaded: LoadedCon
   }
 }
 
-function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy {
+/** The verified proxy, and its text for the LCMAPS library backend. */
+function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy & { readonly pem: string } {
   const location = locateProxy(caller.env);
   const pem = readProxyFile(location, caller.uid, caller.proxy);
-  return verifyProxyChain(pem, {
+  return { pem, ...verifyProxyChain(pem, {
     certdir: effectiveCertdir(config),
     now: new Date(),
     requirePrivateKey: !config.omission_private_key_white_list.includes(caller.name),
-  });
+  }) };
 }
 
 /** lcmaps.db policies when the site has one, else the grid-mapfile. */
-function mapToTarget(proxy: VerifiedProxy, config: Config, log: Log): Target {
+function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Config, log: Log): Target {
   if (config.lcmaps_db_file === '') return resolveTarget(mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile), proxy.identityDn);
+  if (config.lcmaps_backend === 'library') {
+    const run = runLcmapsLibrary(config, Buffer.from(proxy.pem, 'latin1'), effectiveCertdir(config), proxy.identityDn, log);
+    log.info('lcmaps library mapped', { policy: run.mapping.policy, account: run.mapping.account, uid: run.mapping.uid, gid: run.mapping.gid, groups: run.mapping.groups, poolindex: run.poolindex });
+    return targetFromMapping(run.mapping, proxy.identityDn);
+  }
   const mapping = mapAccount(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy, {
     identityDn: proxy.identityDn,
     proxy,

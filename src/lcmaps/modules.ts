@@ -92,7 +92,7 @@ export const systemMappingEnvironment: MappingEnvironment = {
   lookupGroup: (nameOrGid) => findGroup(nameOrGid)?.gid,
 };
 
-export type MappedBy = 'localaccount' | 'poolaccount' | 'dummy_good';
+export type MappedBy = 'localaccount' | 'poolaccount' | 'dummy_good' | 'library';
 
 export interface AccountMapping {
   readonly account: string;

@@ -363,6 +363,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         'lib/glexec/glexec-main.js root root 644 f',
         'lib/glexec/glexec.js root root 644 f',
         'lib/glexec/into-cgroup root root 700 f',
+        'lib/glexec/lcmaps-helper root root 700 f',
         'lib/glexec/posix.node root root 644 f',
         'sbin root root 755 d',
         'sbin/glexec root root 4755 f',

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeLeaseName } from '../../src/mapping/pool';
@@ -209,7 +209,7 @@ const CASES: Case[] = [
   { name: 'dummy_bad | localaccount falls back', proxy: 'jane', modules: () => ['bad = "lcmaps_dummy_bad.mod"'], policies: ['verify -> bad | local', 'local -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
 
   // poolaccount and the gridmapdir
-  { name: 'a pool account is leased', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`] },
+  { name: 'a pool account is leased', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[`/CN=holder 1`, w.poolAccounts[1]], [`/CN=holder 2`, w.poolAccounts[2]]] },
   { name: 'a leased pool account is leased again', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[POOL_USER, w.poolAccounts[1]]] },
   { name: 'a full pool refuses', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]) },
   { name: 'the one free account of a pool', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 2`, w.poolAccounts[2]]] },
@@ -381,10 +381,10 @@ function runOracle(c: Case): Outcome {
   return { mapped: { uid: uid ?? -1, gid: gid ?? -1, groups: [...new Set([gid ?? -1, ...field('sgids')])].sort((a, b) => a - b) }, gridmapdir: state };
 }
 
-function runGlexec(c: Case): Outcome {
+function runGlexec(c: Case, backend: 'builtin' | 'library' = 'builtin'): Outcome {
   const { db, policyNames } = prepare(c);
   resetGridmapdir(c);
-  const extra = [`lcmaps_db_file = ${db}`, `lcmaps_get_account_policy = ${policyNames.join(':')}`];
+  const extra = [`lcmaps_db_file = ${db}`, `lcmaps_get_account_policy = ${policyNames.join(':')}`, `lcmaps_backend = ${backend}`];
   system.writeConfig(system.standardConfig(extra).filter((line) => c.noConfigCertdir !== true || !line.startsWith('certdir')));
   const result = system.run(['/usr/bin/id'], { env: { GLEXEC_CLIENT_CERT: proxies.get(c.proxy) } });
   const state = gridmapdirState();
@@ -498,4 +498,67 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       assert.deepEqual(glexec, { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) }, summary);
     });
   }
+
+  // The same cases through lcmaps_backend = library: glexec verifies first, then the real LCMAPS
+  // maps, so only glexec's own verification (the differences above but the pool order) differs.
+  for (const c of CASES) {
+    it(`library backend: ${c.name}`, () => {
+      const oracle = runOracle(c);
+      const glexec = runGlexec(c, 'library');
+      const summary = `LCMAPS: ${describeOutcome(oracle)}\nglexec: ${describeOutcome(glexec)}`;
+      if (c.differs !== undefined && c.differs.key !== 'lowest-free-pool-account') {
+        assert.ok(!('mapped' in glexec), `glexec should refuse\n${summary}`);
+        assert.equal(glexec.refused, c.differs.status, summary);
+        return;
+      }
+      assert.deepEqual(glexec, { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) }, summary);
+    });
+  }
+
+  describe('the library backend refuses what it cannot trust, and gives LCMAPS\'s reason', () => {
+    const janeCase: Case = { name: 'jane', proxy: 'jane', gridmap: (w) => [`"${PLAIN}" ${w.target}`] };
+    /** Runs glexec on a fresh copy of the case's lcmaps.db, changed by `edit`. */
+    const runWith = (extra: string[], edit: (text: string) => string = (text) => text) => {
+      const { db } = prepare(janeCase);
+      writeFileSync(db, edit(readFileSync(db, 'utf8')), { mode: 0o644 });
+      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${db}`, 'lcmaps_get_account_policy = glexec_get_account', 'lcmaps_backend = library', ...extra]));
+      return system.run(['/usr/bin/id'], { env: { GLEXEC_CLIENT_CERT: proxies.get('jane') } });
+    };
+    const expectRefusal = (result: { status: number | null; stderr: string }, status: number, pattern: RegExp) => {
+      assert.match(result.stderr, pattern);
+      assert.equal(result.stderr.split('\n').length, 2, `one line: ${result.stderr}`);
+      assert.equal(result.status, status);
+    };
+
+    it('a DN LCMAPS does not map is a 203 with LCMAPS\'s reason', () => {
+      expectRefusal(runWith([]), 203, /^glexec: LCMAPS maps no account for \/C=NL\/O=Example\/CN=Jane Doe: .*No match for a localaccount/);
+    });
+
+    it('an lcmaps_libdir without the library is a 202 naming the file', () => {
+      expectRefusal(runWith([`lcmaps_libdir = ${world.emptyCertdir}`]), 202, new RegExp(`^glexec: LCMAPS library ${world.emptyCertdir}/liblcmaps\\.so\\.0 cannot be checked: ENOENT`));
+    });
+
+    it('a plug-in directory others can write is a 202 naming it', () => {
+      const plugins = join(system.root, 'open-plugins');
+      mkdirSync(plugins, { mode: 0o775 });
+      chmodSync(plugins, 0o775);
+      chownSync(plugins, 0, system.pilot.gid);
+      expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)), 202, new RegExp(`^glexec: LCMAPS plug-in directory ${plugins} is not trusted: .*writable by group`));
+    });
+
+    it('a plug-in that is a symbolic link to a file others own is a 202 naming the plug-in', () => {
+      const plugins = join(system.root, 'linked-plugins');
+      mkdirSync(plugins, { mode: 0o755 });
+      const foreign = join(system.bin, 'liblcmaps_localaccount.so');
+      writeFileSync(foreign, readFileSync(`${PLUGIN_DIR}/liblcmaps_localaccount.so`));
+      chownSync(foreign, system.pilot.uid, system.pilot.gid);
+      for (const name of ['verify_proxy', 'posix_enf']) symlinkSync(`${PLUGIN_DIR}/lcmaps_${name}.mod`, join(plugins, `lcmaps_${name}.mod`));
+      symlinkSync(foreign, join(plugins, 'lcmaps_localaccount.mod'));
+      expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)), 202, new RegExp(`^glexec: LCMAPS plug-in ${plugins}/lcmaps_localaccount\\.mod is not trusted: .*owned by uid ${system.pilot.uid}`));
+    });
+
+    it('a relative plug-in name without `path =` is a 202', () => {
+      expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps\n', '')), 202, /^glexec: .* line \d+: module 'verify' \(lcmaps_verify_proxy\.mod\) is not an absolute path and the file has no 'path ='/);
+    });
+  });
 });
