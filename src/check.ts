@@ -12,7 +12,9 @@ import { checkEpilogue, resolveEpilogueRunner } from './epilogue';
 import { GlexecError } from './errors';
 import { clampLogLevel } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
-import { compileAccountPolicies } from './lcmaps/modules';
+import { compileAccountPolicies, moduleKindOf, parsePolicyNames } from './lcmaps/modules';
+import { checkLibraryTrust, pluginFiles } from './lcmaps/library';
+import { lcmapsHelper } from './sys/lcmaps-helper';
 import { readGridMap } from './mapping/gridmap';
 import { openChecked, readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
@@ -147,12 +149,38 @@ function checkGridMap(path: string): Finding[] {
 }
 
 function checkLcmaps(config: Config): Finding[] {
+  if (config.lcmaps_backend === 'library') {
+    return attempt('lcmaps', `${TRUST_FIX}; install liblcmaps0 and the plug-ins, or set lcmaps_libdir`, () => {
+      const db = readLcmapsDb(config.lcmaps_db_file);
+      parsePolicyNames(config.lcmaps_get_account_policy);
+      const library = checkLibraryTrust(config, db);
+      if (!existsSync(lcmapsHelper())) return error('lcmaps', `${lcmapsHelper()} is missing`, 'run npm run install-system again');
+      const plugins = pluginFiles(db);
+      return ok('lcmaps', `backend library: ${library}, ${db.path ?? 'the plug-in directory'} and ${plugins.length} plug-in(s) (${plugins.join(', ')}) can only be changed by root`);
+    });
+  }
+  const missing = modulesWithoutBuiltin(config);
+  if (missing.length > 0) {
+    return [error('lcmaps', `backend builtin lacks the plug-in(s) ${missing.join(', ')} of ${config.lcmaps_db_file}`, 'set lcmaps_backend = library, so that the real LCMAPS runs them')];
+  }
   return attempt('lcmaps.db', `${TRUST_FIX}; correct the item named (glexec.conf(5) lists the modules and options glexec knows)`, () => {
     const db = readLcmapsDb(config.lcmaps_db_file);
     const compiled = compileAccountPolicies(db, config.lcmaps_get_account_policy);
     const policies = compiled.policies.map((policy) => policy.name).join(', ');
-    return ok('lcmaps.db', `${config.lcmaps_db_file}: syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`);
+    return ok('lcmaps.db', `${config.lcmaps_db_file}: backend builtin; syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`);
   });
+}
+
+/** The modules of the lcmaps.db policies that glexec's built-in backend has no equivalent of. */
+function modulesWithoutBuiltin(config: Config): string[] {
+  try {
+    const db = readLcmapsDb(config.lcmaps_db_file);
+    const used = new Set(db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])));
+    return [...db.modules.values()].filter((module) => used.has(module.name) && moduleKindOf(module.file) === undefined).map((module) => `${module.name} (${module.file})`);
+  } catch {
+    // An unreadable lcmaps.db is reported by the attempt that follows.
+    return [];
+  }
 }
 
 function checkEpilogueSetting(config: Config): Finding[] {

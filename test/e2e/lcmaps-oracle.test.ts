@@ -557,6 +557,22 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)), 202, new RegExp(`^glexec: LCMAPS plug-in ${plugins}/lcmaps_localaccount\\.mod is not trusted: .*owned by uid ${system.pilot.uid}`));
     });
 
+    it('glexec --check reports the library backend and that only root can change its files', () => {
+      prepare(janeCase);
+      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${join(system.root, 'etc/lcmaps.db')}`, 'lcmaps_get_account_policy = glexec_get_account', 'lcmaps_backend = library']));
+      const result = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
+      assert.match(result.stdout, new RegExp(`^ok +lcmaps: backend library: ${LIBRARY.replace(/\./g, '\\.')}.* /usr/lib/lcmaps and 3 plug-in\\(s\\) .* can only be changed by root$`, 'm'));
+    });
+
+    it('glexec --check names the modules the built-in backend lacks, with the fix', () => {
+      const { db } = prepare(janeCase);
+      writeFileSync(db, `${readFileSync(db, 'utf8')}\nvoms = "lcmaps_voms_localgroup.mod"\nvoms_policy:\nverify -> voms\n`, { mode: 0o644 });
+      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${db}`, 'lcmaps_get_account_policy = glexec_get_account']));
+      const result = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
+      assert.match(result.stdout, /^error +lcmaps: backend builtin lacks the plug-in\(s\) voms \(lcmaps_voms_localgroup\.mod\) of .* \(fix: set lcmaps_backend = library, so that the real LCMAPS runs them\)$/m);
+      assert.notEqual(result.status, 0);
+    });
+
     it('a relative plug-in name without `path =` is a 202', () => {
       expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps\n', '')), 202, /^glexec: .* line \d+: module 'verify' \(lcmaps_verify_proxy\.mod\) is not an absolute path and the file has no 'path ='/);
     });
