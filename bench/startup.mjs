@@ -5,7 +5,7 @@
 //   npm run bench -- --quick      the same rows with 20 runs and smaller loads (under a minute)
 //   npm run bench -- --runs=N
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +62,31 @@ try {
   const plain = alternate({ glexec: glexec('/bin/true'), node: nodeZero, setpriv: setprivTrue });
   row('glexec /bin/true vs node -e 0', plain.glexec, plain.node, 'ms', 1.25);
   row('glexec /bin/true vs setpriv /bin/true', plain.glexec, plain.setpriv, 'ms');
+
+  // 1b. Mapping cost of each LCMAPS backend against the grid-mapfile path (same DN, same account).
+  if (existsSync('/usr/lib/x86_64-linux-gnu/liblcmaps.so.0') && existsSync('/usr/lib/lcmaps/lcmaps_localaccount.mod')) {
+    const lcmapsDb = join(system.root, 'etc/bench-lcmaps.db');
+    writeFileSync(lcmapsDb, [
+      'path = /usr/lib/lcmaps',
+      `verifyproxy = "lcmaps_verify_proxy.mod" " -certdir ${system.certdir}"`,
+      `localaccount = "lcmaps_localaccount.mod" " -gridmapfile ${system.gridmapPath}"`,
+      'posix_enf = "lcmaps_posix_enf.mod"',
+      'glexec_get_account:',
+      'verifyproxy -> localaccount',
+      'localaccount -> posix_enf',
+      '',
+    ].join('\n'), { mode: 0o644 });
+    const configured = (lines) => () => {
+      system.writeConfig(system.standardConfig(['log_level = 3', ...lines]));
+      return glexec('/bin/true')();
+    };
+    const lcmaps = [`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account'];
+    const mapping = alternate({ gridmap: configured([]), builtin: configured([...lcmaps, 'lcmaps_backend = builtin']), library: configured([...lcmaps, 'lcmaps_backend = library']) });
+    row('glexec /bin/true, lcmaps.db builtin backend vs grid-mapfile', mapping.builtin, mapping.gridmap, 'ms');
+    row('glexec /bin/true, lcmaps.db library backend vs grid-mapfile', mapping.library, mapping.gridmap, 'ms');
+  } else {
+    console.error('bench: no LCMAPS (apt-get install liblcmaps0 lcmaps-plugins-basic-localaccount lcmaps-plugins-basic-posixenf lcmaps-plugins-verify-proxy): mapping rows left out');
+  }
 
   // 2. Start-up with /bin/true as the epilogue.
   system.writeConfig(system.standardConfig(['log_level = 3', 'epilogue = /usr/bin/true']));
