@@ -198,6 +198,30 @@ describe('races, played out step by step', () => {
     assert.equal(nlink(join(dir, 'atlas001')), 1, 'our claim on atlas001 was released');
   });
 
+  it('a solitary lease is moved aside before it is removed, so a lease published meanwhile for the same DN survives', () => {
+    const dir = gridmapdir(range('atlas', 2));
+    const leaseName = encodeLeaseName(dnOf(1));
+    writeFileSync(join(dir, leaseName), '');
+    let raced = false;
+    const fs: GridmapdirFs = {
+      ...realGridmapdirFs,
+      rename: (from, to) => {
+        if (!raced) {
+          // Another request for this DN removes the solitary lease and leases atlas002 first.
+          raced = true;
+          rmSync(join(dir, leaseName));
+          linkSync(join(dir, 'atlas002'), join(dir, leaseName));
+        }
+        realGridmapdirFs.rename(from, to);
+      },
+    };
+    assert.equal(lease(dir, 'atlas', dnOf(1), { fs }), 'atlas002');
+    assert.ok(raced);
+    assert.ok(sameFile(join(dir, leaseName), join(dir, 'atlas002')));
+    assert.equal(nlink(join(dir, 'atlas001')), 1, 'atlas001 stays free');
+    assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('.')), [], 'nothing is left aside');
+  });
+
   it('a link reported as EEXIST though it was made (a retried NFS LINK) still counts as made', () => {
     const dir = gridmapdir(range('atlas', 2));
     const fs: GridmapdirFs = {
