@@ -15,7 +15,7 @@ import { readLcmapsDb } from './lcmaps/db';
 import { compileAccountPolicies, moduleKindOf, parsePolicyNames } from './lcmaps/modules';
 import { checkLibraryTrust, pluginFiles } from './lcmaps/library';
 import { lcmapsHelper } from './sys/lcmaps-helper';
-import { mapDn, readGridMap } from './mapping/gridmap';
+import { mapDn, readGridMap, unquotedDnMistake } from './mapping/gridmap';
 import { childrenOf, contextTag, encodingOf, readRoot, Tag } from './proxy/der';
 import { subjectHash } from './proxy/dn';
 import { openChecked, readAllAndClose } from './sys/files';
@@ -253,6 +253,10 @@ function checkGridMap(path: string): Finding[] {
     const entries = readGridMap(path);
     const findings = [ok('grid-mapfile', `${path}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, syntax fine, only root can change it`)];
     // A pool entry fails every run that maps through it: the run's own refusal, as an error.
+    for (const entry of entries) {
+      const mistake = unquotedDnMistake(entry, path);
+      if (mistake !== undefined) findings.push(error('grid-mapfile', mistake, `write that line as "DN" account, the DN in double quotes`));
+    }
     const poolEntry = entries.find((entry) => (entry.accounts[0] ?? '').startsWith('.'));
     if (poolEntry !== undefined) {
       try {
@@ -264,7 +268,7 @@ function checkGridMap(path: string): Finding[] {
     const problems = new Map<string, string[]>();
     const note = (why: string, account: string) => problems.set(why, [...(problems.get(why) ?? []), account]);
     for (const account of new Set(entries.map((entry) => entry.accounts[0] ?? ''))) {
-      if (account.startsWith('.')) continue;
+      if (account.startsWith('.') || /[ \t]/.test(account)) continue;
       const found = findAccount(account);
       if (found === undefined) note('accounts that do not exist', account);
       else if (found.uid === 0 || found.gid === 0) note('root or root-group accounts, which glexec always refuses', account);

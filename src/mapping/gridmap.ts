@@ -17,6 +17,8 @@ export interface GridMapEntry {
   readonly dn: string;
   readonly accounts: readonly string[];
   readonly line: number;
+  /** Whether the DN was written in double quotes. */
+  readonly quoted: boolean;
 }
 
 const trimBlanks = (text: string): string => text.replace(/^[ \t]+|[ \t]+$/g, '');
@@ -25,7 +27,7 @@ const trimBlanks = (text: string): string => text.replace(/^[ \t]+|[ \t]+$/g, ''
  * Parses one line; undefined for blanks and comments. Throws a message for a malformed line.
  * `accountRequired: false` is for ban lists, whose lines may hold only a DN.
  */
-export function parseGridMapLine(text: string, options: { accountRequired?: boolean } = {}): { dn: string; accounts: string[] } | undefined {
+export function parseGridMapLine(text: string, options: { accountRequired?: boolean } = {}): { dn: string; accounts: string[]; quoted: boolean } | undefined {
   const line = trimBlanks(text);
   if (line === '' || line.startsWith('#')) return undefined;
   let dn: string;
@@ -46,7 +48,7 @@ export function parseGridMapLine(text: string, options: { accountRequired?: bool
     .map(trimBlanks)
     .filter((account) => account !== '');
   if (accounts.length === 0 && options.accountRequired !== false) throw new Error('no account after the DN');
-  return { dn, accounts };
+  return { dn, accounts, quoted: line.startsWith('"') };
 }
 
 export function parseGridMap(text: string, path: string, options: { accountRequired?: boolean } = {}): GridMapEntry[] {
@@ -90,13 +92,30 @@ export function findGridMapEntry(entries: readonly GridMapEntry[], dn: string, w
   return entries.find((entry) => gridMapDnMatches(entry.dn, dn, wildcards));
 }
 
+/**
+ * An unquoted DN ends at the first blank, as LCMAPS reads it, so `/C=NL/CN=Jane Doe jane` maps
+ * `/C=NL/CN=Jane` to an "account" with a blank in it: the common mistake of a DN without quotes.
+ * The message for such a line, or undefined.
+ */
+export function unquotedDnMistake(entry: GridMapEntry, path: string): string | undefined {
+  if (entry.quoted || !/[ \t]/.test(entry.accounts[0] ?? '')) return undefined;
+  return `${path} line ${entry.line}: the DN must be in double quotes (unquoted, it ends at the first blank: "${entry.dn}")`;
+}
+
 /** The account a DN maps to, by exact DN match. */
 export function mapDn(entries: readonly GridMapEntry[], dn: string, path: string): string {
   const entry = entries.find((candidate) => candidate.dn === dn);
-  if (entry === undefined) throw authorizationError('mapping.no_entry', `${dn} has no entry in grid-mapfile ${path}`);
+  if (entry === undefined) {
+    // The line the site meant for this DN, written without quotes, is a 202 that says so.
+    const meant = entries.find((candidate) => unquotedDnMistake(candidate, path) !== undefined && `${candidate.dn} ${candidate.accounts[0] ?? ''}`.startsWith(`${dn} `));
+    if (meant !== undefined) throw systemError('gridmap.unquoted_dn', unquotedDnMistake(meant, path) ?? '');
+    throw authorizationError('mapping.no_entry', `${dn} has no entry in grid-mapfile ${path}`);
+  }
+  const mistake = unquotedDnMistake(entry, path);
+  if (mistake !== undefined) throw systemError('gridmap.unquoted_dn', mistake);
   const account = entry.accounts[0] ?? '';
   if (account.startsWith('.')) {
-    throw systemError('mapping.pool_unsupported', `${path} line ${entry.line} maps to pool '${account}', and pool accounts are not supported yet`);
+    throw systemError('mapping.pool_unsupported', `${path} line ${entry.line} maps to pool '${account}': pool accounts need lcmaps_db_file with lcmaps_poolaccount.mod (see the README's LCMAPS section)`);
   }
   return account;
 }

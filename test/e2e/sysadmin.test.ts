@@ -279,12 +279,26 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     assert.ok(checked.stdout.split('\n').includes('ok      log: syslog, facility LOG_DAEMON'), checked.stdout);
   });
 
+  it('a DN without double quotes in the grid-mapfile: an error in --check naming the line, and the run refused with the same message (202)', () => {
+    assert.match(pki.userDn, / /, 'the test DN must hold a blank');
+    system.writeGridMap([`${pki.userDn} ${system.target.name}`]);
+    const { status, lines } = check();
+    assert.equal(status, 202);
+    const { message, fix } = finding(lines, 'error', 'grid-mapfile', 'double quotes');
+    assert.equal(message, `${system.gridmapPath} line 1: the DN must be in double quotes (unquoted, it ends at the first blank: "${pki.userDn.split(' ')[0]}")`);
+    assert.equal(fix, 'write that line as "DN" account, the DN in double quotes');
+    const run = system.run(['/bin/true'], { env: withProxy() });
+    assert.equal(run.stderr, `glexec: ${message}\n`);
+    assert.equal(run.status, 202);
+  });
+
   it('.pool entries in a grid-mapfile without lcmaps.db: an error in --check, with the run\'s own message', () => {
     system.writeGridMap([`"${pki.userDn}" .${system.prefix}pool`]);
     const { status, lines } = check();
     assert.equal(status, 202);
     const { message, fix } = finding(lines, 'error', 'grid-mapfile', 'pool');
     assert.match(fix, /lcmaps_db_file .*lcmaps_poolaccount\.mod/);
+    assert.match(message, /maps to pool '\.gx[0-9a-f]+pool': pool accounts need lcmaps_db_file with lcmaps_poolaccount\.mod \(see the README's LCMAPS section\)$/);
     const run = system.run(['/bin/true'], { env: withProxy() });
     assert.equal(run.stderr, `glexec: ${message}\n`);
     assert.equal(run.status, 202);

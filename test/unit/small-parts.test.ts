@@ -112,20 +112,20 @@ describe('log level', () => {
 
 describe('grid-mapfile', () => {
   it('a quoted DN and its accounts are read, the first account is the mapping', () => {
-    assert.deepEqual(parseGridMapLine('"/C=NL/O=Example/CN=Jane Doe" jane,other'), { dn: '/C=NL/O=Example/CN=Jane Doe', accounts: ['jane', 'other'] });
+    assert.deepEqual(parseGridMapLine('"/C=NL/O=Example/CN=Jane Doe" jane,other'), { dn: '/C=NL/O=Example/CN=Jane Doe', accounts: ['jane', 'other'], quoted: true });
   });
   it('an unquoted DN without spaces is read', () => {
-    assert.deepEqual(parseGridMapLine('/C=NL/CN=x  acct'), { dn: '/C=NL/CN=x', accounts: ['acct'] });
+    assert.deepEqual(parseGridMapLine('/C=NL/CN=x  acct'), { dn: '/C=NL/CN=x', accounts: ['acct'], quoted: false });
   });
   it('backslashes are kept as written, as LCMAPS keeps them: the DN ends at the next quote', () => {
     assert.equal(parseGridMapLine('"/CN=Robot: host\\/node.example.org" acct')?.dn, '/CN=Robot: host\\/node.example.org');
     assert.equal(parseGridMapLine('"/CN=Jos\\xC3\\xA9" acct')?.dn, '/CN=Jos\\xC3\\xA9');
-    assert.deepEqual(parseGridMapLine('"/CN=a \\"b" acct'), { dn: '/CN=a \\', accounts: ['b" acct'] });
+    assert.deepEqual(parseGridMapLine('"/CN=a \\"b" acct'), { dn: '/CN=a \\', accounts: ['b" acct'], quoted: true });
   });
   it('a # after the account starts a comment, and a carriage return stays part of the account', () => {
-    assert.deepEqual(parseGridMapLine('"/CN=x" acct # the payload account'), { dn: '/CN=x', accounts: ['acct'] });
-    assert.deepEqual(parseGridMapLine('"/CN=x" acct#note'), { dn: '/CN=x', accounts: ['acct'] });
-    assert.deepEqual(parseGridMapLine('"/CN=x" acct\r'), { dn: '/CN=x', accounts: ['acct\r'] });
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct # the payload account'), { dn: '/CN=x', accounts: ['acct'], quoted: true });
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct#note'), { dn: '/CN=x', accounts: ['acct'], quoted: true });
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct\r'), { dn: '/CN=x', accounts: ['acct\r'], quoted: true });
   });
   it('a * in a DN matches any text where wildcards are allowed', () => {
     assert.equal(gridMapDnMatches('/C=NL/O=Example/*', '/C=NL/O=Example/OU=Users/CN=x', true), true);
@@ -149,6 +149,9 @@ describe('grid-mapfile', () => {
   });
   it('a pool account entry is refused until pool support exists', () => {
     assert.equal(thrown(() => mapDn(parseGridMap('"/CN=a" .atlas\n', '/gm'), '/CN=a', '/gm')).code, 'mapping.pool_unsupported');
+    const unquoted = thrown(() => mapDn(parseGridMap('/C=NL/CN=Jane Doe jdoe\n', '/gm'), '/C=NL/CN=Jane Doe', '/gm'));
+    assert.deepEqual([unquoted.code, unquoted.message], ['gridmap.unquoted_dn', '/gm line 1: the DN must be in double quotes (unquoted, it ends at the first blank: "/C=NL/CN=Jane")']);
+    assert.equal(mapDn(parseGridMap('/C=NL/CN=Jane jdoe\n', '/gm'), '/C=NL/CN=Jane', '/gm'), 'jdoe', 'an unquoted DN without blanks is fine, as for LCMAPS');
   });
 });
 
