@@ -1,19 +1,20 @@
 // Installs glexec (as root):
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
-// DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
+// DIR/sbin/glexec        the setuid-root shim, compiled here (the only C compiled at install time)
+//                        with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), start-payload (root-only helper); glexec writes
+//                        addon), start-payload (root-only helper, from build/c/); glexec writes
 //                        glexec-main.<hash>.cache (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compile, shim as shimProgram } from './c-programs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const fail = (message) => {
@@ -70,7 +71,9 @@ function requireRootOnly(path, what) {
 
 const loader = join(root, 'build/dist/glexec.js');
 const bundle = join(root, 'build/dist/glexec-main.js');
+const builtStartPayload = join(root, 'build/c/start-payload');
 if (!existsSync(loader) || !existsSync(bundle)) fail('build/dist/ is missing: run npm run build first');
+if (!existsSync(builtStartPayload)) fail('build/c/start-payload is missing: run npm run build first');
 const require = createRequire(import.meta.url);
 const addon = require.resolve('posix/build/Release/posix.node');
 
@@ -128,24 +131,26 @@ for (const [page, section] of manPages) {
 
 const shim = join(sbin, 'glexec');
 const cString = (text) => `"${text}"`;
-execFileSync('gcc', [
-  '-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie',
-  '-Wl,-z,relro,-z,now',
+compile(root, shimProgram, shim, [
   `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
   `-DGLEXEC_NODE=${cString(node)}`,
   `-DGLEXEC_PROGRAM=${cString(program)}`,
-  '-o', shim, join(root, 'shim/glexec-shim.c'),
-], { stdio: 'inherit' });
+]);
 chownSync(shim, 0, 0);
 chmodSync(shim, 0o4755);
 
-// The helper that starts the payload (cgroup, limits, identity, cwd, exec): run by root only, so
-// root-only. Static, so that no LD_* variable of the payload's environment is read while it is root.
+// The helper that starts the payload (cgroup, limits, identity, cwd, exec), as the build made it:
+// run by root only, so root-only.
 rmSync(join(lib, 'into-cgroup'), { force: true });
 const startPayload = join(lib, 'start-payload');
-execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-static-pie', '-Wl,-z,relro,-z,now', '-o', startPayload, join(root, 'shim/start-payload.c')], { stdio: 'inherit' });
-chownSync(startPayload, 0, 0);
-chmodSync(startPayload, 0o700);
+// Beside it, then renamed: a run that is executing the old one keeps it (no ETXTBSY), and the
+// name never points to a file that is not root-only.
+const startPayloadNew = `${startPayload}.new`;
+rmSync(startPayloadNew, { force: true });
+copyFileSync(builtStartPayload, startPayloadNew);
+chownSync(startPayloadNew, 0, 0);
+chmodSync(startPayloadNew, 0o700);
+renameSync(startPayloadNew, startPayload);
 
 console.log(`installed ${shim} (setuid root; node ${node})`);
 console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);

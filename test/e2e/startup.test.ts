@@ -105,9 +105,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
   before(() => {
     system = TestSystem.create();
     pki = TestPki.create(system);
-    callerState = join(system.bin, 'caller-state');
-    execFileSync('gcc', ['-O2', '-o', callerState, join(REPO, 'test/helpers/caller-state.c')]);
-    chmodSync(callerState, 0o755);
+    callerState = system.copyProgram(join(REPO, 'build/c/caller-state'), 'caller-state');
     waitingPayload = system.installProgram('ready-then-wait.sh', '#!/bin/sh\ntrap "" USR1\necho ready\nread line\necho "done $line"\n');
   });
   after(() => system?.tearDown());
