@@ -3,13 +3,15 @@
 // runs), the C programs into build/c/ (scripts/c-programs.mjs) and the man pages into build/man/.
 // The shim itself is compiled at install time, because the paths it holds are chosen then.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { compile, programs } from './c-programs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// A fresh build/: a test file moved or removed in the source leaves no compiled copy behind to run.
+rmSync(join(root, 'build'), { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
 mkdirSync(join(root, 'build/dist'), { recursive: true });
 
