@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { TestPki } from '../helpers/pki-fixtures';
 import { killAccountProcesses, waitUntil, waitUntilRunning } from '../helpers/processes';
@@ -171,8 +172,7 @@ describe('containment', { skip: noCgroup }, () => {
     try {
       const leaver = system.installProgram('leaver5.sh', '#!/bin/sh\n/bin/sleep 406 >/dev/null 2>&1 &\nexit 0\n');
       const result = system.run([leaver], { env: proxyEnv() });
-      assert.equal(result.status, 202);
-      assert.equal(result.stderr, `glexec: ${system.runtimeDirectory} must be a root-owned directory that only root can write\n`);
+      assertRefused(result, 202, `glexec: ${system.runtimeDirectory} must be a root-owned directory that only root can write`);
       assert.deepEqual(running(system.target.uid, 'sleep 406'), []);
       const record = completion();
       assert.deepEqual([record.error, record.exitCode, record.cleanup], ['containment.leftover_dir', 202, 'killed']);
@@ -213,8 +213,7 @@ describe('containment', { skip: noCgroup }, () => {
     it('max_processes that cannot be enforced is a 202', () => {
       system.writeConfig(system.standardConfig([`cgroup_base = ${join(system.root, 'not-a-cgroup/glexec')}`, 'max_processes = 10']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.status, 202);
-      assert.match(result.stderr, /^glexec: max_processes cannot be enforced: .* is not a cgroup v2 directory glexec can use\n$/);
+      assertRefused(result, 202, /^glexec: max_processes cannot be enforced: .* is not a cgroup v2 directory glexec can use$/);
     });
 
     it('containment = off leaves leftovers alone', () => {

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
 
@@ -215,8 +216,7 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const lines = system.standardConfig([`user_white_list = ${spaced}`]);
     system.writeConfig(lines);
     const run = system.run(['/bin/true'], { env: withProxy() });
-    assert.equal(run.stderr, `glexec: ${system.configPath}: value '${spaced}' for key 'user_white_list' not understood: user_white_list takes a comma-separated list; got '${spaced}'\n`);
-    assert.equal(run.status, 202);
+    assertRefused(run, 202, `glexec: ${system.configPath}: value '${spaced}' for key 'user_white_list' not understood: user_white_list takes a comma-separated list; got '${spaced}'`);
     const { fix } = finding(check().lines, 'error', 'config', 'user_white_list takes a comma-separated list');
     assert.equal(fix, `correct ${system.configPath} line ${lines.findIndex((line) => line.startsWith('user_white_list')) + 2}: write user_white_list = ${system.pilot.name}, ${system.stranger.name}`);
   });
@@ -236,15 +236,13 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
 
   it('the admin running glexec as root: run it as the pilot account', () => {
     const result = system.run(['/bin/true'], { as: root, env: withProxy() });
-    assert.equal(result.stderr, 'glexec: glexec was run as root: run it as the pilot account; root is not in the white list\n');
-    assert.equal(result.status, 203);
+    assertRefused(result, 203, 'glexec: glexec was run as root: run it as the pilot account; root is not in the white list');
   });
 
   it('a proxy root owns, which the pilot cannot open: owned by uid 0, chown it to the pilot', () => {
     const rootsProxy = pki.copyProxy('roots-proxy.pem', 0, 0o600);
     const result = system.run(['/bin/true'], { env: withProxy(rootsProxy) });
-    assert.equal(result.stderr, `glexec: GLEXEC_CLIENT_CERT ${rootsProxy} is owned by uid 0: chown it to the pilot (uid ${system.pilot.uid}); the caller cannot open it\n`);
-    assert.equal(result.status, 201);
+    assertRefused(result, 201, `glexec: GLEXEC_CLIENT_CERT ${rootsProxy} is owned by uid 0: chown it to the pilot (uid ${system.pilot.uid}); the caller cannot open it`);
   });
 
   it('a proxy in a directory the pilot cannot enter: root tells nothing more than the errno', () => {
@@ -254,16 +252,14 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const proxy = join(hidden, 'proxy.pem');
     writeFileSync(proxy, 'x', { mode: 0o600 });
     const result = system.run(['/bin/true'], { env: withProxy(proxy) });
-    assert.equal(result.stderr, `glexec: GLEXEC_CLIENT_CERT ${proxy} cannot be opened by the caller (EACCES)\n`);
-    assert.equal(result.status, 201);
+    assertRefused(result, 201, `glexec: GLEXEC_CLIENT_CERT ${proxy} cannot be opened by the caller (EACCES)`);
   });
 
   it('syslog with nothing listening on /dev/log: a warning on the caller\'s run, and in --check', () => {
     system.writeConfig(system.standardConfig(['log_destination = syslog']));
     const warning = 'glexec: warning: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202)\n';
     const unheard = system.runWithSyslog(['/bin/true'], withProxy(), { listening: false });
-    assert.equal(unheard.stderr, `${warning}glexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`);
-    assert.equal(unheard.status, 202);
+    assertRefused(unheard, 202, `${warning}glexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead`);
     const checked = system.runWithSyslog(['--check'], {}, { as: root, listening: false });
     const [logLine] = checked.stdout.split('\n').filter((line) => line.includes(' log: '));
     assert.equal(logLine, 'warning log: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202) (fix: start the syslog daemon, or set log_destination = file)');
@@ -286,7 +282,6 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const { message, fix } = finding(lines, 'error', 'grid-mapfile', 'pool');
     assert.match(fix, /lcmaps_db_file .*lcmaps_poolaccount\.mod/);
     const run = system.run(['/bin/true'], { env: withProxy() });
-    assert.equal(run.stderr, `glexec: ${message}\n`);
-    assert.equal(run.status, 202);
+    assertRefused(run, 202, `glexec: ${message}`);
   });
 });
