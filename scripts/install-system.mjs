@@ -131,11 +131,15 @@ for (const [page, section] of manPages) {
 
 const shim = join(sbin, 'glexec');
 const cString = (text) => `"${text}"`;
-compile(root, shimProgram, shim, [
-  `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
-  `-DGLEXEC_NODE=${cString(node)}`,
-  `-DGLEXEC_PROGRAM=${cString(program)}`,
-]);
+try {
+  compile(root, shimProgram, shim, [
+    `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
+    `-DGLEXEC_NODE=${cString(node)}`,
+    `-DGLEXEC_PROGRAM=${cString(program)}`,
+  ]);
+} catch (error) {
+  fail(error.message);
+}
 chownSync(shim, 0, 0);
 chmodSync(shim, 0o4755);
 
