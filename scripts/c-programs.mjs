@@ -24,10 +24,11 @@ const staticPie = ['-static-pie'];
 
 /**
  * name: the file in build/c/; source: relative to the repository; link: linking flags;
- * libraries: after the source. Test fixtures are built here too, so no test runs gcc.
+ * libraries: after the source; installMode: install-system puts it in PREFIX/lib/glexec/ with
+ * that mode, owned by root. Test fixtures are built here too, so no test runs gcc.
  */
 export const programs = [
-  { name: 'start-payload', source: 'shim/start-payload.c', link: staticPie },
+  { name: 'start-payload', source: 'shim/start-payload.c', link: staticPie, installMode: 0o700 },
   { name: 'caller-state', source: 'test/fixtures/caller-state.c', link: pie },
   { name: 'zombie-leader', source: 'test/fixtures/zombie-leader.c', link: pie, libraries: ['-lpthread'] },
   { name: 'stall-stderr', source: 'test/fixtures/stall-stderr.c', link: pie },

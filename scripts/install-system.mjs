@@ -14,7 +14,7 @@ import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, r
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compile, shim as shimProgram } from './c-programs.mjs';
+import { compile, programs, shim as shimProgram } from './c-programs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const fail = (message) => {
@@ -71,9 +71,11 @@ function requireRootOnly(path, what) {
 
 const loader = join(root, 'build/dist/glexec.js');
 const bundle = join(root, 'build/dist/glexec-main.js');
-const builtStartPayload = join(root, 'build/c/start-payload');
+const installedPrograms = programs.filter((program) => program.installMode !== undefined);
 if (!existsSync(loader) || !existsSync(bundle)) fail('build/dist/ is missing: run npm run build first');
-if (!existsSync(builtStartPayload)) fail('build/c/start-payload is missing: run npm run build first');
+for (const { name } of installedPrograms) {
+  if (!existsSync(join(root, 'build/c', name))) fail(`build/c/${name} is missing: run npm run build first`);
+}
 const require = createRequire(import.meta.url);
 const addon = require.resolve('posix/build/Release/posix.node');
 
@@ -143,21 +145,23 @@ try {
 chownSync(shim, 0, 0);
 chmodSync(shim, 0o4755);
 
-// The helper that starts the payload (cgroup, limits, identity, cwd, exec), as the build made it:
-// run by root only, so root-only.
+// The C helpers as the build made them, e.g. start-payload (cgroup, limits, identity, cwd, exec),
+// which only root runs, so root-only. The helper of older versions goes.
 rmSync(join(lib, 'into-cgroup'), { force: true });
-const startPayload = join(lib, 'start-payload');
-// Beside it, then renamed: a run that is executing the old one keeps it (no ETXTBSY), and the
-// name never points to a file that is not root-only.
-const startPayloadNew = `${startPayload}.new`;
-rmSync(startPayloadNew, { force: true });
-copyFileSync(builtStartPayload, startPayloadNew);
-chownSync(startPayloadNew, 0, 0);
-chmodSync(startPayloadNew, 0o700);
-renameSync(startPayloadNew, startPayload);
+for (const { name, installMode } of installedPrograms) {
+  const installed = join(lib, name);
+  // Beside it, then renamed: a run that is executing the old one keeps it (no ETXTBSY), and the
+  // name never points to a file with another owner or mode.
+  const fresh = `${installed}.new`;
+  rmSync(fresh, { force: true });
+  copyFileSync(join(root, 'build/c', name), fresh);
+  chownSync(fresh, 0, 0);
+  chmodSync(fresh, installMode);
+  renameSync(fresh, installed);
+}
 
 console.log(`installed ${shim} (setuid root; node ${node})`);
 console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);
 if (!existsSync(config)) console.log(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`);
-console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${lib}/start-payload`);
+console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${installedPrograms.map(({ name }) => `${lib}/${name}`).join(', ')}`);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);
