@@ -41,11 +41,20 @@ export const shim = { name: 'glexec', source: 'shim/glexec-shim.c', link: pie };
 
 /** Compiles `program` (one of the above) from the repository at `root` into `output`. */
 export function compile(root, program, output, defines = []) {
-  const args = [...hardeningFlags, ...program.link, ...defines, '-o', output, join(root, program.source), ...(program.libraries ?? [])];
+  const args = [
+    ...hardeningFlags,
+    ...program.link,
+    ...defines,
+    '-o',
+    output,
+    join(root, program.source),
+    ...(program.libraries ?? []),
+  ];
   try {
     execFileSync('gcc', args, { stdio: 'inherit' });
   } catch (error) {
-    if (error.code === 'ENOENT') throw new Error('gcc is not installed: apt-get install gcc libc6-dev', { cause: error });
+    if (error.code === 'ENOENT')
+      throw new Error('gcc is not installed: apt-get install gcc libc6-dev', { cause: error });
     throw new Error(`gcc could not compile ${program.source} (its messages are above)`, { cause: error });
   }
 }

@@ -11,9 +11,18 @@ describe('assertRefused', () => {
 
   it('fails on another exit code, a second line, a missing newline or another message', () => {
     assert.throws(() => assertRefused({ status: 202, stderr: 'glexec: usage\n' }, 201, 'glexec: usage'), /exit code/);
-    assert.throws(() => assertRefused({ status: 201, stderr: 'glexec: warning\nglexec: usage\n' }, 201, /usage/), /one line on stderr/);
-    assert.throws(() => assertRefused({ status: 201, stderr: 'glexec: usage' }, 201, 'glexec: usage'), /one line on stderr/);
-    assert.throws(() => assertRefused({ status: 201, stderr: 'glexec: other\n' }, 201, 'glexec: usage'), assert.AssertionError);
+    assert.throws(
+      () => assertRefused({ status: 201, stderr: 'glexec: warning\nglexec: usage\n' }, 201, /usage/),
+      /one line on stderr/,
+    );
+    assert.throws(
+      () => assertRefused({ status: 201, stderr: 'glexec: usage' }, 201, 'glexec: usage'),
+      /one line on stderr/,
+    );
+    assert.throws(
+      () => assertRefused({ status: 201, stderr: 'glexec: other\n' }, 201, 'glexec: usage'),
+      assert.AssertionError,
+    );
   });
 });
 
