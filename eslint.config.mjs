@@ -23,7 +23,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['scripts/loader.js', 'scripts/pino-no-transport.js'],
+    files: ['bin/glexec.js', 'scripts/pino-no-transport.js'],
     languageOptions: {
       sourceType: 'commonjs',
       globals: { require: 'readonly', module: 'writable', exports: 'writable', __dirname: 'readonly', __filename: 'readonly', process: 'readonly', globalThis: 'readonly', Symbol: 'readonly' },

@@ -1,14 +1,17 @@
 // Builds everything: the TypeScript (type-checked) into build/, the single-file bundle into
-// build/dist/glexec-main.js with its loader build/dist/glexec.js (what the shim runs), and the man
-// pages into build/man/. The shim itself is compiled
-// at install time, because the paths it holds are chosen then.
+// build/dist/glexec-main.js with its loader build/dist/glexec.js (bin/glexec.js, what the shim
+// runs), the C programs into build/c/ (scripts/c-programs.mjs) and the man pages into build/man/.
+// The shim itself is compiled at install time, because the paths it holds are chosen then.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { compile, programs } from './c-programs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// A fresh build/: a test file moved or removed in the source leaves no compiled copy behind to run.
+rmSync(join(root, 'build'), { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
 mkdirSync(join(root, 'build/dist'), { recursive: true });
 
@@ -38,6 +41,8 @@ await build({
   logLevel: 'warning',
 });
 // The program the shim runs: a small loader that runs the bundle with V8's code cache.
-copyFileSync(join(root, 'scripts/loader.js'), join(root, 'build/dist/glexec.js'));
+copyFileSync(join(root, 'bin/glexec.js'), join(root, 'build/dist/glexec.js'));
+mkdirSync(join(root, 'build/c'), { recursive: true });
+for (const program of programs) compile(root, program, join(root, 'build/c', program.name));
 execFileSync(process.execPath, [join(root, 'scripts/build-man.mjs')], { stdio: 'inherit' });
-console.log('built build/, build/dist/glexec.js and build/man/');
+console.log('built build/, build/dist/glexec.js, build/c/ and build/man/');

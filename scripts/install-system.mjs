@@ -1,19 +1,20 @@
 // Installs glexec (as root):
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
-// DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
+// DIR/sbin/glexec        the setuid-root shim, compiled here (the only C compiled at install time)
+//                        with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), start-payload and lcmaps-helper (root-only helpers); glexec writes
+//                        addon), start-payload and lcmaps-helper (root-only helpers, from build/c/); glexec writes
 //                        glexec-main.<hash>.cache (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compile, programs, shim as shimProgram } from './c-programs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const fail = (message) => {
@@ -70,7 +71,11 @@ function requireRootOnly(path, what) {
 
 const loader = join(root, 'build/dist/glexec.js');
 const bundle = join(root, 'build/dist/glexec-main.js');
+const installedPrograms = programs.filter((program) => program.installMode !== undefined);
 if (!existsSync(loader) || !existsSync(bundle)) fail('build/dist/ is missing: run npm run build first');
+for (const { name } of installedPrograms) {
+  if (!existsSync(join(root, 'build/c', name))) fail(`build/c/${name} is missing: run npm run build first`);
+}
 const require = createRequire(import.meta.url);
 const addon = require.resolve('posix/build/Release/posix.node');
 
@@ -128,34 +133,35 @@ for (const [page, section] of manPages) {
 
 const shim = join(sbin, 'glexec');
 const cString = (text) => `"${text}"`;
-execFileSync('gcc', [
-  '-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie',
-  '-Wl,-z,relro,-z,now',
-  `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
-  `-DGLEXEC_NODE=${cString(node)}`,
-  `-DGLEXEC_PROGRAM=${cString(program)}`,
-  '-o', shim, join(root, 'shim/glexec-shim.c'),
-], { stdio: 'inherit' });
+try {
+  compile(root, shimProgram, shim, [
+    `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
+    `-DGLEXEC_NODE=${cString(node)}`,
+    `-DGLEXEC_PROGRAM=${cString(program)}`,
+  ]);
+} catch (error) {
+  fail(error.message);
+}
 chownSync(shim, 0, 0);
 chmodSync(shim, 0o4755);
 
-// The helper that starts the payload (cgroup, limits, identity, cwd, exec): run by root only, so
-// root-only. Static, so that no LD_* variable of the payload's environment is read while it is root.
+// The C helpers as the build made them, e.g. start-payload (cgroup, limits, identity, cwd, exec),
+// which only root runs, so root-only. The helper of older versions goes.
 rmSync(join(lib, 'into-cgroup'), { force: true });
-const startPayload = join(lib, 'start-payload');
-execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-static-pie', '-Wl,-z,relro,-z,now', '-o', startPayload, join(root, 'shim/start-payload.c')], { stdio: 'inherit' });
-chownSync(startPayload, 0, 0);
-chmodSync(startPayload, 0o700);
-
-// The bridge to the real LCMAPS library (lcmaps_backend = library, and the tests' oracle): it
-// dlopens the library at run time, so it builds whether or not LCMAPS is installed.
-const lcmapsHelper = join(lib, 'lcmaps-helper');
-execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie', '-Wl,-z,relro,-z,now', '-o', lcmapsHelper, join(root, 'shim/lcmaps-helper.c'), '-ldl'], { stdio: 'inherit' });
-chownSync(lcmapsHelper, 0, 0);
-chmodSync(lcmapsHelper, 0o700);
+for (const { name, installMode } of installedPrograms) {
+  const installed = join(lib, name);
+  // Beside it, then renamed: a run that is executing the old one keeps it (no ETXTBSY), and the
+  // name never points to a file with another owner or mode.
+  const fresh = `${installed}.new`;
+  rmSync(fresh, { force: true });
+  copyFileSync(join(root, 'build/c', name), fresh);
+  chownSync(fresh, 0, 0);
+  chmodSync(fresh, installMode);
+  renameSync(fresh, installed);
+}
 
 console.log(`installed ${shim} (setuid root; node ${node})`);
 console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);
 if (!existsSync(config)) console.log(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`);
-console.log(`installed ${lib}/glexec.js, ${lib}/posix.node, ${lib}/start-payload and ${lib}/lcmaps-helper`);
+console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${installedPrograms.map(({ name }) => `${lib}/${name}`).join(', ')}`);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);

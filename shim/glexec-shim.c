@@ -81,11 +81,14 @@ extern char **environ;
 static int caller_stderr = 2;
 
 static void die(const char *what) {
-    /* stderr is open (step 2 runs first); one line, gLExec style. */
+    /* stderr is open (step 2 runs first); one line, gLExec style. A failed write leaves only the
+     * exit code to tell the caller, which it gets anyway. */
+    int written;
     if (errno)
-        dprintf(caller_stderr, "glexec: %s: %s\n", what, strerror(errno));
+        written = dprintf(caller_stderr, "glexec: %s: %s\n", what, strerror(errno));
     else
-        dprintf(caller_stderr, "glexec: %s\n", what);
+        written = dprintf(caller_stderr, "glexec: %s\n", what);
+    (void)written;
     exit(EXIT_SYSTEM_ERROR);
 }
 

@@ -61,8 +61,9 @@ static void report(const char *kind, const char *format, ...) {
     if ((size_t)length >= sizeof line - 1)
         length = (int)sizeof line - 2;
     line[length++] = '\n';
-    if (write(STATUS_FD, line, (size_t)length) != length)
-        dprintf(2, "glexec start-payload: %.*s", length, line);
+    /* Without the status pipe, stderr is the last place left; nothing remains if that fails too. */
+    if (write(STATUS_FD, line, (size_t)length) != length && dprintf(2, "glexec start-payload: %.*s", length, line) < 0)
+        return;
 }
 
 /* A failure of glexec's own setup (202 in glexec). */
@@ -274,10 +275,11 @@ int main(int argc, char **argv) {
     if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0)
         fail("system", "close_range");
     char **payload_argv = argv + separator + 1;
+    /* Both return only on failure, with errno set. */
     if (no_symlink)
-        syscall(SYS_execveat, AT_FDCWD, program, payload_argv, environ, AT_SYMLINK_NOFOLLOW);
+        (void)syscall(SYS_execveat, AT_FDCWD, program, payload_argv, environ, AT_SYMLINK_NOFOLLOW);
     else
-        execve(program, payload_argv, environ);
+        (void)execve(program, payload_argv, environ);
     int error = errno;
     if (no_symlink && error == ELOOP)
         report("symlink", "%s", program);

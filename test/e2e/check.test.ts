@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
 
@@ -49,14 +50,12 @@ describe('glexec --check', { skip: needsRoot }, () => {
 
   it('is for root only: the pilot gets 203', () => {
     const result = system.run(['--check']);
-    assert.equal(result.stderr, 'glexec: glexec --check is for root\n');
-    assert.equal(result.status, 203);
+    assertRefused(result, 203, 'glexec: glexec --check is for root');
   });
 
   it('takes no payload', () => {
     const result = system.run(['--check', '/bin/true'], { as: root });
-    assert.equal(result.stderr, 'glexec: --check takes no payload\n');
-    assert.equal(result.status, 201);
+    assertRefused(result, 201, 'glexec: --check takes no payload');
   });
 
   it('reports every bad key at once, each with a fix, and exits 202', () => {

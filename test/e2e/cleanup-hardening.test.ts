@@ -6,16 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { describeProcess } from '../../src/sys/procinfo';
 import { signalProcesses } from '../../src/sys/proc';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { SYSLOG_UNHEARD } from '../../src/sys/syslog';
 import { TestPki } from '../helpers/pki-fixtures';
 import { waitUntil } from '../helpers/processes';
-import { type Account, needsRoot, TestSystem } from '../helpers/system';
+import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
 let pki: TestPki;
@@ -51,40 +52,7 @@ function liveProcessesOf(uid: number): number[] {
  * runs on: /proc shows the child as Z. It prints the child's pid once /proc shows that.
  */
 function installZombieLeaderPayload(): string {
-  const source = join(system.root, 'zombie-leader.c');
-  writeFileSync(source, [
-    '#include <fcntl.h>', '#include <pthread.h>', '#include <stdio.h>', '#include <string.h>', '#include <time.h>', '#include <unistd.h>',
-    'static void *run_on(void *unused) { (void)unused; for (;;) pause(); return NULL; }',
-    'static char leader_state(pid_t pid) {',
-    '  char path[64], text[512];',
-    '  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);',
-    '  int fd = open(path, O_RDONLY);',
-    '  if (fd < 0) return 0;',
-    '  ssize_t length = read(fd, text, sizeof text - 1);',
-    '  close(fd);',
-    '  if (length <= 0) return 0;',
-    '  text[length] = 0;',
-    '  char *end = strrchr(text, \')\');',
-    '  return end && end[1] && end[2] ? end[2] : 0;',
-    '}',
-    'int main(void) {',
-    '  pid_t child = fork();',
-    '  if (child < 0) return 1;',
-    '  if (child == 0) {',
-    '    pthread_t thread;',
-    '    if (pthread_create(&thread, NULL, run_on, NULL) != 0) _exit(1);',
-    '    pthread_exit(NULL);',
-    '  }',
-    '  struct timespec pause_a_little = { 0, 1000000 };',
-    '  while (leader_state(child) != \'Z\') nanosleep(&pause_a_little, NULL);',
-    '  printf("%d\\n", (int)child);',
-    '  return 0;',
-    '}', '',
-  ].join('\n'));
-  const program = join(system.bin, 'zombie-leader');
-  execFileSync('gcc', ['-o', program, source, '-lpthread']);
-  chmodSync(program, 0o755);
-  return program;
+  return system.copyProgram(join(REPO, 'build/c/zombie-leader'), 'zombie-leader');
 }
 
 /**
@@ -93,41 +61,7 @@ function installZombieLeaderPayload(): string {
  * Prints glexec's exit status.
  */
 function installStallingCaller(): string {
-  const source = join(system.root, 'stall-stderr.c');
-  writeFileSync(source, [
-    '#include <fcntl.h>', '#include <stdio.h>', '#include <string.h>', '#include <sys/wait.h>', '#include <time.h>', '#include <unistd.h>',
-    'int main(int argc, char **argv) {',
-    '  int ends[2];',
-    '  if (argc < 2 || pipe(ends) != 0) return 1;',
-    '  char block[4096];',
-    '  memset(block, \'x\', sizeof block);',
-    '  if (fcntl(ends[1], F_SETFL, O_NONBLOCK) != 0) return 1;',
-    '  while (write(ends[1], block, sizeof block) > 0) {}',
-    '  if (fcntl(ends[1], F_SETFL, 0) != 0) return 1;',
-    '  pid_t child = fork();',
-    '  if (child < 0) return 1;',
-    '  if (child == 0) {',
-    '    if (dup2(ends[1], 2) != 2) _exit(125);',
-    '    execv(argv[1], argv + 1);',
-    '    _exit(127);',
-    '  }',
-    '  struct timespec a_moment = { 0, 100000 };',
-    '  int status;',
-    '  for (;;) {',
-    '    pid_t done = waitpid(child, &status, WNOHANG);',
-    '    if (done == child) break;',
-    '    if (done < 0) return 1;',
-    '    if (fcntl(ends[1], F_SETFL, 0) != 0) return 1;',
-    '    nanosleep(&a_moment, NULL);',
-    '  }',
-    '  printf("%d\\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));',
-    '  return 0;',
-    '}', '',
-  ].join('\n'));
-  const program = join(system.bin, 'stall-stderr');
-  execFileSync('gcc', ['-o', program, source]);
-  chmodSync(program, 0o755);
-  return program;
+  return system.copyProgram(join(REPO, 'build/c/stall-stderr'), 'stall-stderr');
 }
 
 /** Runs `program args` as `account`, with the caller environment the tests use. */
@@ -265,8 +199,7 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       for (let index = 0; used + entryBytes(100_000) <= room; index++, used += entryBytes(100_000)) exports.push(entry(index, 100_000));
       exports.push(entry(99, room - used - entryBytes(0)));
       const result = system.run([payload], { env: proxyEnv(), before: ['ulimit -s unlimited', ...exports].join('; ') });
-      assert.equal(result.status, 201, result.stderr);
-      assert.match(result.stderr, /^glexec: the epilogue could not be given its environment \(\d+ bytes, at most \d+, one variable at most 131072\): the caller's GLEXEC_\* variables are too large\n$/);
+      assertRefused(result, 201, /^glexec: the epilogue could not be given its environment \(\d+ bytes, at most \d+, one variable at most 131072\): the caller's GLEXEC_\* variables are too large$/);
       assert.equal(existsSync(marker), false, 'the payload ran');
     });
 

@@ -4,14 +4,15 @@
  * fallback.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { TestPki } from '../helpers/pki-fixtures';
 import { killAccountProcesses, waitUntil, waitUntilRunning } from '../helpers/processes';
-import { needsRoot, TestSystem } from '../helpers/system';
+import { needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
 let pki: TestPki;
@@ -91,21 +92,7 @@ describe('containment', { skip: noCgroup }, () => {
   });
 
   it('a leftover cannot forge lines of the leftover list with its name or command line, and a huge command line is cut', () => {
-    const source = join(system.root, 'forge.c');
-    writeFileSync(source, [
-      '#include <string.h>', '#include <sys/prctl.h>', '#include <unistd.h>',
-      'int main(int argc, char **argv) {',
-      '  if (fork() == 0) {',
-      '    for (int i = 0; i < argc; i++) memset(argv[i], 0, strlen(argv[i]));',
-      '    prctl(PR_SET_NAME, "\\n1\\t1\\t0\\t1\\t1\\tX\\troot");',
-      '    pause();',
-      '  }',
-      '  return 0;',
-      '}', '',
-    ].join('\n'));
-    const forger = join(system.bin, 'forge');
-    execFileSync('gcc', ['-o', forger, source]);
-    chmodSync(forger, 0o755);
+    const forger = system.copyProgram(join(REPO, 'build/c/forge-comm'), 'forge');
     const epilogue = system.installProgram('copy-list.sh', `#!/bin/sh\ncp "$GLEXEC_EPILOG_LEFTOVER_FILE" ${out}/list\n`);
     system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
     const payload = system.installProgram('forge.sh', `#!/bin/sh\n${forger}\n/bin/sh -c 'sleep 30' "$(head -c 100000 /dev/zero | tr '\\0' x)" >/dev/null 2>&1 &\nsleep 0.2\n`);
@@ -143,10 +130,7 @@ describe('containment', { skip: noCgroup }, () => {
   });
 
   it('no_new_privs = yes makes a setuid-root program run without its privileges', () => {
-    const source = join(system.root, 'euid.c');
-    writeFileSync(source, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("%d\\n", (int)geteuid()); return 0; }\n');
-    const program = join(system.bin, 'print-euid');
-    execFileSync('gcc', ['-o', program, source]);
+    const program = system.copyProgram(join(REPO, 'build/c/print-euid'), 'print-euid');
     chmodSync(program, 0o4755);
     assert.equal(system.run([program], { env: proxyEnv() }).stdout, '0\n', 'without no_new_privs the setuid bit works');
     system.writeConfig(system.standardConfig(['no_new_privs = yes']));
@@ -188,8 +172,7 @@ describe('containment', { skip: noCgroup }, () => {
     try {
       const leaver = system.installProgram('leaver5.sh', '#!/bin/sh\n/bin/sleep 406 >/dev/null 2>&1 &\nexit 0\n');
       const result = system.run([leaver], { env: proxyEnv() });
-      assert.equal(result.status, 202);
-      assert.equal(result.stderr, `glexec: ${system.runtimeDirectory} must be a root-owned directory that only root can write\n`);
+      assertRefused(result, 202, `glexec: ${system.runtimeDirectory} must be a root-owned directory that only root can write`);
       assert.deepEqual(running(system.target.uid, 'sleep 406'), []);
       const record = completion();
       assert.deepEqual([record.error, record.exitCode, record.cleanup], ['containment.leftover_dir', 202, 'killed']);
@@ -230,8 +213,7 @@ describe('containment', { skip: noCgroup }, () => {
     it('max_processes that cannot be enforced is a 202', () => {
       system.writeConfig(system.standardConfig([`cgroup_base = ${join(system.root, 'not-a-cgroup/glexec')}`, 'max_processes = 10']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.status, 202);
-      assert.match(result.stderr, /^glexec: max_processes cannot be enforced: .* is not a cgroup v2 directory glexec can use\n$/);
+      assertRefused(result, 202, /^glexec: max_processes cannot be enforced: .* is not a cgroup v2 directory glexec can use$/);
     });
 
     it('containment = off leaves leftovers alone', () => {

@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
 import { hasEnded, processesOfAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
@@ -47,8 +48,7 @@ function expectUntrusted(path: string, rule: string, extra: string[] = []): void
   const marker = join(system.scratch, 'payload-ran');
   rmSync(marker, { force: true });
   const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
-  assert.equal(result.stderr, `glexec: epilogue ${path} is not trusted: ${rule}\n`);
-  assert.equal(result.status, 202);
+  assertRefused(result, 202, `glexec: epilogue ${path} is not trusted: ${rule}`);
   assert.equal(existsSync(marker), false, 'the payload ran although the epilogue was refused');
 }
 
@@ -204,8 +204,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
     it('epilogue_user with user_identity_switch_by = lcmaps is a 202 that says why', () => {
       configWithEpilogue(epilogueScript('x.sh', 'exit 0'), [`epilogue_user = ${epiUser.name}`, 'user_identity_switch_by = lcmaps']);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, 'glexec: epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec\n');
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, 'glexec: epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec');
     });
 
     it('linger = no still lingers, and the epilogue still runs', () => {
@@ -219,8 +218,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
     it('a relative path is a 202 naming the key', () => {
       system.writeConfig(system.standardConfig(['epilogue = epilogues/x.sh']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: ${system.configPath}: value 'epilogues/x.sh' for key 'epilogue' not understood: expected an absolute path\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: ${system.configPath}: value 'epilogues/x.sh' for key 'epilogue' not understood: expected an absolute path`);
     });
 
     it('a path with .. is refused as not canonical', () => {
@@ -296,8 +294,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = join(system.root, 'epilogues/missing.sh');
       configWithEpilogue(path);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: epilogue ${path} cannot be checked: ENOENT\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: epilogue ${path} cannot be checked: ENOENT`);
     });
 
     it('an epilogue made untrusted while the payload runs is not run, and the caller is told why on stderr: 202', async () => {
@@ -425,8 +422,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const marker = join(system.scratch, 'payload-ran');
       rmSync(marker, { force: true });
       const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: the payload account ${system.target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: the payload account ${system.target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`);
       assert.equal(existsSync(marker), false);
       assert.equal(existsSync(join(out, 'ran')), false);
     });
@@ -436,8 +432,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const marker = join(system.scratch, 'payload-ran');
       rmSync(marker, { force: true });
       const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: the payload account ${system.target.name} is in epilogue_group ${system.supplementaryGroup}, whose members may change the epilogue; map the job to another account or set another epilogue_group\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: the payload account ${system.target.name} is in epilogue_group ${system.supplementaryGroup}, whose members may change the epilogue; map the job to another account or set another epilogue_group`);
       assert.equal(existsSync(marker), false);
     });
   });
@@ -461,8 +456,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('stubborn.sh', `trap '' TERM\necho $$ > ${out}/started\nwhile :; do sleep 0.05; done`);
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.5', 'kill_grace = 0.5']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.5 s) and was killed with SIGKILL after kill_grace (0.5 s)\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.5 s) and was killed with SIGKILL after kill_grace (0.5 s)`);
       const epiloguePid = Number(readFileSync(join(out, 'started'), 'utf8'));
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
       assert.equal(epilogue.result, 'timed_out');
@@ -475,8 +469,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('slow.sh', 'exec sleep 30');
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.2', 'kill_grace = 5']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.2 s) and ended on SIGTERM\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.2 s) and ended on SIGTERM`);
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
       assert.deepEqual([epilogue.result, epilogue.forcefullyKilled], ['timed_out', false]);
     });
@@ -494,8 +487,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('e203.sh', 'exit 203');
       configWithEpilogue(path);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: epilogue ${path} exited with 203\n`);
-      assert.equal(result.status, 204);
+      assertRefused(result, 204, `glexec: epilogue ${path} exited with 203`);
     });
 
     it('an epilogue that exits 1 makes glexec exit 202, whatever the payload did, and tells the caller in one line', () => {
@@ -512,8 +504,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('usr1.sh', 'kill -USR1 $$');
       configWithEpilogue(path);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(result.stderr, `glexec: epilogue ${path} was killed by SIGUSR1\n`);
-      assert.equal(result.status, 202);
+      assertRefused(result, 202, `glexec: epilogue ${path} was killed by SIGUSR1`);
     });
 
     it('an epilogue that exits 0 leaves the payload\'s code, and glexec writes nothing on stderr', () => {

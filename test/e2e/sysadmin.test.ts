@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
 
@@ -215,8 +216,7 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const lines = system.standardConfig([`user_white_list = ${spaced}`]);
     system.writeConfig(lines);
     const run = system.run(['/bin/true'], { env: withProxy() });
-    assert.equal(run.stderr, `glexec: ${system.configPath}: value '${spaced}' for key 'user_white_list' not understood: user_white_list takes a comma-separated list; got '${spaced}'\n`);
-    assert.equal(run.status, 202);
+    assertRefused(run, 202, `glexec: ${system.configPath}: value '${spaced}' for key 'user_white_list' not understood: user_white_list takes a comma-separated list; got '${spaced}'`);
     const { fix } = finding(check().lines, 'error', 'config', 'user_white_list takes a comma-separated list');
     assert.equal(fix, `correct ${system.configPath} line ${lines.findIndex((line) => line.startsWith('user_white_list')) + 2}: write user_white_list = ${system.pilot.name}, ${system.stranger.name}`);
   });
@@ -236,15 +236,13 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
 
   it('the admin running glexec as root: run it as the pilot account', () => {
     const result = system.run(['/bin/true'], { as: root, env: withProxy() });
-    assert.equal(result.stderr, 'glexec: glexec was run as root: run it as the pilot account; root is not in the white list\n');
-    assert.equal(result.status, 203);
+    assertRefused(result, 203, 'glexec: glexec was run as root: run it as the pilot account; root is not in the white list');
   });
 
   it('a proxy root owns, which the pilot cannot open: owned by uid 0, chown it to the pilot', () => {
     const rootsProxy = pki.copyProxy('roots-proxy.pem', 0, 0o600);
     const result = system.run(['/bin/true'], { env: withProxy(rootsProxy) });
-    assert.equal(result.stderr, `glexec: GLEXEC_CLIENT_CERT ${rootsProxy} is owned by uid 0: chown it to the pilot (uid ${system.pilot.uid}); the caller cannot open it\n`);
-    assert.equal(result.status, 201);
+    assertRefused(result, 201, `glexec: GLEXEC_CLIENT_CERT ${rootsProxy} is owned by uid 0: chown it to the pilot (uid ${system.pilot.uid}); the caller cannot open it`);
   });
 
   it('a proxy in a directory the pilot cannot enter: root tells nothing more than the errno', () => {
@@ -254,8 +252,7 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const proxy = join(hidden, 'proxy.pem');
     writeFileSync(proxy, 'x', { mode: 0o600 });
     const result = system.run(['/bin/true'], { env: withProxy(proxy) });
-    assert.equal(result.stderr, `glexec: GLEXEC_CLIENT_CERT ${proxy} cannot be opened by the caller (EACCES)\n`);
-    assert.equal(result.status, 201);
+    assertRefused(result, 201, `glexec: GLEXEC_CLIENT_CERT ${proxy} cannot be opened by the caller (EACCES)`);
   });
 
   it('syslog with nothing listening on /dev/log: a warning on the caller\'s run, and in --check', () => {
@@ -300,7 +297,6 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     assert.match(fix, /lcmaps_db_file .*lcmaps_poolaccount\.mod/);
     assert.match(message, /maps to pool '\.gx[0-9a-f]+pool': pool accounts need lcmaps_db_file with lcmaps_poolaccount\.mod \(see the README's LCMAPS section\)$/);
     const run = system.run(['/bin/true'], { env: withProxy() });
-    assert.equal(run.stderr, `glexec: ${message}\n`);
-    assert.equal(run.status, 202);
+    assertRefused(run, 202, `glexec: ${message}`);
   });
 });

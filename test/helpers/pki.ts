@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { requireTools } from './tools';
 
 export type KeyType = 'ec' | 'rsa';
 /** `pkcs8` writes `PRIVATE KEY`; `traditional` writes `EC PRIVATE KEY` or `RSA PRIVATE KEY`. */
@@ -102,6 +103,7 @@ let sequence = 0;
 
 /** Runs openssl; on failure the error says which command and what openssl printed. */
 export function openssl(args: readonly string[], input?: string): string {
+  requireTools('openssl');
   try {
     return execFileSync('openssl', args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (error) {

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroupMounts } from '../../src/sys/cgroup';
+import { requireTools } from './tools';
 
 export const REPO = join(__dirname, '../../..');
 export const isRoot = process.getuid?.() === 0;
@@ -101,6 +102,7 @@ export class TestSystem {
   }
 
   private setUp(): void {
+    requireTools('setpriv', 'useradd');
     for (const dir of ['etc', 'log', 'bin', 'home', 'etc/certificates']) mkdirSync(join(this.root, dir), { mode: 0o755, recursive: true });
     mkdirSync(this.scratch, { mode: 0o1777 });
     chmodSync(this.scratch, 0o1777);
@@ -227,6 +229,7 @@ export class TestSystem {
    * datagrams, each starting with `<priority>`).
    */
   runWithSyslog(args: readonly string[], env: Record<string, string>, options: { as?: Account; listening?: boolean } = {}): { status: number | null; stdout: string; stderr: string; datagrams: string[] } {
+    requireTools('unshare', 'mount', ...(options.listening === false ? [] : (['socat'] as const)));
     const as = options.as ?? this.pilot;
     const listening = options.listening ?? true;
     const capture = join(this.root, `syslog-${randomBytes(4).toString('hex')}.txt`);

@@ -3,12 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { missingTool } from '../helpers/tools';
 
 const examples = join(__dirname, '../../../etc/epilogue');
-const hasShellcheck = spawnSync('shellcheck', ['--version']).status === 0;
 
 describe('example epilogues', () => {
-  it('are shellcheck-clean', { skip: hasShellcheck ? false : 'shellcheck is not installed' }, () => {
+  it('are shellcheck-clean', { skip: missingTool('shellcheck') }, () => {
     const scripts = readdirSync(examples).filter((name) => name.endsWith('.sh'));
     assert.ok(scripts.length >= 3);
     const result = spawnSync('shellcheck', ['--shell=sh', ...scripts.map((name) => join(examples, name))], { encoding: 'utf8' });

@@ -3,9 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { configKeys } from '../../src/config/schema';
+import { missingTool } from '../helpers/tools';
 
 const manDir = join(__dirname, '../../man'); // build/man, made by npm run build
-const hasMan = spawnSync('man', ['--version']).status === 0;
 
 /** The page as man(1) renders it, and what it warned. */
 function render(page: string): { text: string; warnings: string } {
@@ -16,7 +16,7 @@ function render(page: string): { text: string; warnings: string } {
   return { text: result.stdout.replace(/\u2010\n\s*/g, '').replace(/.\x08/g, ''), warnings: result.stderr };
 }
 
-describe('man pages', { skip: hasMan ? false : 'man (man-db) is not installed' }, () => {
+describe('man pages', { skip: missingTool('man') }, () => {
   it('glexec(8) renders without warnings and names every exit code, option and variable', () => {
     const { text, warnings } = render('glexec.8');
     assert.equal(warnings, '');

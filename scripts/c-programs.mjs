@@ -1,0 +1,63 @@
+// The C programs, and the one set of flags every one of them is compiled with. `npm run build`
+// compiles them into build/c/; install-system copies what it installs from there. Only the shim
+// is compiled again at install time, because the node, program and config paths are compiled
+// into it (so no caller input can choose them). Adding a program is one line in `programs`.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+
+/** Hardening for every program; warnings fail the build in CI only (CI=true), not at a site. */
+export const hardeningFlags = [
+  '-std=c11',
+  '-O2',
+  '-Wall',
+  '-Wextra',
+  '-D_FORTIFY_SOURCE=2',
+  '-fstack-protector-strong',
+  '-Wl,-z,relro,-z,now',
+  ...(process.env.CI === 'true' ? ['-Werror'] : []),
+];
+
+/** A position-independent executable linked against the shared libc. */
+const pie = ['-fPIE', '-pie'];
+/** Static, so that no LD_* variable of the environment is read while it runs as root. */
+const staticPie = ['-static-pie'];
+
+/**
+ * name: the file in build/c/; source: relative to the repository; link: linking flags;
+ * libraries: after the source; installMode: install-system puts it in PREFIX/lib/glexec/ with
+ * that mode, owned by root. Test fixtures are built here too, so no test runs gcc.
+ */
+export const programs = [
+  { name: 'start-payload', source: 'shim/start-payload.c', link: staticPie, installMode: 0o700 },
+  // The bridge to the real LCMAPS (lcmaps_backend = library, and the tests' oracle): it dlopens the
+  // library at run time, so it builds whether or not LCMAPS is installed.
+  { name: 'lcmaps-helper', source: 'shim/lcmaps-helper.c', link: pie, libraries: ['-ldl'], installMode: 0o700 },
+  { name: 'caller-state', source: 'test/fixtures/caller-state.c', link: pie },
+  { name: 'zombie-leader', source: 'test/fixtures/zombie-leader.c', link: pie, libraries: ['-lpthread'] },
+  { name: 'stall-stderr', source: 'test/fixtures/stall-stderr.c', link: pie },
+  { name: 'forge-comm', source: 'test/fixtures/forge-comm.c', link: pie },
+  { name: 'print-euid', source: 'test/fixtures/print-euid.c', link: pie },
+];
+
+/** The setuid shim: built by install-system, with the installed paths as `defines`. */
+export const shim = { name: 'glexec', source: 'shim/glexec-shim.c', link: pie };
+
+/** Compiles `program` (one of the above) from the repository at `root` into `output`. */
+export function compile(root, program, output, defines = []) {
+  const args = [
+    ...hardeningFlags,
+    ...program.link,
+    ...defines,
+    '-o',
+    output,
+    join(root, program.source),
+    ...(program.libraries ?? []),
+  ];
+  try {
+    execFileSync('gcc', args, { stdio: 'inherit' });
+  } catch (error) {
+    if (error.code === 'ENOENT')
+      throw new Error('gcc is not installed: apt-get install gcc libc6-dev', { cause: error });
+    throw new Error(`gcc could not compile ${program.source} (its messages are above)`, { cause: error });
+  }
+}
