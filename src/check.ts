@@ -155,7 +155,7 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
   return { findings, config };
 }
 
-function checkWhiteLists(config: Config): Finding[] {
+function findWhiteListProblems(config: Config): Finding[] {
   const entries = [...config.user_white_list, ...config.group_white_list];
   if (entries.length === 0) return [warning('white lists', 'user_white_list and group_white_list are empty: nobody may call glexec', 'list the pilot accounts in user_white_list')];
   const findings: Finding[] = [];
@@ -356,7 +356,7 @@ export async function checkInstallation(configPath: string, trustedUids: readonl
   if (config === undefined) return findings;
   return [
     ...findings,
-    ...checkWhiteLists(config),
+    ...findWhiteListProblems(config),
     ...checkCertdir(config.certdir),
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),

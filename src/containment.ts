@@ -16,7 +16,7 @@ import { endProcesses, type GroupCleanup } from './linger';
 import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
 import { describeProcess, isRunning, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
-export type Containment =
+export type PayloadContainment =
   | { readonly mode: 'cgroup'; readonly job: JobCgroup }
   | { readonly mode: 'pgid'; readonly reason: string }
   | { readonly mode: 'off' };
@@ -28,7 +28,7 @@ const CGROUP_KILL_WAIT_MS = 5000;
  * Makes the payload's cgroup, or says why glexec falls back to the process group. A
  * max_processes that cannot be enforced is a 202: ignoring it would let a fork bomb through.
  */
-export function prepareContainment(config: Config): Containment {
+export function prepareContainment(config: Config): PayloadContainment {
   if (config.containment === 'off') return { mode: 'off' };
   if (config.containment === 'pgid') {
     if (config.max_processes > 0) throw systemError('containment.max_processes', 'max_processes needs containment = cgroup');
@@ -36,7 +36,7 @@ export function prepareContainment(config: Config): Containment {
   }
   const mounts = cgroupMounts();
   const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
-  const fallback = (reason: string): Containment => {
+  const fallback = (reason: string): PayloadContainment => {
     if (config.max_processes > 0) throw systemError('containment.max_processes', `max_processes cannot be enforced: ${reason}`);
     return { mode: 'pgid', reason };
   };
@@ -54,19 +54,19 @@ export function prepareContainment(config: Config): Containment {
 }
 
 /** The cgroup.procs files the payload joins before it runs (none without a cgroup). */
-export function cgroupProcsFiles(containment: Containment): string[] {
+export function cgroupProcsFiles(containment: PayloadContainment): string[] {
   if (containment.mode !== 'cgroup') return [];
   const { job } = containment;
   return [job.path, ...(job.pidsPath ? [job.pidsPath] : [])].map((directory) => join(directory, 'cgroup.procs'));
 }
 
 /** What ends the whole payload at once if glexec must stop while it runs. */
-export function emergencyKill(containment: Containment): (() => void) | undefined {
+export function emergencyKill(containment: PayloadContainment): (() => void) | undefined {
   return containment.mode === 'cgroup' ? () => killCgroupNow(containment.job.path) : undefined;
 }
 
 /** Removes the payload's cgroup when the payload never started. */
-export function abandonContainment(containment: Containment): void {
+export function abandonContainment(containment: PayloadContainment): void {
   if (containment.mode === 'cgroup') removeJobCgroup(containment.job);
 }
 
@@ -80,7 +80,7 @@ export interface Leftovers {
 }
 
 /** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
-export function findLeftovers(containment: Containment, payload: { pid: number; uid: number }): Leftovers {
+export function findLeftovers(containment: PayloadContainment, payload: { pid: number; uid: number }): Leftovers {
   // A process whose main thread exited while another runs on shows as Z in /proc, but is alive.
   const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z' && info.state !== 'X';
   switch (containment.mode) {
@@ -135,7 +135,7 @@ export function removeLeftoverFile(path: string | undefined): void {
 }
 
 export interface LeftoverCleanup extends GroupCleanup {
-  readonly mode: Containment['mode'];
+  readonly mode: PayloadContainment['mode'];
   /** Processes still running when glexec gave up (0 unless kill_leftovers = no). */
   readonly survivors: number;
   /** The payload's cgroup, when it could not be removed because processes remain in it. */
@@ -147,7 +147,7 @@ export interface LeftoverCleanup extends GroupCleanup {
  * cgroup: freeze, cgroup.kill, wait until empty. pgid: SIGTERM, kill_grace, SIGKILL, until two
  * scans in a row find nothing.
  */
-export async function endLeftovers(containment: Containment, payload: { pid: number; uid: number }, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
+export async function endLeftovers(containment: PayloadContainment, payload: { pid: number; uid: number }, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
   const started = monotonicMs();
   switch (containment.mode) {
     case 'off':
