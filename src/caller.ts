@@ -6,7 +6,8 @@
 import { readAllAndClose } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { systemError } from './errors';
-import { type LiftedResource, type Limit, parseCallerLimits } from './limits';
+import { parseCallerLimits } from './caller-limits';
+import type { LiftedResource, Limit } from './sys/rlimit';
 
 export interface ShimArgs {
   readonly configPath: string;

@@ -16,7 +16,7 @@ import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type Epil
 import { checkEpilogueEnvironment } from './epilogue-env';
 import { type SignalRelay, waitForExit } from './linger';
 import { abandonContainment, cgroupProcsFiles, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, type PayloadContainment, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
-import { payloadLimitOptions } from './limits';
+import { payloadLimitOptions } from './caller-limits';
 import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
 import { mapAccount } from './lcmaps/modules';

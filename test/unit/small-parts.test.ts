@@ -4,7 +4,7 @@ import { parseEnvironmentBlock, parseShimArgs } from '../../src/caller';
 import { toAction } from '../../src/cli';
 import { defaultConfig, type Config } from '../../src/config/schema';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
-import { parseCallerLimits, payloadLimitOptions } from '../../src/limits';
+import { parseCallerLimits, payloadLimitOptions } from '../../src/caller-limits';
 import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
 import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
 import { mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
