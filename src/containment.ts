@@ -14,7 +14,14 @@ import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
 import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
+import type { Identity, Pid, Uid } from './sys/identity';
 import { describeProcess, isRunning, type ProcessInfo, scanProcesses } from './sys/procinfo';
+
+/** The payload's process and account: what its leftovers are found by. */
+export interface PayloadProcess {
+  readonly pid: Pid;
+  readonly uid: Uid;
+}
 
 export type PayloadContainment =
   | { readonly mode: 'cgroup'; readonly job: JobCgroup }
@@ -80,7 +87,7 @@ export interface Leftovers {
 }
 
 /** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
-export function findLeftovers(containment: PayloadContainment, payload: { pid: number; uid: number }): Leftovers {
+export function findLeftovers(containment: PayloadContainment, payload: PayloadProcess): Leftovers {
   // A process whose main thread exited while another runs on shows as Z in /proc, but is alive.
   const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z' && info.state !== 'X';
   switch (containment.mode) {
@@ -99,7 +106,7 @@ export function findLeftovers(containment: PayloadContainment, payload: { pid: n
 }
 
 /** The target's running processes (thread groups with a live thread) in the payload's process group or session. */
-function pgidMembers(payload: { pid: number; uid: number }): ProcessInfo[] {
+function pgidMembers(payload: PayloadProcess): ProcessInfo[] {
   return scanProcesses(payload.uid, (stat) => (stat.pgid === payload.pid || stat.sid === payload.pid) && isRunning(stat));
 }
 
@@ -109,7 +116,7 @@ function pgidMembers(payload: { pid: number; uid: number }): ProcessInfo[] {
  */
 
 /** The leftover list goes to runtime_directory (glexec.conf), root's own. */
-export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }, directory: string): string {
+export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: Pick<Identity, 'uid' | 'gid'>, directory: string): string {
   // Concurrent runs may race to make the directory after a boot (/run is a tmpfs): recursive.
   mkdirSync(directory, { recursive: true, mode: 0o755 });
   const st = lstatSync(directory);
@@ -147,7 +154,7 @@ export interface LeftoverCleanup extends GroupCleanup {
  * cgroup: freeze, cgroup.kill, wait until empty. pgid: SIGTERM, kill_grace, SIGKILL, until two
  * scans in a row find nothing.
  */
-export async function endLeftovers(containment: PayloadContainment, payload: { pid: number; uid: number }, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
+export async function endLeftovers(containment: PayloadContainment, payload: PayloadProcess, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
   const started = monotonicMs();
   switch (containment.mode) {
     case 'off':

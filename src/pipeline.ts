@@ -15,7 +15,7 @@ import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, refuseTargetThatControlsEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { checkEpilogueEnvironment } from './epilogue-env';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, cgroupProcsFiles, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, type PayloadContainment, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
+import { abandonContainment, cgroupProcsFiles, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, type PayloadContainment, type PayloadProcess, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './caller-limits';
 import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
@@ -27,7 +27,7 @@ import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import { findCreatedProxies, ownStartTime, registerCreatedProxy, type Registration, registryKey, removeLocked, renewLocked } from './proxy/registry';
 import { DISCARD_TARGET, readTargetProxySource, removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
-import { findAccount } from './sys/identity';
+import { asPid, findAccount, type Pid } from './sys/identity';
 import { helperStatus, type HelperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
 import { callerStderrFd } from './sys/stderr';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
@@ -424,7 +424,7 @@ function buildEnvironment(caller: Caller, target: Target, targetProxy: string | 
 }
 
 interface PayloadRun {
-  readonly pid: number;
+  readonly pid: Pid;
   readonly cwd: string;
   readonly ending: Ending;
   readonly durationMs: number;
@@ -455,7 +455,7 @@ async function runPayload(context: AdmittedRun, env: Record<string, string>): Pr
     const error = await exited.then(() => undefined, (reason: unknown) => reason);
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
-  const pid = child.pid;
+  const pid = asPid(child.pid);
   const status = helperStatus(child);
   relay.attach(pid, emergencyKill(containment));
   // The status pipe closes at the payload's exec (or when the helper fails): then the directory
@@ -530,7 +530,7 @@ async function cleanUpLeftovers(context: RanRun, afterFailure: boolean): Promise
 }
 
 /** The leftovers when listing them was the stage that failed: unknown if they cannot be found now either. */
-function countLeftoversAfterFailure(containment: PayloadContainment, payload: { pid: number; uid: number }): Leftovers | undefined {
+function countLeftoversAfterFailure(containment: PayloadContainment, payload: PayloadProcess): Leftovers | undefined {
   try {
     return findLeftovers(containment, payload);
   } catch {
@@ -538,7 +538,7 @@ function countLeftoversAfterFailure(containment: PayloadContainment, payload: { 
   }
 }
 
-const payloadProcess = (context: RanRun) => ({ pid: context.payload.pid, uid: context.target.uid });
+const payloadProcess = (context: RanRun): PayloadProcess => ({ pid: context.payload.pid, uid: context.target.uid });
 
 /** What the completion record says beyond the run's context. */
 interface Completion {

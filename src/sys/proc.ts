@@ -3,6 +3,7 @@
  */
 import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Identity } from './identity';
 import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
 import { basename, join } from 'node:path';
 
@@ -16,10 +17,7 @@ export function startPayloadHelper(): string {
   return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');
 }
 
-export interface TargetIdentity {
-  readonly uid: number;
-  readonly gid: number;
-  readonly groups: readonly number[];
+export interface TargetIdentity extends Identity {
   /** PR_SET_NO_NEW_PRIVS: setuid and file-capability programs give it nothing. */
   readonly noNewPrivs?: boolean;
 }
