@@ -16,7 +16,7 @@ import { compileAccountPolicies } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { childrenOf, contextTag, encodingOf, readRoot, Tag } from './proxy/der';
 import { subjectHash } from './proxy/dn';
-import { openChecked, readAllAndClose } from './sys/files';
+import { readCheckedFile } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { SETPRIV, startPayloadHelper } from './sys/proc';
@@ -140,7 +140,7 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
   if (missing) return { findings, config: undefined };
   let text: string;
   try {
-    text = readAllAndClose(openChecked(path, lstatSync(path)), 1024 * 1024).toString('utf8');
+    text = readCheckedFile(path, lstatSync(path), 1024 * 1024).toString('utf8');
   } catch (caught) {
     findings.push(error('config', `cannot read ${path}: ${messageOf(caught)}`, `make ${path} a regular file root can read`));
     return { findings, config: undefined };

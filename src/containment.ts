@@ -1,19 +1,15 @@
 /**
- * Containment of the payload and of everything it starts. With a writable cgroup v2 the payload
- * is born inside a cgroup of its own (a small root helper joins it, then execs setpriv), so no fork,
- * `setsid` or double fork can leave it; what is left when the payload exits is listed (for the
- * log and the epilogue), and after the epilogue it is frozen and killed with cgroup.kill.
- * Without one, glexec falls back to the payload's process group and session, found by repeated
- * /proc scans of the target account's processes.
+ * Containment of the payload and of everything it starts: a cgroup v2 of its own, else its process
+ * group and session (docs/containment.md).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config/schema';
 import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
 import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
+import { createRootFile, makeRootDirectory, removeRootFile } from './sys/files';
 import type { Identity, Pid, Uid } from './sys/identity';
 import { describeProcess, isRunning, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
@@ -111,34 +107,23 @@ function pgidMembers(payload: PayloadProcess): ProcessInfo[] {
 }
 
 /**
- * The leftover list for the epilogue: a root-owned file (readable by the epilogue's account)
- * with a header line and one tab-separated line per process. Returns its path.
+ * The leftover list for the epilogue, in runtime_directory (glexec.conf), root's own: a header
+ * line and one tab-separated line per process, readable by the epilogue's account. Returns its path.
  */
-
-/** The leftover list goes to runtime_directory (glexec.conf), root's own. */
 export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: Pick<Identity, 'uid' | 'gid'>, directory: string): string {
-  // Concurrent runs may race to make the directory after a boot (/run is a tmpfs): recursive.
-  mkdirSync(directory, { recursive: true, mode: 0o755 });
-  const st = lstatSync(directory);
-  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022) throw systemError('containment.leftover_dir', `${directory} must be a root-owned directory that only root can write`);
-  const path = join(directory, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
-  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'))];
-    writeSync(fd, `${lines.join('\n')}\n`);
-    // Root's file; an epilogue that runs as another account reads it through its group.
-    if (reader.uid !== 0) {
-      fchownSync(fd, 0, reader.gid);
-      fchmodSync(fd, 0o640);
-    }
-  } finally {
-    closeSync(fd);
+  if (!makeRootDirectory(directory)) {
+    throw systemError('containment.leftover_dir', `${directory} must be a root-owned directory that only root can write`);
   }
+  const path = join(directory, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
+  const rows = leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'));
+  const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...rows];
+  // An epilogue that runs as another account reads it through its group.
+  createRootFile(path, `${lines.join('\n')}\n`, reader.uid === 0 ? undefined : reader.gid);
   return path;
 }
 
 export function removeLeftoverFile(path: string | undefined): void {
-  if (path !== undefined) rmSync(path, { force: true });
+  if (path !== undefined) removeRootFile(path);
 }
 
 export interface LeftoverCleanup extends GroupCleanup {

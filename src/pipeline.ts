@@ -3,7 +3,6 @@
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
  */
 import { monotonicMs } from './clock';
-import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Caller, callerAccount, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction, usageError } from './cli';
@@ -27,6 +26,7 @@ import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import { findCreatedProxies, ownStartTime, registerCreatedProxy, type Registration, registryKey, removeLocked, renewLocked } from './proxy/registry';
 import { DISCARD_TARGET, readTargetProxySource, removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
+import { closeDescriptor } from './sys/files';
 import { asPid, findAccount, type Pid } from './sys/identity';
 import { helperStatus, type HelperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
 import { callerStderrFd } from './sys/stderr';
@@ -158,9 +158,7 @@ async function afterPayload(context: RanRun): Promise<number> {
 
 /**
  * The one cleanup section, whatever happened: what the payload left is ended, what the run made is
- * removed, and a payload that ran gets its completion record. After a failure the leftovers are
- * ended regardless of kill_leftovers, the record says 202 and the error's code, and the error is
- * thrown on (or the record's, when the record could not be written).
+ * removed, and a payload that ran gets its completion record (docs/containment.md, "The end of a run").
  */
 async function finishRun(context: RunContext, outcome: RunOutcome): Promise<number> {
   const { log, target } = context;
@@ -448,7 +446,7 @@ async function runPayload(context: AdmittedRun, env: Record<string, string>): Pr
     child = spawnAsTarget(who, action.payload, action.args, env, start);
   } finally {
     // Only the payload's start needed the caller's directory; the epilogue must not inherit it.
-    if (caller.cwdFd !== undefined) closeSync(caller.cwdFd);
+    if (caller.cwdFd !== undefined) closeDescriptor(caller.cwdFd);
   }
   const exited = waitForExit(child);
   if (child.pid === undefined) {

@@ -5,7 +5,7 @@
 import { lstatSync } from 'node:fs';
 import { parse as parseIni } from 'ini';
 import { type GlexecError, systemError } from '../errors';
-import { openChecked, readAllAndClose } from '../sys/files';
+import { readCheckedFile } from '../sys/files';
 import { requireTrustedPath } from '../trust';
 import { type Config, configSchema, defaultConfig, isConfigKey, ValueSyntaxError } from './schema';
 
@@ -23,7 +23,7 @@ export function loadConfig(path: string, trustedUids: readonly number[]): Loaded
   const checked = requireTrustedPath('configuration file', path, { trustedUids, trustedGids: [], finalType: 'file' }, lstatSync, 'config.untrusted');
   let text: string;
   try {
-    text = readAllAndClose(openChecked(path, checked), MAX_CONFIG_BYTES).toString('utf8');
+    text = readCheckedFile(path, checked, MAX_CONFIG_BYTES).toString('utf8');
   } catch (error) {
     throw systemError('config.unreadable', `cannot read configuration file ${path}: ${(error as Error).message}`);
   }

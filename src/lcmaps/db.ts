@@ -17,7 +17,7 @@
  */
 import { lstatSync } from 'node:fs';
 import { GlexecError, systemError } from '../errors';
-import { openChecked, readAllAndClose } from '../sys/files';
+import { readCheckedFile } from '../sys/files';
 import { requireTrustedPath } from '../trust';
 
 /** Far above any real lcmaps.db (a few KiB). */
@@ -252,7 +252,7 @@ export function readLcmapsDb(path: string): LcmapsDb {
   const checked = requireTrustedPath('lcmaps.db', path, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstatSync, 'lcmaps.untrusted');
   let text: string;
   try {
-    text = readAllAndClose(openChecked(path, checked), MAX_LCMAPS_DB_BYTES).toString('latin1');
+    text = readCheckedFile(path, checked, MAX_LCMAPS_DB_BYTES).toString('latin1');
   } catch (error) {
     if (error instanceof GlexecError) throw error;
     throw systemError('lcmaps.unreadable', `cannot read lcmaps.db ${path}: ${(error as Error).message}`);

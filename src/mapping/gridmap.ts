@@ -5,7 +5,7 @@
  */
 import { lstatSync } from 'node:fs';
 import { authorizationError, systemError } from '../errors';
-import { openChecked, readAllAndClose } from '../sys/files';
+import { readCheckedFile } from '../sys/files';
 import { requireTrustedPath } from '../trust';
 
 const MAX_GRIDMAP_BYTES = 64 * 1024 * 1024;
@@ -64,7 +64,7 @@ export function readGridMap(path: string): GridMapEntry[] {
   const checked = requireTrustedPath('grid-mapfile', path, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstatSync, 'gridmap.untrusted');
   let text: string;
   try {
-    text = readAllAndClose(openChecked(path, checked), MAX_GRIDMAP_BYTES).toString('latin1');
+    text = readCheckedFile(path, checked, MAX_GRIDMAP_BYTES).toString('latin1');
   } catch (error) {
     throw systemError('gridmap.unreadable', `cannot read grid-mapfile ${path}: ${(error as Error).message}`);
   }
