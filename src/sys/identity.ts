@@ -49,10 +49,7 @@ export function findGroup(nameOrGid: string | number): { name: string; gid: Gid 
 
 /**
  * The supplementary groups the group database gives an account, as initgroups(3) computes them.
- * PRIVILEGE: initgroups sets this root process's own groups for a moment; the shim left it with
- * none, and they are cleared again before returning, so nothing is inherited from it. The list
- * is read from the kernel (/proc/thread-self/status), because process.getgroups() adds the
- * effective gid (0 here) whether or not the account has it.
+ * PRIVILEGE: sets this process's groups for a moment (docs/security.md, "An account's groups").
  */
 export function groupsOf(account: Account): Gid[] {
   // @types/node 20 does not declare initgroups, which Node has on every POSIX platform.
@@ -77,18 +74,9 @@ function checkedId(id: number, what: string): number {
 }
 
 /**
- * Runs `fn` with the file-access identity of `who`, so the kernel checks every path it opens as
- * that account would be checked: glexec never opens a caller- or target-named file with root's
- * rights.
- *
- * PRIVILEGE: sets the supplementary groups, then the effective gid, then the effective uid of
- * this root process (in that order: only root may set groups and gid). The real and saved uid and
- * gid stay 0, so `who` cannot signal or ptrace this process meanwhile (kill(2) compares with the
- * real and saved uid; the kernel also marks the process non-dumpable when its euid changes), and
- * the way back to root stays open. glibc applies each call to every thread of the process.
- * Afterwards, whatever `fn` did or threw, euid 0, egid 0 and no supplementary groups are restored;
- * if that fails the process is killed on the spot, because no code may run on with a
- * half-restored identity. `fn` must be synchronous: a promise would resolve after the restore.
+ * Runs `fn` (synchronous) with the file-access identity of `who`, so the kernel checks every path
+ * it opens as that account's. PRIVILEGE: effective ids only, root restored or the process killed
+ * (docs/security.md, "Acting as another account").
  */
 export function withEffectiveIdentity<T>(who: Identity, fn: () => T): T {
   const addon = posix();
