@@ -5,11 +5,11 @@
 //   npm run bench -- --quick      the same rows with fewer runs and rounds
 //   npm run bench -- --runs=N     N runs a start-up row
 //   npm run bench -- --json       the rows as a JSON array instead of the table
-//   npm run bench -- --only=startup,default,memory,together,epilogue,leftovers
+//   npm run bench -- --only=startup,default,mapping,memory,together,epilogue,leftovers
 // It never stops on a failed measurement: a process that ended before it was read is read again,
 // a failed run is run again, and what still fails is "not measured" in its row.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,6 +162,35 @@ try {
     // The row is only what it says if the proxy was in fact copied for the target.
     if (!readFileSync(proxyEnv.GLEXEC_TARGET_PROXY).equals(readFileSync(pki.pilotProxy))) throw new Error('the target proxy was not copied');
     row(defaultName, likeDefault.glexec, 'ms', likeDefault.node, ratioAtMost(2.0));
+  });
+
+  // 2b. Mapping cost of each LCMAPS backend against the grid-mapfile path (same DN, same account),
+  // for scale: no target of its own.
+  const builtinName = 'glexec /bin/true, lcmaps.db builtin backend vs grid-mapfile (for scale)';
+  const libraryName = 'glexec /bin/true, lcmaps.db library backend vs grid-mapfile (for scale)';
+  await section('mapping', [builtinName, [builtinName, 'ms'], [libraryName, 'ms']], () => {
+    if (!existsSync('/usr/lib/x86_64-linux-gnu/liblcmaps.so.0') || !existsSync('/usr/lib/lcmaps/lcmaps_localaccount.mod')) {
+      throw new Error('no LCMAPS (apt-get install liblcmaps0 lcmaps-plugins-basic-localaccount lcmaps-plugins-basic-posixenf lcmaps-plugins-verify-proxy)');
+    }
+    const lcmapsDb = join(system.root, 'etc/bench-lcmaps.db');
+    writeFileSync(lcmapsDb, [
+      'path = /usr/lib/lcmaps',
+      `verifyproxy = "lcmaps_verify_proxy.mod" " -certdir ${system.certdir}"`,
+      `localaccount = "lcmaps_localaccount.mod" " -gridmapfile ${system.gridmapPath}"`,
+      'posix_enf = "lcmaps_posix_enf.mod"',
+      'glexec_get_account:',
+      'verifyproxy -> localaccount',
+      'localaccount -> posix_enf',
+      '',
+    ].join('\n'), { mode: 0o644 });
+    const configured = (lines) => () => {
+      system.writeConfig(system.standardConfig(['log_level = 3', ...lines]));
+      return timed('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true']);
+    };
+    const lcmaps = [`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account'];
+    const mapping = alternate({ gridmap: configured([]), builtin: configured([...lcmaps, 'lcmaps_backend = builtin']), library: configured([...lcmaps, 'lcmaps_backend = library']) });
+    row(builtinName, mapping.builtin, 'ms', mapping.gridmap);
+    row(libraryName, mapping.library, 'ms', mapping.gridmap);
   });
 
   // 3. Memory of lingering glexecs: 64 at once, each job's private memory without its payload

@@ -2,7 +2,7 @@
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), start-payload (root-only helper); glexec writes
+//                        addon), start-payload and lcmaps-helper (root-only helpers); glexec writes
 //                        glexec-main.<hash>.cache (V8's code cache) there after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
@@ -147,8 +147,15 @@ execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTI
 chownSync(startPayload, 0, 0);
 chmodSync(startPayload, 0o700);
 
+// The bridge to the real LCMAPS library (lcmaps_backend = library, and the tests' oracle): it
+// dlopens the library at run time, so it builds whether or not LCMAPS is installed.
+const lcmapsHelper = join(lib, 'lcmaps-helper');
+execFileSync('gcc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong', '-fPIE', '-pie', '-Wl,-z,relro,-z,now', '-o', lcmapsHelper, join(root, 'shim/lcmaps-helper.c'), '-ldl'], { stdio: 'inherit' });
+chownSync(lcmapsHelper, 0, 0);
+chmodSync(lcmapsHelper, 0o700);
+
 console.log(`installed ${shim} (setuid root; node ${node})`);
 console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);
 if (!existsSync(config)) console.log(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`);
-console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${lib}/start-payload`);
+console.log(`installed ${lib}/glexec.js, ${lib}/posix.node, ${lib}/start-payload and ${lib}/lcmaps-helper`);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);

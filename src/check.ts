@@ -12,7 +12,9 @@ import { checkEpilogue, resolveEpilogueRunner } from './epilogue';
 import { GlexecError, type Problem } from './errors';
 import { clampLogLevel } from './log/logger';
 import { readLcmapsDb } from './lcmaps/db';
-import { compileAccountPolicies } from './lcmaps/modules';
+import { compileAccountPolicies, moduleKindOf, parsePolicyNames } from './lcmaps/modules';
+import { checkLibraryTrust, pluginFiles } from './lcmaps/library';
+import { lcmapsHelper } from './sys/lcmaps-helper';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { childrenOf, contextTag, encodingOf, readRoot, Tag } from './proxy/der';
 import { subjectHash } from './proxy/dn';
@@ -22,6 +24,7 @@ import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { SETPRIV, startPayloadHelper } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
+import { DEFAULT_CERTDIR, effectiveCertdir } from './lcmaps/certdir';
 
 export interface Finding {
   readonly level: 'ok' | 'warning' | 'error';
@@ -191,6 +194,15 @@ function readCaFile(path: string, name: string): CaFile | undefined {
   return { name, hash: subjectHash(encodingOf(subject)), expired: new Date(certificate.validTo) < new Date(), isCa: certificate.ca };
 }
 
+/** The certdir a run would use; an lcmaps.db that cannot be read is reported by its own check. */
+function certdirToCheck(config: Config): string {
+  try {
+    return effectiveCertdir(config);
+  } catch {
+    return config.certdir === '' ? DEFAULT_CERTDIR : config.certdir;
+  }
+}
+
 function checkCertdir(certdir: string): Finding[] {
   return attempt('certdir', { key: 'certdir', value: certdir }, () => {
     requireTrustedPath('certdir', certdir, rootOnlyDirectory, lstatSync, 'proxy.certdir');
@@ -267,12 +279,38 @@ function checkGridMap(path: string): Finding[] {
 }
 
 function checkLcmaps(config: Config): Finding[] {
+  if (config.lcmaps_backend === 'library') {
+    return attempt('lcmaps', { key: 'lcmaps_libdir', value: config.lcmaps_libdir }, () => {
+      const db = readLcmapsDb(config.lcmaps_db_file);
+      parsePolicyNames(config.lcmaps_get_account_policy);
+      const library = checkLibraryTrust(config, db);
+      if (!existsSync(lcmapsHelper())) return error('lcmaps', `${lcmapsHelper()} is missing`, 'run npm run install-system again');
+      const plugins = pluginFiles(db);
+      return ok('lcmaps', `backend library: ${library}, ${db.path ?? 'the plug-in directory'} and ${plugins.length} plug-in(s) (${plugins.join(', ')}) can only be changed by root`);
+    });
+  }
+  const missing = modulesWithoutBuiltin(config);
+  if (missing.length > 0) {
+    return [error('lcmaps', `backend builtin lacks the plug-in(s) ${missing.join(', ')} of ${config.lcmaps_db_file}`, 'set lcmaps_backend = library, so that the real LCMAPS runs them')];
+  }
   return attempt('lcmaps.db', { key: 'lcmaps_db_file', value: config.lcmaps_db_file }, () => {
     const db = readLcmapsDb(config.lcmaps_db_file);
     const compiled = compileAccountPolicies(db, config.lcmaps_get_account_policy);
     const policies = compiled.policies.map((policy) => policy.name).join(', ');
-    return ok('lcmaps.db', `${config.lcmaps_db_file}: syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`);
+    return ok('lcmaps.db', `${config.lcmaps_db_file}: backend builtin; syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`);
   });
+}
+
+/** The modules of the lcmaps.db policies that glexec's built-in backend has no equivalent of. */
+function modulesWithoutBuiltin(config: Config): string[] {
+  try {
+    const db = readLcmapsDb(config.lcmaps_db_file);
+    const used = new Set(db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])));
+    return [...db.modules.values()].filter((module) => used.has(module.name) && moduleKindOf(module.file) === undefined).map((module) => `${module.name} (${module.file})`);
+  } catch {
+    // An unreadable lcmaps.db is reported by the attempt that follows.
+    return [];
+  }
 }
 
 function checkEpilogueSetting(config: Config): Finding[] {
@@ -357,7 +395,7 @@ export async function checkInstallation(configPath: string, trustedUids: readonl
   return [
     ...findings,
     ...findWhiteListProblems(config),
-    ...checkCertdir(config.certdir),
+    ...checkCertdir(certdirToCheck(config)),
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),
     ...(await checkLog(config)),

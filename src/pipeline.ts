@@ -17,9 +17,12 @@ import { type SignalRelay, waitForExit } from './linger';
 import { abandonContainment, cgroupProcsFiles, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, type PayloadContainment, type PayloadProcess, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
 import { payloadLimitOptions } from './caller-limits';
 import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
+import { effectiveCertdir } from './lcmaps/certdir';
 import { readLcmapsDb } from './lcmaps/db';
 import { mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
+import { targetFromMapping } from './mapping/mapped-target';
+import { runLcmapsLibrary } from './lcmaps/library';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
@@ -325,27 +328,33 @@ async function warnIfSyslogUnheard(config: Config, reporter: Reporter): Promise<
   if (config.log_destination === 'syslog' && !(await syslogListening())) reporter.warn(SYSLOG_UNHEARD);
 }
 
-function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy {
+/** The verified proxy, and its text for the LCMAPS library backend. */
+function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy & { readonly pem: string } {
   const location = locateProxy(caller.env);
   const pem = readProxyFile(location, caller.uid, caller.proxy, (path) => ownerSeenByCaller(caller, path));
-  return verifyProxyChain(pem, {
-    certdir: config.certdir,
+  return { pem, ...verifyProxyChain(pem, {
+    certdir: effectiveCertdir(config),
     now: new Date(),
     requirePrivateKey: !config.omission_private_key_white_list.includes(caller.name),
-  });
+  }) };
 }
 
 /** lcmaps.db policies when the site has one, else the grid-mapfile. */
-function mapToTarget(proxy: VerifiedProxy, config: Config, log: Log): Target {
+function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Config, log: Log): Target {
   if (config.lcmaps_db_file === '') return resolveTarget(mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile), proxy.identityDn);
+  if (config.lcmaps_backend === 'library') {
+    const run = runLcmapsLibrary(config, Buffer.from(proxy.pem, 'latin1'), effectiveCertdir(config), proxy.identityDn, log);
+    log.info('lcmaps library mapped', { policy: run.mapping.policy, account: run.mapping.account, uid: run.mapping.uid, gid: run.mapping.gid, groups: run.mapping.groups, poolindex: run.poolindex });
+    return targetFromMapping(run.mapping, proxy.identityDn);
+  }
   const mapping = mapAccount(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy, {
     identityDn: proxy.identityDn,
     proxy,
     now: new Date(),
-    verifiedAgainstCertdir: config.certdir,
+    verifiedAgainstCertdir: effectiveCertdir(config),
   });
-  log.info('lcmaps policy mapped', { policy: mapping.policy, via: mapping.via, account: mapping.account });
-  return resolveTarget(mapping.account, proxy.identityDn);
+  log.info('lcmaps policy mapped', { policy: mapping.policy, via: mapping.via, account: mapping.account, gid: mapping.gid, groups: mapping.groups });
+  return targetFromMapping(mapping, proxy.identityDn);
 }
 
 /** A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before anything runs. */

@@ -13,6 +13,7 @@ export type LogDestination = 'syslog' | 'file';
 export type LockMechanism = 'flock' | 'fcntl' | 'disabled';
 export type SwitchBy = 'glexec' | 'lcmaps';
 export type ContainmentMode = 'cgroup' | 'pgid' | 'off';
+export type LcmapsBackend = 'builtin' | 'library';
 
 /** Parses one raw value; throws a plain message (the loader adds the key and value). */
 type Parser<T> = (raw: string) => T;
@@ -145,8 +146,8 @@ export const configSchema = {
     doc: 'Calling groups (primary or supplementary) allowed to run glexec; same patterns.' }),
   omission_private_key_white_list: spec({ parse: nameList('omission_private_key_white_list'), default: [], status: 'used',
     doc: 'Calling accounts allowed to pass a proxy without its private key.' }),
-  certdir: spec({ parse: absolutePath, default: '/etc/grid-security/certificates', status: 'used',
-    doc: 'CA directory (`<hash>.0` files) that proxies are verified against.' }),
+  certdir: spec({ parse: optionalAbsolutePath, default: '', status: 'used',
+    doc: 'CA directory (`<hash>.0` files) that proxies are verified against. Unset: the `-certdir` of the lcmaps.db verify_proxy module, as gLExec 0.9 had it, else /etc/grid-security/certificates.' }),
   gridmapfile: spec({ parse: absolutePath, default: '/etc/grid-security/grid-mapfile', status: 'used', extension: true,
     doc: 'grid-mapfile that maps the proxy owner to a local account when lcmaps_db_file is not set.' }),
   user_identity_switch_by: spec<SwitchBy>({ parse: oneOf<SwitchBy>('glexec', 'lcmaps'), default: 'glexec', status: 'used',
@@ -158,9 +159,13 @@ export const configSchema = {
   lcmaps_get_account_policy: spec({ parse: anyText, default: '', status: 'used',
     doc: 'The lcmaps.db policies to try (one name or a colon-separated list), in the order of the file; the first that maps wins. Required with lcmaps_db_file.' }),
   lcmaps_verify_account_policy: spec({ parse: anyText, default: '', status: 'ignored', doc: 'LCMAPS verify-account policy.' }),
-  lcmaps_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCMAPS plugin directory.' }),
-  lcmaps_log_file: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCMAPS log file.' }),
-  lcmaps_debug_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCMAPS debug level.' }),
+  lcmaps_backend: spec<LcmapsBackend>({ parse: oneOf<LcmapsBackend>('builtin', 'library'), default: 'builtin', status: 'used', extension: true,
+    doc: 'Who runs the lcmaps.db policies: `builtin` (glexec\'s own plug-ins) or `library` (the real liblcmaps.so.0 and its plug-ins, in a root-only helper process).' }),
+  lcmaps_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'used',
+    doc: 'Directory of liblcmaps.so.0 for `lcmaps_backend = library`; unset: the first of /usr/lib64, /usr/lib/x86_64-linux-gnu, /usr/lib that has it.' }),
+  lcmaps_log_file: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCMAPS log file (with `lcmaps_backend = library`, LCMAPS\'s lines go to glexec\'s log).' }),
+  lcmaps_debug_level: spec({ parse: integer, default: 0, status: 'used',
+    doc: 'LCMAPS_DEBUG_LEVEL for `lcmaps_backend = library`; at least 3, so that a refusal can give LCMAPS\'s reason.' }),
   lcmaps_log_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCMAPS log level.' }),
   lcmaps_voms_verification: spec({ parse: yesNo, default: true, status: 'ignored', doc: 'VOMS AC verification (no VOMS support).' }),
   lcas_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCAS plugin directory.' }),

@@ -5,23 +5,25 @@
  * is loaded. Each module knows its options exactly as the LCMAPS man pages list them; anything
  * else is a 202, so a site never runs with a setting glexec silently ignores.
  *
- * Running (as LCMAPS does): the policies named by lcmaps_get_account_policy run in the order of
+ * Running (as LCMAPS does, checked against Debian's LCMAPS 1.6.6 by test/e2e/lcmaps-oracle.test.ts): the policies named by lcmaps_get_account_policy run in the order of
  * the file; the first that maps an account wins. A policy starts at the left side of its first
  * rule; a module's success follows `->`, its failure `|` (no `|`: the policy fails); a module
  * that starts no rule ends the policy with its own result.
  */
 import { GlexecError, authorizationError, systemError } from '../errors';
-import { type GridMapEntry, readGridMap } from '../mapping/gridmap';
+import { findGridMapEntry, type GridMapEntry, readGridMap } from '../mapping/gridmap';
 import { type LeaseOptions, leasePoolAccount } from '../mapping/pool';
+import { findAccount, findGroup, groupsOf } from '../sys/identity';
 import type { LcmapsDb, LcmapsModule, LcmapsRule } from './db';
 
-export type ModuleKind = 'verify_proxy' | 'localaccount' | 'poolaccount' | 'posix_enf' | 'dummy_good' | 'dummy_bad';
+export type ModuleKind = 'verify_proxy' | 'localaccount' | 'poolaccount' | 'posix_enf' | 'ban_dn' | 'dummy_good' | 'dummy_bad';
 
-const KINDS: readonly ModuleKind[] = ['verify_proxy', 'localaccount', 'poolaccount', 'posix_enf', 'dummy_good', 'dummy_bad'];
+const KINDS: readonly ModuleKind[] = ['verify_proxy', 'localaccount', 'poolaccount', 'posix_enf', 'ban_dn', 'dummy_good', 'dummy_bad'];
 
 /** Where LCMAPS takes relative grid-mapfile and gridmapdir paths from in a setuid program. */
 const GRID_SECURITY = '/etc/grid-security';
 const DEFAULT_GRIDMAPFILE = `${GRID_SECURITY}/grid-mapfile`;
+const DEFAULT_BANMAPFILE = `${GRID_SECURITY}/ban-mapfile`;
 
 /**
  * The module a plug-in file implements: `[lib]lcmaps_<name>[digits].mod|.so[.N…]`, any directory.
@@ -60,18 +62,47 @@ export interface MappingInput {
   readonly verifiedAgainstCertdir?: string;
 }
 
-/** The file system side of the modules; tests replace it. */
-export interface MappingEnvironment {
-  readGridMap(path: string): readonly GridMapEntry[];
-  leasePoolAccount(gridmapdir: string, poolPrefix: string, dn: string, options: LeaseOptions): string;
+/** An account with the groups LCMAPS gives it: the primary gid and every group it is a member of. */
+export interface ResolvedAccount {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly number[];
 }
 
-export const systemMappingEnvironment: MappingEnvironment = { readGridMap, leasePoolAccount };
+/** The file system and account database side of the modules; tests replace it. */
+export interface MappingEnvironment {
+  readGridMap(path: string, options?: { accountRequired?: boolean }): readonly GridMapEntry[];
+  leasePoolAccount(gridmapdir: string, poolPrefix: string, dn: string, options: LeaseOptions): string;
+  /** By name or uid; undefined if there is no such account. */
+  lookupAccount(nameOrUid: string | number): ResolvedAccount | undefined;
+  /** A group's gid by name or gid; undefined if there is no such group. */
+  lookupGroup(nameOrGid: string | number): number | undefined;
+}
+
+function lookupSystemAccount(nameOrUid: string | number): ResolvedAccount | undefined {
+  const account = findAccount(nameOrUid);
+  return account === undefined ? undefined : { name: account.name, uid: account.uid, gid: account.gid, groups: groupsOf(account) };
+}
+
+export const systemMappingEnvironment: MappingEnvironment = {
+  readGridMap,
+  leasePoolAccount,
+  lookupAccount: lookupSystemAccount,
+  lookupGroup: (nameOrGid) => findGroup(nameOrGid)?.gid,
+};
+
+export type MappedBy = 'localaccount' | 'poolaccount' | 'dummy_good' | 'library';
 
 export interface AccountMapping {
   readonly account: string;
   readonly policy: string;
-  readonly via: 'localaccount' | 'poolaccount';
+  readonly via: MappedBy;
+  readonly uid: number;
+  /** The primary gid. */
+  readonly gid: number;
+  /** The groups the payload gets, the primary gid included, sorted. */
+  readonly groups: readonly number[];
 }
 
 type LimitedProxyRule = 'deny' | 'allow' | 'require';
@@ -90,11 +121,16 @@ type ModuleConfig =
   | {
       readonly kind: 'poolaccount';
       readonly gridmapfile: string;
-      readonly gridmapdir: string;
+      /** Unset: LCMAPS would read $GRIDMAPDIR, which glexec never passes, so the module fails. */
+      readonly gridmapdir?: string;
       readonly overrideInconsistency: boolean;
       readonly strictPrefixMatch: boolean;
+      readonly wildcards: boolean;
     }
-  | { readonly kind: 'posix_enf' | 'dummy_good' | 'dummy_bad' };
+  | { readonly kind: 'posix_enf'; readonly maxUids?: number; readonly maxPrimaryGids?: number; readonly maxSecondaryGids?: number }
+  | { readonly kind: 'ban_dn'; readonly banmapfile: string; readonly wildcards: boolean }
+  | { readonly kind: 'dummy_good'; readonly account?: ResolvedAccount; readonly gid?: number; readonly secondaryGid?: number }
+  | { readonly kind: 'dummy_bad' };
 
 export interface CompiledModule {
   readonly label: string;
@@ -151,6 +187,10 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     },
     { names: ['--max-voms-ttl'], value: 'a time period like 1d-00:00' },
   ],
+  ban_dn: [
+    { names: ['-banmapfile'], value: 'a ban list' },
+    { names: ['-no_wildcard', '-disablewildcard'] },
+  ],
   localaccount: [{ names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' }],
   poolaccount: [
     { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
@@ -167,7 +207,14 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     { names: ['-set_only_euid'], value: 'yes or no' },
     { names: ['-set_only_egid'], value: 'yes or no' },
   ],
-  dummy_good: [],
+  dummy_good: [
+    { names: ['--dummy-uid'], value: 'a uid' },
+    { names: ['--dummy-username'], value: 'a user name' },
+    { names: ['--dummy-gid'], value: 'a gid' },
+    { names: ['--dummy-group'], value: 'a group name' },
+    { names: ['--dummy-sec-gid'], value: 'a gid' },
+    { names: ['--dummy-sec-group'], value: 'a group name' },
+  ],
   dummy_bad: [],
 };
 
@@ -235,7 +282,8 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
     if (name === '-certdir') {
       certdir = option.value;
     } else if (name === '--max-voms-ttl') {
-      throw systemError('lcmaps.unsupported_option', `${where(db, module)}: option '--max-voms-ttl' is not supported: glexec does not read VOMS attributes, so it cannot enforce their lifetime`);
+      // LCMAPS checks it only when the proxy has VOMS attributes, which glexec does not read yet.
+      if (parseTimePeriod(option.value) === undefined) throw badValue(db, module, option, 'is not a time period like 1d-00:00 (days-hours:minutes)');
     } else if (option.spec.matches !== undefined) {
       const level = option.word.slice('--max-proxy-level-ttl='.length);
       if (!/^([0-9]+|[lL])$/.test(level)) throw badValue(db, module, option, `has level '${level}', which is not a number or L (leaf)`);
@@ -250,7 +298,8 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
   if (deny && (flags.has('--allow-limited-proxy') || flags.has('--require-limited-proxy'))) {
     throw systemError('lcmaps.bad_option', `${where(db, module)}: '--disallow-limited-proxy' contradicts '${flags.has('--allow-limited-proxy') ? '--allow-limited-proxy' : '--require-limited-proxy'}'`);
   }
-  const limitedProxies: LimitedProxyRule = flags.has('--require-limited-proxy') ? 'require' : flags.has('--allow-limited-proxy') ? 'allow' : 'deny';
+  // verify_proxy 1.5.10 accepts limited proxies unless --disallow-limited-proxy is given.
+  const limitedProxies: LimitedProxyRule = flags.has('--require-limited-proxy') ? 'require' : deny ? 'deny' : 'allow';
   return {
     kind: 'verify_proxy',
     ...(certdir === undefined ? {} : { certdir }),
@@ -261,7 +310,7 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
   };
 }
 
-function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKind): ModuleConfig {
+function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKind, env: MappingEnvironment): ModuleConfig {
   const options = readOptions(db, module, kind);
   const value = (name: string): GivenOption | undefined => options.filter((option) => option.spec.names[0] === name).at(-1);
   const has = (name: string): boolean => value(name) !== undefined;
@@ -272,32 +321,74 @@ function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKin
       return { kind, gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE) };
     case 'poolaccount': {
       const gridmapdir = value('-gridmapdir');
-      // LCMAPS would read $GRIDMAPDIR; a setuid program takes no paths from its caller.
-      if (gridmapdir === undefined) throw systemError('lcmaps.bad_option', `${where(db, module)}: option '-gridmapdir' is required`);
       const maxMappings = value('-max_mappings_per_credential');
       if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value)) throw badValue(db, module, maxMappings, 'is not a positive number');
       const strict = value('-strict_poolprefix_match');
       return {
         kind,
         gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
-        gridmapdir: gridSecurityPath(gridmapdir.value),
+        ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
         overrideInconsistency: has('-override_inconsistency'),
         strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
+        wildcards: !has('-no_wildcard'),
       };
     }
-    case 'posix_enf':
+    case 'posix_enf': {
       for (const option of options) {
         if (option.spec.value === 'a number' && !/^[0-9]+$/.test(option.value)) throw badValue(db, module, option, 'is not a number');
         if (option.spec.value === 'yes or no') yesNo(db, module, option);
       }
-      return { kind };
+      const limit = (name: string): { [key: string]: number } => {
+        const given = value(name);
+        return given === undefined ? {} : { [name]: Number(given.value) };
+      };
+      const limits = { ...limit('-maxuid'), ...limit('-maxpgid'), ...limit('-maxsgid') };
+      return {
+        kind,
+        ...(limits['-maxuid'] === undefined ? {} : { maxUids: limits['-maxuid'] }),
+        ...(limits['-maxpgid'] === undefined ? {} : { maxPrimaryGids: limits['-maxpgid'] }),
+        ...(limits['-maxsgid'] === undefined ? {} : { maxSecondaryGids: limits['-maxsgid'] }),
+      };
+    }
+    case 'ban_dn':
+      return { kind, banmapfile: gridSecurityPath(value('-banmapfile')?.value ?? DEFAULT_BANMAPFILE), wildcards: !has('-no_wildcard') };
     case 'dummy_good':
+      return compileDummyGood(db, module, options, env);
     case 'dummy_bad':
       return { kind };
   }
 }
 
-function compileModule(db: LcmapsDb, module: LcmapsModule): CompiledModule {
+/**
+ * lcmaps_dummy_good's user and groups are looked up when LCMAPS starts, and one that does not
+ * exist stops LCMAPS before any policy runs: a 202 here too.
+ */
+function compileDummyGood(db: LcmapsDb, module: LcmapsModule, options: readonly GivenOption[], env: MappingEnvironment): ModuleConfig {
+  const given = (...names: string[]): GivenOption | undefined => options.filter((option) => names.includes(option.spec.names[0] ?? '')).at(-1);
+  const missing = (option: GivenOption, what: string): GlexecError =>
+    systemError('lcmaps.bad_option', `${where(db, module)}: option '${option.word}' names ${what} '${option.value}', which does not exist`);
+  const numberOrName = (option: GivenOption): string | number => (option.spec.value === 'a uid' || option.spec.value === 'a gid' ? Number(option.value) : option.value);
+  for (const option of options) {
+    if ((option.spec.value === 'a uid' || option.spec.value === 'a gid') && !/^[0-9]+$/.test(option.value)) throw badValue(db, module, option, 'is not a number');
+  }
+  const user = given('--dummy-uid', '--dummy-username');
+  const group = given('--dummy-gid', '--dummy-group');
+  const secondary = given('--dummy-sec-gid', '--dummy-sec-group');
+  const account = user === undefined ? undefined : env.lookupAccount(numberOrName(user));
+  if (user !== undefined && account === undefined) throw missing(user, 'a user');
+  const gid = group === undefined ? undefined : env.lookupGroup(numberOrName(group));
+  if (group !== undefined && gid === undefined) throw missing(group, 'a group');
+  const secondaryGid = secondary === undefined ? undefined : env.lookupGroup(numberOrName(secondary));
+  if (secondary !== undefined && secondaryGid === undefined) throw missing(secondary, 'a group');
+  return {
+    kind: 'dummy_good',
+    ...(account === undefined ? {} : { account }),
+    ...(gid === undefined ? {} : { gid }),
+    ...(secondaryGid === undefined ? {} : { secondaryGid }),
+  };
+}
+
+function compileModule(db: LcmapsDb, module: LcmapsModule, env: MappingEnvironment): CompiledModule {
   const kind = moduleKindOf(module.file);
   if (kind === undefined) {
     throw systemError(
@@ -305,7 +396,25 @@ function compileModule(db: LcmapsDb, module: LcmapsModule): CompiledModule {
       `${where(db, module)}: glexec has no built-in equivalent of this plug-in (it has ${KINDS.map((name) => `lcmaps_${name}.mod`).join(', ')})`,
     );
   }
-  return { label: module.name, line: module.line, file: module.file, config: compileModuleConfig(db, module, kind) };
+  return { label: module.name, line: module.line, file: module.file, config: compileModuleConfig(db, module, kind, env) };
+}
+
+/**
+ * LCMAPS refuses to start when two modules that policies use are the same plug-in file ("trying
+ * to use plugin … twice"); a site loads one plug-in twice through numbered copies.
+ */
+function refuseSharedPlugins(db: LcmapsDb): void {
+  const byFile = new Map<string, LcmapsModule>();
+  const used = new Set(db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])));
+  for (const [label, module] of db.modules) {
+    if (!used.has(label)) continue;
+    const file = module.file.slice(module.file.lastIndexOf('/') + 1);
+    const first = byFile.get(file);
+    if (first !== undefined) {
+      throw systemError('lcmaps.plugin_twice', `${where(db, module)}: plug-in ${file} is also module '${first.name}' (line ${first.line}); LCMAPS loads a plug-in once, so use a numbered copy such as ${file.replace(/\.(mod|so)/, '2.$1')}`);
+    }
+    byFile.set(file, module);
+  }
 }
 
 /** `lcmaps_get_account_policy`: one policy name or several separated by `:`. */
@@ -320,7 +429,7 @@ export function parsePolicyNames(setting: string): string[] {
  * values): any problem is a 202. Modules only other policies use are not looked at, so one
  * lcmaps.db can serve other services too.
  */
-export function compileAccountPolicies(db: LcmapsDb, policyNames: string | readonly string[]): CompiledPolicies {
+export function compileAccountPolicies(db: LcmapsDb, policyNames: string | readonly string[], env: MappingEnvironment = systemMappingEnvironment): CompiledPolicies {
   const wanted = typeof policyNames === 'string' ? parsePolicyNames(policyNames) : [...new Set(policyNames)];
   for (const name of wanted) {
     if (!db.policies.some((policy) => policy.name === name)) {
@@ -328,6 +437,7 @@ export function compileAccountPolicies(db: LcmapsDb, policyNames: string | reado
       throw systemError('lcmaps.unknown_policy', `${db.file}: policy '${name}' (from lcmaps_get_account_policy) is not defined (defined: ${defined})`);
     }
   }
+  refuseSharedPlugins(db);
   const modules = new Map<string, CompiledModule>();
   const policies: CompiledPolicy[] = [];
   // LCMAPS runs the selected policies in the order of the file, not of the list.
@@ -338,7 +448,7 @@ export function compileAccountPolicies(db: LcmapsDb, policyNames: string | reado
         const module = db.modules.get(label);
         // parseLcmapsDb already refused rules naming undefined modules.
         if (module === undefined) throw systemError('lcmaps.undefined_module', `${db.file} line ${rule.line}: module '${label}' is not defined`);
-        modules.set(label, compileModule(db, module));
+        modules.set(label, compileModule(db, module, env));
       }
     }
     const first = policy.rules[0];
@@ -351,9 +461,17 @@ export function compileAccountPolicies(db: LcmapsDb, policyNames: string | reado
 // ---------------------------------------------------------------------------------------------
 // Running
 
-type ModuleResult =
-  | { readonly ok: true; readonly account?: string; readonly via?: 'localaccount' | 'poolaccount' }
-  | { readonly ok: false; readonly reason: string };
+/** What acquisition modules gathered so far, as LCMAPS's credential data holds it. */
+interface Gathered {
+  readonly account?: ResolvedAccount;
+  readonly via?: MappedBy;
+  /** A primary gid given apart from an account (dummy_good --dummy-gid). */
+  readonly gid?: number;
+  /** Secondary gids given apart from an account (dummy_good --dummy-sec-gid). */
+  readonly secondaryGids: readonly number[];
+}
+
+type ModuleResult = { readonly ok: true; readonly gathered?: Gathered } | { readonly ok: false; readonly reason: string };
 
 const failed = (reason: string): ModuleResult => ({ ok: false, reason });
 
@@ -364,7 +482,7 @@ function runVerifyProxy(config: Extract<ModuleConfig, { kind: 'verify_proxy' }>,
     if (config.certdir !== undefined && input.verifiedAgainstCertdir !== undefined && config.certdir !== input.verifiedAgainstCertdir) {
       return failed(`glexec verified the chain against ${input.verifiedAgainstCertdir}, not against the module's -certdir ${config.certdir}`);
     }
-    if (config.limitedProxies === 'deny' && proxy.limited) return failed('the chain has a limited proxy and --allow-limited-proxy is not set');
+    if (config.limitedProxies === 'deny' && proxy.limited) return failed('the chain has a limited proxy and --disallow-limited-proxy is set');
     if (config.limitedProxies === 'require' && !(proxy.leafLimited ?? proxy.limited)) return failed('the last proxy is not limited, and --require-limited-proxy is set');
     if (proxy.hasPrivateKey === false && !config.acceptMissingPrivateKey) return failed('the private key is missing, and --discard_private_key_absence is not set');
   }
@@ -385,37 +503,87 @@ function runVerifyProxy(config: Extract<ModuleConfig, { kind: 'verify_proxy' }>,
   return { ok: true };
 }
 
-function gridMapEntry(env: MappingEnvironment, gridmapfile: string, dn: string): GridMapEntry | undefined {
-  return env.readGridMap(gridmapfile).find((entry) => entry.dn === dn);
+function mappedAccount(env: MappingEnvironment, name: string, via: MappedBy): ModuleResult {
+  const account = env.lookupAccount(name);
+  if (account === undefined) return failed(`no user account found with the name '${name}'`);
+  return { ok: true, gathered: { account, via, secondaryGids: [] } };
 }
 
 function runLocalAccount(config: Extract<ModuleConfig, { kind: 'localaccount' }>, input: MappingInput, env: MappingEnvironment): ModuleResult {
-  const entry = gridMapEntry(env, config.gridmapfile, input.identityDn);
+  const entry = findGridMapEntry(env.readGridMap(config.gridmapfile), input.identityDn, false);
   if (entry === undefined) return failed(`the DN has no entry in grid-mapfile ${config.gridmapfile}`);
   const account = entry.accounts[0] ?? '';
   if (account.startsWith('.')) return failed(`grid-mapfile ${config.gridmapfile} line ${entry.line} maps the DN to pool '${account}', which is for a poolaccount module`);
-  return { ok: true, account, via: 'localaccount' };
+  return mappedAccount(env, account, 'localaccount');
 }
 
 function runPoolAccount(config: Extract<ModuleConfig, { kind: 'poolaccount' }>, input: MappingInput, env: MappingEnvironment): ModuleResult {
-  const entry = gridMapEntry(env, config.gridmapfile, input.identityDn);
+  const entry = findGridMapEntry(env.readGridMap(config.gridmapfile), input.identityDn, config.wildcards);
   if (entry === undefined) return failed(`the DN has no entry in grid-mapfile ${config.gridmapfile}`);
   const pool = entry.accounts[0] ?? '';
   if (!pool.startsWith('.')) return failed(`grid-mapfile ${config.gridmapfile} line ${entry.line} maps the DN to '${pool}', which is not a pool (.name)`);
+  if (config.gridmapdir === undefined) return failed('the gridmapdir is unset: give the module -gridmapdir (LCMAPS would read $GRIDMAPDIR, which gLExec never set)');
+  let account: string;
   try {
-    const account = env.leasePoolAccount(config.gridmapdir, pool.slice(1), input.identityDn, {
+    account = env.leasePoolAccount(config.gridmapdir, pool.slice(1), input.identityDn, {
       overrideInconsistency: config.overrideInconsistency,
       strictPrefixMatch: config.strictPrefixMatch,
     });
-    return { ok: true, account, via: 'poolaccount' };
   } catch (error) {
     // A full pool or an inconsistent lease fails the module; a site problem (202) stops everything.
     if (error instanceof GlexecError && error.exitCode === 203) return failed(error.message);
     throw error;
   }
+  return mappedAccount(env, account, 'poolaccount');
 }
 
-function runModule(module: CompiledModule, input: MappingInput, env: MappingEnvironment): ModuleResult {
+function runBanDn(config: Extract<ModuleConfig, { kind: 'ban_dn' }>, input: MappingInput, env: MappingEnvironment): ModuleResult {
+  const entry = findGridMapEntry(env.readGridMap(config.banmapfile, { accountRequired: false }), input.identityDn, config.wildcards);
+  return entry === undefined ? { ok: true } : failed(`the DN is banned by line ${entry.line} of ${config.banmapfile}`);
+}
+
+function runDummyGood(config: Extract<ModuleConfig, { kind: 'dummy_good' }>): ModuleResult {
+  return {
+    ok: true,
+    gathered: {
+      ...(config.account === undefined ? {} : { account: config.account, via: 'dummy_good' as const }),
+      ...(config.gid === undefined ? {} : { gid: config.gid }),
+      secondaryGids: config.secondaryGid === undefined ? [] : [config.secondaryGid],
+    },
+  };
+}
+
+/** The uid, primary gid and groups gathered: an account brings its own, dummy_good may add some. */
+interface Credential {
+  readonly uids: readonly number[];
+  readonly primaryGids: readonly number[];
+  readonly secondaryGids: readonly number[];
+}
+
+function credentialOf(gathered: Gathered): Credential {
+  const { account } = gathered;
+  return {
+    uids: account === undefined ? [] : [account.uid],
+    primaryGids: gathered.gid !== undefined ? [gathered.gid] : account === undefined ? [] : [account.gid],
+    secondaryGids: [...new Set([...(gathered.gid === undefined ? (account?.groups ?? []) : []), ...gathered.secondaryGids])],
+  };
+}
+
+function runPosixEnf(config: Extract<ModuleConfig, { kind: 'posix_enf' }>, gathered: Gathered): ModuleResult {
+  const credential = credentialOf(gathered);
+  const limits: [string, readonly number[], number | undefined][] = [
+    ['uids', credential.uids, config.maxUids],
+    ['primary gids', credential.primaryGids, config.maxPrimaryGids],
+    ['secondary gids', credential.secondaryGids, config.maxSecondaryGids],
+  ];
+  for (const [what, list, max] of limits) {
+    if (max !== undefined && list.length > max) return failed(`the mapping has ${list.length} ${what}, more than its limit (-max${what === 'uids' ? 'uid' : what === 'primary gids' ? 'pgid' : 'sgid'} ${max})`);
+  }
+  // glexec itself switches to the mapped account after the policy.
+  return { ok: true };
+}
+
+function runModule(module: CompiledModule, input: MappingInput, env: MappingEnvironment, gathered: Gathered): ModuleResult {
   const { config } = module;
   switch (config.kind) {
     case 'verify_proxy':
@@ -424,41 +592,67 @@ function runModule(module: CompiledModule, input: MappingInput, env: MappingEnvi
       return runLocalAccount(config, input, env);
     case 'poolaccount':
       return runPoolAccount(config, input, env);
+    case 'ban_dn':
+      return runBanDn(config, input, env);
     case 'posix_enf':
+      return runPosixEnf(config, gathered);
     case 'dummy_good':
-      // posix_enf: glexec itself switches to the mapped account after the policy.
-      return { ok: true };
+      return runDummyGood(config);
     case 'dummy_bad':
       return failed('lcmaps_dummy_bad always fails');
   }
 }
 
+/** Adds what a module gathered; a second, different account is a failure of that module. */
+function gather(so: Gathered, add: Gathered, label: string): Gathered | string {
+  if (add.account !== undefined && so.account !== undefined && add.account.uid !== so.account.uid) {
+    return `${label} mapped to '${add.account.name}' after ${so.via ?? 'a module'} mapped to '${so.account.name}'`;
+  }
+  const account = so.account ?? add.account;
+  const via = so.via ?? add.via;
+  const gid = so.gid ?? add.gid;
+  return {
+    ...(account === undefined ? {} : { account }),
+    ...(via === undefined ? {} : { via }),
+    ...(gid === undefined ? {} : { gid }),
+    secondaryGids: [...so.secondaryGids, ...add.secondaryGids],
+  };
+}
+
+function finalMapping(gathered: Gathered, policy: string): AccountMapping | string {
+  const { account, via } = gathered;
+  if (account === undefined || via === undefined) return 'it succeeded without mapping an account (no localaccount, poolaccount or dummy_good --dummy-username module gave one)';
+  const credential = credentialOf(gathered);
+  const gid = credential.primaryGids[0] ?? account.gid;
+  return { account: account.name, policy, via, uid: account.uid, gid, groups: [...new Set([gid, ...credential.secondaryGids])].sort((a, b) => a - b) };
+}
+
 /** Runs one policy; its account, or why it did not map one. */
 function runPolicy(compiled: CompiledPolicies, policy: CompiledPolicy, input: MappingInput, env: MappingEnvironment): AccountMapping | string {
   const failures: string[] = [];
-  let mapped: { account: string; via: 'localaccount' | 'poolaccount' } | undefined;
+  let gathered: Gathered = { secondaryGids: [] };
   let label = policy.start;
   // parseLcmapsDb refuses loops; the bound only guards against a bug here.
   for (let step = 0; step <= compiled.modules.size; step++) {
     const module = compiled.modules.get(label);
     if (module === undefined) return `module '${label}' is not defined`;
-    const result = runModule(module, input, env);
+    const result = runModule(module, input, env, gathered);
     let ok = result.ok;
     if (!result.ok) failures.push(`${label} failed: ${result.reason}`);
-    if (result.ok && result.account !== undefined && result.via !== undefined) {
-      if (mapped !== undefined && mapped.account !== result.account) {
-        failures.push(`${label} mapped to '${result.account}' after ${mapped.via} mapped to '${mapped.account}'`);
+    if (result.ok && result.gathered !== undefined) {
+      const next = gather(gathered, result.gathered, label);
+      if (typeof next === 'string') {
+        failures.push(next);
         ok = false;
       } else {
-        mapped ??= { account: result.account, via: result.via };
+        gathered = next;
       }
     }
     const rule = policy.rules.get(label);
     const next = rule === undefined ? undefined : ok ? rule.onSuccess : rule.onFailure;
     if (next === undefined) {
       if (!ok) return failures.join(', then ');
-      if (mapped === undefined) return 'it succeeded without mapping an account (no localaccount or poolaccount module succeeded)';
-      return { account: mapped.account, policy: policy.name, via: mapped.via };
+      return finalMapping(gathered, policy.name);
     }
     label = next;
   }
@@ -474,12 +668,13 @@ export function evaluateAccountPolicies(compiled: CompiledPolicies, input: Mappi
   // One read of each grid-mapfile per request, however many modules use it.
   const gridMaps = new Map<string, readonly GridMapEntry[]>();
   const cachedEnv: MappingEnvironment = {
-    readGridMap: (path) => {
-      const cached = gridMaps.get(path) ?? env.readGridMap(path);
-      gridMaps.set(path, cached);
+    ...env,
+    readGridMap: (path, options) => {
+      const key = `${options?.accountRequired === false ? 'ban' : 'map'}:${path}`;
+      const cached = gridMaps.get(key) ?? env.readGridMap(path, options);
+      gridMaps.set(key, cached);
       return cached;
     },
-    leasePoolAccount: (...args) => env.leasePoolAccount(...args),
   };
   const reasons: string[] = [];
   for (const policy of compiled.policies) {
@@ -492,5 +687,5 @@ export function evaluateAccountPolicies(compiled: CompiledPolicies, input: Mappi
 
 /** compileAccountPolicies, then evaluateAccountPolicies. */
 export function mapAccount(db: LcmapsDb, policyNames: string | readonly string[], input: MappingInput, env: MappingEnvironment = systemMappingEnvironment): AccountMapping {
-  return evaluateAccountPolicies(compileAccountPolicies(db, policyNames), input, env);
+  return evaluateAccountPolicies(compileAccountPolicies(db, policyNames, env), input, env);
 }

@@ -1,7 +1,10 @@
 /**
- * The grid-mapfile: `"DN" account[,account…]` lines (an unquoted DN may not contain spaces),
- * `#` comments. The first account listed is the mapping. Pool accounts (`.name`) need the
- * gridmapdir lease support of a later change and are refused with a 202 for now.
+ * The grid-mapfile, read as LCMAPS reads it: `"DN" account[,account…]` lines (an unquoted DN may
+ * not contain spaces), `#` starts a comment anywhere outside the quotes. Backslashes are kept as
+ * written: a DN in a grid-mapfile is OpenSSL's oneline text, whose `\/` and `\xC3` are part of
+ * the name (LCMAPS compares the text, so `"…/CN=host\/node…"` matches a CN holding a slash).
+ * Only spaces and tabs separate fields; a carriage return stays part of the account name, as
+ * it does in LCMAPS. The first account listed is the mapping; `.name` is a pool.
  */
 import { lstatSync } from 'node:fs';
 import { authorizationError, systemError } from '../errors';
@@ -16,42 +19,41 @@ export interface GridMapEntry {
   readonly line: number;
 }
 
-/** Parses one line; undefined for blanks and comments. Throws a message for a malformed line. */
-export function parseGridMapLine(text: string): { dn: string; accounts: string[] } | undefined {
-  const line = text.trim();
+const trimBlanks = (text: string): string => text.replace(/^[ \t]+|[ \t]+$/g, '');
+
+/**
+ * Parses one line; undefined for blanks and comments. Throws a message for a malformed line.
+ * `accountRequired: false` is for ban lists, whose lines may hold only a DN.
+ */
+export function parseGridMapLine(text: string, options: { accountRequired?: boolean } = {}): { dn: string; accounts: string[] } | undefined {
+  const line = trimBlanks(text);
   if (line === '' || line.startsWith('#')) return undefined;
   let dn: string;
   let rest: string;
   if (line.startsWith('"')) {
-    let index = 1;
-    dn = '';
-    for (; index < line.length && line[index] !== '"'; index++) {
-      // A backslash escapes the next character inside the quotes.
-      if (line[index] === '\\' && index + 1 < line.length) index++;
-      dn += line[index];
-    }
-    if (index >= line.length) throw new Error('the quoted DN has no closing quote');
-    rest = line.slice(index + 1);
+    const close = line.indexOf('"', 1);
+    if (close < 0) throw new Error('the quoted DN has no closing quote');
+    dn = line.slice(1, close);
+    rest = line.slice(close + 1);
   } else {
-    const space = line.search(/\s/);
-    if (space < 0) throw new Error('no account after the DN');
-    dn = line.slice(0, space);
-    rest = line.slice(space);
+    const blank = line.search(/[ \t#]/);
+    dn = blank < 0 ? line : line.slice(0, blank);
+    rest = blank < 0 ? '' : line.slice(blank);
   }
-  const accounts = rest
-    .trim()
+  const comment = rest.indexOf('#');
+  const accounts = (comment < 0 ? rest : rest.slice(0, comment))
     .split(',')
-    .map((account) => account.trim())
+    .map(trimBlanks)
     .filter((account) => account !== '');
-  if (accounts.length === 0) throw new Error('no account after the DN');
+  if (accounts.length === 0 && options.accountRequired !== false) throw new Error('no account after the DN');
   return { dn, accounts };
 }
 
-export function parseGridMap(text: string, path: string): GridMapEntry[] {
+export function parseGridMap(text: string, path: string, options: { accountRequired?: boolean } = {}): GridMapEntry[] {
   const entries: GridMapEntry[] = [];
-  text.split(/\r?\n/).forEach((lineText, index) => {
+  text.split('\n').forEach((lineText, index) => {
     try {
-      const parsed = parseGridMapLine(lineText);
+      const parsed = parseGridMapLine(lineText, options);
       if (parsed) entries.push({ ...parsed, line: index + 1 });
     } catch (error) {
       throw systemError('gridmap.syntax', `${path} line ${index + 1}: ${(error as Error).message}`);
@@ -60,7 +62,7 @@ export function parseGridMap(text: string, path: string): GridMapEntry[] {
   return entries;
 }
 
-export function readGridMap(path: string): GridMapEntry[] {
+export function readGridMap(path: string, options: { accountRequired?: boolean } = {}): GridMapEntry[] {
   const checked = requireTrustedPath('grid-mapfile', path, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstatSync, 'gridmap.untrusted');
   let text: string;
   try {
@@ -68,7 +70,24 @@ export function readGridMap(path: string): GridMapEntry[] {
   } catch (error) {
     throw systemError('gridmap.unreadable', `cannot read grid-mapfile ${path}: ${(error as Error).message}`);
   }
-  return parseGridMap(text, path);
+  return parseGridMap(text, path, options);
+}
+
+/**
+ * Whether a grid-mapfile DN matches the proxy's DN: the same text, or, with wildcards allowed,
+ * a pattern whose `*` stands for any text (LCMAPS's poolaccount and
+ * ban_dn unless -no_wildcard; localaccount matches exactly).
+ */
+export function gridMapDnMatches(pattern: string, dn: string, wildcards: boolean): boolean {
+  if (pattern === dn) return true;
+  if (!wildcards || !pattern.includes('*')) return false;
+  const expression = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[\\s\\S]*');
+  return new RegExp(`^${expression}$`).test(dn);
+}
+
+/** The first line, in file order, whose DN matches. */
+export function findGridMapEntry(entries: readonly GridMapEntry[], dn: string, wildcards: boolean): GridMapEntry | undefined {
+  return entries.find((entry) => gridMapDnMatches(entry.dn, dn, wildcards));
 }
 
 /** The account a DN maps to, by exact DN match. */

@@ -20,7 +20,7 @@
  * that a lease glexec publishes is final.
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { authorizationError, systemError } from '../errors';
@@ -41,6 +41,8 @@ export interface GridmapdirFs {
   lstat(path: string): EntryStatus;
   link(existingPath: string, newPath: string): void;
   unlink(path: string): void;
+  /** rename(2): atomic; throws an error with code ENOENT if `from` does not exist. */
+  rename(from: string, to: string): void;
 }
 
 export const realGridmapdirFs: GridmapdirFs = {
@@ -52,6 +54,7 @@ export const realGridmapdirFs: GridmapdirFs = {
   },
   link: (existingPath, newPath) => linkSync(existingPath, newPath),
   unlink: (path) => unlinkSync(path),
+  rename: (from, to) => renameSync(from, to),
 };
 
 export interface LeaseOptions {
@@ -239,6 +242,29 @@ function claimAndPublish(gmd: Gridmapdir, account: string, leaseName: string): C
   }
 }
 
+/**
+ * Removes a solitary lease without ever removing a lease another request has just published
+ * under the same name: the name is first renamed aside (atomic), and what was moved is removed
+ * only if it is the solitary file seen before, still alone; anything else is put back.
+ */
+function removeSolitaryLease(gmd: Gridmapdir, leaseName: string, seen: EntryStatus): void {
+  const aside = `${CLAIM_PREFIX}solitary~${hostname()}.${process.pid}~${gmd.now()}~${randomBytes(6).toString('hex')}`;
+  try {
+    gmd.fs.rename(gmd.path(leaseName), gmd.path(aside));
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return;
+    throw systemError('mapping.gridmapdir_unwritable', `cannot move solitary lease ${gmd.path(leaseName)} aside: ${errnoCode(error) ?? String(error)}`);
+  }
+  const moved = gmd.status(aside);
+  if (moved !== undefined && !(moved.ino === seen.ino && moved.dev === seen.dev && moved.nlink === 1)) {
+    // A concurrent request for this DN published a fresh lease in between: give it its name back.
+    // Only if yet another request published a lease in the instant between would that link fail
+    // and the account moved aside fall free; LCMAPS's unlink has that window on every pass.
+    linkOnce(gmd, aside, leaseName);
+  }
+  gmd.tryUnlink(aside);
+}
+
 type ExistingLease = { kind: 'none' } | { kind: 'account'; account: string };
 
 /** The DN's current lease in this pool, if any; an inconsistent one is refused or dropped. */
@@ -247,6 +273,12 @@ function existingLease(gmd: Gridmapdir, leaseName: string, dn: string, overrideI
     const lease = gmd.status(leaseName);
     if (lease === undefined) return { kind: 'none' };
     if (!lease.isFile) throw systemError('mapping.lease_not_file', `lease ${gmd.path(leaseName)} is not a regular file; the gridmapdir needs repair`);
+    if (lease.nlink === 1) {
+      // A solitary lease (its account file was removed): LCMAPS removes it and leases anew,
+      // with or without -override_inconsistency.
+      removeSolitaryLease(gmd, leaseName, lease);
+      continue;
+    }
     const names = lease.nlink > 1 ? gmd.names() : [];
     const shares = (name: string): boolean => gmd.sharesInode(name, lease, leaseName);
     const account = gmd.accounts(names).find(shares);

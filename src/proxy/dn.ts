@@ -135,7 +135,9 @@ const HEX_DIGITS = '0123456789ABCDEF';
  * multi-valued RDN, `/` and `+` inside values escaped with a backslash, and every byte outside
  * printable ASCII (0x20..0x7E) written as `\xHH`. The value's raw content octets are printed
  * whatever the string type, as OpenSSL does (a BMPString shows its zero bytes as `\x00`).
- * The result therefore never contains a control character.
+ * The result therefore never contains a control character. A backslash is not escaped, as in
+ * OpenSSL 3.0: `CN=José` and a CN holding the text `Jos\xC3\xA9` read alike, for LCMAPS too, so
+ * glexec keeps that and maps as LCMAPS does (see the backslash tests in proxy.dn.test.ts).
  */
 export function formatOneline(name: X509Name): string {
   let text = '';

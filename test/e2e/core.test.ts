@@ -356,6 +356,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         'lib/glexec root root 755 d',
         'lib/glexec/glexec-main.js root root 644 f',
         'lib/glexec/glexec.js root root 644 f',
+        'lib/glexec/lcmaps-helper root root 700 f',
         'lib/glexec/posix.node root root 644 f',
         'lib/glexec/start-payload root root 700 f',
         'sbin root root 755 d',

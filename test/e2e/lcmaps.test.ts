@@ -152,10 +152,13 @@ describe('mapping through lcmaps.db', { skip: needsRoot }, () => {
     assert.equal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: limited } }).status, 0);
   });
 
-  it('a limited proxy is refused (203) when the site does not allow it', () => {
-    writeLcmapsDb(siteLcmapsDb([]));
+  it('a limited proxy is refused (203) under --disallow-limited-proxy, and runs without a flag, as verify_proxy 1.5.10 defaults', () => {
+    writeLcmapsDb(siteLcmapsDb(['--disallow-limited-proxy']));
     const limited = pki.proxyFor('limited2.pem', pki.userDn, { kind: 'limited' });
     expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: limited } }), 203, /^glexec: .*limited/);
+    writeLcmapsDb(siteLcmapsDb([]));
+    const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: limited } });
+    assert.equal(result.status, 0, result.stderr);
   });
 
   it('a proxy that lives longer than --max-proxy-level-ttl allows is refused (203); a shorter one runs', () => {

@@ -23,8 +23,8 @@ describe('glexec.conf', () => {
       { ...defaults },
       {
         user_white_list: [], group_white_list: [], omission_private_key_white_list: [],
-        certdir: '/etc/grid-security/certificates', gridmapfile: '/etc/grid-security/grid-mapfile',
-        user_identity_switch_by: 'glexec', use_lcas: false, lcmaps_db_file: '', lcmaps_get_account_policy: '',
+        certdir: '', gridmapfile: '/etc/grid-security/grid-mapfile',
+        user_identity_switch_by: 'glexec', use_lcas: false, lcmaps_db_file: '', lcmaps_get_account_policy: '', lcmaps_backend: 'builtin',
         lcmaps_verify_account_policy: '', lcmaps_libdir: '', lcmaps_log_file: '', lcmaps_debug_level: 0,
         lcmaps_log_level: 0, lcmaps_voms_verification: true, lcas_libdir: '', lcas_db_file: '', lcas_log_file: '',
         lcas_debug_level: 0, lcas_log_level: 0, vomsdir: '', linger: true, preserve_env_variables: [],

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { authorizationError, systemError } from '../../src/errors';
 import { parseLcmapsDb } from '../../src/lcmaps/db';
 import {
+  type AccountMapping,
   type MappingEnvironment,
   type MappingInput,
   compileAccountPolicies,
@@ -57,10 +58,24 @@ interface Recorder extends MappingEnvironment {
   readonly gridmapReads: string[];
 }
 
+/**
+ * A made-up account database: every name is an account whose uid is 2000 plus its length, in its
+ * own group (the same number) and group 3000; group names are `g<gid>`.
+ */
+const fakeAccounts: Pick<MappingEnvironment, 'lookupAccount' | 'lookupGroup'> = {
+  lookupAccount: (nameOrUid) => {
+    const name = typeof nameOrUid === 'number' ? 'x'.repeat(nameOrUid - 2000) : nameOrUid;
+    const uid = 2000 + name.length;
+    return { name, uid, gid: uid, groups: [uid, 3000] };
+  },
+  lookupGroup: (nameOrGid) => (typeof nameOrGid === 'number' ? nameOrGid : /^g([0-9]+)$/.test(nameOrGid) ? Number(nameOrGid.slice(1)) : undefined),
+};
+
 function environment(gridmapText: string, lease: (pool: string) => string = (pool) => `${pool}001`): Recorder {
   const leases: Recorder['leases'] = [];
   const gridmapReads: string[] = [];
   return {
+    ...fakeAccounts,
     leases,
     gridmapReads,
     readGridMap(path) {
@@ -83,6 +98,8 @@ const input = (overrides: Partial<MappingInput> = {}, proxy: Partial<MappingInpu
 });
 
 const db = (text: string) => parseLcmapsDb(text, FILE);
+/** The account, policy and module of a mapping (its ids come from the made-up account database). */
+const summary = (mapping: AccountMapping) => ({ account: mapping.account, policy: mapping.policy, via: mapping.via });
 /** A one-policy db: verify_proxy with `options`, then a localaccount. */
 const verifyDb = (options: string) =>
   db(`verifyproxy = "lcmaps_verify_proxy.mod ${options}"\nlocalaccount = "lcmaps_localaccount.mod -gridmapfile ${GRIDMAP}"\nglexec:\nverifyproxy -> localaccount\n`);
@@ -135,9 +152,14 @@ describe('checking the modules a policy uses', () => {
     assert.match(thrown(() => compileAccountPolicies(db('p = "lcmaps_poolaccount.mod -gridmapdir -override_inconsistency"\nglexec:\np -> p2\np2 = "lcmaps_posix_enf.mod"\n'), 'glexec')).message, /option '-gridmapdir' needs a gridmapdir$/);
   });
 
-  it('the dummy modules take no options at all', () => {
-    const error = thrown(() => compileAccountPolicies(db('good = "lcmaps_dummy_good.mod --dummy-username nobody"\nbad = "lcmaps_dummy_bad.mod"\nglexec:\ngood -> bad\n'), 'glexec'));
-    assert.match(error.message, /unknown option '--dummy-username' \(it takes none\)/);
+  it('dummy_good takes its user and groups, and a user it cannot find is a 202 as in LCMAPS', () => {
+    const good = (options: string) => db(`good = "lcmaps_dummy_good.mod ${options}"\nbad = "lcmaps_dummy_bad.mod"\nglexec:\ngood -> bad\n`);
+    assert.deepEqual(compileAccountPolicies(good('--dummy-username jdoe --dummy-gid 7 --dummy-sec-group g9'), 'glexec', environment('')).modules.get('good')?.config, {
+      kind: 'dummy_good', account: { name: 'jdoe', uid: 2004, gid: 2004, groups: [2004, 3000] }, gid: 7, secondaryGid: 9,
+    });
+    assert.match(thrown(() => compileAccountPolicies(good('--dummy-group staff'), 'glexec', environment(''))).message, /option '--dummy-group' names a group 'staff', which does not exist$/);
+    assert.match(thrown(() => compileAccountPolicies(good('--dummy-uid root'), 'glexec', environment(''))).message, /option '--dummy-uid' value 'root' is not a number$/);
+    assert.match(thrown(() => compileAccountPolicies(db('bad = "lcmaps_dummy_bad.mod --dummy-uid 1"\nla = "lcmaps_localaccount.mod"\nglexec:\nla -> bad\n'), 'glexec')).message, /unknown option '--dummy-uid' \(it takes none\)/);
   });
 
   it('every documented option of the four plug-ins is accepted', () => {
@@ -153,8 +175,9 @@ pa -> pe
     const compiled = compileAccountPolicies(db(text), 'glexec');
     assert.deepEqual(compiled.modules.get('la')?.config, { kind: 'localaccount', gridmapfile: '/etc/grid-security/grid-mapfile' });
     assert.deepEqual(compiled.modules.get('pa')?.config, {
-      kind: 'poolaccount', gridmapfile: '/g', gridmapdir: '/etc/grid-security/gridmapdir', overrideInconsistency: true, strictPrefixMatch: false,
+      kind: 'poolaccount', gridmapfile: '/g', gridmapdir: '/etc/grid-security/gridmapdir', overrideInconsistency: true, strictPrefixMatch: false, wildcards: false,
     });
+    assert.deepEqual(compiled.modules.get('pe')?.config, { kind: 'posix_enf', maxUids: 1, maxPrimaryGids: 1, maxSecondaryGids: 32 });
     assert.deepEqual(compiled.modules.get('vp')?.config, {
       kind: 'verify_proxy',
       certdir: '/c',
@@ -174,9 +197,9 @@ pa -> pe
       ['vp = "lcmaps_posix_enf.mod -set_only_euid maybe"', /option '-set_only_euid' value 'maybe' is not yes or no/],
       ['vp = "lcmaps_poolaccount.mod -gridmapdir /d -max_mappings_per_credential 0"', /value '0' is not a positive number/],
       ['vp = "lcmaps_poolaccount.mod -gridmapdir /d -strict_poolprefix_match sure"', /value 'sure' is not yes or no/],
-      ['vp = "lcmaps_poolaccount.mod -override_inconsistency"', /option '-gridmapdir' is required/],
       ['vp = "lcmaps_verify_proxy.mod --allow-limited-proxy --disallow-limited-proxy"', /'--disallow-limited-proxy' contradicts '--allow-limited-proxy'/],
-      ['vp = "lcmaps_verify_proxy.mod --max-voms-ttl 1d-00:00"', /'--max-voms-ttl' is not supported: glexec does not read VOMS attributes/],
+      ['vp = "lcmaps_verify_proxy.mod --max-voms-ttl 1d"', /option '--max-voms-ttl' value '1d' is not a time period/],
+      ['vp = "lcmaps_ban_dn.mod -banmapfile"', /option '-banmapfile' needs a ban list/],
     ];
     for (const [definition, message] of cases) {
       const error = thrown(() => compileAccountPolicies(db(`${definition}\nglexec:\nvp -> vp2\nvp2 = "lcmaps_dummy_good.mod"\n`), 'glexec'));
@@ -207,10 +230,10 @@ describe('choosing the policies', () => {
   });
 
   it('policies run in the order of the file, not of the setting, and the first that maps wins', () => {
-    const text = 'good = "lcmaps_dummy_good.mod"\nla = "lcmaps_localaccount.mod -gridmap /a"\nlb = "lcmaps_localaccount.mod -gridmap /b"\nfirst:\nla -> good\nsecond:\nlb -> good\n';
-    const env: MappingEnvironment = { readGridMap: (path) => parseGridMap(`"${JANE}" user_of_${path.slice(1)}`, path), leasePoolAccount: () => assert.fail('no pools here') };
-    assert.deepEqual(mapAccount(db(text), 'second:first', input(), env), { account: 'user_of_a', policy: 'first', via: 'localaccount' });
-    assert.deepEqual(mapAccount(db(text), 'second', input(), env), { account: 'user_of_b', policy: 'second', via: 'localaccount' });
+    const text = 'good = "lcmaps_dummy_good.mod"\nla = "lcmaps_localaccount.mod -gridmap /a"\nlb = "lcmaps_localaccount2.mod -gridmap /b"\nfirst:\nla -> good\nsecond:\nlb -> good\n';
+    const env: MappingEnvironment = { ...fakeAccounts, readGridMap: (path) => parseGridMap(`"${JANE}" user_of_${path.slice(1)}`, path), leasePoolAccount: () => assert.fail('no pools here') };
+    assert.deepEqual(summary(mapAccount(db(text), 'second:first', input(), env)), { account: 'user_of_a', policy: 'first', via: 'localaccount' });
+    assert.deepEqual(summary(mapAccount(db(text), 'second', input(), env)), { account: 'user_of_b', policy: 'second', via: 'localaccount' });
   });
 });
 
@@ -219,13 +242,13 @@ describe('running the EMI gLExec policy', () => {
 
   it('a DN with its own account in the grid-mapfile is mapped by localaccount', () => {
     const env = environment(GRIDMAP_TEXT);
-    assert.deepEqual(evaluateAccountPolicies(compiled, input(), env), { account: 'jdoe', policy: 'glexec_get_account', via: 'localaccount' });
+    assert.deepEqual(summary(evaluateAccountPolicies(compiled, input(), env)), { account: 'jdoe', policy: 'glexec_get_account', via: 'localaccount' });
     assert.deepEqual(env.leases, []);
   });
 
   it('a DN mapped to a pool falls through to poolaccount, which leases with the module\'s options', () => {
     const env = environment(GRIDMAP_TEXT);
-    assert.deepEqual(evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), env), { account: 'atlas001', policy: 'glexec_get_account', via: 'poolaccount' });
+    assert.deepEqual(summary(evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), env)), { account: 'atlas001', policy: 'glexec_get_account', via: 'poolaccount' });
     assert.deepEqual(env.leases, [{ gridmapdir: '/etc/grid-security/gridmapdir', pool: 'atlas', dn: POOLED, options: { overrideInconsistency: true, strictPrefixMatch: true } }]);
     assert.deepEqual(env.gridmapReads, [GRIDMAP], 'the grid-mapfile is read once per request');
   });
@@ -251,6 +274,7 @@ describe('running the EMI gLExec policy', () => {
 
   it('a site problem inside a module (202) stops the run instead of failing over', () => {
     const env: MappingEnvironment = {
+      ...fakeAccounts,
       readGridMap: () => {
         throw systemError('gridmap.untrusted', 'grid-mapfile is world-writable');
       },
@@ -277,9 +301,9 @@ describe('verify_proxy', () => {
     return error.message.replace(`no LCMAPS policy in ${FILE} maps ${JANE}: policy 'glexec': verifyproxy failed: `, '');
   };
 
-  it('limited proxies are refused unless --allow-limited-proxy is set', () => {
-    assert.equal(refusal('', { limited: true }), 'the chain has a limited proxy and --allow-limited-proxy is not set');
-    assert.equal(refusal('--disallow-limited-proxy', { limited: true }), 'the chain has a limited proxy and --allow-limited-proxy is not set');
+  it('limited proxies are accepted unless --disallow-limited-proxy is set, as in verify_proxy 1.5.10', () => {
+    assert.equal(run('', { limited: true }).account, 'jdoe');
+    assert.equal(refusal('--disallow-limited-proxy', { limited: true }), 'the chain has a limited proxy and --disallow-limited-proxy is set');
     assert.equal(run('--allow-limited-proxy', { limited: true }).account, 'jdoe');
     assert.equal(run('').account, 'jdoe');
   });
@@ -335,12 +359,12 @@ describe('how a policy runs', () => {
   const env = () => environment(GRIDMAP_TEXT);
 
   it('a failure without an alternative ends the policy, and the next policy is tried', () => {
-    const text = `vp = "lcmaps_verify_proxy.mod"\nla = "lcmaps_localaccount.mod"\nstrict:\nvp -> la\nlenient:\nla -> la2\nla2 = "lcmaps_posix_enf.mod"\n`;
-    assert.deepEqual(mapAccount(db(text), 'strict:lenient', input({}, { limited: true }), env()), { account: 'jdoe', policy: 'lenient', via: 'localaccount' });
+    const text = `vp = "lcmaps_verify_proxy.mod --disallow-limited-proxy"\nla = "lcmaps_localaccount.mod"\nstrict:\nvp -> la\nlenient:\nla -> la2\nla2 = "lcmaps_posix_enf.mod"\n`;
+    assert.deepEqual(summary(mapAccount(db(text), 'strict:lenient', input({}, { limited: true }), env())), { account: 'jdoe', policy: 'lenient', via: 'localaccount' });
   });
 
   it('a failing module follows its | alternative', () => {
-    const text = 'bad = "lcmaps_dummy_bad.mod"\nla = "lcmaps_localaccount.mod"\nglexec:\nbad -> bad2 | la\nbad2 = "lcmaps_dummy_bad.mod"\n';
+    const text = 'bad = "lcmaps_dummy_bad.mod"\nla = "lcmaps_localaccount.mod"\nglexec:\nbad -> bad2 | la\nbad2 = "lcmaps_dummy_bad2.mod"\n';
     assert.equal(mapAccount(db(text), 'glexec', input(), env()).account, 'jdoe');
   });
 
@@ -357,6 +381,7 @@ describe('how a policy runs', () => {
   it('two modules mapping two different accounts fail the policy', () => {
     const text = `la = "lcmaps_localaccount.mod"\npa = "lcmaps_poolaccount.mod -gridmapdir /d -gridmapfile /pools"\nglexec:\nla -> pa\n`;
     const twoMaps: MappingEnvironment = {
+      ...fakeAccounts,
       readGridMap: (path) => parseGridMap(path === '/pools' ? `"${JANE}" .atlas` : `"${JANE}" jdoe`, path),
       leasePoolAccount: () => 'atlas007',
     };

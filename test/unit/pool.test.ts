@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -143,11 +143,11 @@ describe('inconsistent leases (-override_inconsistency)', () => {
     assert.ok(sameFile(join(dir, encodeLeaseName(dnOf(1))), join(dir, 'atlas001')));
   });
 
-  it('a lease whose account file is gone is inconsistent too', () => {
+  it('a lease whose account file is gone (a solitary lease) is removed and leased again, as LCMAPS does', () => {
     const dir = movedDn();
     rmSync(join(dir, 'cms001'));
-    assert.match(thrown(() => lease(dir, 'cms', dnOf(1))).message, /already holds a lease in gridmapdir .* on no account \(its account file is gone\)/);
-    assert.equal(lease(dir, 'cms', dnOf(1), { overrideInconsistency: true }), 'cms002');
+    assert.equal(lease(dir, 'cms', dnOf(1)), 'cms002');
+    assert.equal(statSync(join(dir, encodeLeaseName(dnOf(1)))).ino, statSync(join(dir, 'cms002')).ino);
   });
 
   it('an account leased to two DNs is a 202 naming both leases', () => {
@@ -196,6 +196,30 @@ describe('races, played out step by step', () => {
     });
     assert.equal(lease(dir, 'atlas', dnOf(1), { fs }), 'atlas002');
     assert.equal(nlink(join(dir, 'atlas001')), 1, 'our claim on atlas001 was released');
+  });
+
+  it('a solitary lease is moved aside before it is removed, so a lease published meanwhile for the same DN survives', () => {
+    const dir = gridmapdir(range('atlas', 2));
+    const leaseName = encodeLeaseName(dnOf(1));
+    writeFileSync(join(dir, leaseName), '');
+    let raced = false;
+    const fs: GridmapdirFs = {
+      ...realGridmapdirFs,
+      rename: (from, to) => {
+        if (!raced) {
+          // Another request for this DN removes the solitary lease and leases atlas002 first.
+          raced = true;
+          rmSync(join(dir, leaseName));
+          linkSync(join(dir, 'atlas002'), join(dir, leaseName));
+        }
+        realGridmapdirFs.rename(from, to);
+      },
+    };
+    assert.equal(lease(dir, 'atlas', dnOf(1), { fs }), 'atlas002');
+    assert.ok(raced);
+    assert.ok(sameFile(join(dir, leaseName), join(dir, 'atlas002')));
+    assert.equal(nlink(join(dir, 'atlas001')), 1, 'atlas001 stays free');
+    assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('.')), [], 'nothing is left aside');
   });
 
   it('a link reported as EEXIST though it was made (a retried NFS LINK) still counts as made', () => {

@@ -240,3 +240,45 @@ function subjectNameOf(certPem: string): Buffer {
 function opensslOneline(certPath: string): string {
   return openssl(['x509', '-in', certPath, '-noout', '-subject', '-nameopt', 'compat']).replace(/^subject=/, '').replace(/\n$/, '');
 }
+
+describe('backslashes in the oneline form (issue 10 item 9)', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'glexec-dn-backslash-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A self-signed certificate whose subject openssl -subj builds from `subject` (`\\` is one backslash). */
+  const subjectOf = (name: string, subject: string): { ours: string; openssl: string; der: Buffer } => {
+    const path = join(dir, `${name}.pem`);
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', path, '-subj', subject, '-utf8', '-days', '1']);
+    const der = new X509Certificate(openssl(['x509', '-in', path])).raw;
+    const subjectLine = openssl(['x509', '-in', path, '-noout', '-subject', '-nameopt', 'compat']).trim().replace(/^subject=/, '');
+    return { ours: onelineFromDer(subjectDerOf(der)), openssl: subjectLine, der };
+  };
+
+  test('glexec writes a backslash in a value as OpenSSL 3 does: unescaped, so José and the literal text Jos\\xC3\\xA9 read alike', () => {
+    const utf8 = subjectOf('utf8', '/C=NL/CN=José');
+    const literal = subjectOf('literal', '/C=NL/CN=Jos\\\\xC3\\\\xA9');
+    const slash = subjectOf('slash', '/C=NL/CN=a\\\\b\\/c');
+    assert.equal(utf8.ours, utf8.openssl);
+    assert.equal(literal.ours, literal.openssl);
+    assert.equal(slash.ours, slash.openssl);
+    assert.equal(utf8.ours, '/C=NL/CN=Jos\\xC3\\xA9');
+    // OpenSSL's oneline form (and so LCMAPS's DN) cannot tell these two apart; glexec must not
+    // either, or it would map differently from LCMAPS (test/e2e/lcmaps-oracle.test.ts).
+    assert.equal(literal.ours, utf8.ours);
+    assert.equal(slash.ours, '/C=NL/CN=a\\b\\/c');
+  });
+});
+
+/** The subject Name TLV of a DER certificate. */
+function subjectDerOf(certificateDer: Buffer): Uint8Array {
+  const [tbs] = childrenOf(readRoot(certificateDer, Tag.sequence));
+  if (tbs === undefined) throw new Error('no tbsCertificate');
+  const fields = childrenOf(tbs);
+  // version [0] is present in v3 certificates: version, serial, signature, issuer, validity, subject.
+  const subject = fields[fields[0]?.tag === 0xa0 ? 5 : 4];
+  if (subject === undefined) throw new Error('no subject');
+  return encodingOf(subject);
+}

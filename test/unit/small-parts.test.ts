@@ -7,7 +7,7 @@ import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
 import { parseCallerLimits, payloadLimitOptions } from '../../src/caller-limits';
 import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
 import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
-import { mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
+import { gridMapDnMatches, mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
 import { buildPayloadEnv, DEFAULT_PAYLOAD_PATH } from '../../src/payload/env';
 import { asGid, asUid } from '../../src/sys/identity';
 import { setprivArgs } from '../../src/sys/proc';
@@ -118,8 +118,21 @@ describe('grid-mapfile', () => {
   it('an unquoted DN without spaces is read', () => {
     assert.deepEqual(parseGridMapLine('/C=NL/CN=x  acct'), { dn: '/C=NL/CN=x', accounts: ['acct'] });
   });
-  it('a backslash escapes a quote inside the DN', () => {
-    assert.equal(parseGridMapLine('"/CN=a \\"b\\"" acct')?.dn, '/CN=a "b"');
+  it('backslashes are kept as written, as LCMAPS keeps them: the DN ends at the next quote', () => {
+    assert.equal(parseGridMapLine('"/CN=Robot: host\\/node.example.org" acct')?.dn, '/CN=Robot: host\\/node.example.org');
+    assert.equal(parseGridMapLine('"/CN=Jos\\xC3\\xA9" acct')?.dn, '/CN=Jos\\xC3\\xA9');
+    assert.deepEqual(parseGridMapLine('"/CN=a \\"b" acct'), { dn: '/CN=a \\', accounts: ['b" acct'] });
+  });
+  it('a # after the account starts a comment, and a carriage return stays part of the account', () => {
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct # the payload account'), { dn: '/CN=x', accounts: ['acct'] });
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct#note'), { dn: '/CN=x', accounts: ['acct'] });
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct\r'), { dn: '/CN=x', accounts: ['acct\r'] });
+  });
+  it('a * in a DN matches any text where wildcards are allowed', () => {
+    assert.equal(gridMapDnMatches('/C=NL/O=Example/*', '/C=NL/O=Example/OU=Users/CN=x', true), true);
+    assert.equal(gridMapDnMatches('/C=NL/O=Example/*', '/C=NL/O=Example/OU=Users/CN=x', false), false);
+    assert.equal(gridMapDnMatches('/C=NL/O=Ex.mple/*', '/C=NL/O=Example/CN=x', true), false);
+    assert.equal(gridMapDnMatches('/C=NL/O=Example/CN=x', '/C=NL/O=Example/CN=x', false), true);
   });
   it('comments and blank lines are skipped', () => {
     assert.equal(parseGridMapLine('  # "/CN=x" y'), undefined);
