@@ -5,6 +5,8 @@
 import {
   closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, rmSync, type Stats, writeSync,
 } from 'node:fs';
+import { systemError } from '../errors';
+import { requireTrustedPath, type TrustPolicy } from '../trust';
 
 // Node opens every file with O_CLOEXEC already.
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -32,6 +34,25 @@ export function openChecked(path: string, checked: Stats): number {
  */
 export function readCheckedFile(path: string, checked: Stats, maxBytes: number): Buffer {
   return readAllAndClose(openChecked(path, checked), maxBytes);
+}
+
+/** A file only root (and `policy`'s owners) can change: its name in messages, its cap, its refusals' codes. */
+export interface TrustedFile {
+  readonly what: string;
+  readonly policy: TrustPolicy;
+  readonly maxBytes: number;
+  readonly untrustedCode: string;
+  readonly unreadableCode: string;
+}
+
+/** The trusted-path walk (src/trust.ts), then the trusted read; a failed read is a 202. */
+export function readTrustedFile(path: string, file: TrustedFile): Buffer {
+  const checked = requireTrustedPath(file.what, path, file.policy, lstatSync, file.untrustedCode);
+  try {
+    return readCheckedFile(path, checked, file.maxBytes);
+  } catch (error) {
+    throw systemError(file.unreadableCode, `cannot read ${file.what} ${path}: ${(error as Error).message}`);
+  }
 }
 
 /** Reads a whole descriptor (and closes it), refusing more than maxBytes. */
