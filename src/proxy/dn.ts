@@ -135,9 +135,10 @@ const HEX_DIGITS = '0123456789ABCDEF';
  * multi-valued RDN, `/` and `+` inside values escaped with a backslash, and every byte outside
  * printable ASCII (0x20..0x7E) written as `\xHH`. The value's raw content octets are printed
  * whatever the string type, as OpenSSL does (a BMPString shows its zero bytes as `\x00`).
- * The result therefore never contains a control character. A backslash is not escaped, as in
- * OpenSSL 3.0: `CN=José` and a CN holding the text `Jos\xC3\xA9` read alike, for LCMAPS too, so
- * glexec keeps that and maps as LCMAPS does (see the backslash tests in proxy.dn.test.ts).
+ * The result therefore never contains a control character. Unlike OpenSSL 3.0 (and so LCMAPS),
+ * a backslash in a value is escaped as `\\`: otherwise `CN=José` and a CN holding the text
+ * `Jos\xC3\xA9` read alike, and the second would map to the first's account. This is the one
+ * place glexec's DN differs from OpenSSL's, on purpose (README, LCMAPS differences).
  */
 export function formatOneline(name: X509Name): string {
   let text = '';
@@ -160,7 +161,7 @@ function escapeValue(attribute: NameAttribute): string {
     if (byte < 0x20 || byte > 0x7e) {
       text += `\\x${HEX_DIGITS[byte >> 4]}${HEX_DIGITS[byte & 0x0f]}`;
     } else {
-      if (byte === 0x2f /* / */ || byte === 0x2b /* + */) text += '\\';
+      if (byte === 0x2f /* / */ || byte === 0x2b /* + */ || byte === 0x5c /* \ */) text += '\\';
       text += String.fromCharCode(byte);
     }
   }

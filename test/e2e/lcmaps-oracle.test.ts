@@ -117,7 +117,12 @@ const CASES: Case[] = [
   { name: 'doubled backslashes do not match', proxy: 'robot', gridmap: (w) => [`"${ROBOT.replace('\\/', '\\\\/')}" ${w.target}`] },
   { name: 'a UTF-8 CN written as \\xHH matches', proxy: 'jose', gridmap: (w) => [`"${JOSE_ONELINE}" ${w.target}`] },
   { name: 'a UTF-8 CN written as UTF-8 does not match', proxy: 'jose', gridmap: (w) => [`"${JOSE_UTF8}" ${w.target}`] },
-  { name: 'a CN of the literal text \\xC3\\xA9 matches the same line', proxy: 'joseLiteral', gridmap: (w) => [`"${JOSE_ONELINE}" ${w.target}`] },
+  {
+    name: 'a CN of the literal text \\xC3\\xA9 does not take the account of the UTF-8 CN (glexec escapes the backslash)',
+    proxy: 'joseLiteral',
+    gridmap: (w) => [`"${JOSE_ONELINE}" ${w.target}`],
+    differs: { key: 'backslash-escaped', status: 203 },
+  },
   { name: 'an emailAddress attribute', proxy: 'mail', gridmap: (w) => [`"${MAIL}" ${w.target}`] },
   { name: 'an emailAddress written as Email does not match', proxy: 'mail', gridmap: (w) => [`"${MAIL.replace('emailAddress', 'Email')}" ${w.target}`] },
   { name: 'a wildcard DN is not a local account', proxy: 'jane', gridmap: (w) => [`"/C=NL/O=Example/*" ${w.target}`] },
@@ -506,7 +511,8 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       const oracle = runOracle(c);
       const glexec = runGlexec(c, 'library');
       const summary = `LCMAPS: ${describeOutcome(oracle)}\nglexec: ${describeOutcome(glexec)}`;
-      if (c.differs !== undefined && c.differs.key !== 'lowest-free-pool-account') {
+      // The real LCMAPS makes its own DN from the proxy, so glexec's escaped backslash plays no part here.
+      if (c.differs !== undefined && c.differs.key !== 'lowest-free-pool-account' && c.differs.key !== 'backslash-escaped') {
         assert.ok(!('mapped' in glexec), `glexec should refuse\n${summary}`);
         assert.equal(glexec.refused, c.differs.status, summary);
         return;
