@@ -4,15 +4,16 @@
  * The shim's own arguments (before `--`) are trusted; everything after `--` is the caller's.
  */
 import { readAllAndClose } from './sys/files';
-import { findAccount, findGroup } from './sys/identity';
+import { asGid, asUid, findAccount, findGroup, type Gid, type Identity, type Uid } from './sys/identity';
 import { systemError } from './errors';
-import { type LiftedResource, type Limit, parseCallerLimits } from './limits';
+import { parseCallerLimits } from './caller-limits';
+import type { LiftedResource, Limit } from './sys/rlimit';
 
 export interface ShimArgs {
   readonly configPath: string;
-  readonly callerUid: number;
-  readonly callerGid: number;
-  readonly callerGroups: readonly number[];
+  readonly callerUid: Uid;
+  readonly callerGid: Gid;
+  readonly callerGroups: readonly Gid[];
   readonly callerCwd: string;
   /** The caller's working directory, opened by the shim with the caller's ids (O_PATH). */
   readonly cwdFd: number | undefined;
@@ -27,10 +28,7 @@ export interface ShimArgs {
   readonly argv: readonly string[];
 }
 
-export interface Caller {
-  readonly uid: number;
-  readonly gid: number;
-  readonly groups: readonly number[];
+export interface Caller extends Identity {
   readonly name: string;
   readonly groupName: string;
   readonly cwd: string;
@@ -75,9 +73,9 @@ export function parseShimArgs(args: readonly string[]): ShimArgs {
   const envFd = named.get('caller-env-fd');
   return {
     configPath: named.get('config') ?? '',
-    callerUid: idArg(named.get('caller-uid'), 'caller uid'),
-    callerGid: idArg(named.get('caller-gid'), 'caller gid'),
-    callerGroups: groups === '' ? [] : groups.split(',').map((gid) => idArg(gid, 'caller groups')),
+    callerUid: asUid(idArg(named.get('caller-uid'), 'caller uid')),
+    callerGid: asGid(idArg(named.get('caller-gid'), 'caller gid')),
+    callerGroups: groups === '' ? [] : groups.split(',').map((gid) => asGid(idArg(gid, 'caller groups'))),
     callerCwd: named.get('caller-cwd') ?? '',
     cwdFd: fdArg(named.get('caller-cwd-fd'), 'working directory descriptor'),
     stderrFd: fdArg(named.get('caller-stderr-fd'), 'stderr descriptor'),

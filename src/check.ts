@@ -18,7 +18,7 @@ import { lcmapsHelper } from './sys/lcmaps-helper';
 import { mapDn, readGridMap, unquotedDnMistake } from './mapping/gridmap';
 import { childrenOf, contextTag, encodingOf, readRoot, Tag } from './proxy/der';
 import { subjectHash } from './proxy/dn';
-import { openChecked, readAllAndClose } from './sys/files';
+import { readCheckedFile } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { SETPRIV, startPayloadHelper } from './sys/proc';
@@ -143,7 +143,7 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
   if (missing) return { findings, config: undefined };
   let text: string;
   try {
-    text = readAllAndClose(openChecked(path, lstatSync(path)), 1024 * 1024).toString('utf8');
+    text = readCheckedFile(path, lstatSync(path), 1024 * 1024).toString('utf8');
   } catch (caught) {
     findings.push(error('config', `cannot read ${path}: ${messageOf(caught)}`, `make ${path} a regular file root can read`));
     return { findings, config: undefined };
@@ -158,7 +158,7 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
   return { findings, config };
 }
 
-function checkWhiteLists(config: Config): Finding[] {
+function findWhiteListProblems(config: Config): Finding[] {
   const entries = [...config.user_white_list, ...config.group_white_list];
   if (entries.length === 0) return [warning('white lists', 'user_white_list and group_white_list are empty: nobody may call glexec', 'list the pilot accounts in user_white_list')];
   const findings: Finding[] = [];
@@ -398,7 +398,7 @@ export async function checkInstallation(configPath: string, trustedUids: readonl
   if (config === undefined) return findings;
   return [
     ...findings,
-    ...checkWhiteLists(config),
+    ...findWhiteListProblems(config),
     ...checkCertdir(certdirToCheck(config)),
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
     ...checkEpilogueSetting(config),

@@ -1,22 +1,25 @@
 /**
- * Containment of the payload and of everything it starts. With a writable cgroup v2 the payload
- * is born inside a cgroup of its own (a small root helper joins it, then execs setpriv), so no fork,
- * `setsid` or double fork can leave it; what is left when the payload exits is listed (for the
- * log and the epilogue), and after the epilogue it is frozen and killed with cgroup.kill.
- * Without one, glexec falls back to the payload's process group and session, found by repeated
- * /proc scans of the target account's processes.
+ * Containment of the payload and of everything it starts: a cgroup v2 of its own, else its process
+ * group and session (docs/containment.md).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config/schema';
 import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
 import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
+import { createRootFile, makeRootDirectory, removeRootFile } from './sys/files';
+import type { Identity, Pid, Uid } from './sys/identity';
 import { describeProcess, isRunning, type ProcessInfo, scanProcesses } from './sys/procinfo';
 
-export type Containment =
+/** The payload's process and account: what its leftovers are found by. */
+export interface PayloadProcess {
+  readonly pid: Pid;
+  readonly uid: Uid;
+}
+
+export type PayloadContainment =
   | { readonly mode: 'cgroup'; readonly job: JobCgroup }
   | { readonly mode: 'pgid'; readonly reason: string }
   | { readonly mode: 'off' };
@@ -28,7 +31,7 @@ const CGROUP_KILL_WAIT_MS = 5000;
  * Makes the payload's cgroup, or says why glexec falls back to the process group. A
  * max_processes that cannot be enforced is a 202: ignoring it would let a fork bomb through.
  */
-export function prepareContainment(config: Config): Containment {
+export function prepareContainment(config: Config): PayloadContainment {
   if (config.containment === 'off') return { mode: 'off' };
   if (config.containment === 'pgid') {
     if (config.max_processes > 0) throw systemError('containment.max_processes', 'max_processes needs containment = cgroup');
@@ -36,7 +39,7 @@ export function prepareContainment(config: Config): Containment {
   }
   const mounts = cgroupMounts();
   const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
-  const fallback = (reason: string): Containment => {
+  const fallback = (reason: string): PayloadContainment => {
     if (config.max_processes > 0) throw systemError('containment.max_processes', `max_processes cannot be enforced: ${reason}`);
     return { mode: 'pgid', reason };
   };
@@ -54,19 +57,19 @@ export function prepareContainment(config: Config): Containment {
 }
 
 /** The cgroup.procs files the payload joins before it runs (none without a cgroup). */
-export function cgroupProcsFiles(containment: Containment): string[] {
+export function cgroupProcsFiles(containment: PayloadContainment): string[] {
   if (containment.mode !== 'cgroup') return [];
   const { job } = containment;
   return [job.path, ...(job.pidsPath ? [job.pidsPath] : [])].map((directory) => join(directory, 'cgroup.procs'));
 }
 
 /** What ends the whole payload at once if glexec must stop while it runs. */
-export function emergencyKill(containment: Containment): (() => void) | undefined {
+export function emergencyKill(containment: PayloadContainment): (() => void) | undefined {
   return containment.mode === 'cgroup' ? () => killCgroupNow(containment.job.path) : undefined;
 }
 
 /** Removes the payload's cgroup when the payload never started. */
-export function abandonContainment(containment: Containment): void {
+export function abandonContainment(containment: PayloadContainment): void {
   if (containment.mode === 'cgroup') removeJobCgroup(containment.job);
 }
 
@@ -80,7 +83,7 @@ export interface Leftovers {
 }
 
 /** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
-export function findLeftovers(containment: Containment, payload: { pid: number; uid: number }): Leftovers {
+export function findLeftovers(containment: PayloadContainment, payload: PayloadProcess): Leftovers {
   // A process whose main thread exited while another runs on shows as Z in /proc, but is alive.
   const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z' && info.state !== 'X';
   switch (containment.mode) {
@@ -99,43 +102,32 @@ export function findLeftovers(containment: Containment, payload: { pid: number; 
 }
 
 /** The target's running processes (thread groups with a live thread) in the payload's process group or session. */
-function pgidMembers(payload: { pid: number; uid: number }): ProcessInfo[] {
+function pgidMembers(payload: PayloadProcess): ProcessInfo[] {
   return scanProcesses(payload.uid, (stat) => (stat.pgid === payload.pid || stat.sid === payload.pid) && isRunning(stat));
 }
 
 /**
- * The leftover list for the epilogue: a root-owned file (readable by the epilogue's account)
- * with a header line and one tab-separated line per process. Returns its path.
+ * The leftover list for the epilogue, in runtime_directory (glexec.conf), root's own: a header
+ * line and one tab-separated line per process, readable by the epilogue's account. Returns its path.
  */
-
-/** The leftover list goes to runtime_directory (glexec.conf), root's own. */
-export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: { uid: number; gid: number }, directory: string): string {
-  // Concurrent runs may race to make the directory after a boot (/run is a tmpfs): recursive.
-  mkdirSync(directory, { recursive: true, mode: 0o755 });
-  const st = lstatSync(directory);
-  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022) throw systemError('containment.leftover_dir', `${directory} must be a root-owned directory that only root can write`);
-  const path = join(directory, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
-  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'))];
-    writeSync(fd, `${lines.join('\n')}\n`);
-    // Root's file; an epilogue that runs as another account reads it through its group.
-    if (reader.uid !== 0) {
-      fchownSync(fd, 0, reader.gid);
-      fchmodSync(fd, 0o640);
-    }
-  } finally {
-    closeSync(fd);
+export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: Pick<Identity, 'uid' | 'gid'>, directory: string): string {
+  if (!makeRootDirectory(directory)) {
+    throw systemError('containment.leftover_dir', `${directory} must be a root-owned directory that only root can write`);
   }
+  const path = join(directory, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
+  const rows = leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'));
+  const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...rows];
+  // An epilogue that runs as another account reads it through its group.
+  createRootFile(path, `${lines.join('\n')}\n`, reader.uid === 0 ? undefined : reader.gid);
   return path;
 }
 
 export function removeLeftoverFile(path: string | undefined): void {
-  if (path !== undefined) rmSync(path, { force: true });
+  if (path !== undefined) removeRootFile(path);
 }
 
 export interface LeftoverCleanup extends GroupCleanup {
-  readonly mode: Containment['mode'];
+  readonly mode: PayloadContainment['mode'];
   /** Processes still running when glexec gave up (0 unless kill_leftovers = no). */
   readonly survivors: number;
   /** The payload's cgroup, when it could not be removed because processes remain in it. */
@@ -147,7 +139,7 @@ export interface LeftoverCleanup extends GroupCleanup {
  * cgroup: freeze, cgroup.kill, wait until empty. pgid: SIGTERM, kill_grace, SIGKILL, until two
  * scans in a row find nothing.
  */
-export async function endLeftovers(containment: Containment, payload: { pid: number; uid: number }, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
+export async function endLeftovers(containment: PayloadContainment, payload: PayloadProcess, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
   const started = monotonicMs();
   switch (containment.mode) {
     case 'off':

@@ -20,15 +20,15 @@ import { systemError } from './errors';
 import { type Ending, rawReturnCode } from './exitcode';
 import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
-import { findAccount, findGroup } from './sys/identity';
+import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
 import { ownProcessIds, signalGroup, spawnEpilogueProgram } from './sys/proc';
 import type { Target } from './target';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
 export interface EpilogueRunner {
   readonly path: string;
-  readonly uid: number;
-  readonly gid: number;
+  readonly uid: Uid;
+  readonly gid: Gid;
   readonly user: string;
   readonly group: string;
   readonly home: string;
@@ -56,7 +56,7 @@ export function resolveEpilogueRunner(config: Config): EpilogueRunner | undefine
   if (config.epilogue === '') return undefined;
   const account = findAccount(config.epilogue_user);
   if (account === undefined) throw systemError('epilogue.bad_user', `epilogue_user '${config.epilogue_user}' does not exist`);
-  let gid = 0;
+  let gid = ROOT_GID;
   if (config.epilogue_group !== '') {
     const group = findGroup(config.epilogue_group);
     if (group === undefined) throw systemError('epilogue.bad_group', `epilogue_group '${config.epilogue_group}' does not exist`);
@@ -108,7 +108,7 @@ export function refuseTargetThatControlsEpilogue(runner: EpilogueRunner, target:
   if (target.uid === runner.uid) {
     throw systemError('epilogue.target_is_epilogue_user', `the payload account ${target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`);
   }
-  if (runner.policy.trustedGids.some((gid) => gid === target.gid || target.groups.includes(gid))) {
+  if (runner.policy.trustedGids.some((gid) => gid === target.gid || target.groups.some((group) => group === gid))) {
     throw systemError('epilogue.target_in_epilogue_group', `the payload account ${target.name} is in epilogue_group ${runner.group}, whose members may change the epilogue; map the job to another account or set another epilogue_group`);
   }
 }

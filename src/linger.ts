@@ -11,12 +11,13 @@ import { signalGroup, signalProcesses } from './sys/proc';
 import { isRunning, type ProcessIdentity, scanProcesses } from './sys/procinfo';
 
 /**
- * Forwarded to the payload's process group (design.md §3): every signal that Node lets glexec
- * catch and that would otherwise end it without a record. Not here, and documented in the README:
- * SIGKILL and SIGSTOP (cannot be caught); SIGSEGV, SIGBUS, SIGFPE and SIGILL (a handler that
- * returns from a real fault runs the faulting instruction again, forever, so a fault must end
- * glexec); the real-time signals (Node 20 cannot listen to them). SIGPOLL is SIGIO. The shim
- * disarmed the caller's interval timers, so SIGALRM, SIGVTALRM and SIGPROF only come from kill().
+ * Forwarded to the payload's process group (README, "Linger, signals and leftovers"): every signal
+ * that Node lets glexec catch and that would otherwise end it without a record. Not here, and
+ * documented in the README: SIGKILL and SIGSTOP (cannot be caught); SIGSEGV, SIGBUS, SIGFPE and
+ * SIGILL (a handler that returns from a real fault runs the faulting instruction again, forever, so
+ * a fault must end glexec); the real-time signals (Node 20 cannot listen to them). SIGPOLL is SIGIO.
+ * The shim disarmed the caller's interval timers, so SIGALRM, SIGVTALRM and SIGPROF only come from
+ * kill().
  */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
   'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGXCPU', 'SIGXFSZ', 'SIGALRM',

@@ -12,7 +12,7 @@ relay.install();
 import { parseShimArgs } from './caller';
 import { ExitCode, GlexecError } from './errors';
 import { escapeControl } from './log/sanitize';
-import { run } from './pipeline';
+import { dispatch } from './pipeline';
 import { writeWithDeadline } from './sys/proc';
 import { useCallerStderr, writeToCaller } from './sys/stderr';
 
@@ -43,7 +43,7 @@ function main(): void {
   } catch (error) {
     fail(error);
   }
-  run(shim, relay, {
+  dispatch(shim, relay, {
     out: (text) => writeWithDeadline(1, text),
     silence: () => {
       silent = true;

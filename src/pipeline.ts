@@ -3,7 +3,6 @@
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
  */
 import { monotonicMs } from './clock';
-import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Caller, callerAccount, identifyCaller, type ShimArgs } from './caller';
 import { type Action, toAction, usageError } from './cli';
@@ -15,8 +14,8 @@ import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, refuseTargetThatControlsEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
 import { checkEpilogueEnvironment } from './epilogue-env';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, cgroupProcsFiles, type Containment, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
-import { payloadLimitOptions } from './limits';
+import { abandonContainment, cgroupProcsFiles, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, type PayloadContainment, type PayloadProcess, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
+import { payloadLimitOptions } from './caller-limits';
 import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
 import { readLcmapsDb } from './lcmaps/db';
@@ -30,13 +29,14 @@ import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import { findCreatedProxies, ownStartTime, registerCreatedProxy, type Registration, registryKey, removeLocked, renewLocked } from './proxy/registry';
 import { DISCARD_TARGET, readTargetProxySource, removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
-import { findAccount } from './sys/identity';
+import { closeDescriptor } from './sys/files';
+import { asPid, findAccount, type Pid } from './sys/identity';
 import { helperStatus, type HelperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
 import { callerStderrFd } from './sys/stderr';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
 import { VERSION } from './version';
-import { checkWhiteLists } from './whitelist';
+import { checkCallerWhiteLists } from './whitelist';
 
 /** What the entry point needs to print: the output streams, and whether the site wants silence. */
 export interface Reporter {
@@ -49,76 +49,160 @@ export interface Reporter {
   error(message: string): void;
 }
 
-export async function run(shim: ShimArgs, relay: SignalRelay, reporter: Reporter): Promise<number> {
+/** What the command line asks for: a payload run, the version, a check, a proxy renewal or help. */
+export async function dispatch(shim: ShimArgs, relay: SignalRelay, reporter: Reporter): Promise<number> {
   const action = toAction(shim.argv);
-  if (action.kind === 'version') return printVersion(shim, action.builtIns, reporter);
-  if (action.kind === 'renew') return renewTargetProxy(shim, reporter);
-  if (action.kind === 'help') return printHelp(action, reporter);
-  if (action.kind === 'check') return await runCheck(shim, reporter);
+  switch (action.kind) {
+    case 'version':
+      return printVersion(shim, action.builtIns, reporter);
+    case 'renew':
+      return renewTargetProxy(shim, reporter);
+    case 'help':
+      return printHelp(action, reporter);
+    case 'check':
+      return await runCheck(shim, reporter);
+    case 'run':
+      return await run(shim, action, relay, reporter);
+  }
+}
 
+type RunAction = Extract<Action, { kind: 'run' }>;
+
+/**
+ * One payload run, shared by its stages. Each stage sets what it made; the cleanup section
+ * (finishRun) ends and removes whatever is set, so nothing depends on where a stage failed.
+ */
+interface RunContext {
+  readonly shim: ShimArgs;
+  readonly action: RunAction;
+  readonly config: Config;
+  readonly log: Log;
+  readonly relay: SignalRelay;
+  readonly reporter: Reporter;
+  /** Read as the caller before the checks; zeroed once the target proxy is written, and by the cleanup. */
+  targetProxySource?: Buffer;
+  caller?: Caller;
+  target?: Target;
+  containment?: PayloadContainment;
+  targetProxy?: TargetProxyCopy;
+  payloadEnv?: Record<string, string>;
+  payload?: PayloadRun;
+  leftovers?: Leftovers;
+  epilogueReport?: EpilogueReport;
+}
+
+/** The context once the caller is admitted: who runs what, as whom, contained how. */
+type AdmittedRun = RunContext & {
+  readonly caller: Caller;
+  readonly proxy: VerifiedProxy;
+  readonly target: Target;
+  readonly epilogue: EpilogueRunner | undefined;
+  readonly containment: PayloadContainment;
+};
+
+/** The context once the payload ran. */
+type RanRun = AdmittedRun & { readonly payload: PayloadRun; readonly payloadEnv: Record<string, string> };
+
+async function run(shim: ShimArgs, action: RunAction, relay: SignalRelay, reporter: Reporter): Promise<number> {
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
   await warnIfSyslogUnheard(loaded.config, reporter);
-  let targetProxySource: Buffer | undefined;
+  const context: RunContext = { shim, action, config: loaded.config, log, relay, reporter };
+  let outcome: RunOutcome;
   try {
-    // The white lists come first: a caller in none of them gets nothing read or logged but its refusal.
-    const account = callerAccount(shim);
-    checkWhiteLists(account, loaded.config, log);
-    const caller = identifyCaller(shim, account);
-    log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
-    // Read (under its lock) before the checks: waiting for a caller's lock cannot come between them and the start.
-    targetProxySource = readTargetProxySourceEarly(caller, loaded.config);
-    const proxy = verifyCallerProxy(caller, loaded.config);
-    const target = mapToTarget(proxy, loaded.config, log);
-    log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
-    const epilogue = checkEpilogueTrust(loaded.config, target);
-    checkPayload(action.payload, target, loaded.config.prohibit_exec_via_symlink);
-    requireSetpriv();
-    const containment = prepareContainment(loaded.config);
-    let payloadEnv: Record<string, string>;
-    let payload: PayloadRun;
-    let targetProxy: TargetProxyCopy | undefined;
-    try {
-      targetProxy = copyTargetProxy(caller, target, loaded.config, log, targetProxySource);
-      payloadEnv = buildEnvironment(caller, target, targetProxy?.written.path, loaded.config, log);
-      if (epilogue) checkEpilogueEnvironment(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args });
-      payload = await runPayload(action, caller, target, payloadEnv, containment, loaded.config, relay, log);
-    } catch (error) {
-      abandonContainment(containment);
-      removeTargetProxyCopy(targetProxy, target, log);
-      throw error;
-    }
-    const completion = { caller, target, proxy, action, payload };
-    let delivery: AuditDelivery;
-    try {
-      const leftovers = listLeftovers(containment, payload, target, log);
-      const epilogueContext = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending };
-      const epilogueReport = epilogue ? await runEpilogueStage(epilogue, payloadEnv, epilogueContext, containment, leftovers, loaded.config, log) : undefined;
-      const cleanup = await cleanUpLeftovers(containment, payload.pid, target.uid, loaded.config, log);
-      removeTargetProxyCopy(targetProxy, target, log);
-      const exitCode = epilogueReport ? exitCodeAfterEpilogue(epilogueReport.outcome, exitCodeOf(payload.ending)) : exitCodeOf(payload.ending);
-      delivery = await writeCompletionRecord(log, { ...completion, epilogue: epilogueReport, leftovers, cleanup, exitCode });
-      // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
-      const epilogueFailure = epilogue && epilogueReport ? describeEpilogueFailure(epilogue.path, epilogueReport.outcome) : undefined;
-      if (epilogueFailure !== undefined) reporter.error(epilogueFailure);
-      if (delivery.written) {
-        // Tells the loader that this run went through every stage, so its code cache is worth keeping.
-        (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
-        return exitCode;
-      }
-    } catch (error) {
-      // The payload ran: its leftovers are still ended and the job still gets its record.
-      const cleanup = await endLeftovers(containment, { pid: payload.pid, uid: target.uid }, true, loaded.config.kill_grace).catch(() => undefined);
-      removeTargetProxyCopy(targetProxy, target, log);
-      const failed = await writeCompletionRecord(log, { ...completion, epilogue: undefined, leftovers: { count: 0, described: [] }, cleanup, exitCode: ExitCode.system, error: error instanceof GlexecError ? error.code : 'internal' });
-      if (failed.written) throw error;
-      delivery = failed;
-    }
-    throw recordNotWritten(delivery);
+    const ran = await startPayload(admit(context));
+    outcome = { ran, exitCode: await afterPayload(ran) };
   } catch (error) {
-    targetProxySource?.fill(0);
-    logRefusal(log, error);
-    throw error;
+    outcome = { failed: true, error };
   }
+  return await finishRun(context, outcome);
+}
+
+type RunOutcome = { readonly ran: RanRun; readonly exitCode: number } | { readonly failed: true; readonly error: unknown };
+
+/** From the white lists to the containment: everything checked before anything runs. */
+function admit(context: RunContext): AdmittedRun {
+  const { shim, action, config, log } = context;
+  // The white lists come first: a caller in none of them gets nothing read or logged but its refusal.
+  const account = callerAccount(shim);
+  checkCallerWhiteLists(account, config, log);
+  const caller = identifyCaller(shim, account);
+  context.caller = caller;
+  log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
+  // Read (under its lock) before the checks: waiting for a caller's lock cannot come between them and the start.
+  context.targetProxySource = readTargetProxySourceEarly(caller, config);
+  const proxy = verifyCallerProxy(caller, config);
+  const target = mapToTarget(proxy, config, log);
+  context.target = target;
+  log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
+  const epilogue = checkEpilogueTrust(config, target);
+  checkPayload(action.payload, target, config.prohibit_exec_via_symlink);
+  requireSetpriv();
+  const containment = prepareContainment(config);
+  return Object.assign(context, { caller, proxy, target, epilogue, containment });
+}
+
+/** The target proxy, the payload's environment, then the payload itself, until it exits. */
+async function startPayload(context: AdmittedRun): Promise<RanRun> {
+  const { caller, target, epilogue, action } = context;
+  context.targetProxy = copyTargetProxy(context);
+  const payloadEnv = buildEnvironment(caller, target, context.targetProxy?.written.path, context.config, context.log);
+  if (epilogue) checkEpilogueEnvironment(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args });
+  const payload = await runPayload(context, payloadEnv);
+  return Object.assign(context, { payloadEnv, payload });
+}
+
+/** Leftovers listed, the epilogue run while they still live; returns the job's exit code. */
+async function afterPayload(context: RanRun): Promise<number> {
+  context.leftovers = listLeftovers(context);
+  if (context.epilogue) context.epilogueReport = await runEpilogueStage(context, context.epilogue, context.leftovers);
+  const payloadExitCode = exitCodeOf(context.payload.ending);
+  return context.epilogueReport ? exitCodeAfterEpilogue(context.epilogueReport.outcome, payloadExitCode) : payloadExitCode;
+}
+
+/**
+ * The one cleanup section, whatever happened: what the payload left is ended, what the run made is
+ * removed, and a payload that ran gets its completion record (docs/containment.md, "The end of a run").
+ */
+async function finishRun(context: RunContext, outcome: RunOutcome): Promise<number> {
+  const { log, target } = context;
+  context.targetProxySource?.fill(0);
+  const ran = 'ran' in outcome ? outcome.ran : ranPayload(context) ? context : undefined;
+  let failure = 'failed' in outcome ? outcome : undefined;
+  if (ran === undefined) {
+    if (context.containment) abandonContainment(context.containment);
+    if (target) removeTargetProxyCopy(context.targetProxy, target, log);
+    throw refusal(log, failure?.error);
+  }
+  const cleanup = await cleanUpLeftovers(ran, failure !== undefined).catch((error: unknown) => {
+    failure ??= { failed: true, error };
+    return undefined;
+  });
+  removeTargetProxyCopy(ran.targetProxy, ran.target, log);
+  const epilogue = failure === undefined ? ran.epilogueReport : undefined;
+  const exitCode = failure === undefined && 'exitCode' in outcome ? outcome.exitCode : ExitCode.system;
+  const delivery = await writeCompletionRecord(ran, {
+    epilogue,
+    leftovers: ran.leftovers,
+    cleanup,
+    exitCode,
+    error: failure === undefined ? undefined : failure.error instanceof GlexecError ? failure.error.code : 'internal',
+  });
+  if (failure !== undefined) throw refusal(log, delivery.written ? failure.error : recordNotWritten(delivery));
+  // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
+  const epilogueFailure = ran.epilogue && epilogue ? describeEpilogueFailure(ran.epilogue.path, epilogue.outcome) : undefined;
+  if (epilogueFailure !== undefined) context.reporter.error(epilogueFailure);
+  if (!delivery.written) throw refusal(log, recordNotWritten(delivery));
+  // Tells the loader that this run went through every stage, so its code cache is worth keeping.
+  (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
+  return exitCode;
+}
+
+const ranPayload = (context: RunContext): context is RanRun => context.payload !== undefined;
+
+/** Logs why the run stopped; returns the error for the caller to throw. */
+function refusal(log: Log, error: unknown): unknown {
+  logRefusal(log, error);
+  return error;
 }
 
 /** `glexec -v`: the version line, for anyone; `-V` adds the built-in paths. */
@@ -162,7 +246,7 @@ async function renewTargetProxy(shim: ShimArgs, reporter: Reporter): Promise<num
   try {
     // As for a run: a caller in no white list gets nothing read or logged but its refusal.
     const account = callerAccount(shim);
-    checkWhiteLists(account, loaded.config, log);
+    checkCallerWhiteLists(account, loaded.config, log);
     const caller = identifyCaller(shim, account);
     if (!caller.env.has('GLEXEC_SOURCE_PROXY')) throw usageError();
     log.notice('glexec invoked to renew the target proxy', { caller: caller.name, uid: caller.uid, id: caller.env.get('GLEXEC_ID') });
@@ -307,7 +391,8 @@ function readTargetProxySourceEarly(caller: Caller, config: Config): Buffer | un
 }
 
 /** GLEXEC_SOURCE_PROXY (else the client proxy) copied for the payload, written as the target; `source` is zeroed. */
-function copyTargetProxy(caller: Caller, target: Target, config: Config, log: Log, source: Buffer | undefined): TargetProxyCopy | undefined {
+function copyTargetProxy(context: AdmittedRun): TargetProxyCopy | undefined {
+  const { caller, target, config, log, targetProxySource: source } = context;
   const request = targetProxyRequest(caller.env, config, caller.cwd);
   if (request === undefined) return undefined;
   const written = writeTargetProxy(request, caller, target, targetProxyLocks(config), source);
@@ -346,7 +431,7 @@ function buildEnvironment(caller: Caller, target: Target, targetProxy: string | 
 }
 
 interface PayloadRun {
-  readonly pid: number;
+  readonly pid: Pid;
   readonly cwd: string;
   readonly ending: Ending;
   readonly durationMs: number;
@@ -356,7 +441,8 @@ function requireSetpriv(): void {
   if (!setprivAvailable()) throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
 }
 
-async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Caller, target: Target, env: Record<string, string>, containment: Containment, config: Config, relay: SignalRelay, log: Log): Promise<PayloadRun> {
+async function runPayload(context: AdmittedRun, env: Record<string, string>): Promise<PayloadRun> {
+  const { action, caller, target, containment, config, relay, log } = context;
   if (containment.mode === 'pgid') log.notice('containment by process group', { reason: containment.reason });
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
   const started = monotonicMs();
@@ -369,14 +455,14 @@ async function runPayload(action: Extract<Action, { kind: 'run' }>, caller: Call
     child = spawnAsTarget(who, action.payload, action.args, env, start);
   } finally {
     // Only the payload's start needed the caller's directory; the epilogue must not inherit it.
-    if (caller.cwdFd !== undefined) closeSync(caller.cwdFd);
+    if (caller.cwdFd !== undefined) closeDescriptor(caller.cwdFd);
   }
   const exited = waitForExit(child);
   if (child.pid === undefined) {
     const error = await exited.then(() => undefined, (reason: unknown) => reason);
     throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
   }
-  const pid = child.pid;
+  const pid = asPid(child.pid);
   const status = helperStatus(child);
   relay.attach(pid, emergencyKill(containment));
   // The status pipe closes at the payload's exec (or when the helper fails): then the directory
@@ -401,8 +487,9 @@ function throwStartFailure(failure: HelperStatus['failure'], payload: string, ta
 }
 
 /** What the payload left running, logged process by process. */
-function listLeftovers(containment: Containment, payload: PayloadRun, target: Target, log: Log): Leftovers {
-  const leftovers = findLeftovers(containment, { pid: payload.pid, uid: target.uid });
+function listLeftovers(context: RanRun): Leftovers {
+  const { containment, log } = context;
+  const leftovers = findLeftovers(containment, payloadProcess(context));
   if (leftovers.count > 0) log.notice('the payload left processes behind', { containment: containment.mode, count: leftovers.count, processes: leftovers.described });
   return leftovers;
 }
@@ -411,14 +498,16 @@ function listLeftovers(containment: Containment, payload: PayloadRun, target: Ta
  * Runs while the payload's leftovers are still alive, so that it can find them; it gets the
  * payload's cgroup and the list of leftovers (count, and a root-owned file).
  */
-async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: Omit<EpilogueContext, 'containmentVariables'>, containment: Containment, leftovers: Leftovers, config: Config, log: Log): Promise<EpilogueReport> {
+async function runEpilogueStage(context: RanRun, runner: EpilogueRunner, leftovers: Leftovers): Promise<EpilogueReport> {
+  const { caller, target, action, payload, payloadEnv, containment, config, log } = context;
+  const epilogueContext: Omit<EpilogueContext, 'containmentVariables'> = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending };
   const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);
   try {
     const containmentVariables: Record<string, string> = {
       ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),
       ...(leftoverFile ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile } : {}),
     };
-    const report = await runEpilogue(runner, payloadEnv, { ...context, containmentVariables }, config.epilogue_timeout, config.kill_grace);
+    const report = await runEpilogue(runner, payloadEnv, { ...epilogueContext, containmentVariables }, config.epilogue_timeout, config.kill_grace);
     const fields = { path: runner.path, user: runner.user, group: runner.group, ...report.outcome, durationMs: report.durationMs, leftovers: report.leftovers };
     if (report.outcome.result === 'ok') log.info('epilogue succeeded', fields);
     else log.error(`epilogue failed: ${report.outcome.reason}`, fields);
@@ -428,38 +517,56 @@ async function runEpilogueStage(runner: EpilogueRunner, payloadEnv: Record<strin
   }
 }
 
-/** After the epilogue: end what the payload left (kill_leftovers), remove its cgroup. */
-async function cleanUpLeftovers(containment: Containment, pid: number, uid: number, config: Config, log: Log): Promise<LeftoverCleanup> {
-  const remaining = config.kill_leftovers ? findLeftovers(containment, { pid, uid }) : { count: 0, described: [] };
+/**
+ * After the epilogue: end what the payload left (kill_leftovers), remove its cgroup. After a
+ * failure everything left is ended whatever kill_leftovers says, counted first if the run had not.
+ */
+async function cleanUpLeftovers(context: RanRun, afterFailure: boolean): Promise<LeftoverCleanup> {
+  const { containment, config, log } = context;
+  const payload = payloadProcess(context);
+  if (afterFailure) {
+    context.leftovers ??= countLeftoversAfterFailure(containment, payload);
+    return await endLeftovers(containment, payload, true, config.kill_grace);
+  }
+  const remaining = config.kill_leftovers ? findLeftovers(containment, payload) : { count: 0, described: [] };
   if (remaining.count > 0) log.notice('ending what the payload left behind', { containment: containment.mode, count: remaining.count, processes: remaining.described });
-  const cleanup = await endLeftovers(containment, { pid, uid }, config.kill_leftovers, config.kill_grace);
+  const cleanup = await endLeftovers(containment, payload, config.kill_leftovers, config.kill_grace);
   if (cleanup.outcome !== 'none') log.notice('ended what the payload left behind', { ...cleanup });
   if (cleanup.survivors > 0) log.warn('processes of the payload are still running', { ...cleanup });
   return cleanup;
 }
 
+/** The leftovers when listing them was the stage that failed: unknown if they cannot be found now either. */
+function countLeftoversAfterFailure(containment: PayloadContainment, payload: PayloadProcess): Leftovers | undefined {
+  try {
+    return findLeftovers(containment, payload);
+  } catch {
+    return undefined;
+  }
+}
+
+const payloadProcess = (context: RanRun): PayloadProcess => ({ pid: context.payload.pid, uid: context.target.uid });
+
+/** What the completion record says beyond the run's context. */
 interface Completion {
-  readonly caller: Caller;
-  readonly target: Target;
-  readonly proxy: VerifiedProxy;
-  readonly action: Extract<Action, { kind: 'run' }>;
-  readonly payload: PayloadRun;
   readonly epilogue: EpilogueReport | undefined;
-  readonly leftovers: Leftovers;
+  /** Unknown only when glexec failed while listing them and could not find them afterwards. */
+  readonly leftovers: Leftovers | undefined;
   readonly cleanup: LeftoverCleanup | undefined;
   readonly exitCode: number;
   /** Set when glexec failed after the payload ran: the error's stable code. */
-  readonly error?: string;
+  readonly error: string | undefined;
 }
 
-function writeCompletionRecord(log: Log, run: Completion): Promise<AuditDelivery> {
-  const { caller, target, payload, epilogue } = run;
+function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditDelivery> {
+  const { caller, target, payload, action, log } = context;
+  const { epilogue } = run;
   return log.audit('job completed', {
     caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
     target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
-    dn: run.proxy.identityDn,
+    dn: context.proxy.identityDn,
     id: caller.env.get('GLEXEC_ID'),
-    command: [run.action.payload, ...run.action.args],
+    command: [action.payload, ...action.args],
     cwd: payload.cwd,
     glexecPid: process.pid,
     payloadPid: payload.pid,
@@ -468,7 +575,7 @@ function writeCompletionRecord(log: Log, run: Completion): Promise<AuditDelivery
     payloadRc: rawReturnCode(payload.ending),
     epilogue: epilogue ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers } : 'none',
     containment: run.cleanup?.mode,
-    leftovers: run.leftovers.count,
+    leftovers: run.leftovers?.count,
     cleanup: run.cleanup?.outcome ?? 'failed',
     survivors: run.cleanup?.survivors,
     ...(run.cleanup?.keptCgroup ? { keptCgroup: run.cleanup.keptCgroup } : {}),

@@ -20,7 +20,7 @@ export function entryMatches(entry: string, name: string): boolean {
   return entry === name;
 }
 
-export function checkWhiteLists(caller: Pick<CallerAccount, 'uid' | 'name' | 'gid' | 'groups'>, config: Config, log: Log): void {
+export function checkCallerWhiteLists(caller: Pick<CallerAccount, 'uid' | 'name' | 'gid' | 'groups'>, config: Config, log: Log): void {
   if (config.user_white_list.includes('*') || config.group_white_list.includes('*')) log.warn(EVERYONE_WARNING);
   if (config.user_white_list.some((entry) => entryMatches(entry, caller.name))) return;
   const groupNames = [caller.gid, ...caller.groups].map((gid) => findGroup(gid)?.name ?? String(gid));

@@ -2,11 +2,9 @@
  * Reads glexec.conf: trust of the file and its directories, then `ini`, then every `[glexec]`
  * key through the schema table. Any problem is a 202 that names the key, the value or the line.
  */
-import { lstatSync } from 'node:fs';
 import { parse as parseIni } from 'ini';
 import { type GlexecError, systemError } from '../errors';
-import { openChecked, readAllAndClose } from '../sys/files';
-import { requireTrustedPath } from '../trust';
+import { readTrustedFile } from '../sys/files';
 import { type Config, configSchema, defaultConfig, isConfigKey, ValueSyntaxError } from './schema';
 
 const SECTION = 'glexec';
@@ -20,14 +18,9 @@ export interface LoadedConfig {
 
 /** Reads and checks the file; `trustedUids` are owners allowed besides root (the glexec account). */
 export function loadConfig(path: string, trustedUids: readonly number[]): LoadedConfig {
-  const checked = requireTrustedPath('configuration file', path, { trustedUids, trustedGids: [], finalType: 'file' }, lstatSync, 'config.untrusted');
-  let text: string;
-  try {
-    text = readAllAndClose(openChecked(path, checked), MAX_CONFIG_BYTES).toString('utf8');
-  } catch (error) {
-    throw systemError('config.unreadable', `cannot read configuration file ${path}: ${(error as Error).message}`);
-  }
-  return parseConfigText(text, path);
+  const policy = { trustedUids, trustedGids: [], finalType: 'file' } as const;
+  const file = { what: 'configuration file', policy, maxBytes: MAX_CONFIG_BYTES, untrustedCode: 'config.untrusted', unreadableCode: 'config.unreadable' };
+  return parseConfigText(readTrustedFile(path, file).toString('utf8'), path);
 }
 
 /** What to do with a problem: a real run stops at the first; `glexec --check` collects them all. */

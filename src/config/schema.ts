@@ -12,7 +12,7 @@
 export type LogDestination = 'syslog' | 'file';
 export type LockMechanism = 'flock' | 'fcntl' | 'disabled';
 export type SwitchBy = 'glexec' | 'lcmaps';
-export type Containment = 'cgroup' | 'pgid' | 'off';
+export type ContainmentMode = 'cgroup' | 'pgid' | 'off';
 export type LcmapsBackend = 'builtin' | 'library';
 
 /** Parses one raw value; throws a plain message (the loader adds the key and value). */
@@ -192,7 +192,7 @@ export const configSchema = {
     doc: 'How the source proxy is read: `flock` (shared flock), `fcntl` (re-checked after reading: a change is refused), `disabled`.' }),
   lock_mechanism: spec<LockMechanism>({ parse: oneOf<LockMechanism>('flock', 'fcntl', 'disabled'), default: 'flock', status: 'used',
     doc: 'Deprecated alias of target_lock_mechanism, used when that is left at its default.' }),
-  containment: spec<Containment>({ parse: oneOf<Containment>('cgroup', 'pgid', 'off'), default: 'cgroup', status: 'used', extension: true,
+  containment: spec<ContainmentMode>({ parse: oneOf<ContainmentMode>('cgroup', 'pgid', 'off'), default: 'cgroup', status: 'used', extension: true,
     doc: '`cgroup`: each payload in a cgroup v2 of its own, which nothing it forks can leave (falls back to `pgid` without a writable cgroup v2); `pgid`: its process group and session; `off`: no listing and no cleanup of leftovers.' }),
   cgroup_base: spec({ parse: optionalAbsolutePath, default: '', status: 'used', extension: true,
     doc: 'cgroup v2 directory under which glexec makes the payload cgroups (empty: <cgroup2 mount>/glexec). On systemd hosts, a delegated cgroup (see the README).' }),

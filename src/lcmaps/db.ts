@@ -15,10 +15,8 @@
  * at white space, as LCMAPS does: the first word is the plug-in file, the rest its options, so
  * one string may hold several options. `#` starts a comment outside quotes.
  */
-import { lstatSync } from 'node:fs';
-import { GlexecError, systemError } from '../errors';
-import { openChecked, readAllAndClose } from '../sys/files';
-import { requireTrustedPath } from '../trust';
+import { systemError } from '../errors';
+import { readTrustedFile } from '../sys/files';
 
 /** Far above any real lcmaps.db (a few KiB). */
 const MAX_LCMAPS_DB_BYTES = 1024 * 1024;
@@ -249,13 +247,7 @@ export function parseLcmapsDb(text: string, file: string): LcmapsDb {
 
 /** Reads lcmaps.db after checking that only root can change it or any directory above it. */
 export function readLcmapsDb(path: string): LcmapsDb {
-  const checked = requireTrustedPath('lcmaps.db', path, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstatSync, 'lcmaps.untrusted');
-  let text: string;
-  try {
-    text = readAllAndClose(openChecked(path, checked), MAX_LCMAPS_DB_BYTES).toString('latin1');
-  } catch (error) {
-    if (error instanceof GlexecError) throw error;
-    throw systemError('lcmaps.unreadable', `cannot read lcmaps.db ${path}: ${(error as Error).message}`);
-  }
-  return parseLcmapsDb(text, path);
+  const policy = { trustedUids: [], trustedGids: [], finalType: 'file' } as const;
+  const file = { what: 'lcmaps.db', policy, maxBytes: MAX_LCMAPS_DB_BYTES, untrustedCode: 'lcmaps.untrusted', unreadableCode: 'lcmaps.unreadable' };
+  return parseLcmapsDb(readTrustedFile(path, file).toString('latin1'), path);
 }

@@ -6,10 +6,8 @@
  * Only spaces and tabs separate fields; a carriage return stays part of the account name, as
  * it does in LCMAPS. The first account listed is the mapping; `.name` is a pool.
  */
-import { lstatSync } from 'node:fs';
 import { authorizationError, systemError } from '../errors';
-import { openChecked, readAllAndClose } from '../sys/files';
-import { requireTrustedPath } from '../trust';
+import { readTrustedFile } from '../sys/files';
 
 const MAX_GRIDMAP_BYTES = 64 * 1024 * 1024;
 
@@ -65,14 +63,9 @@ export function parseGridMap(text: string, path: string, options: { accountRequi
 }
 
 export function readGridMap(path: string, options: { accountRequired?: boolean } = {}): GridMapEntry[] {
-  const checked = requireTrustedPath('grid-mapfile', path, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstatSync, 'gridmap.untrusted');
-  let text: string;
-  try {
-    text = readAllAndClose(openChecked(path, checked), MAX_GRIDMAP_BYTES).toString('latin1');
-  } catch (error) {
-    throw systemError('gridmap.unreadable', `cannot read grid-mapfile ${path}: ${(error as Error).message}`);
-  }
-  return parseGridMap(text, path, options);
+  const policy = { trustedUids: [], trustedGids: [], finalType: 'file' } as const;
+  const file = { what: 'grid-mapfile', policy, maxBytes: MAX_GRIDMAP_BYTES, untrustedCode: 'gridmap.untrusted', unreadableCode: 'gridmap.unreadable' };
+  return parseGridMap(readTrustedFile(path, file).toString('latin1'), path, options);
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { authorizationError } from '../errors';
 import type { AccountMapping } from '../lcmaps/modules';
-import { findAccount, findGroup } from '../sys/identity';
+import { asGid, findAccount, findGroup } from '../sys/identity';
 import type { Target } from '../target';
 
 export function targetFromMapping(mapping: AccountMapping, dn: string): Target {
@@ -14,5 +14,6 @@ export function targetFromMapping(mapping: AccountMapping, dn: string): Target {
   if (mapping.uid === 0) throw authorizationError('mapping.root', `${dn} maps to ${name}, which has uid 0; glexec never runs payloads as root`);
   if (mapping.gid === 0) throw authorizationError('mapping.root', `${dn} maps to ${name} with primary group gid 0; glexec never runs payloads in the root group`);
   if (mapping.groups.includes(0)) throw authorizationError('mapping.root', `${dn} maps to ${name} with group 0 among its groups; glexec never runs payloads in the root group`);
-  return { ...account, gid: mapping.gid, groupName: findGroup(mapping.gid)?.name ?? String(mapping.gid), groups: mapping.groups };
+  const gid = asGid(mapping.gid);
+  return { ...account, gid, groupName: findGroup(gid)?.name ?? String(gid), groups: mapping.groups.map(asGid) };
 }

@@ -9,7 +9,7 @@ import type { Target } from '../target';
 
 export function mayExecute(st: Stats, target: Pick<Target, 'uid' | 'groups' | 'gid'>): boolean {
   if (st.uid === target.uid) return (st.mode & constants.S_IXUSR) !== 0;
-  if (st.gid === target.gid || target.groups.includes(st.gid)) return (st.mode & constants.S_IXGRP) !== 0;
+  if (st.gid === target.gid || target.groups.some((gid) => gid === st.gid)) return (st.mode & constants.S_IXGRP) !== 0;
   return (st.mode & constants.S_IXOTH) !== 0;
 }
 

@@ -6,7 +6,7 @@
 import { closeSync, constants, fstatSync, lstatSync } from 'node:fs';
 import { clientError } from '../errors';
 import { FileTooLarge, readAllAndClose } from '../sys/files';
-import { type EffectiveIdentity, withEffectiveIdentity } from '../sys/identity';
+import { type Identity, withEffectiveIdentity } from '../sys/identity';
 
 const MAX_PROXY_BYTES = 256 * 1024;
 /** setuid, setgid and sticky (not in Node's fs.constants). */
@@ -42,7 +42,7 @@ const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 6: 'ENXIO
  * The owner of `path` as the caller sees it (lstat with the caller's ids, so root tells nothing
  * the caller could not find out with `ls -l`), or undefined when the caller cannot see it.
  */
-export function ownerSeenByCaller(caller: EffectiveIdentity, path: string): number | undefined {
+export function ownerSeenByCaller(caller: Identity, path: string): number | undefined {
   try {
     return withEffectiveIdentity(caller, () => lstatSync(path).uid);
   } catch {

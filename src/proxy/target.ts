@@ -52,7 +52,7 @@ import {
 import { basename, dirname, resolve } from 'node:path';
 import type { LockMechanism } from '../config/schema';
 import { GlexecError, clientError, systemError } from '../errors';
-import { type EffectiveIdentity, withEffectiveIdentity } from '../sys/identity';
+import { type Identity, withEffectiveIdentity } from '../sys/identity';
 import { LockTimeout, flockDescriptor } from '../sys/lock';
 import { locateProxy } from './read';
 
@@ -165,7 +165,7 @@ export type WrittenTargetProxy =
  * its checks, so that a lock the caller holds on its own file can only delay the start of the run,
  * never open a gap between the checks and the payload's start. The caller zeroes the buffer.
  */
-export function readTargetProxySource(request: TargetProxyRequest, caller: EffectiveIdentity, locks: TargetProxyLocks): Buffer {
+export function readTargetProxySource(request: TargetProxyRequest, caller: Identity, locks: TargetProxyLocks): Buffer {
   return readSourceProxy(request, caller, locks.input, checkedWait(locks));
 }
 
@@ -175,8 +175,8 @@ export function readTargetProxySource(request: TargetProxyRequest, caller: Effec
  */
 export function writeTargetProxy(
   request: TargetProxyRequest,
-  caller: EffectiveIdentity,
-  target: EffectiveIdentity,
+  caller: Identity,
+  target: Identity,
   locks: TargetProxyLocks,
   source?: Buffer,
 ): WrittenTargetProxy {
@@ -233,8 +233,8 @@ function requireNullDevice(): void {
 export function renewCreatedProxy(
   request: TargetProxyRequest,
   copy: { readonly path: string; readonly file: FileIdentity },
-  caller: EffectiveIdentity,
-  target: EffectiveIdentity,
+  caller: Identity,
+  target: Identity,
   locks: TargetProxyLocks,
 ): FileIdentity | undefined {
   if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
@@ -262,7 +262,7 @@ export function renewCreatedProxy(
  * Removes the /tmp copy a run created, as the target (only it and root may unlink it in the sticky
  * /tmp), if the name still holds the inode glexec made. Anything else there is left alone.
  */
-export function removeCreatedProxy(copy: { readonly path: string; readonly file: FileIdentity }, target: EffectiveIdentity): 'removed' | 'gone' | 'replaced' {
+export function removeCreatedProxy(copy: { readonly path: string; readonly file: FileIdentity }, target: Identity): 'removed' | 'gone' | 'replaced' {
   return as(target, () => {
     let st: Stats;
     try {
@@ -286,7 +286,7 @@ export function removeCreatedProxy(copy: { readonly path: string; readonly file:
  * Runs `fn` as `who`. `fn` turns its own file errors into GlexecErrors (or returns them), so
  * anything else that escapes is a failure to switch identity: glexec's fault, a 202.
  */
-function as<T>(who: EffectiveIdentity, fn: () => T): T {
+function as<T>(who: Identity, fn: () => T): T {
   try {
     return withEffectiveIdentity(who, fn);
   } catch (error) {
@@ -300,7 +300,7 @@ function errnoOf(error: unknown): string {
 }
 
 /** openSync with the identity of `who`; the errno code instead of an exception. */
-function openAs(who: EffectiveIdentity, path: string, flags: number, mode?: number): number | { errno: string } {
+function openAs(who: Identity, path: string, flags: number, mode?: number): number | { errno: string } {
   return as(who, () => {
     try {
       return openSync(path, flags, mode);
@@ -321,7 +321,7 @@ function lockOrRefuse(fd: number, mode: 'shared' | 'exclusive', waitSeconds: num
 
 // --- the source ----------------------------------------------------------------------------
 
-function readSourceProxy(request: TargetProxyRequest, caller: EffectiveIdentity, mechanism: LockMechanism, waitSeconds: number): Buffer {
+function readSourceProxy(request: TargetProxyRequest, caller: Identity, mechanism: LockMechanism, waitSeconds: number): Buffer {
   const label = `${request.sourceVariable} ${quoted(request.sourcePath)}`;
   const refuse = (code: string, why: string): never => {
     throw clientError(`target_proxy.${code}`, `${label} ${why}`);
@@ -395,7 +395,7 @@ function refuseDestination(destination: Destination, code: string, why: string):
 }
 
 /** Turns the errno of opening or creating the destination (as the target) into a 201. */
-function refuseOpen(destination: Destination, errno: string, target: EffectiveIdentity): never {
+function refuseOpen(destination: Destination, errno: string, target: Identity): never {
   switch (errno) {
     case 'ENOENT':
       return refuseDestination(destination, 'no_directory', `cannot be created: directory ${quoted(dirname(destination.path))} does not exist`);
@@ -416,7 +416,7 @@ function refuseOpen(destination: Destination, errno: string, target: EffectiveId
 }
 
 /** Refuses anything at the destination that is not a regular file of the target account. */
-function checkExisting(destination: Destination, st: Stats, target: EffectiveIdentity): void {
+function checkExisting(destination: Destination, st: Stats, target: Identity): void {
   if (st.isSymbolicLink()) refuseDestination(destination, 'symlink', 'is a symbolic link; glexec neither follows nor replaces it');
   if (!st.isFile()) refuseDestination(destination, 'not_a_file', 'exists and is not a regular file; it is not overwritten');
   if (st.uid !== target.uid) {
@@ -441,7 +441,7 @@ function fillFile(fd: number, proxy: Buffer, destination: Destination): void {
  * file, optionally takes the exclusive flock lock, and rewrites it. With `exclusive`, false means
  * the name already existed.
  */
-function writeInPlace(destination: Destination, proxy: Buffer, target: EffectiveIdentity, options: { exclusive: boolean; lockSeconds: number | undefined }): FileIdentity | undefined {
+function writeInPlace(destination: Destination, proxy: Buffer, target: Identity, options: { exclusive: boolean; lockSeconds: number | undefined }): FileIdentity | undefined {
   const opened = openAs(target, destination.path, TARGET_OPEN_FLAGS | (options.exclusive ? O_EXCL : 0), PROXY_MODE);
   if (typeof opened !== 'number') {
     if (options.exclusive && opened.errno === 'EEXIST') return undefined;
@@ -464,7 +464,7 @@ function writeInPlace(destination: Destination, proxy: Buffer, target: Effective
 }
 
 /** Removes a file this module created, as the target (in a sticky directory only it and root may). */
-function removeAs(target: EffectiveIdentity, path: string): void {
+function removeAs(target: Identity, path: string): void {
   as(target, () => {
     try {
       unlinkSync(path);
@@ -475,7 +475,7 @@ function removeAs(target: EffectiveIdentity, path: string): void {
 }
 
 /** The file for create_target_proxy: a fresh, unguessable name, created with O_EXCL. */
-function createDefaultTargetProxy(proxy: Buffer, target: EffectiveIdentity, mechanism: LockMechanism, waitSeconds: number): { path: string; file: FileIdentity } {
+function createDefaultTargetProxy(proxy: Buffer, target: Identity, mechanism: LockMechanism, waitSeconds: number): { path: string; file: FileIdentity } {
   // Three tries: a clash of 64 random bits means something planted names on purpose.
   for (let attempt = 0; attempt < 3; attempt++) {
     const path = `${DEFAULT_TARGET_DIRECTORY}/x509up_u${target.uid}.glexec.${randomBytes(8).toString('hex')}`;
@@ -496,7 +496,7 @@ function createDefaultTargetProxy(proxy: Buffer, target: EffectiveIdentity, mech
  * With `expected` (a renewal of glexec's own /tmp copy), nothing is written unless the name still
  * holds that inode; the identity of the file renamed into place is returned.
  */
-function replaceAtomically(destination: Destination, proxy: Buffer, target: EffectiveIdentity, expected?: FileIdentity): FileIdentity | undefined {
+function replaceAtomically(destination: Destination, proxy: Buffer, target: Identity, expected?: FileIdentity): FileIdentity | undefined {
   const existing = as(target, () => {
     try {
       return lstatSync(destination.path);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 
 import { authorizationError, clientError, systemError } from '../errors';
 import { escapeControl } from '../log/sanitize';
-import { openChecked, readAllAndClose } from '../sys/files';
+import { readCheckedFile } from '../sys/files';
 import { type Lstat, requireTrustedPath } from '../trust';
 import {
   DerError,
@@ -682,7 +682,7 @@ function readAnchorFile(path: string, lstat: Lstat): string | undefined {
   const checked = requireTrustedPath('CA file', real, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstat, 'proxy.certdir');
   if (checked.size > MAX_ANCHOR_FILE_BYTES) throw systemError('proxy.certdir', `CA file ${escapeControl(path)} is larger than ${MAX_ANCHOR_FILE_BYTES} bytes`);
   try {
-    return readAllAndClose(openChecked(real, checked), MAX_ANCHOR_FILE_BYTES).toString('latin1');
+    return readCheckedFile(real, checked, MAX_ANCHOR_FILE_BYTES).toString('latin1');
   } catch (error) {
     throw systemError('proxy.certdir', `CA file ${escapeControl(path)} cannot be read (${(error as Error).message})`, error);
   }

@@ -86,11 +86,8 @@ export function cgroupPopulated(directory: string): boolean {
 const POLL_MS = 5;
 
 /**
- * PRIVILEGE: ends everything in the payload's cgroup: freeze it (no fork can run while the kill
- * is delivered), cgroup.kill (SIGKILL to every member, atomically), thaw so the kill takes
- * effect, and wait until the kernel reports it empty (bounded by `waitMs`). cgroup.kill misses a
- * process whose main thread has exited while another thread runs on; so every pid still listed
- * after the kill gets its own SIGKILL, which does end such a process.
+ * PRIVILEGE: ends everything in the payload's cgroup: freeze, cgroup.kill, thaw, a SIGKILL for each
+ * pid still listed, then wait until empty, at most `waitMs` (docs/containment.md, "Ending a cgroup").
  */
 export async function killCgroup(directory: string, waitMs: number): Promise<void> {
   const freezer = join(directory, 'cgroup.freeze');

@@ -1,9 +1,12 @@
 /**
- * Opening files as root without being tricked: no symlink is followed at the last component, a
- * FIFO or device cannot block or be triggered (lstat first, O_NONBLOCK), and the opened file is
- * compared with what was checked, so a rename in between is caught.
+ * The files root reads and creates, opened so that it cannot be tricked (docs/security.md,
+ * "Reading files as root" and "Files root creates").
  */
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import {
+  closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, rmSync, type Stats, writeSync,
+} from 'node:fs';
+import { systemError } from '../errors';
+import { requireTrustedPath, type TrustPolicy } from '../trust';
 
 // Node opens every file with O_CLOEXEC already.
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -25,6 +28,33 @@ export function openChecked(path: string, checked: Stats): number {
   return fd;
 }
 
+/**
+ * The trusted read: opens `path` without following it, refuses any file but the one `checked`
+ * describes (from lstat, after the caller's trust checks), and reads at most maxBytes.
+ */
+export function readCheckedFile(path: string, checked: Stats, maxBytes: number): Buffer {
+  return readAllAndClose(openChecked(path, checked), maxBytes);
+}
+
+/** A file only root (and `policy`'s owners) can change: its name in messages, its cap, its refusals' codes. */
+export interface TrustedFile {
+  readonly what: string;
+  readonly policy: TrustPolicy;
+  readonly maxBytes: number;
+  readonly untrustedCode: string;
+  readonly unreadableCode: string;
+}
+
+/** The trusted-path walk (src/trust.ts), then the trusted read; a failed read is a 202. */
+export function readTrustedFile(path: string, file: TrustedFile): Buffer {
+  const checked = requireTrustedPath(file.what, path, file.policy, lstatSync, file.untrustedCode);
+  try {
+    return readCheckedFile(path, checked, file.maxBytes);
+  } catch (error) {
+    throw systemError(file.unreadableCode, `cannot read ${file.what} ${path}: ${(error as Error).message}`);
+  }
+}
+
 /** Reads a whole descriptor (and closes it), refusing more than maxBytes. */
 export function readAllAndClose(fd: number, maxBytes: number): Buffer {
   try {
@@ -42,4 +72,41 @@ export function readAllAndClose(fd: number, maxBytes: number): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Makes root's directory when it is missing (concurrent runs may race to make it after a boot,
+ * /run being a tmpfs) and says whether it is a directory that only root can write.
+ */
+export function makeRootDirectory(directory: string): boolean {
+  mkdirSync(directory, { recursive: true, mode: 0o755 });
+  const st = lstatSync(directory);
+  return st.isDirectory() && st.uid === 0 && (st.mode & 0o022) === 0;
+}
+
+/**
+ * Creates a new file of root's (never an existing one, never through a symlink) with `text`:
+ * mode 0600, or 0640 with group `readerGid` for a reader that is not root.
+ */
+export function createRootFile(path: string, text: string, readerGid?: number): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, text);
+    if (readerGid !== undefined) {
+      fchownSync(fd, 0, readerGid);
+      fchmodSync(fd, 0o640);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Removes a file of root's; one that is already gone is fine. */
+export function removeRootFile(path: string): void {
+  rmSync(path, { force: true });
+}
+
+/** Closes a descriptor the shim passed, once what needed it is done. */
+export function closeDescriptor(fd: number): void {
+  closeSync(fd);
 }

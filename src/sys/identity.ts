@@ -5,10 +5,26 @@
 import { readFileSync, writeSync } from 'node:fs';
 import { type PosixAddon, posix } from './posix';
 
+/** Kernel ids, branded so that a uid cannot stand where a gid or a pid is meant. */
+export type Uid = number & { readonly __brand: 'Uid' };
+export type Gid = number & { readonly __brand: 'Gid' };
+export type Pid = number & { readonly __brand: 'Pid' };
+export const asUid = (id: number): Uid => id as Uid;
+export const asGid = (id: number): Gid => id as Gid;
+export const asPid = (id: number): Pid => id as Pid;
+export const ROOT_GID = asGid(0);
+
+/** Who a process runs as, or a file operation is done as: uid, primary gid, supplementary groups. */
+export interface Identity {
+  readonly uid: Uid;
+  readonly gid: Gid;
+  readonly groups: readonly Gid[];
+}
+
 export interface Account {
   readonly name: string;
-  readonly uid: number;
-  readonly gid: number;
+  readonly uid: Uid;
+  readonly gid: Gid;
   readonly home: string;
   readonly shell: string;
 }
@@ -16,16 +32,16 @@ export interface Account {
 export function findAccount(nameOrUid: string | number): Account | undefined {
   try {
     const entry = posix().getpwnam(nameOrUid);
-    return { name: entry.name, uid: entry.uid, gid: entry.gid, home: entry.dir, shell: entry.shell };
+    return { name: entry.name, uid: asUid(entry.uid), gid: asGid(entry.gid), home: entry.dir, shell: entry.shell };
   } catch {
     return undefined;
   }
 }
 
-export function findGroup(nameOrGid: string | number): { name: string; gid: number } | undefined {
+export function findGroup(nameOrGid: string | number): { name: string; gid: Gid } | undefined {
   try {
     const entry = posix().getgrnam(nameOrGid);
-    return { name: entry.name, gid: entry.gid };
+    return { name: entry.name, gid: asGid(entry.gid) };
   } catch {
     return undefined;
   }
@@ -33,30 +49,20 @@ export function findGroup(nameOrGid: string | number): { name: string; gid: numb
 
 /**
  * The supplementary groups the group database gives an account, as initgroups(3) computes them.
- * PRIVILEGE: initgroups sets this root process's own groups for a moment; the shim left it with
- * none, and they are cleared again before returning, so nothing is inherited from it. The list
- * is read from the kernel (/proc/thread-self/status), because process.getgroups() adds the
- * effective gid (0 here) whether or not the account has it.
+ * PRIVILEGE: sets this process's groups for a moment (docs/security.md, "An account's groups").
  */
-export function groupsOf(account: Account): number[] {
+export function groupsOf(account: Account): Gid[] {
   // @types/node 20 does not declare initgroups, which Node has on every POSIX platform.
   const proc = process as NodeJS.Process & { initgroups?: (user: string, extraGroup: number) => void };
   if (!proc.initgroups || !proc.setgroups) throw new Error('this platform has no initgroups');
   proc.initgroups(account.name, account.gid);
   try {
     const line = /^Groups:(.*)$/m.exec(readFileSync('/proc/thread-self/status', 'utf8'))?.[1] ?? '';
-    const groups = line.trim() === '' ? [] : line.trim().split(/\s+/).map(Number);
+    const groups = line.trim() === '' ? [] : line.trim().split(/\s+/).map((id) => asGid(Number(id)));
     return [...new Set(groups)].sort((a, b) => a - b);
   } finally {
     proc.setgroups([]);
   }
-}
-
-/** Who a file operation is done as: an account's uid, primary gid and supplementary groups. */
-export interface EffectiveIdentity {
-  readonly uid: number;
-  readonly gid: number;
-  readonly groups: readonly number[];
 }
 
 /** The largest id the posix addon passes through unchanged (it takes an int32). */
@@ -68,20 +74,11 @@ function checkedId(id: number, what: string): number {
 }
 
 /**
- * Runs `fn` with the file-access identity of `who`, so the kernel checks every path it opens as
- * that account would be checked: glexec never opens a caller- or target-named file with root's
- * rights.
- *
- * PRIVILEGE: sets the supplementary groups, then the effective gid, then the effective uid of
- * this root process (in that order: only root may set groups and gid). The real and saved uid and
- * gid stay 0, so `who` cannot signal or ptrace this process meanwhile (kill(2) compares with the
- * real and saved uid; the kernel also marks the process non-dumpable when its euid changes), and
- * the way back to root stays open. glibc applies each call to every thread of the process.
- * Afterwards, whatever `fn` did or threw, euid 0, egid 0 and no supplementary groups are restored;
- * if that fails the process is killed on the spot, because no code may run on with a
- * half-restored identity. `fn` must be synchronous: a promise would resolve after the restore.
+ * Runs `fn` (synchronous) with the file-access identity of `who`, so the kernel checks every path
+ * it opens as that account's. PRIVILEGE: effective ids only, root restored or the process killed
+ * (docs/security.md, "Acting as another account").
  */
-export function withEffectiveIdentity<T>(who: EffectiveIdentity, fn: () => T): T {
+export function withEffectiveIdentity<T>(who: Identity, fn: () => T): T {
   const addon = posix();
   if (process.geteuid?.() !== 0 || addon.getegid() !== 0) {
     // Nested or non-root use would make the restore below grant rights this process did not have.

@@ -3,6 +3,7 @@
  */
 import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Identity } from './identity';
 import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
 import { basename, join } from 'node:path';
 
@@ -16,10 +17,7 @@ export function startPayloadHelper(): string {
   return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');
 }
 
-export interface TargetIdentity {
-  readonly uid: number;
-  readonly gid: number;
-  readonly groups: readonly number[];
+export interface TargetIdentity extends Identity {
   /** PR_SET_NO_NEW_PRIVS: setuid and file-capability programs give it nothing. */
   readonly noNewPrivs?: boolean;
 }
@@ -71,12 +69,8 @@ export function startPayloadArgs(who: TargetIdentity, program: string, args: rea
 const CWD_FD = 4;
 
 /**
- * PRIVILEGE: start-payload runs as root only long enough to join the cgroup, set the limits,
- * clear the inheritable and ambient capabilities, and set groups, then gid, then uid (real,
- * effective and saved); everything after that (entering the working directory, the exec) is
- * done as the target. The environment it gets was built from nothing (payload/env.ts), and the
- * helper is linked statically, so no variable can steer it while it is root. `detached` gives
- * the payload a new session and process group, so pid = pgid = sid = the pid returned here.
+ * PRIVILEGE: start-payload is root only until it has switched to `who` (docs/security.md,
+ * "Starting the payload"). `detached`: a new session and group, so pid = pgid = sid.
  */
 export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, start: PayloadStart): ChildProcess {
   const helper = startPayloadHelper();
@@ -168,12 +162,9 @@ export const CALLER_WRITE_DEADLINE_MS = 2000;
 const CAT = '/usr/bin/cat';
 
 /**
- * PRIVILEGE: writes `text` to `fd`, the caller's stdout or stderr, and never blocks glexec for
- * longer than CALLER_WRITE_DEADLINE_MS. The caller owns the other end: a pipe it never drains
- * would block a write forever, and O_NONBLOCK cannot help, because the flag lives in the file
- * description the caller shares and may clear at any moment. So a short-lived child (cat, with
- * an empty environment) does the write, and is killed at the deadline. False when the text was
- * not written in full.
+ * PRIVILEGE: writes `text` to the caller's stdout or stderr through a short-lived `cat`, killed
+ * after CALLER_WRITE_DEADLINE_MS (docs/security.md, "Writing to the caller"). False when the text
+ * was not written in full.
  */
 export function writeWithDeadline(fd: number, text: string | Buffer): boolean {
   if (text.length === 0) return true;

@@ -27,12 +27,8 @@ export function callerStderrFd(): number {
 }
 
 /**
- * Whether a write to the caller's stderr would raise SIGTTOU: it is glexec's controlling
- * terminal, glexec's process group is not the terminal's foreground group, and the terminal has
- * `tostop`. Node resets an ignored SIGTTOU to the default at start-up and cannot ignore it from
- * JavaScript, and with a handler the kernel restarts the write after every signal: glexec would
- * spin at full CPU for as long as its group stays in the background. Such a write is skipped
- * (the message is in the log).
+ * Whether a write to the caller's stderr would raise SIGTTOU (a background group on a `tostop`
+ * terminal); such a write is skipped (docs/security.md, "Writing to the caller").
  */
 function writeWouldStop(): boolean {
   try {

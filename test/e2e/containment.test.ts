@@ -181,6 +181,24 @@ describe('containment', { skip: noCgroup }, () => {
     }
   });
 
+  it('a failure after the leftovers were listed writes a completion record that counts them', () => {
+    const epilogue = system.installProgram('noop2.sh', '#!/bin/sh\nexit 0\n');
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    mkdirSync(system.runtimeDirectory, { recursive: true });
+    chmodSync(system.runtimeDirectory, 0o777);
+    try {
+      const leaver = system.installProgram('leaver6.sh', '#!/bin/sh\n/bin/sleep 407 >/dev/null 2>&1 &\n/bin/sleep 407 >/dev/null 2>&1 &\nexit 0\n');
+      const result = system.run([leaver], { env: proxyEnv() });
+      assert.equal(result.status, 202);
+      assert.equal(result.stderr, `glexec: ${system.runtimeDirectory} must be a root-owned directory that only root can write\n`);
+      assert.deepEqual(running(system.target.uid, 'sleep 407'), []);
+      const record = completion();
+      assert.deepEqual([record.error, record.exitCode, record.leftovers, record.cleanup, record.survivors], ['containment.leftover_dir', 202, 2, 'killed', 0]);
+    } finally {
+      chmodSync(system.runtimeDirectory, 0o755);
+    }
+  });
+
   it('start-payload reports a failure to join on its status descriptor, which a started payload never inherits', () => {
     const helper = join(system.root, 'prefix/lib/glexec/start-payload');
     const identity = [`--uid=${system.target.uid}`, `--gid=${system.target.gid}`, '--groups='];

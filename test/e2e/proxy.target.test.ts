@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LockMechanism } from '../../src/config/schema';
 import { DEFAULT_TARGET_DIRECTORY, type TargetProxyLocks, targetProxyRequest, writeTargetProxy } from '../../src/proxy/target';
-import { type EffectiveIdentity, withEffectiveIdentity } from '../../src/sys/identity';
+import { asGid, asUid, type Identity, withEffectiveIdentity } from '../../src/sys/identity';
 import { flockDescriptor } from '../../src/sys/lock';
 import { thrown } from '../helpers/assertions';
 
@@ -91,7 +91,7 @@ describe('targetProxyRequest', () => {
   });
 });
 
-interface TestAccount extends EffectiveIdentity {
+interface TestAccount extends Identity {
   readonly name: string;
 }
 
@@ -100,8 +100,8 @@ function sh(command: string, args: string[]): string {
 }
 
 function account(name: string): TestAccount {
-  const groups = sh('id', ['-G', name]).trim().split(/\s+/).map(Number);
-  return { name, uid: Number(sh('id', ['-u', name]).trim()), gid: Number(sh('id', ['-g', name]).trim()), groups };
+  const groups = sh('id', ['-G', name]).trim().split(/\s+/).map((id) => asGid(Number(id)));
+  return { name, uid: asUid(Number(sh('id', ['-u', name]).trim())), gid: asGid(Number(sh('id', ['-g', name]).trim())), groups };
 }
 
 /** The Uid/Gid/Groups lines of this thread, as the kernel sees them. */
@@ -143,7 +143,7 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     ]);
   const fresh = (dir: string, stem = 'proxy'): string => join(dir, `${stem}-${++counter}`);
 
-  function plant(path: string, contents: Buffer | string, owner: EffectiveIdentity, mode: number): void {
+  function plant(path: string, contents: Buffer | string, owner: Identity, mode: number): void {
     writeFileSync(path, contents);
     chownSync(path, owner.uid, owner.gid);
     chmodSync(path, mode);

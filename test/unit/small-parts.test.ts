@@ -4,11 +4,12 @@ import { parseEnvironmentBlock, parseShimArgs } from '../../src/caller';
 import { toAction } from '../../src/cli';
 import { defaultConfig, type Config } from '../../src/config/schema';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
-import { parseCallerLimits, payloadLimitOptions } from '../../src/limits';
+import { parseCallerLimits, payloadLimitOptions } from '../../src/caller-limits';
 import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
 import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
 import { gridMapDnMatches, mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
 import { buildPayloadEnv, DEFAULT_PAYLOAD_PATH } from '../../src/payload/env';
+import { asGid, asUid } from '../../src/sys/identity';
 import { setprivArgs } from '../../src/sys/proc';
 import type { Target } from '../../src/target';
 import { VERSION } from '../../src/version';
@@ -156,7 +157,7 @@ describe('grid-mapfile', () => {
 });
 
 describe('payload environment', () => {
-  const target: Target = { name: 'alice', uid: 1001, gid: 1001, home: '/home/alice', shell: '/bin/sh', groupName: 'alice', groups: [1001] };
+  const target: Target = { name: 'alice', uid: asUid(1001), gid: asGid(1001), home: '/home/alice', shell: '/bin/sh', groupName: 'alice', groups: [asGid(1001)] };
   const config = (preserve: string[]): Config => ({ ...defaultConfig(), preserve_env_variables: preserve });
 
   it('keeps GLEXEC_* and preserved variables, drops the rest, and sets HOME, USER, LOGNAME and PATH', () => {
@@ -211,7 +212,7 @@ describe('shim arguments and the command line', () => {
     assert.equal(error.message, "unknown option '--frobnicate'");
   });
   it('setpriv gets numeric ids and the groups list, then the payload after --', () => {
-    assert.deepEqual(setprivArgs({ uid: 1001, gid: 1002, groups: [1002, 1003] }, '/bin/x', ['-a']), ['--reuid', '1001', '--regid', '1002', '--groups', '1002,1003', '--', '/bin/x', '-a']);
+    assert.deepEqual(setprivArgs({ uid: asUid(1001), gid: asGid(1002), groups: [asGid(1002), asGid(1003)] }, '/bin/x', ['-a']), ['--reuid', '1001', '--regid', '1002', '--groups', '1002,1003', '--', '/bin/x', '-a']);
   });
   it('the version constant matches package.json', () => {
     const pkg = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };

@@ -4,16 +4,7 @@
  * core limit to 0, and passed the caller's values on; the payload gets them back through
  * start-payload, so batch-system limits still bind the payload. The epilogue keeps glexec's own.
  */
-import { ownLimit } from './sys/limits';
-
-export type LimitValue = number | 'unlimited';
-export interface Limit {
-  readonly soft: LimitValue;
-  readonly hard: LimitValue;
-}
-
-export const LIFTED_RESOURCES = ['cpu', 'fsize', 'as', 'data', 'nofile', 'core', 'stack'] as const;
-export type LiftedResource = (typeof LIFTED_RESOURCES)[number];
+import { LIFTED_RESOURCES, type LiftedResource, type Limit, type LimitValue, ownLimit } from './sys/rlimit';
 
 const parseValue = (text: string): LimitValue | undefined => (text === 'unlimited' ? 'unlimited' : /^\d{1,20}$/.test(text) ? Number(text) : undefined);
 
