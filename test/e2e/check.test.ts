@@ -5,9 +5,10 @@
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
+import { installForSuite } from '../helpers/suite';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -28,15 +29,13 @@ function errorLine(lines: string[], item: string): string {
 }
 
 describe('glexec --check', { skip: needsRoot }, () => {
-  before(() => {
-    system = TestSystem.create();
-    pki = TestPki.create(system);
-  });
-  after(() => system?.tearDown());
-  beforeEach(() => {
-    system.writeConfig(system.standardConfig());
-    pki.writeStandardGridMap();
-  });
+  installForSuite(
+    (installed, testPki) => {
+      system = installed;
+      pki = testPki;
+    },
+    { keepLog: true },
+  );
 
   it('a sound installation gives one ok line per item and exits 0', () => {
     const { status, lines } = check();

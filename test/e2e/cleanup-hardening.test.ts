@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { describeProcess } from '../../src/sys/procinfo';
 import { signalProcesses } from '../../src/sys/proc';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { SYSLOG_UNHEARD } from '../../src/sys/syslog';
 import { TestPki } from '../helpers/pki-fixtures';
+import { installForSuite } from '../helpers/suite';
 import { waitUntil } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
 
@@ -95,15 +96,9 @@ function fullLogDirectory(): { logFile: string; unmount: () => void } {
 const noHostSyslog = existsSync('/dev/log') ? 'this machine has a /dev/log' : false;
 
 describe('cleanup hardening', { skip: needsRoot }, () => {
-  before(() => {
-    system = TestSystem.create();
-    pki = TestPki.create(system);
-  });
-  after(() => system?.tearDown());
-  beforeEach(() => {
-    pki.writeStandardGridMap();
-    system.writeConfig(system.standardConfig());
-    system.clearLog();
+  installForSuite((installed, testPki) => {
+    system = installed;
+    pki = testPki;
   });
 
   describe('a leftover whose main thread exited while another thread runs on', () => {

@@ -8,9 +8,11 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestPki } from '../helpers/pki-fixtures';
+import { assertRefused } from '../helpers/assertions';
+import { installForSuite } from '../helpers/suite';
 import { needsRoot, TestSystem } from '../helpers/system';
 import { VERSION } from '../../src/version';
 
@@ -19,10 +21,6 @@ let pki: TestPki;
 
 const withProxy = (extra: Record<string, string | undefined> = {}) => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy, ...extra });
 
-function expectRefusal(result: { status: number | null; stderr: string }, status: number, message: string): void {
-  assert.equal(result.stderr, `glexec: ${message}\n`);
-  assert.equal(result.status, status);
-}
 
 /** The target's create_target_proxy copies in /tmp right now. */
 function tmpCopies(): string[] {
@@ -77,15 +75,9 @@ function handshakeDirectory(name: string): string {
 }
 
 describe('pilot frameworks', { skip: needsRoot }, () => {
-  before(() => {
-    system = TestSystem.create();
-    pki = TestPki.create(system);
-  });
-  after(() => system?.tearDown());
-  beforeEach(() => {
-    system.writeConfig(system.standardConfig());
-    pki.writeStandardGridMap();
-    system.clearLog();
+  installForSuite((installed, testPki) => {
+    system = installed;
+    pki = testPki;
   });
 
   describe('HTCondor: GLEXEC_TARGET_PROXY=/dev/null', () => {
@@ -148,7 +140,7 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       ];
       for (const [path, why] of cases) {
         const result = system.run(['/bin/true'], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: path }) });
-        expectRefusal(result, 201, `GLEXEC_TARGET_PROXY ${JSON.stringify(path)} ${why}`);
+        assertRefused(result, 201, `glexec: GLEXEC_TARGET_PROXY ${JSON.stringify(path)} ${why}`);
       }
       assert.ok(lstatSync(fifo).isFIFO());
       assert.ok(lstatSync(link).isSymbolicLink());
@@ -170,7 +162,7 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
           `env -i ${exports} /usr/bin/setpriv --reuid ${system.pilot.uid} --regid ${system.pilot.gid} --init-groups -- ${system.shim} /bin/true`,
         ].join('\n');
         const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { cwd: system.scratch, encoding: 'utf8' });
-        expectRefusal(result, 201, 'GLEXEC_TARGET_PROXY "/dev/null" is not the null device on this machine; it is not written to');
+        assertRefused(result, 201, 'glexec: GLEXEC_TARGET_PROXY "/dev/null" is not the null device on this machine; it is not written to');
         assert.equal(readFileSync(victim, 'utf8'), 'keep me\n', replacement);
       }
     });
@@ -249,25 +241,17 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
       const source = pilotCopy(pki.pilotProxy, 'orphan-proxy.pem');
       const copiesBefore = tmpCopies();
-      expectRefusal(
-        system.run([], { env: { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source } }),
-        201,
-        `no running payload of ${system.pilot.name} mapped to ${system.target.name} has a target proxy copied from GLEXEC_SOURCE_PROXY ${JSON.stringify(source)}; set GLEXEC_TARGET_PROXY to name the file to renew`,
-      );
+      assertRefused(system.run([], { env: { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source } }), 201, `glexec: no running payload of ${system.pilot.name} mapped to ${system.target.name} has a target proxy copied from GLEXEC_SOURCE_PROXY ${JSON.stringify(source)}; set GLEXEC_TARGET_PROXY to name the file to renew`);
       assert.deepEqual(tmpCopies(), copiesBefore);
     });
 
     it('with create_target_proxy = no and no GLEXEC_TARGET_PROXY, a renewal gives 201', () => {
-      expectRefusal(system.run([], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy }) }), 201, 'no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)');
+      assertRefused(system.run([], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy }) }), 201, 'glexec: no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)');
     });
 
     it('checks the caller as a run does: a caller in no white list gives 203', () => {
       const strangerProxy = pki.copyProxy('stranger-renewal.pem', system.stranger.uid, 0o600);
-      expectRefusal(
-        system.run([], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy, GLEXEC_SOURCE_PROXY: strangerProxy, GLEXEC_TARGET_PROXY: join(system.scratch, 'x') } }),
-        203,
-        `caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`,
-      );
+      assertRefused(system.run([], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy, GLEXEC_SOURCE_PROXY: strangerProxy, GLEXEC_TARGET_PROXY: join(system.scratch, 'x') } }), 203, `glexec: caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`);
     });
 
     it('with GLEXEC_TARGET_PROXY=/dev/null it writes nothing and exits 0', () => {

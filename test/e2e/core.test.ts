@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestPki } from '../helpers/pki-fixtures';
+import { installForSuite } from '../helpers/suite';
 import { needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -18,21 +19,11 @@ let pki: TestPki;
 /** The pilot's environment with its good proxy. */
 const withProxy = (extra: Record<string, string | undefined> = {}) => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy, ...extra });
 
-function expectRefusal(result: { status: number | null; stderr: string }, status: number, message: string): void {
-  assert.equal(result.stderr, `glexec: ${message}\n`);
-  assert.equal(result.status, status);
-}
 
 describe('glexec end to end', { skip: needsRoot }, () => {
-  before(() => {
-    system = TestSystem.create();
-    pki = TestPki.create(system);
-  });
-  after(() => system?.tearDown());
-  beforeEach(() => {
-    system.writeConfig(system.standardConfig());
-    pki.writeStandardGridMap();
-    system.clearLog();
+  installForSuite((installed, testPki) => {
+    system = installed;
+    pki = testPki;
   });
 
   describe('the payload', () => {
@@ -103,16 +94,16 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     });
     it('a payload the target may not execute gives 126', () => {
       const path = system.installProgram('private.sh', '#!/bin/sh\necho ran\n', 0o700);
-      expectRefusal(system.run([path], { env: withProxy() }), 126, `payload ${path} is not executable by ${system.target.name}`);
+      assertRefused(system.run([path], { env: withProxy() }), 126, `glexec: payload ${path} is not executable by ${system.target.name}`);
     });
     it('a payload that does not exist gives 201', () => {
-      expectRefusal(system.run(['/no/such/payload'], { env: withProxy() }), 201, 'payload /no/such/payload does not exist');
+      assertRefused(system.run(['/no/such/payload'], { env: withProxy() }), 201, 'glexec: payload /no/such/payload does not exist');
     });
     it('a relative payload path gives 201', () => {
-      expectRefusal(system.run(['true'], { env: withProxy() }), 201, "payload must be an absolute path, got 'true'");
+      assertRefused(system.run(['true'], { env: withProxy() }), 201, `glexec: payload must be an absolute path, got 'true'`);
     });
     it('a payload that is a directory gives 126', () => {
-      expectRefusal(system.run([system.scratch], { env: withProxy() }), 126, `payload ${system.scratch} is not a regular file`);
+      assertRefused(system.run([system.scratch], { env: withProxy() }), 126, `glexec: payload ${system.scratch} is not a regular file`);
     });
     it('a payload reached through a symlink gives 201 with prohibit_exec_via_symlink = yes, and runs without it', () => {
       const link = join(system.bin, 'true-link');
@@ -120,38 +111,38 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       symlinkSync('/usr/bin/true', link);
       assert.equal(system.run([link], { env: withProxy() }).status, 0);
       system.writeConfig(system.standardConfig(['prohibit_exec_via_symlink = yes']));
-      expectRefusal(system.run([link], { env: withProxy() }), 201, `payload ${link} is a symbolic link and prohibit_exec_via_symlink is set`);
+      assertRefused(system.run([link], { env: withProxy() }), 201, `glexec: payload ${link} is a symbolic link and prohibit_exec_via_symlink is set`);
     });
     it('an option glexec does not know, before the payload, gives 201', () => {
-      expectRefusal(system.run(['--frobnicate', '/bin/true'], { env: withProxy() }), 201, "unknown option '--frobnicate'");
+      assertRefused(system.run(['--frobnicate', '/bin/true'], { env: withProxy() }), 201, `glexec: unknown option '--frobnicate'`);
     });
     it('no payload at all gives 201 and the usage line', () => {
-      expectRefusal(system.run([], { env: withProxy() }), 201, 'usage: glexec /absolute/path/to/payload [arguments...]');
+      assertRefused(system.run([], { env: withProxy() }), 201, 'glexec: usage: glexec /absolute/path/to/payload [arguments...]');
     });
   });
 
   describe('the proxy', () => {
     it('no proxy variable gives 201', () => {
-      expectRefusal(system.run(['/bin/true']), 201, 'no proxy given: set GLEXEC_CLIENT_CERT (or X509_USER_PROXY) to the proxy file');
+      assertRefused(system.run(['/bin/true']), 201, 'glexec: no proxy given: set GLEXEC_CLIENT_CERT (or X509_USER_PROXY) to the proxy file');
     });
     it('X509_USER_PROXY is used when GLEXEC_CLIENT_CERT is unset', () => {
       assert.equal(system.run(['/bin/true'], { env: { X509_USER_PROXY: pki.pilotProxy } }).status, 0);
     });
     it('an empty GLEXEC_CLIENT_CERT gives 201', () => {
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: '' } }), 201, 'GLEXEC_CLIENT_CERT is set but empty');
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: '' } }), 201, 'glexec: GLEXEC_CLIENT_CERT is set but empty');
     });
     it('a proxy file that does not exist gives 201', () => {
       const path = join(system.scratch, 'missing.pem');
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} does not exist`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} does not exist`);
     });
     it('a proxy owned by someone else gives 201', () => {
       const path = pki.copyProxy('foreign.pem', system.stranger.uid, 0o644);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} is owned by uid ${system.stranger.uid}, not by the caller (uid ${system.pilot.uid})`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} is owned by uid ${system.stranger.uid}, not by the caller (uid ${system.pilot.uid})`);
     });
 
     it('a proxy the caller cannot read itself is never opened by root: 201', () => {
       const path = pki.copyProxy('unreadable.pem', system.stranger.uid, 0o600);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} cannot be opened by the caller (EACCES)`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} cannot be opened by the caller (EACCES)`);
       // Its own file, in a directory it cannot enter: root could open it, the caller cannot.
       const hidden = join(system.root, 'hidden');
       mkdirSync(hidden, { recursive: true, mode: 0o700 });
@@ -159,17 +150,17 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       writeFileSync(inside, readFileSync(pki.pilotProxy));
       chownSync(inside, system.pilot.uid, system.pilot.gid);
       chmodSync(inside, 0o600);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: inside } }), 201, `GLEXEC_CLIENT_CERT ${inside} cannot be opened by the caller (EACCES)`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: inside } }), 201, `glexec: GLEXEC_CLIENT_CERT ${inside} cannot be opened by the caller (EACCES)`);
     });
     it('a proxy readable by group or others gives 201', () => {
       const path = pki.copyProxy('open.pem', system.pilot.uid, 0o644);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} has mode 0644: group, other and special bits are not allowed (use chmod 600)`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} has mode 0644: group, other and special bits are not allowed (use chmod 600)`);
     });
     it('a proxy reached through a symbolic link gives 201', () => {
       const link = join(system.scratch, 'link.pem');
       rmSync(link, { force: true });
       symlinkSync(pki.pilotProxy, link);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: link } }), 201, `GLEXEC_CLIENT_CERT ${link} is a symbolic link; give the file itself`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: link } }), 201, `glexec: GLEXEC_CLIENT_CERT ${link} is a symbolic link; give the file itself`);
     });
     it('an expired proxy gives 201', () => {
       const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.expiredProxy } });
@@ -186,7 +177,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('a certdir that others can write gives 202: a pilot must not be able to plant a CA', () => {
       chmodSync(system.certdir, 0o1777);
       try {
-        expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `certificate directory ${system.certdir} is not trusted: ${system.certdir} is world-writable (sticky or not) (mode 1777)`);
+        assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: certificate directory ${system.certdir} is not trusted: ${system.certdir} is world-writable (sticky or not) (mode 1777)`);
       } finally {
         chmodSync(system.certdir, 0o755);
       }
@@ -197,7 +188,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       rmSync(fifo, { force: true });
       execFileSync('mkfifo', ['-m', '600', fifo]);
       chownSync(fifo, system.pilot.uid, system.pilot.gid);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: fifo } }), 201, `GLEXEC_CLIENT_CERT ${fifo} is not a regular file`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: fifo } }), 201, `glexec: GLEXEC_CLIENT_CERT ${fifo} is not a regular file`);
     });
 
     it('an empty proxy file is refused: 201', () => {
@@ -205,7 +196,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       writeFileSync(path, '');
       chownSync(path, system.pilot.uid, system.pilot.gid);
       chmodSync(path, 0o600);
-      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `GLEXEC_CLIENT_CERT ${path} is empty`);
+      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} is empty`);
     });
 
     it('a proxy file without its private key is refused: 201', () => {
@@ -271,11 +262,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
   describe('caller and mapping', () => {
     it('a caller in no white list gives 203', () => {
       const strangerProxy = pki.copyProxy('stranger.pem', system.stranger.uid, 0o600);
-      expectRefusal(
-        system.run(['/bin/true'], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy } }),
-        203,
-        `caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`,
-      );
+      assertRefused(system.run(['/bin/true'], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy } }), 203, `glexec: caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`);
     });
     it('an empty white list allows nobody', () => {
       system.writeConfig(system.standardConfig(['user_white_list =']));
@@ -292,42 +279,42 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     });
     it('a DN without a grid-mapfile entry gives 203', () => {
       system.writeGridMap(['"/C=NL/O=Example/CN=Somebody Else" nobody']);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 203, `${pki.userDn} has no entry in grid-mapfile ${system.gridmapPath}`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 203, `glexec: ${pki.userDn} has no entry in grid-mapfile ${system.gridmapPath}`);
     });
     it('a mapping to an account that does not exist gives 203', () => {
       system.writeGridMap([`"${pki.userDn}" nosuchaccount`]);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 203, `${pki.userDn} maps to account 'nosuchaccount', which does not exist`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 203, `glexec: ${pki.userDn} maps to account 'nosuchaccount', which does not exist`);
     });
     it('a mapping to root gives 203', () => {
       system.writeGridMap([`"${pki.userDn}" root`]);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 203, `${pki.userDn} maps to 'root', which has uid 0; glexec never runs payloads as root`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 203, `glexec: ${pki.userDn} maps to 'root', which has uid 0; glexec never runs payloads as root`);
     });
     it('a grid-mapfile that others can write gives 202', () => {
       chmodSync(system.gridmapPath, 0o666);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `grid-mapfile ${system.gridmapPath} is not trusted: ${system.gridmapPath} is world-writable (mode 0666)`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: grid-mapfile ${system.gridmapPath} is not trusted: ${system.gridmapPath} is world-writable (mode 0666)`);
     });
   });
 
   describe('glexec.conf', () => {
     it('a missing configuration file gives 202', () => {
       rmSync(system.configPath);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `configuration file ${system.configPath} cannot be checked: ENOENT`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: configuration file ${system.configPath} cannot be checked: ENOENT`);
     });
     it('an unknown key gives 202 naming it', () => {
       system.writeConfig(system.standardConfig(['epilog = /bin/true']));
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `${system.configPath}: unknown key 'epilog' in [glexec]`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: ${system.configPath}: unknown key 'epilog' in [glexec]`);
     });
     it('a bad value gives 202 naming the key and the value', () => {
       system.writeConfig(system.standardConfig(['log_destination = foo']));
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `${system.configPath}: value 'foo' for key 'log_destination' not understood: expected one of syslog, file`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: ${system.configPath}: value 'foo' for key 'log_destination' not understood: expected one of syslog, file`);
     });
     it('a configuration file writable by its group gives 202', () => {
       chmodSync(system.configPath, 0o620);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `configuration file ${system.configPath} is not trusted: ${system.configPath} is writable by group gid 0, which is not trusted (mode 0620)`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: configuration file ${system.configPath} is not trusted: ${system.configPath} is writable by group gid 0, which is not trusted (mode 0620)`);
     });
     it('a configuration file owned by another account gives 202', () => {
       chownSync(system.configPath, system.pilot.uid, 0);
-      expectRefusal(system.run(['/bin/true'], { env: withProxy() }), 202, `configuration file ${system.configPath} is not trusted: ${system.configPath} is owned by uid ${system.pilot.uid}, not by root`);
+      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: configuration file ${system.configPath} is not trusted: ${system.configPath} is owned by uid ${system.pilot.uid}, not by root`);
     });
     it('silent_logging = yes keeps the caller\'s stderr empty but still logs the error', () => {
       system.writeConfig(system.standardConfig(['silent_logging = yes']));
@@ -475,7 +462,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         assert.equal(result.status, 0, result.stderr);
         assert.equal(result.stdout, '4\n');
       } else {
-        expectRefusal(result, 202, "the caller's hard fsize limit cannot be lifted (that needs CAP_SYS_RESOURCE): Operation not permitted");
+        assertRefused(result, 202, `glexec: the caller's hard fsize limit cannot be lifted (that needs CAP_SYS_RESOURCE): Operation not permitted`);
       }
     });
 

@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
+import { installForSuite } from '../helpers/suite';
 import { type Account, needsRoot, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -39,15 +40,13 @@ function allOk(lines: string[], item: string): void {
 const withProxy = (path = pki.pilotProxy) => ({ GLEXEC_CLIENT_CERT: path });
 
 describe('glexec --check gives each kind of problem its own fix', { skip: needsRoot }, () => {
-  before(() => {
-    system = TestSystem.create();
-    pki = TestPki.create(system);
-  });
-  after(() => system?.tearDown());
-  beforeEach(() => {
-    system.writeConfig(system.standardConfig());
-    pki.writeStandardGridMap();
-  });
+  installForSuite(
+    (installed, testPki) => {
+      system = installed;
+      pki = testPki;
+    },
+    { keepLog: true },
+  );
 
   it('a missing file: create it, or set its key', () => {
     const absent = join(system.root, 'etc/no-grid-mapfile');
@@ -200,15 +199,9 @@ describe('glexec --check gives each kind of problem its own fix', { skip: needsR
 });
 
 describe('common mistakes are named', { skip: needsRoot }, () => {
-  before(() => {
-    system = TestSystem.create();
-    pki = TestPki.create(system);
-  });
-  after(() => system?.tearDown());
-  beforeEach(() => {
-    system.writeConfig(system.standardConfig());
-    pki.writeStandardGridMap();
-    system.clearLog();
+  installForSuite((installed, testPki) => {
+    system = installed;
+    pki = testPki;
   });
 
   it('a white list separated by spaces: refused by the run and by --check, with the corrected line', () => {
