@@ -4,9 +4,8 @@
  * the log directory and the epilogue. The stat function is injected so the rules can be tested
  * over a fake file system.
  */
-import type { Stats } from 'node:fs';
-import { constants } from 'node:fs';
 import { type Problem, systemError } from './errors';
+import { fileConstants as constants, type Stats } from './sys/inspect';
 
 /** The sticky bit (not in Node's fs.constants). */
 const STICKY = 0o1000;

@@ -6,10 +6,10 @@
  * the helper with a fixed environment and the proxy on its standard input, and reads back uid,
  * gids and pool index. A refusal is a 203 carrying LCMAPS's own reason from its log.
  */
-import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/schema';
 import { authorizationError, systemError } from '../errors';
+import { pathExists, readLink, statEntry } from '../sys/inspect';
 import { type TrustPolicy, UntrustedPath, walkTrustedPath, walkTrustedPathFollowingLinks } from '../trust';
 import { type LcmapsDb, readLcmapsDb } from './db';
 import type { AccountMapping } from './modules';
@@ -26,7 +26,7 @@ const rootOnly: TrustPolicy = { trustedUids: [], trustedGids: [], finalType: 'fi
 /** The library file: lcmaps_libdir's, or the first system directory that has one. */
 export function libraryFile(config: Config): string {
   if (config.lcmaps_libdir !== '') return join(config.lcmaps_libdir, LIBRARY_NAME);
-  const found = LIBRARY_DIRS.map((dir) => join(dir, LIBRARY_NAME)).find((path) => existsSync(path));
+  const found = LIBRARY_DIRS.map((dir) => join(dir, LIBRARY_NAME)).find((path) => pathExists(path));
   if (found === undefined) throw systemError('lcmaps.no_library', `lcmaps_backend = library, but no ${LIBRARY_NAME} in ${LIBRARY_DIRS.join(', ')}; install liblcmaps0 or set lcmaps_libdir`);
   return found;
 }
@@ -39,7 +39,7 @@ export function requireRootOnlyFile(what: string, path: string): string {
   try {
     // Every directory that holds a link on the way is checked too: a link in a directory someone
     // else can write could be pointed elsewhere after this check.
-    return walkTrustedPathFollowingLinks(path, rootOnly, lstatSync, readlinkSync).resolved;
+    return walkTrustedPathFollowingLinks(path, rootOnly, statEntry, readLink).resolved;
   } catch (error) {
     if (error instanceof UntrustedPath) throw systemError('lcmaps.untrusted', `${what} ${path} is not trusted: ${error.message}`, undefined, error.problem);
     const code = (error as { code?: string }).code ?? String(error);
@@ -66,7 +66,7 @@ export function checkLibraryTrust(config: Config, db: LcmapsDb): string {
   const library = requireRootOnlyFile('LCMAPS library', libraryFile(config));
   if (db.path !== undefined) {
     try {
-      walkTrustedPath(db.path, { ...rootOnly, finalType: 'directory' }, lstatSync);
+      walkTrustedPath(db.path, { ...rootOnly, finalType: 'directory' }, statEntry);
     } catch (error) {
       if (error instanceof UntrustedPath) throw systemError('lcmaps.untrusted', `LCMAPS plug-in directory ${db.path} is not trusted: ${error.message}`);
       throw systemError('lcmaps.untrusted', `LCMAPS plug-in directory ${db.path} cannot be checked: ${(error as { code?: string }).code ?? String(error)}`);

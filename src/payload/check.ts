@@ -3,8 +3,8 @@
  * be able to execute it by its mode bits (else 126). The kernel has the last word at exec time;
  * an exec failure there also ends as 126.
  */
-import { constants, lstatSync, type Stats, statSync } from 'node:fs';
 import { ExitCode, GlexecError, clientError } from '../errors';
+import { fileConstants as constants, type Stats, statEntry, statFollowing } from '../sys/inspect';
 import type { Target } from '../target';
 
 export function mayExecute(st: Stats, target: Pick<Target, 'uid' | 'groups' | 'gid'>): boolean {
@@ -17,13 +17,13 @@ export function checkPayload(path: string, target: Target, prohibitSymlink: bool
   if (!path.startsWith('/')) throw clientError('payload.relative', `payload must be an absolute path, got '${path}'`);
   let st: Stats;
   try {
-    st = statSync(path);
+    st = statFollowing(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') throw clientError('payload.missing', `payload ${path} does not exist`);
     throw new GlexecError(ExitCode.cannotExecute, 'payload.unreachable', `payload ${path} cannot be reached (${code ?? 'error'})`);
   }
-  if (prohibitSymlink && lstatSync(path).isSymbolicLink()) {
+  if (prohibitSymlink && statEntry(path).isSymbolicLink()) {
     throw clientError('payload.symlink', `payload ${path} is a symbolic link and prohibit_exec_via_symlink is set`);
   }
   if (!st.isFile()) throw new GlexecError(ExitCode.cannotExecute, 'payload.not_a_file', `payload ${path} is not a regular file`);

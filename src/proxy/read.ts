@@ -3,10 +3,10 @@
  * owned by the caller, with no group, other or special mode bits. Root opens it without
  * following a symlink and makes every check on the opened descriptor.
  */
-import { closeSync, constants, fstatSync, lstatSync } from 'node:fs';
 import { clientError } from '../errors';
-import { FileTooLarge, readAllAndClose } from '../sys/files';
+import { closeDescriptor, FileTooLarge, readAllAndClose } from '../sys/files';
 import { type Identity, withEffectiveIdentity } from '../sys/identity';
+import { fileConstants as constants, statDescriptor, statEntry } from '../sys/inspect';
 
 const MAX_PROXY_BYTES = 256 * 1024;
 /** setuid, setgid and sticky (not in Node's fs.constants). */
@@ -44,7 +44,7 @@ const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 6: 'ENXIO
  */
 export function ownerSeenByCaller(caller: Identity, path: string): number | undefined {
   try {
-    return withEffectiveIdentity(caller, () => lstatSync(path).uid);
+    return withEffectiveIdentity(caller, () => statEntry(path).uid);
   } catch {
     return undefined;
   }
@@ -72,10 +72,10 @@ export function readProxyFile(location: ProxyLocation, callerUid: number, opened
   const { fd } = opened;
   // The descriptor is not close-on-exec (it crossed the shim's exec): close it on every refusal.
   const reject = (code: string, why: string): never => {
-    closeSync(fd);
+    closeDescriptor(fd);
     return refuse(code, why);
   };
-  const st = fstatSync(fd);
+  const st = statDescriptor(fd);
   if (!st.isFile()) reject('proxy.not_a_file', 'is not a regular file');
   if (st.uid !== callerUid) reject('proxy.wrong_owner', `is owned by uid ${st.uid}, not by the caller (uid ${callerUid})`);
   if (st.mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
