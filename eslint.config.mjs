@@ -4,16 +4,22 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const privileged = {
-  'no-restricted-imports': ['error', {
-    paths: [
-      { name: 'node:child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
-      { name: 'child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
-      { name: 'posix', message: 'The native addon is loaded in src/sys/posix.ts.' },
-    ],
-  }],
-  'no-restricted-properties': ['error',
+  'no-restricted-imports': [
+    'error',
+    {
+      paths: [
+        { name: 'node:child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
+        { name: 'child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
+        { name: 'posix', message: 'The native addon is loaded in src/sys/posix.ts.' },
+      ],
+    },
+  ],
+  'no-restricted-properties': [
+    'error',
     ...['kill', 'setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups'].map((property) => ({
-      object: 'process', property, message: 'Privileged process calls live in src/sys/.',
+      object: 'process',
+      property,
+      message: 'Privileged process calls live in src/sys/.',
     })),
   ],
 };
@@ -26,7 +32,16 @@ export default tseslint.config(
     files: ['bin/glexec.js', 'scripts/pino-no-transport.js'],
     languageOptions: {
       sourceType: 'commonjs',
-      globals: { require: 'readonly', module: 'writable', exports: 'writable', __dirname: 'readonly', __filename: 'readonly', process: 'readonly', globalThis: 'readonly', Symbol: 'readonly' },
+      globals: {
+        require: 'readonly',
+        module: 'writable',
+        exports: 'writable',
+        __dirname: 'readonly',
+        __filename: 'readonly',
+        process: 'readonly',
+        globalThis: 'readonly',
+        Symbol: 'readonly',
+      },
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -58,7 +58,9 @@ export const procReader: ProcReader = {
       if (vanished(error)) return [];
       throw error;
     }
-    return threads.flatMap((thread) => (readProcFile(`/proc/${pid}/task/${thread}/children`) ?? '').split(' ').filter(Boolean).map(Number));
+    return threads.flatMap((thread) =>
+      (readProcFile(`/proc/${pid}/task/${thread}/children`) ?? '').split(' ').filter(Boolean).map(Number),
+    );
   },
 };
 
@@ -75,7 +77,12 @@ export interface TreeSample {
  * tree ends while it is read, the whole tree is read again, up to `attempts` times; undefined when
  * the root itself is gone or no try saw a stable tree.
  */
-export function sampleTree(root: number, exclude: ReadonlySet<number>, reader: ProcReader = procReader, attempts = 5): TreeSample | undefined {
+export function sampleTree(
+  root: number,
+  exclude: ReadonlySet<number>,
+  reader: ProcReader = procReader,
+  attempts = 5,
+): TreeSample | undefined {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     let privateKb = 0;
     let processes = 0;

@@ -32,7 +32,8 @@ export interface Row {
   readonly met: boolean | null;
 }
 
-const orNull = (value: number | undefined): number | null => (value === undefined || !Number.isFinite(value) ? null : value);
+const orNull = (value: number | undefined): number | null =>
+  value === undefined || !Number.isFinite(value) ? null : value;
 
 export function toRow(measured: Measured): Row {
   const value = orNull(measured.value);
@@ -56,7 +57,8 @@ export function verdict(row: Row): string {
 }
 
 /** Counts (rounds, processes) print as whole numbers, times and sizes with one decimal. */
-const figure = (value: number | null, unit: string): string => (value === null ? '-' : `${Number.isInteger(value) ? value : value.toFixed(1)} ${unit}`);
+const figure = (value: number | null, unit: string): string =>
+  value === null ? '-' : `${Number.isInteger(value) ? value : value.toFixed(1)} ${unit}`;
 
 /** The plain-text table: one line a row, its target and "met", "missed" or "not measured". */
 export function formatTable(rows: readonly Row[]): string {
@@ -69,9 +71,12 @@ export function formatTable(rows: readonly Row[]): string {
     verdict(row),
   ]);
   const header = ['what', 'value', 'baseline', 'ratio', 'target', 'verdict'];
-  const widths = header.map((title, column) => Math.max(title.length, ...cells.map((line) => (line[column] as string).length)));
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...cells.map((line) => (line[column] as string).length)),
+  );
   // Names and words to the left, numbers to the right.
-  const align = (text: string, column: number) => ([1, 2, 3].includes(column) ? text.padStart(widths[column] as number) : text.padEnd(widths[column] as number));
+  const align = (text: string, column: number) =>
+    [1, 2, 3].includes(column) ? text.padStart(widths[column] as number) : text.padEnd(widths[column] as number);
   return [header, ...cells].map((line) => line.map(align).join('  ').trimEnd()).join('\n');
 }
 
@@ -80,5 +85,7 @@ export function median(values: readonly number[]): number {
   const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
   if (sorted.length === 0) return NaN;
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+  return sorted.length % 2
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }

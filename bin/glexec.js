@@ -13,7 +13,10 @@ const { wrap } = require('node:module');
 
 const bundle = join(__dirname, 'glexec-main.js');
 const source = readFileSync(bundle, 'utf8');
-const cacheFile = join(__dirname, `glexec-main.${createHash('sha256').update(source).digest('hex').slice(0, 32)}.cache`);
+const cacheFile = join(
+  __dirname,
+  `glexec-main.${createHash('sha256').update(source).digest('hex').slice(0, 32)}.cache`,
+);
 let cachedData;
 try {
   cachedData = readFileSync(cacheFile);
@@ -26,7 +29,11 @@ if (cachedData === undefined || script.cachedDataRejected) {
     if (globalThis[Symbol.for('glexec.completedRun')] !== true) return;
     const temporary = `${cacheFile}.${process.pid}`;
     try {
-      const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      const fd = openSync(
+        temporary,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o644,
+      );
       try {
         writeSync(fd, script.createCachedData());
       } finally {

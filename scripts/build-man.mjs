@@ -31,8 +31,13 @@ function inline(text) {
 
 function keyList() {
   const { configSchema } = require(join(root, 'build/src/config/schema.js'));
-  const show = (value) => (Array.isArray(value) ? value.join(', ') : typeof value === 'boolean' ? (value ? 'yes' : 'no') : String(value));
-  const status = { used: '', ignored: ' Accepted and ignored by this glexec.', refused: ' Refused (exit 202) unless left at its default.' };
+  const show = (value) =>
+    Array.isArray(value) ? value.join(', ') : typeof value === 'boolean' ? (value ? 'yes' : 'no') : String(value);
+  const status = {
+    used: '',
+    ignored: ' Accepted and ignored by this glexec.',
+    refused: ' Refused (exit 202) unless left at its default.',
+  };
   return Object.entries(configSchema)
     .map(([key, spec]) => {
       const shown = spec.written ?? show(spec.default);

@@ -21,7 +21,9 @@ const withoutPinoTransports = {
   setup(builder) {
     // pino.js requires './lib/transport', lib/tools.js requires './transport'.
     builder.onResolve({ filter: /^\.\/(lib\/)?transport$/ }, (args) =>
-      /[\\/]node_modules[\\/]pino[\\/](pino\.js|lib[\\/]tools\.js)$/.test(args.importer) ? { path: join(root, 'scripts/pino-no-transport.js') } : undefined,
+      /[\\/]node_modules[\\/]pino[\\/](pino\.js|lib[\\/]tools\.js)$/.test(args.importer)
+        ? { path: join(root, 'scripts/pino-no-transport.js') }
+        : undefined,
     );
   },
 };

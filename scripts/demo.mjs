@@ -17,7 +17,8 @@ if (process.getuid() !== 0) {
   process.exit(1);
 }
 // With nothing but the repository: install the dependencies and build first.
-if (!existsSync(join(root, 'node_modules/.package-lock.json'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+if (!existsSync(join(root, 'node_modules/.package-lock.json')))
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
 execFileSync(process.execPath, [join(root, 'scripts/build.mjs')], { cwd: root, stdio: 'inherit' });
 const { TestSystem } = require(join(root, 'build/test/helpers/system.js'));
 const { TestPki } = require(join(root, 'build/test/helpers/pki-fixtures.js'));
@@ -31,7 +32,10 @@ const step = (text) => console.log(`\n== ${text}`);
  * Say which, so that the output does not read as a failed kill.
  */
 function explainRemaining(psText) {
-  const listed = psText.split('\n').map((line) => line.trim().split(/\s+/)).filter((fields) => fields.length >= 4);
+  const listed = psText
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields.length >= 4);
   for (const [pid, ppid, stat, command] of listed) {
     const state = stat.startsWith('Z')
       ? `a zombie: killed, but not yet reaped by its new parent (pid ${ppid}); it runs nothing and holds no memory`
@@ -44,7 +48,9 @@ try {
   step(`installed ${system.shim} (setuid root) with config ${system.configPath}`);
   const pki = TestPki.create(system);
   pki.writeStandardGridMap();
-  console.log(`pilot account ${system.pilot.name} (uid ${system.pilot.uid}), payload account ${system.target.name} (uid ${system.target.uid})`);
+  console.log(
+    `pilot account ${system.pilot.name} (uid ${system.pilot.uid}), payload account ${system.target.name} (uid ${system.target.uid})`,
+  );
   console.log(`proxy ${pki.pilotProxy} of ${pki.userDn}, mapped by ${system.gridmapPath}`);
 
   // The epilogue: the Nikhef example (etc/epilogue/nikhef-example.sh), which also saves what it saw.
@@ -55,7 +61,10 @@ try {
     .replace('LOGFILE=/var/log/glexec/epilogue.log', `LOGFILE=${epilogueLog}`)
     .replace('\n# Some useful variables', `\nenv | grep '^GLEXEC_EPILOG_' | sort > ${seen}\n\n# Some useful variables`)
     // The state of what is still listed after the kill, for the explanation below.
-    .replace('\n# Log remaining process IDs', `\nps -o pid=,ppid=,stat=,comm= -u "$GLEXEC_EPILOG_TARGET_UID" > ${psAfterKill}\n\n# Log remaining process IDs`);
+    .replace(
+      '\n# Log remaining process IDs',
+      `\nps -o pid=,ppid=,stat=,comm= -u "$GLEXEC_EPILOG_TARGET_UID" > ${psAfterKill}\n\n# Log remaining process IDs`,
+    );
   mkdirSync(join(system.root, 'epilogues'), { mode: 0o755 });
   const epilogue = join(system.root, 'epilogues/cleanup.sh');
   writeFileSync(epilogue, example, { mode: 0o755 });
@@ -64,8 +73,11 @@ try {
   console.log(`glexec.conf:\n${readFileSync(system.configPath, 'utf8').replace(/^/gm, '    ')}`);
 
   step(`as ${system.pilot.name}: GLEXEC_CLIENT_CERT=${pki.pilotProxy} ${system.shim} /bin/sh -c '...'`);
-  const payload = 'echo "payload: $(id)"; echo "payload: pid $$, HOME=$HOME"; /bin/sleep 600 & echo "payload: left /bin/sleep 600 running, pid $!"; exit 7';
-  const result = system.run(['/bin/sh', '-c', payload], { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy, GLEXEC_ID: 'demo-job-1' } });
+  const payload =
+    'echo "payload: $(id)"; echo "payload: pid $$, HOME=$HOME"; /bin/sleep 600 & echo "payload: left /bin/sleep 600 running, pid $!"; exit 7';
+  const result = system.run(['/bin/sh', '-c', payload], {
+    env: { GLEXEC_CLIENT_CERT: pki.pilotProxy, GLEXEC_ID: 'demo-job-1' },
+  });
   process.stdout.write(result.stdout.replace(/^/gm, '    '));
   if (result.stderr) process.stdout.write(result.stderr.replace(/^/gm, '    stderr: '));
   console.log(`glexec exited with ${result.status} (the payload's own exit code)`);

@@ -10,7 +10,19 @@
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
 // binary or a config path whose directories someone other than root could change, because the
 // shim will run them as root for every caller.
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,11 +37,13 @@ const fail = (message) => {
 const options = Object.fromEntries(
   process.argv.slice(2).map((arg) => {
     const match = /^--(prefix|config|node)=(.+)$/.exec(arg);
-    if (!match) fail(`unknown argument '${arg}'; usage: npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]`);
+    if (!match)
+      fail(`unknown argument '${arg}'; usage: npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]`);
     return [match[1], match[2]];
   }),
 );
-if (!options.prefix || !options.config) fail('usage: npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]');
+if (!options.prefix || !options.config)
+  fail('usage: npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]');
 if (process.getuid() !== 0) fail('must run as root (the shim is installed setuid root)');
 
 const prefix = resolve(options.prefix);
@@ -40,7 +54,9 @@ function nodeBinary(given) {
   try {
     real = realpathSync(given);
   } catch (error) {
-    fail(`--node=${given}: ${error.code === 'ENOENT' ? 'no such file' : `cannot be resolved (${error.code ?? error.message})`}`);
+    fail(
+      `--node=${given}: ${error.code === 'ENOENT' ? 'no such file' : `cannot be resolved (${error.code ?? error.message})`}`,
+    );
   }
   const st = statSync(real);
   if (!st.isFile() || !(st.mode & 0o111)) fail(`--node=${given}: ${real} is not an executable file`);
@@ -48,7 +64,8 @@ function nodeBinary(given) {
 }
 const node = nodeBinary(options.node ?? process.execPath);
 for (const [name, value] of Object.entries({ prefix, config, node })) {
-  if (!/^\/[A-Za-z0-9_.+@,/-]*$/.test(value)) fail(`${name} path '${value}' may only contain letters, digits and _.+@,/-`);
+  if (!/^\/[A-Za-z0-9_.+@,/-]*$/.test(value))
+    fail(`${name} path '${value}' may only contain letters, digits and _.+@,/-`);
 }
 
 /** Every existing component of `path` must be root-owned and not writable by group or others. */
@@ -64,7 +81,9 @@ function requireRootOnly(path, what) {
     if (!existsSync(component)) continue;
     const st = lstatSync(component);
     if (st.uid !== 0 || st.mode & 0o022) {
-      fail(`${what}: ${component} must be owned by root and not writable by group or others (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
+      fail(
+        `${what}: ${component} must be owned by root and not writable by group or others (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
+      );
     }
   }
 }
@@ -109,14 +128,23 @@ for (const dir of [...(prefixMade ? [prefix] : []), sbin, join(prefix, 'lib'), l
 }
 const program = join(lib, 'glexec.js');
 // Code caches of older bundles are never used (their names carry the bundle's hash): remove them.
-if (existsSync(lib)) for (const name of readdirSync(lib).filter((file) => /^glexec-main\..*\.cache$/.test(file))) rmSync(join(lib, name), { force: true });
-for (const [from, to] of [[loader, program], [bundle, join(lib, 'glexec-main.js')], [addon, join(lib, 'posix.node')]]) {
+if (existsSync(lib))
+  for (const name of readdirSync(lib).filter((file) => /^glexec-main\..*\.cache$/.test(file)))
+    rmSync(join(lib, name), { force: true });
+for (const [from, to] of [
+  [loader, program],
+  [bundle, join(lib, 'glexec-main.js')],
+  [addon, join(lib, 'posix.node')],
+]) {
   copyFileSync(from, to);
   chownSync(to, 0, 0);
   chmodSync(to, 0o644);
 }
 
-const manPages = [['glexec.8', 'man8'], ['glexec.conf.5', 'man5']];
+const manPages = [
+  ['glexec.8', 'man8'],
+  ['glexec.conf.5', 'man5'],
+];
 for (const [page, section] of manPages) {
   const from = join(root, 'build/man', page);
   if (!existsSync(from)) fail(`build/man/${page} is missing: run npm run build first`);
@@ -162,6 +190,11 @@ for (const { name, installMode } of installedPrograms) {
 
 console.log(`installed ${shim} (setuid root; node ${node})`);
 console.log(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`);
-if (!existsSync(config)) console.log(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`);
-console.log(`installed ${lib}/glexec.js, ${lib}/posix.node and ${installedPrograms.map(({ name }) => `${lib}/${name}`).join(', ')}`);
+if (!existsSync(config))
+  console.log(
+    `${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`,
+  );
+console.log(
+  `installed ${lib}/glexec.js, ${lib}/posix.node and ${installedPrograms.map(({ name }) => `${lib}/${name}`).join(', ')}`,
+);
 console.log(`installed ${join(prefix, 'share/man')}/man8/glexec.8 and man5/glexec.conf.5`);

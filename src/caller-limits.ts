@@ -6,7 +6,8 @@
  */
 import { LIFTED_RESOURCES, type LiftedResource, type Limit, type LimitValue, ownLimit } from './sys/rlimit';
 
-const parseValue = (text: string): LimitValue | undefined => (text === 'unlimited' ? 'unlimited' : /^\d{1,20}$/.test(text) ? Number(text) : undefined);
+const parseValue = (text: string): LimitValue | undefined =>
+  text === 'unlimited' ? 'unlimited' : /^\d{1,20}$/.test(text) ? Number(text) : undefined;
 
 /** Parses the shim's `cpu=S:H,fsize=S:H,…`; anything malformed is ignored (nothing is restored). */
 export function parseCallerLimits(text: string): Map<LiftedResource, Limit> {
@@ -24,7 +25,10 @@ export function parseCallerLimits(text: string): Map<LiftedResource, Limit> {
 const same = (a: Limit, b: Limit): boolean => a.soft === b.soft && a.hard === b.hard;
 
 /** `name=soft:hard` for each limit of the caller that differs from glexec's own (start-payload's --rlimit). */
-export function payloadLimitOptions(callerLimits: ReadonlyMap<LiftedResource, Limit>, own: (resource: LiftedResource) => Limit = ownLimit): string[] {
+export function payloadLimitOptions(
+  callerLimits: ReadonlyMap<LiftedResource, Limit>,
+  own: (resource: LiftedResource) => Limit = ownLimit,
+): string[] {
   const options: string[] = [];
   for (const [resource, limit] of callerLimits) {
     if (!same(limit, own(resource))) options.push(`${resource}=${limit.soft}:${limit.hard}`);

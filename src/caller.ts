@@ -43,7 +43,8 @@ export interface Caller extends Identity {
 const MAX_ENV_BYTES = 16 * 1024 * 1024;
 
 function idArg(value: string | undefined, name: string): number {
-  if (value === undefined || !/^\d{1,10}$/.test(value)) throw systemError('shim.bad_args', `glexec was not started by its shim (bad ${name})`);
+  if (value === undefined || !/^\d{1,10}$/.test(value))
+    throw systemError('shim.bad_args', `glexec was not started by its shim (bad ${name})`);
   return Number(value);
 }
 
@@ -113,7 +114,10 @@ export function callerAccount(shim: ShimArgs): CallerAccount {
 
 /** The whole caller, its environment included: read only once the white lists let it in. */
 export function identifyCaller(shim: ShimArgs, account: CallerAccount = callerAccount(shim)): Caller {
-  const env = shim.envFd === undefined ? new Map<string, string>() : parseEnvironmentBlock(readAllAndClose(shim.envFd, MAX_ENV_BYTES));
+  const env =
+    shim.envFd === undefined
+      ? new Map<string, string>()
+      : parseEnvironmentBlock(readAllAndClose(shim.envFd, MAX_ENV_BYTES));
   return {
     ...account,
     cwd: shim.callerCwd,

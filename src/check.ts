@@ -34,7 +34,12 @@ export interface Finding {
 }
 
 const ok = (item: string, message: string): Finding => ({ level: 'ok', item, message });
-const warning = (item: string, message: string, fix?: string): Finding => ({ level: 'warning', item, message, ...(fix ? { fix } : {}) });
+const warning = (item: string, message: string, fix?: string): Finding => ({
+  level: 'warning',
+  item,
+  message,
+  ...(fix ? { fix } : {}),
+});
 const error = (item: string, message: string, fix: string): Finding => ({ level: 'error', item, message, fix });
 
 const rootOnly: TrustPolicy = { trustedUids: [], trustedGids: [], finalType: 'file' };
@@ -48,18 +53,21 @@ const fixByCode: Record<string, string> = {
   'config.outside_section': 'move the key below the [glexec] line',
   'config.no_section': 'add a line [glexec] above the keys',
   'gridmap.syntax': 'correct that line: expected "DN" account[,account…], the DN in double quotes',
-  'lcmaps.syntax': 'correct that line: lcmaps.db holds name = "module options" definitions, then policy: lines with a -> b rules',
+  'lcmaps.syntax':
+    'correct that line: lcmaps.db holds name = "module options" definitions, then policy: lines with a -> b rules',
   'lcmaps.undefined_module': 'define the module above the policy, or correct its name in the rule',
-  'lcmaps.unknown_option': 'correct or remove the option (the README\'s LCMAPS section lists the options glexec knows)',
-  'lcmaps.unsupported_option': 'correct or remove the option (the README\'s LCMAPS section lists the options glexec knows)',
-  'lcmaps.bad_option': 'correct the option\'s value',
+  'lcmaps.unknown_option': "correct or remove the option (the README's LCMAPS section lists the options glexec knows)",
+  'lcmaps.unsupported_option':
+    "correct or remove the option (the README's LCMAPS section lists the options glexec knows)",
+  'lcmaps.bad_option': "correct the option's value",
   'lcmaps.unknown_policy': 'correct lcmaps_get_account_policy: it must name policies of lcmaps.db',
   'lcmaps.no_policy': 'set lcmaps_get_account_policy to the policies of lcmaps.db to try',
   'lcmaps.policy_loop': 'correct the rules so that no policy leads back to itself',
   'epilogue.bad_user': 'create the account, or correct epilogue_user',
   'epilogue.bad_group': 'create the group, or correct epilogue_group',
   'epilogue.needs_glexec_switch': 'set user_identity_switch_by = glexec, or remove epilogue_user and epilogue_group',
-  'mapping.pool_unsupported': 'set lcmaps_db_file to an lcmaps.db whose policy uses lcmaps_poolaccount.mod (see the README\'s LCMAPS section), or map those DNs to plain accounts',
+  'mapping.pool_unsupported':
+    "set lcmaps_db_file to an lcmaps.db whose policy uses lcmaps_poolaccount.mod (see the README's LCMAPS section), or map those DNs to plain accounts",
 };
 
 /** The glexec.conf key that names the file being checked, and its value. */
@@ -84,7 +92,9 @@ function fixForProblem(problem: Problem, setting: Setting | undefined): string {
     case 'symlink': {
       const canonical = setting ? canonicalPath(setting.value) : undefined;
       const example = 'e.g. /usr/bin/… rather than /bin/… on merged-/usr systems';
-      return setting && canonical ? `use the canonical path: set ${setting.key} = ${canonical} (${example})` : `use the canonical path, ${example}`;
+      return setting && canonical
+        ? `use the canonical path: set ${setting.key} = ${canonical} (${example})`
+        : `use the canonical path, ${example}`;
     }
     case 'writable':
       return `chmod go-w ${problem.path}`;
@@ -105,7 +115,7 @@ function fixFor(caught: unknown, setting: Setting | undefined): string {
     const byCode = fixByCode[caught.code];
     if (byCode) return byCode;
   }
-  return 'see glexec.conf(5) and the README\'s Troubleshooting section';
+  return "see glexec.conf(5) and the README's Troubleshooting section";
 }
 
 function messageOf(caught: unknown): string {
@@ -122,21 +132,42 @@ function attempt(item: string, setting: Setting | undefined, check: () => Findin
   }
 }
 
-function checkConfig(path: string, trustedUids: readonly number[]): { findings: Finding[]; config: Config | undefined } {
+function checkConfig(
+  path: string,
+  trustedUids: readonly number[],
+): { findings: Finding[]; config: Config | undefined } {
   let missing = false;
   const findings = attempt('config', undefined, () => {
     try {
-      const st = requireTrustedPath('configuration file', path, { ...rootOnly, trustedUids }, lstatSync, 'config.untrusted');
-      return ok('config', `${path}: owned by uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}; only root can change it or the directories above it`);
+      const st = requireTrustedPath(
+        'configuration file',
+        path,
+        { ...rootOnly, trustedUids },
+        lstatSync,
+        'config.untrusted',
+      );
+      return ok(
+        'config',
+        `${path}: owned by uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}; only root can change it or the directories above it`,
+      );
     } catch (caught) {
       const problem = caught instanceof GlexecError ? caught.problem : undefined;
       missing = problem?.kind === 'missing';
       // Its path is compiled into glexec, so "set a key" is no fix here.
       if (problem?.kind === 'missing' && problem.path === path) {
-        return error('config', messageOf(caught), `install etc/glexec.conf (a commented example) as ${path}, root-owned, mode 0600`);
+        return error(
+          'config',
+          messageOf(caught),
+          `install etc/glexec.conf (a commented example) as ${path}, root-owned, mode 0600`,
+        );
       }
       const canonical = problem?.kind === 'symlink' ? canonicalPath(path) : undefined;
-      if (canonical !== undefined) return error('config', messageOf(caught), `run install-system again with --config=${canonical} (the canonical path)`);
+      if (canonical !== undefined)
+        return error(
+          'config',
+          messageOf(caught),
+          `run install-system again with --config=${canonical} (the canonical path)`,
+        );
       throw caught;
     }
   });
@@ -145,14 +176,17 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
   try {
     text = readCheckedFile(path, lstatSync(path), 1024 * 1024).toString('utf8');
   } catch (caught) {
-    findings.push(error('config', `cannot read ${path}: ${messageOf(caught)}`, `make ${path} a regular file root can read`));
+    findings.push(
+      error('config', `cannot read ${path}: ${messageOf(caught)}`, `make ${path} a regular file root can read`),
+    );
     return { findings, config: undefined };
   }
   const problems: GlexecError[] = [];
   const { config, notes } = parseConfigText(text, path, (problem) => problems.push(problem));
   for (const problem of problems) findings.push(error('config', problem.message, fixFor(problem, undefined)));
   if (problems.length === 0) findings.push(ok('config', `${path}: every key is known and every value understood`));
-  for (const note of notes.filter((candidate) => candidate.level === 'warn')) findings.push(warning('config', note.msg, 'move the key below the [glexec] line'));
+  for (const note of notes.filter((candidate) => candidate.level === 'warn'))
+    findings.push(warning('config', note.msg, 'move the key below the [glexec] line'));
   const { warning: clampWarning } = clampLogLevel(config.log_level);
   if (clampWarning) findings.push(warning('log_level', clampWarning, 'set log_level between 0 and 5'));
   return { findings, config };
@@ -160,15 +194,42 @@ function checkConfig(path: string, trustedUids: readonly number[]): { findings: 
 
 function findWhiteListProblems(config: Config): Finding[] {
   const entries = [...config.user_white_list, ...config.group_white_list];
-  if (entries.length === 0) return [warning('white lists', 'user_white_list and group_white_list are empty: nobody may call glexec', 'list the pilot accounts in user_white_list')];
+  if (entries.length === 0)
+    return [
+      warning(
+        'white lists',
+        'user_white_list and group_white_list are empty: nobody may call glexec',
+        'list the pilot accounts in user_white_list',
+      ),
+    ];
   const findings: Finding[] = [];
-  if (entries.includes('*')) findings.push(warning('white lists', 'a white list is *: any account may call glexec', 'list the pilot accounts instead'));
+  if (entries.includes('*'))
+    findings.push(
+      warning('white lists', 'a white list is *: any account may call glexec', 'list the pilot accounts instead'),
+    );
   const plain = (entry: string) => entry !== '*' && !entry.startsWith('.') && !entry.endsWith('*');
   const unknownUsers = config.user_white_list.filter((name) => plain(name) && findAccount(name) === undefined);
   const unknownGroups = config.group_white_list.filter((name) => plain(name) && findGroup(name) === undefined);
-  if (unknownUsers.length > 0) findings.push(warning('white lists', `user_white_list names accounts that do not exist: ${unknownUsers.join(', ')}`, 'create them, or correct user_white_list'));
-  if (unknownGroups.length > 0) findings.push(warning('white lists', `group_white_list names groups that do not exist: ${unknownGroups.join(', ')}`, 'create them, or correct group_white_list'));
-  if (findings.length === 0) findings.push(ok('white lists', `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}: ${entries.join(', ')}`));
+  if (unknownUsers.length > 0)
+    findings.push(
+      warning(
+        'white lists',
+        `user_white_list names accounts that do not exist: ${unknownUsers.join(', ')}`,
+        'create them, or correct user_white_list',
+      ),
+    );
+  if (unknownGroups.length > 0)
+    findings.push(
+      warning(
+        'white lists',
+        `group_white_list names groups that do not exist: ${unknownGroups.join(', ')}`,
+        'create them, or correct group_white_list',
+      ),
+    );
+  if (findings.length === 0)
+    findings.push(
+      ok('white lists', `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}: ${entries.join(', ')}`),
+    );
   return findings;
 }
 
@@ -191,7 +252,12 @@ function readCaFile(path: string, name: string): CaFile | undefined {
   // TBSCertificate: [0] version (optional), serial, signature, issuer, validity, subject, …
   const subject = fields[fields[0]?.tag === contextTag(0, true) ? 5 : 4];
   if (subject === undefined) return undefined;
-  return { name, hash: subjectHash(encodingOf(subject)), expired: new Date(certificate.validTo) < new Date(), isCa: certificate.ca };
+  return {
+    name,
+    hash: subjectHash(encodingOf(subject)),
+    expired: new Date(certificate.validTo) < new Date(),
+    isCa: certificate.ca,
+  };
 }
 
 /** The certdir a run would use; an lcmaps.db that cannot be read is reported by its own check. */
@@ -236,14 +302,39 @@ function checkCertdir(certdir: string): Finding[] {
     }
     const rehash = `run openssl rehash ${certdir} (or c_rehash ${certdir})`;
     if (anchors.length === 0 && unhashed.length === 0) {
-      return error('certdir', `${certdir} has no CA certificates (<hash>.0 files)`, `install the IGTF CA bundle (or your CA's certificate) into ${certdir}, then ${rehash}`);
+      return error(
+        'certdir',
+        `${certdir} has no CA certificates (<hash>.0 files)`,
+        `install the IGTF CA bundle (or your CA's certificate) into ${certdir}, then ${rehash}`,
+      );
     }
     const findings: Finding[] = [];
-    if (anchors.length > 0) findings.push(ok('certdir', `${certdir}: ${anchors.length} CA certificate file(s), only root can change them`));
-    if (unhashed.length > 0) findings.push(error('certdir', `CA certificates in ${certdir} have no <hash>.0 file, so proxies they issued are refused: ${unhashed.join(', ')}`, rehash));
-    if (misnamed.length > 0) findings.push(error('certdir', `CA files in ${certdir} are not named by their subject hash, so proxies are not checked against them: ${misnamed.join(', ')}`, rehash));
-    if (unreadable.length > 0) findings.push(error('certdir', `cannot parse ${unreadable.join(', ')} in ${certdir}`, 'replace or remove these files'));
-    if (expired.length > 0) findings.push(warning('certdir', `expired CA certificates in ${certdir}: ${expired.join(', ')}`, 'update the CA bundle'));
+    if (anchors.length > 0)
+      findings.push(ok('certdir', `${certdir}: ${anchors.length} CA certificate file(s), only root can change them`));
+    if (unhashed.length > 0)
+      findings.push(
+        error(
+          'certdir',
+          `CA certificates in ${certdir} have no <hash>.0 file, so proxies they issued are refused: ${unhashed.join(', ')}`,
+          rehash,
+        ),
+      );
+    if (misnamed.length > 0)
+      findings.push(
+        error(
+          'certdir',
+          `CA files in ${certdir} are not named by their subject hash, so proxies are not checked against them: ${misnamed.join(', ')}`,
+          rehash,
+        ),
+      );
+    if (unreadable.length > 0)
+      findings.push(
+        error('certdir', `cannot parse ${unreadable.join(', ')} in ${certdir}`, 'replace or remove these files'),
+      );
+    if (expired.length > 0)
+      findings.push(
+        warning('certdir', `expired CA certificates in ${certdir}: ${expired.join(', ')}`, 'update the CA bundle'),
+      );
     return findings;
   });
 }
@@ -251,11 +342,17 @@ function checkCertdir(certdir: string): Finding[] {
 function checkGridMap(path: string): Finding[] {
   return attempt('grid-mapfile', { key: 'gridmapfile', value: path }, () => {
     const entries = readGridMap(path);
-    const findings = [ok('grid-mapfile', `${path}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, syntax fine, only root can change it`)];
+    const findings = [
+      ok(
+        'grid-mapfile',
+        `${path}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, syntax fine, only root can change it`,
+      ),
+    ];
     // A pool entry fails every run that maps through it: the run's own refusal, as an error.
     for (const entry of entries) {
       const mistake = unquotedDnMistake(entry, path);
-      if (mistake !== undefined) findings.push(error('grid-mapfile', mistake, `write that line as "DN" account, the DN in double quotes`));
+      if (mistake !== undefined)
+        findings.push(error('grid-mapfile', mistake, `write that line as "DN" account, the DN in double quotes`));
     }
     const poolEntry = entries.find((entry) => (entry.accounts[0] ?? '').startsWith('.'));
     if (poolEntry !== undefined) {
@@ -271,13 +368,21 @@ function checkGridMap(path: string): Finding[] {
       if (account.startsWith('.') || /[ \t]/.test(account)) continue;
       const found = findAccount(account);
       if (found === undefined) note('accounts that do not exist', account);
-      else if (found.uid === 0 || found.gid === 0) note('root or root-group accounts, which glexec always refuses', account);
+      else if (found.uid === 0 || found.gid === 0)
+        note('root or root-group accounts, which glexec always refuses', account);
     }
     const fixes: Record<string, string> = {
       'accounts that do not exist': `create them, or correct their lines in ${path}`,
       'root or root-group accounts, which glexec always refuses': `map those DNs to unprivileged accounts in ${path}`,
     };
-    for (const [why, accounts] of problems) findings.push(warning('grid-mapfile', `${path} maps to ${why}: ${accounts.slice(0, 5).join(', ')}${accounts.length > 5 ? ', …' : ''}`, fixes[why]));
+    for (const [why, accounts] of problems)
+      findings.push(
+        warning(
+          'grid-mapfile',
+          `${path} maps to ${why}: ${accounts.slice(0, 5).join(', ')}${accounts.length > 5 ? ', …' : ''}`,
+          fixes[why],
+        ),
+      );
     return findings;
   });
 }
@@ -288,20 +393,33 @@ function checkLcmaps(config: Config): Finding[] {
       const db = readLcmapsDb(config.lcmaps_db_file);
       parsePolicyNames(config.lcmaps_get_account_policy);
       const library = checkLibraryTrust(config, db);
-      if (!existsSync(lcmapsHelper())) return error('lcmaps', `${lcmapsHelper()} is missing`, 'run npm run install-system again');
+      if (!existsSync(lcmapsHelper()))
+        return error('lcmaps', `${lcmapsHelper()} is missing`, 'run npm run install-system again');
       const plugins = pluginFiles(db);
-      return ok('lcmaps', `backend library: ${library}, ${db.path ?? 'the plug-in directory'} and ${plugins.length} plug-in(s) (${plugins.join(', ')}) can only be changed by root`);
+      return ok(
+        'lcmaps',
+        `backend library: ${library}, ${db.path ?? 'the plug-in directory'} and ${plugins.length} plug-in(s) (${plugins.join(', ')}) can only be changed by root`,
+      );
     });
   }
   const missing = modulesWithoutBuiltin(config);
   if (missing.length > 0) {
-    return [error('lcmaps', `backend builtin lacks the plug-in(s) ${missing.join(', ')} of ${config.lcmaps_db_file}`, 'set lcmaps_backend = library, so that the real LCMAPS runs them')];
+    return [
+      error(
+        'lcmaps',
+        `backend builtin lacks the plug-in(s) ${missing.join(', ')} of ${config.lcmaps_db_file}`,
+        'set lcmaps_backend = library, so that the real LCMAPS runs them',
+      ),
+    ];
   }
   return attempt('lcmaps.db', { key: 'lcmaps_db_file', value: config.lcmaps_db_file }, () => {
     const db = readLcmapsDb(config.lcmaps_db_file);
     const compiled = compileAccountPolicies(db, config.lcmaps_get_account_policy);
     const policies = compiled.policies.map((policy) => policy.name).join(', ');
-    return ok('lcmaps.db', `${config.lcmaps_db_file}: backend builtin; syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`);
+    return ok(
+      'lcmaps.db',
+      `${config.lcmaps_db_file}: backend builtin; syntax fine, only root can change it; policies ${policies} use only modules and options glexec knows`,
+    );
   });
 }
 
@@ -309,8 +427,12 @@ function checkLcmaps(config: Config): Finding[] {
 function modulesWithoutBuiltin(config: Config): string[] {
   try {
     const db = readLcmapsDb(config.lcmaps_db_file);
-    const used = new Set(db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])));
-    return [...db.modules.values()].filter((module) => used.has(module.name) && moduleKindOf(module.file) === undefined).map((module) => `${module.name} (${module.file})`);
+    const used = new Set(
+      db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])),
+    );
+    return [...db.modules.values()]
+      .filter((module) => used.has(module.name) && moduleKindOf(module.file) === undefined)
+      .map((module) => `${module.name} (${module.file})`);
   } catch {
     // An unreadable lcmaps.db is reported by the attempt that follows.
     return [];
@@ -325,11 +447,17 @@ function checkEpilogueSetting(config: Config): Finding[] {
     try {
       ({ interpreters } = checkEpilogue(runner));
     } catch (caught) {
-      if (caught instanceof GlexecError && caught.code === 'epilogue.not_executable') return error('epilogue', caught.message, `chmod a+x ${runner.path}`);
+      if (caught instanceof GlexecError && caught.code === 'epilogue.not_executable')
+        return error('epilogue', caught.message, `chmod a+x ${runner.path}`);
       throw caught;
     }
     const runBy = interpreters.length === 0 ? '' : `, run by ${interpreters.join(' → ')} (trusted too)`;
-    const findings = [ok('epilogue', `${runner.path}: trusted${runBy}, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`)];
+    const findings = [
+      ok(
+        'epilogue',
+        `${runner.path}: trusted${runBy}, runs as ${runner.user}:${runner.group}, timeout ${config.epilogue_timeout} s, then SIGKILL after ${config.kill_grace} s`,
+      ),
+    ];
     if (runner.uid !== 0 && config.epilogue_group === '') {
       findings.push(
         warning(
@@ -346,13 +474,21 @@ function checkEpilogueSetting(config: Config): Finding[] {
 async function checkLog(config: Config): Promise<Finding[]> {
   if (config.log_destination === 'syslog') {
     const facility = `LOG_${config.syslog_facility.toUpperCase()}`;
-    return [(await syslogListening()) ? ok('log', `syslog, facility ${facility}`) : warning('log', SYSLOG_UNHEARD, 'start the syslog daemon, or set log_destination = file')];
+    return [
+      (await syslogListening())
+        ? ok('log', `syslog, facility ${facility}`)
+        : warning('log', SYSLOG_UNHEARD, 'start the syslog daemon, or set log_destination = file'),
+    ];
   }
   const setting = { key: 'log_file', value: config.log_file };
   return attempt('log', setting, () => {
     const path = config.log_file;
     if (findGroup(config.log_file_group) === undefined) {
-      return error('log', `log_file_group '${config.log_file_group}' does not exist`, 'create the group, or correct log_file_group');
+      return error(
+        'log',
+        `log_file_group '${config.log_file_group}' does not exist`,
+        'create the group, or correct log_file_group',
+      );
     }
     if (!existsSync(dirname(path))) {
       requireTrustedPath('log directory parent', dirname(dirname(path)), rootOnlyDirectory, lstatSync, 'log.untrusted');
@@ -366,7 +502,11 @@ async function checkLog(config: Config): Promise<Finding[]> {
       return ok('log', `${path}: will be created on the first run`);
     }
     if (!st.isFile() || st.uid !== 0 || st.nlink !== 1 || st.mode & 0o022) {
-      return error('log', `log file ${path} must be a regular root-owned file with one link, not writable by group or others`, `remove it (glexec recreates it), or make it a root-owned file of mode 0600 with one link`);
+      return error(
+        'log',
+        `log file ${path} must be a regular root-owned file with one link, not writable by group or others`,
+        `remove it (glexec recreates it), or make it a root-owned file of mode 0600 with one link`,
+      );
     }
     return ok('log', `${path}: JSON lines, only root can change it or its directory`);
   });
@@ -376,20 +516,34 @@ async function checkLog(config: Config): Promise<Finding[]> {
 function checkContainment(config: Config): Finding[] {
   if (config.containment !== 'cgroup') return [ok('containment', `containment = ${config.containment}`)];
   const mounts = cgroupMounts();
-  const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
+  const base =
+    config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
   const fallbackFix = 'mount cgroup v2 (Linux 5.14 or later), or set cgroup_base to a delegated cgroup v2 directory';
   const problem = (why: string): Finding =>
-    config.max_processes > 0 ? error('containment', `max_processes cannot be enforced: ${why}`, fallbackFix) : warning('containment', `payloads will be contained by process group only: ${why}`, fallbackFix);
+    config.max_processes > 0
+      ? error('containment', `max_processes cannot be enforced: ${why}`, fallbackFix)
+      : warning('containment', `payloads will be contained by process group only: ${why}`, fallbackFix);
   if (base === undefined || mounts.v2 === undefined) return [problem('no cgroup v2 is mounted')];
   if (!isCgroup2Directory(base)) return [problem(`${base} is not a cgroup v2 directory`)];
-  return [ok('containment', `payload cgroups under ${base}${config.max_processes > 0 ? `, pids.max ${config.max_processes}` : ''}`)];
+  return [
+    ok(
+      'containment',
+      `payload cgroups under ${base}${config.max_processes > 0 ? `, pids.max ${config.max_processes}` : ''}`,
+    ),
+  ];
 }
 
 function checkTools(): Finding[] {
   // setpriv runs the epilogue; start-payload starts every payload.
-  const findings = existsSync(SETPRIV) ? [ok('tools', `${SETPRIV} present`)] : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
+  const findings = existsSync(SETPRIV)
+    ? [ok('tools', `${SETPRIV} present`)]
+    : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
   const helper = startPayloadHelper();
-  findings.push(existsSync(helper) ? ok('tools', `${helper} present`) : error('tools', `${helper} is missing`, 'run npm run install-system again'));
+  findings.push(
+    existsSync(helper)
+      ? ok('tools', `${helper} present`)
+      : error('tools', `${helper} is missing`, 'run npm run install-system again'),
+  );
   return findings;
 }
 

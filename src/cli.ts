@@ -17,7 +17,8 @@ export type Action =
   | { readonly kind: 'help'; readonly text: string };
 
 /** The 201 for a command line without a payload, when it is not a proxy renewal either. */
-export const usageError = () => clientError('usage.no_payload', 'usage: glexec /absolute/path/to/payload [arguments...]');
+export const usageError = () =>
+  clientError('usage.no_payload', 'usage: glexec /absolute/path/to/payload [arguments...]');
 
 export function toAction(argv: readonly string[]): Action {
   let action: Action | undefined;
@@ -33,14 +34,17 @@ export function toAction(argv: readonly string[]): Action {
     .helpOption('-h, --help', 'show this help')
     .exitOverride()
     .configureOutput({ writeOut: () => undefined, writeErr: () => undefined })
-    .action((payload: string | undefined, args: string[], options: { v?: boolean; version?: boolean; check?: boolean }) => {
-      if (options.version) action = { kind: 'version', builtIns: true };
-      else if (options.v) action = { kind: 'version', builtIns: false };
-      else if (options.check && payload !== undefined) throw clientError('usage.check_with_payload', '--check takes no payload');
-      else if (options.check) action = { kind: 'check' };
-      else if (payload === undefined) action = { kind: 'renew' };
-      else action = { kind: 'run', payload, args };
-    });
+    .action(
+      (payload: string | undefined, args: string[], options: { v?: boolean; version?: boolean; check?: boolean }) => {
+        if (options.version) action = { kind: 'version', builtIns: true };
+        else if (options.v) action = { kind: 'version', builtIns: false };
+        else if (options.check && payload !== undefined)
+          throw clientError('usage.check_with_payload', '--check takes no payload');
+        else if (options.check) action = { kind: 'check' };
+        else if (payload === undefined) action = { kind: 'renew' };
+        else action = { kind: 'run', payload, args };
+      },
+    );
   try {
     program.parse([...argv], { from: 'user' });
   } catch (error) {

@@ -8,7 +8,18 @@ import type { Config } from './config/schema';
 import { monotonicMs } from './clock';
 import { systemError } from './errors';
 import { endProcesses, type GroupCleanup } from './linger';
-import { cgroupMounts, cgroupPids, cgroupPopulated, createJobCgroup, isCgroup2Directory, type JobCgroup, killCgroup, killCgroupNow, removeJobCgroup, removeJobCgroupWhenEmpty } from './sys/cgroup';
+import {
+  cgroupMounts,
+  cgroupPids,
+  cgroupPopulated,
+  createJobCgroup,
+  isCgroup2Directory,
+  type JobCgroup,
+  killCgroup,
+  killCgroupNow,
+  removeJobCgroup,
+  removeJobCgroupWhenEmpty,
+} from './sys/cgroup';
 import { createRootFile, makeRootDirectory, removeRootFile } from './sys/files';
 import type { Identity, Pid, Uid } from './sys/identity';
 import { describeProcess, isRunning, type ProcessInfo, scanProcesses } from './sys/procinfo';
@@ -34,13 +45,16 @@ const CGROUP_KILL_WAIT_MS = 5000;
 export function prepareContainment(config: Config): PayloadContainment {
   if (config.containment === 'off') return { mode: 'off' };
   if (config.containment === 'pgid') {
-    if (config.max_processes > 0) throw systemError('containment.max_processes', 'max_processes needs containment = cgroup');
+    if (config.max_processes > 0)
+      throw systemError('containment.max_processes', 'max_processes needs containment = cgroup');
     return { mode: 'pgid', reason: 'containment = pgid' };
   }
   const mounts = cgroupMounts();
-  const base = config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
+  const base =
+    config.cgroup_base !== '' ? config.cgroup_base : mounts.v2 !== undefined ? join(mounts.v2, 'glexec') : undefined;
   const fallback = (reason: string): PayloadContainment => {
-    if (config.max_processes > 0) throw systemError('containment.max_processes', `max_processes cannot be enforced: ${reason}`);
+    if (config.max_processes > 0)
+      throw systemError('containment.max_processes', `max_processes cannot be enforced: ${reason}`);
     return { mode: 'pgid', reason };
   };
   if (base === undefined || mounts.v2 === undefined) return fallback('no cgroup v2 is mounted');
@@ -85,7 +99,8 @@ export interface Leftovers {
 /** What the payload left running: its cgroup's members, or the target's processes in its group or session. */
 export function findLeftovers(containment: PayloadContainment, payload: PayloadProcess): Leftovers {
   // A process whose main thread exited while another runs on shows as Z in /proc, but is alive.
-  const running = (info: ProcessInfo | undefined): info is ProcessInfo => info !== undefined && info.state !== 'Z' && info.state !== 'X';
+  const running = (info: ProcessInfo | undefined): info is ProcessInfo =>
+    info !== undefined && info.state !== 'Z' && info.state !== 'X';
   switch (containment.mode) {
     case 'cgroup': {
       const pids = cgroupPids(containment.job.path);
@@ -103,16 +118,26 @@ export function findLeftovers(containment: PayloadContainment, payload: PayloadP
 
 /** The target's running processes (thread groups with a live thread) in the payload's process group or session. */
 function pgidMembers(payload: PayloadProcess): ProcessInfo[] {
-  return scanProcesses(payload.uid, (stat) => (stat.pgid === payload.pid || stat.sid === payload.pid) && isRunning(stat));
+  return scanProcesses(
+    payload.uid,
+    (stat) => (stat.pgid === payload.pid || stat.sid === payload.pid) && isRunning(stat),
+  );
 }
 
 /**
  * The leftover list for the epilogue, in runtime_directory (glexec.conf), root's own: a header
  * line and one tab-separated line per process, readable by the epilogue's account. Returns its path.
  */
-export function writeLeftoverFile(leftovers: readonly ProcessInfo[], reader: Pick<Identity, 'uid' | 'gid'>, directory: string): string {
+export function writeLeftoverFile(
+  leftovers: readonly ProcessInfo[],
+  reader: Pick<Identity, 'uid' | 'gid'>,
+  directory: string,
+): string {
   if (!makeRootDirectory(directory)) {
-    throw systemError('containment.leftover_dir', `${directory} must be a root-owned directory that only root can write`);
+    throw systemError(
+      'containment.leftover_dir',
+      `${directory} must be a root-owned directory that only root can write`,
+    );
   }
   const path = join(directory, `leftovers-${process.pid}-${randomBytes(6).toString('hex')}.tsv`);
   const rows = leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'));
@@ -139,13 +164,19 @@ export interface LeftoverCleanup extends GroupCleanup {
  * cgroup: freeze, cgroup.kill, wait until empty. pgid: SIGTERM, kill_grace, SIGKILL, until two
  * scans in a row find nothing.
  */
-export async function endLeftovers(containment: PayloadContainment, payload: PayloadProcess, kill: boolean, graceSeconds: number): Promise<LeftoverCleanup> {
+export async function endLeftovers(
+  containment: PayloadContainment,
+  payload: PayloadProcess,
+  kill: boolean,
+  graceSeconds: number,
+): Promise<LeftoverCleanup> {
   const started = monotonicMs();
   switch (containment.mode) {
     case 'off':
       return { mode: 'off', outcome: 'none', durationMs: 0, survivors: 0 };
     case 'pgid': {
-      if (!kill) return { mode: 'pgid', outcome: 'none', durationMs: 0, survivors: findLeftovers(containment, payload).count };
+      if (!kill)
+        return { mode: 'pgid', outcome: 'none', durationMs: 0, survivors: findLeftovers(containment, payload).count };
       const cleanup = await endProcesses(() => pgidMembers(payload), graceSeconds);
       return { mode: 'pgid', ...cleanup, survivors: pgidMembers(payload).length };
     }
@@ -158,7 +189,13 @@ export async function endLeftovers(containment: PayloadContainment, payload: Pay
       }
       const survivors = cgroupPopulated(job.path) ? cgroupPids(job.path).length : 0;
       const removed = survivors === 0 && (await removeJobCgroupWhenEmpty(job, CGROUP_KILL_WAIT_MS));
-      return { mode: 'cgroup', outcome, durationMs: Math.round(monotonicMs() - started), survivors, ...(removed ? {} : { keptCgroup: job.path }) };
+      return {
+        mode: 'cgroup',
+        outcome,
+        durationMs: Math.round(monotonicMs() - started),
+        survivors,
+        ...(removed ? {} : { keptCgroup: job.path }),
+      };
     }
   }
 }

@@ -26,13 +26,26 @@ export function execArgumentLimit(): number {
 }
 
 /** 201 when the epilogue could not be started with this payload environment (the caller's GLEXEC_* variables). */
-export function checkEpilogueEnvironment(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: { caller: Caller; target: Target; payloadPath: string; payloadArgs: readonly string[] }): void {
-  const variables = epilogueVariables({ ...context, payloadPid: 0, ending: { code: 0 }, containmentVariables: {} }, runner.path);
+export function checkEpilogueEnvironment(
+  runner: EpilogueRunner,
+  payloadEnv: Record<string, string>,
+  context: { caller: Caller; target: Target; payloadPath: string; payloadArgs: readonly string[] },
+): void {
+  const variables = epilogueVariables(
+    { ...context, payloadPid: 0, ending: { code: 0 }, containmentVariables: {} },
+    runner.path,
+  );
   const entries = Object.entries(epilogueEnvironment(runner, payloadEnv, variables));
   const longest = Math.max(0, ...entries.map(([name, value]) => environmentEntryBytes(name, value)));
-  const bytes = entries.reduce((sum, [name, value]) => sum + environmentEntryBytes(name, value) + POINTER_BYTES, LATE_VARIABLES_BYTES);
+  const bytes = entries.reduce(
+    (sum, [name, value]) => sum + environmentEntryBytes(name, value) + POINTER_BYTES,
+    LATE_VARIABLES_BYTES,
+  );
   const limit = execArgumentLimit();
   if (bytes > limit || longest > MAX_STRING_BYTES) {
-    throw clientError('epilogue.environment_too_large', `the epilogue could not be given its environment (${bytes} bytes, at most ${limit}, one variable at most ${MAX_STRING_BYTES}): the caller's GLEXEC_* variables are too large`);
+    throw clientError(
+      'epilogue.environment_too_large',
+      `the epilogue could not be given its environment (${bytes} bytes, at most ${limit}, one variable at most ${MAX_STRING_BYTES}): the caller's GLEXEC_* variables are too large`,
+    );
   }
 }

@@ -51,15 +51,20 @@ export interface EpilogueReport {
 export function resolveEpilogueRunner(config: Config): EpilogueRunner | undefined {
   const customIdentity = config.epilogue_user !== 'root' || config.epilogue_group !== '';
   if (customIdentity && config.user_identity_switch_by !== 'glexec') {
-    throw systemError('epilogue.needs_glexec_switch', 'epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec');
+    throw systemError(
+      'epilogue.needs_glexec_switch',
+      'epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec',
+    );
   }
   if (config.epilogue === '') return undefined;
   const account = findAccount(config.epilogue_user);
-  if (account === undefined) throw systemError('epilogue.bad_user', `epilogue_user '${config.epilogue_user}' does not exist`);
+  if (account === undefined)
+    throw systemError('epilogue.bad_user', `epilogue_user '${config.epilogue_user}' does not exist`);
   let gid = ROOT_GID;
   if (config.epilogue_group !== '') {
     const group = findGroup(config.epilogue_group);
-    if (group === undefined) throw systemError('epilogue.bad_group', `epilogue_group '${config.epilogue_group}' does not exist`);
+    if (group === undefined)
+      throw systemError('epilogue.bad_group', `epilogue_group '${config.epilogue_group}' does not exist`);
     gid = group.gid;
   }
   return {
@@ -89,11 +94,16 @@ export interface EpilogueCheck {
  */
 export function checkEpilogue(runner: EpilogueRunner): EpilogueCheck {
   const stats = requireTrustedPath('epilogue', runner.path, runner.policy, lstatSync, 'epilogue.untrusted');
-  if (!mayRun(stats, runner)) throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
+  if (!mayRun(stats, runner))
+    throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
   try {
-    return { stats, interpreters: walkInterpreters(runner.path, stats, { policy: runner.policy, runner, searchPath: EPILOGUE_PATH }) };
+    return {
+      stats,
+      interpreters: walkInterpreters(runner.path, stats, { policy: runner.policy, runner, searchPath: EPILOGUE_PATH }),
+    };
   } catch (error) {
-    if (error instanceof UntrustedProgram) throw systemError('epilogue.untrusted', `epilogue ${runner.path} is not trusted: ${error.message}`);
+    if (error instanceof UntrustedProgram)
+      throw systemError('epilogue.untrusted', `epilogue ${runner.path} is not trusted: ${error.message}`);
     const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error);
     throw systemError('epilogue.untrusted', `epilogue ${runner.path} cannot be checked: ${reason}`);
   }
@@ -104,12 +114,21 @@ export function checkEpilogue(runner: EpilogueRunner): EpilogueCheck {
  * starts: epilogue_user itself (it may own the epilogue, its HOME is the epilogue's, and its
  * leftovers could kill the epilogue), or a member of epilogue_group (who may write it).
  */
-export function refuseTargetThatControlsEpilogue(runner: EpilogueRunner, target: Pick<Target, 'name' | 'uid' | 'gid' | 'groups'>): void {
+export function refuseTargetThatControlsEpilogue(
+  runner: EpilogueRunner,
+  target: Pick<Target, 'name' | 'uid' | 'gid' | 'groups'>,
+): void {
   if (target.uid === runner.uid) {
-    throw systemError('epilogue.target_is_epilogue_user', `the payload account ${target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`);
+    throw systemError(
+      'epilogue.target_is_epilogue_user',
+      `the payload account ${target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`,
+    );
   }
   if (runner.policy.trustedGids.some((gid) => gid === target.gid || target.groups.some((group) => group === gid))) {
-    throw systemError('epilogue.target_in_epilogue_group', `the payload account ${target.name} is in epilogue_group ${runner.group}, whose members may change the epilogue; map the job to another account or set another epilogue_group`);
+    throw systemError(
+      'epilogue.target_in_epilogue_group',
+      `the payload account ${target.name} is in epilogue_group ${runner.group}, whose members may change the epilogue; map the job to another account or set another epilogue_group`,
+    );
   }
 }
 
@@ -184,16 +203,30 @@ export const EPILOGUE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
  * epilogue account's (a HOME the payload owns would let it plant ~/.local/lib/python3/…, .bashrc);
  * PATH is fixed. Then the GLEXEC_EPILOG_* variables.
  */
-export function epilogueEnvironment(runner: Pick<EpilogueRunner, 'user' | 'home'>, payloadEnv: Record<string, string>, variables: Record<string, string>): Record<string, string> {
+export function epilogueEnvironment(
+  runner: Pick<EpilogueRunner, 'user' | 'home'>,
+  payloadEnv: Record<string, string>,
+  variables: Record<string, string>,
+): Record<string, string> {
   const env: Record<string, string> = Object.create(null);
   for (const [name, value] of Object.entries(payloadEnv)) {
     if (name.startsWith('GLEXEC_') && !name.startsWith('GLEXEC_EPILOG_')) env[name] = value;
   }
-  return Object.assign(env, { HOME: runner.home, USER: runner.user, LOGNAME: runner.user, PATH: EPILOGUE_PATH }, variables);
+  return Object.assign(
+    env,
+    { HOME: runner.home, USER: runner.user, LOGNAME: runner.user, PATH: EPILOGUE_PATH },
+    variables,
+  );
 }
 
 /** Runs the epilogue to its end (or its timeout) and reports; never throws for the epilogue's own failures. */
-export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<string, string>, context: EpilogueContext, timeoutSeconds: number, graceSeconds: number): Promise<EpilogueReport> {
+export async function runEpilogue(
+  runner: EpilogueRunner,
+  payloadEnv: Record<string, string>,
+  context: EpilogueContext,
+  timeoutSeconds: number,
+  graceSeconds: number,
+): Promise<EpilogueReport> {
   const started = monotonicMs();
   const report = (outcome: EpilogueOutcome, leftovers: EpilogueReport['leftovers'] = 'none'): EpilogueReport => ({
     outcome,
@@ -215,7 +248,10 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
   }
   const exited = waitForExit(child);
   if (child.pid === undefined) {
-    const reason = await exited.then(() => 'unknown error', (error: unknown) => String((error as Error).message));
+    const reason = await exited.then(
+      () => 'unknown error',
+      (error: unknown) => String((error as Error).message),
+    );
     return report({ result: 'failed', reason: `could not start: ${reason}` });
   }
   const pid = child.pid;
@@ -224,9 +260,16 @@ export async function runEpilogue(runner: EpilogueRunner, payloadEnv: Record<str
   return report(ending, leftovers);
 }
 
-async function endOrTimeOut(pgid: number, exited: Promise<Ending>, timeoutSeconds: number, graceSeconds: number): Promise<EpilogueOutcome> {
+async function endOrTimeOut(
+  pgid: number,
+  exited: Promise<Ending>,
+  timeoutSeconds: number,
+  graceSeconds: number,
+): Promise<EpilogueOutcome> {
   const timer = new AbortController();
-  const timedOut = sleep(timeoutSeconds * 1000, 'timeout' as const, { signal: timer.signal }).catch(() => 'cancelled' as const);
+  const timedOut = sleep(timeoutSeconds * 1000, 'timeout' as const, { signal: timer.signal }).catch(
+    () => 'cancelled' as const,
+  );
   const first = await Promise.race([exited, timedOut]);
   if (first !== 'timeout' && first !== 'cancelled') {
     timer.abort();
@@ -234,15 +277,25 @@ async function endOrTimeOut(pgid: number, exited: Promise<Ending>, timeoutSecond
   }
   signalGroup(pgid, 'SIGTERM');
   const graceTimer = new AbortController();
-  const graceOver = sleep(graceSeconds * 1000, 'grace' as const, { signal: graceTimer.signal }).catch(() => 'cancelled' as const);
+  const graceOver = sleep(graceSeconds * 1000, 'grace' as const, { signal: graceTimer.signal }).catch(
+    () => 'cancelled' as const,
+  );
   const afterTerm = await Promise.race([exited, graceOver]);
   if (afterTerm !== 'grace' && afterTerm !== 'cancelled') {
     graceTimer.abort();
-    return { result: 'timed_out', forcefullyKilled: false, reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and ended on SIGTERM` };
+    return {
+      result: 'timed_out',
+      forcefullyKilled: false,
+      reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and ended on SIGTERM`,
+    };
   }
   signalGroup(pgid, 'SIGKILL');
   await exited;
-  return { result: 'timed_out', forcefullyKilled: true, reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and was killed with SIGKILL after kill_grace (${graceSeconds} s)` };
+  return {
+    result: 'timed_out',
+    forcefullyKilled: true,
+    reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and was killed with SIGKILL after kill_grace (${graceSeconds} s)`,
+  };
 }
 
 function outcomeOf(ending: Ending): EpilogueOutcome {
@@ -254,7 +307,13 @@ function outcomeOf(ending: Ending): EpilogueOutcome {
 /** gLExec's rule: an epilogue that exits 201..204 makes glexec exit 204; any other failure 202. */
 export function exitCodeAfterEpilogue(outcome: EpilogueOutcome, payloadExitCode: number): number {
   if (outcome.result === 'ok') return payloadExitCode;
-  if (outcome.result === 'failed' && outcome.exitCode !== undefined && outcome.exitCode >= 201 && outcome.exitCode <= 204) return 204;
+  if (
+    outcome.result === 'failed' &&
+    outcome.exitCode !== undefined &&
+    outcome.exitCode >= 201 &&
+    outcome.exitCode <= 204
+  )
+    return 204;
   return 202;
 }
 

@@ -48,7 +48,8 @@ export function parseInterpreterLine(head: Buffer, path: string): InterpreterLin
     while (start < HEAD_BYTES - 1 && isSpaceOrTab(buffer[start])) start++;
     let terminator = start;
     while (terminator < HEAD_BYTES - 1 && !isSpaceOrTab(buffer[terminator]) && buffer[terminator] !== 0) terminator++;
-    if (terminator >= HEAD_BYTES - 1) throw new UntrustedProgram(`the #! line of ${path} is longer than the ${HEAD_BYTES} bytes the kernel reads`);
+    if (terminator >= HEAD_BYTES - 1)
+      throw new UntrustedProgram(`the #! line of ${path} is longer than the ${HEAD_BYTES} bytes the kernel reads`);
     end = HEAD_BYTES - 1;
   }
   const nul = buffer.subarray(0, end).indexOf(0);
@@ -112,7 +113,8 @@ function walkTrusted(path: string, what: string, policy: TrustPolicy): Found {
 
 function walkProgram(path: string, what: string, options: ChainOptions): Found {
   const found = walkTrusted(path, what, options.policy);
-  if (!mayRun(found.stats, options.runner)) throw new UntrustedProgram(`${what}: ${found.resolved} is not executable by uid ${options.runner.uid}`);
+  if (!mayRun(found.stats, options.runner))
+    throw new UntrustedProgram(`${what}: ${found.resolved} is not executable by uid ${options.runner.uid}`);
   return found;
 }
 
@@ -126,14 +128,19 @@ function programFoundByEnv(line: InterpreterLine, options: ChainOptions): Found 
   const name = line.argument;
   if (name === undefined) throw new UntrustedProgram(`#!${env} names no program for env to run`);
   if (/[ \t]/.test(name) || name.startsWith('-') || name.includes('=')) {
-    throw new UntrustedProgram(`#!${env} ${name}: env gets the rest of the #! line as one word, and only a plain program name is accepted`);
+    throw new UntrustedProgram(
+      `#!${env} ${name}: env gets the rest of the #! line as one word, and only a plain program name is accepted`,
+    );
   }
   if (name.includes('/')) {
     if (!name.startsWith('/')) throw new UntrustedProgram(`#!${env} ${name}: a program path for env must be absolute`);
     return walkProgram(name, `${name} (run by ${env})`, options);
   }
   for (const directory of options.searchPath.split(':')) {
-    walkTrusted(directory, `${env} ${name} searches ${directory} on the epilogue's PATH`, { ...options.policy, finalType: 'directory' });
+    walkTrusted(directory, `${env} ${name} searches ${directory} on the epilogue's PATH`, {
+      ...options.policy,
+      finalType: 'directory',
+    });
     const candidate = `${directory}/${name}`;
     try {
       lstatSync(candidate);
@@ -161,11 +168,17 @@ export function walkInterpreters(first: string, firstStats: Stats, options: Chai
     let line = parseInterpreterLine(head, program.path);
     if (line === undefined) {
       if (head.subarray(0, 4).equals(ELF_MAGIC)) return chain;
-      if (!byExecvp) throw new UntrustedProgram(`${program.path} is neither an ELF program nor a #! script, so the kernel cannot run it as an interpreter`);
+      if (!byExecvp)
+        throw new UntrustedProgram(
+          `${program.path} is neither an ELF program nor a #! script, so the kernel cannot run it as an interpreter`,
+        );
       line = { interpreter: '/bin/sh' };
     }
     scripts += 1;
-    if (scripts > MAX_SCRIPT_LEVELS) throw new UntrustedProgram(`${first} has more than ${MAX_SCRIPT_LEVELS} levels of #! interpreters, more than the kernel follows`);
+    if (scripts > MAX_SCRIPT_LEVELS)
+      throw new UntrustedProgram(
+        `${first} has more than ${MAX_SCRIPT_LEVELS} levels of #! interpreters, more than the kernel follows`,
+      );
     const what = `its interpreter ${line.interpreter} (#! of ${program.path})`;
     if (!line.interpreter.startsWith('/')) throw new UntrustedProgram(`${what} is not an absolute path`);
     const interpreter = walkProgram(line.interpreter, what, options);

@@ -20,9 +20,28 @@ import { isRunning, type ProcessIdentity, scanProcesses } from './sys/procinfo';
  * kill().
  */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
-  'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGXCPU', 'SIGXFSZ', 'SIGALRM',
-  'SIGCONT', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGWINCH',
-  'SIGPWR', 'SIGIO', 'SIGSTKFLT', 'SIGSYS', 'SIGTRAP', 'SIGABRT', 'SIGPROF', 'SIGVTALRM',
+  'SIGHUP',
+  'SIGINT',
+  'SIGQUIT',
+  'SIGTERM',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGXCPU',
+  'SIGXFSZ',
+  'SIGALRM',
+  'SIGCONT',
+  'SIGTSTP',
+  'SIGTTIN',
+  'SIGTTOU',
+  'SIGWINCH',
+  'SIGPWR',
+  'SIGIO',
+  'SIGSTKFLT',
+  'SIGSYS',
+  'SIGTRAP',
+  'SIGABRT',
+  'SIGPROF',
+  'SIGVTALRM',
 ];
 
 /**
@@ -90,7 +109,10 @@ const KILL_WAIT_MS = 2000;
  */
 export async function endProcesses(find: () => ProcessIdentity[], graceSeconds: number): Promise<GroupCleanup> {
   const started = monotonicMs();
-  const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({ outcome, durationMs: Math.round(monotonicMs() - started) });
+  const done = (outcome: GroupCleanup['outcome']): GroupCleanup => ({
+    outcome,
+    durationMs: Math.round(monotonicMs() - started),
+  });
   let pids = find();
   if (pids.length === 0) return done('none');
   signalProcesses(pids, 'SIGTERM');

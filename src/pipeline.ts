@@ -11,10 +11,33 @@ import type { Config } from './config/schema';
 import { authorizationError, clientError, ExitCode, GlexecError, systemError } from './errors';
 import { checkInstallation, formatFinding } from './check';
 import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
-import { checkEpilogue, describeEpilogueFailure, type EpilogueContext, type EpilogueReport, type EpilogueRunner, exitCodeAfterEpilogue, refuseTargetThatControlsEpilogue, resolveEpilogueRunner, runEpilogue } from './epilogue';
+import {
+  checkEpilogue,
+  describeEpilogueFailure,
+  type EpilogueContext,
+  type EpilogueReport,
+  type EpilogueRunner,
+  exitCodeAfterEpilogue,
+  refuseTargetThatControlsEpilogue,
+  resolveEpilogueRunner,
+  runEpilogue,
+} from './epilogue';
 import { checkEpilogueEnvironment } from './epilogue-env';
 import { type SignalRelay, waitForExit } from './linger';
-import { abandonContainment, cgroupProcsFiles, emergencyKill, endLeftovers, findLeftovers, type LeftoverCleanup, type Leftovers, type PayloadContainment, type PayloadProcess, prepareContainment, removeLeftoverFile, writeLeftoverFile } from './containment';
+import {
+  abandonContainment,
+  cgroupProcsFiles,
+  emergencyKill,
+  endLeftovers,
+  findLeftovers,
+  type LeftoverCleanup,
+  type Leftovers,
+  type PayloadContainment,
+  type PayloadProcess,
+  prepareContainment,
+  removeLeftoverFile,
+  writeLeftoverFile,
+} from './containment';
 import { payloadLimitOptions } from './caller-limits';
 import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
@@ -26,8 +49,26 @@ import { runLcmapsLibrary } from './lcmaps/library';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
-import { findCreatedProxies, ownStartTime, registerCreatedProxy, type Registration, registryKey, removeLocked, renewLocked } from './proxy/registry';
-import { DISCARD_TARGET, readTargetProxySource, removeCreatedProxy, renewCreatedProxy, type TargetProxyLocks, type TargetProxyRequest, targetProxyRequest, type WrittenTargetProxy, writeTargetProxy } from './proxy/target';
+import {
+  findCreatedProxies,
+  ownStartTime,
+  registerCreatedProxy,
+  type Registration,
+  registryKey,
+  removeLocked,
+  renewLocked,
+} from './proxy/registry';
+import {
+  DISCARD_TARGET,
+  readTargetProxySource,
+  removeCreatedProxy,
+  renewCreatedProxy,
+  type TargetProxyLocks,
+  type TargetProxyRequest,
+  targetProxyRequest,
+  type WrittenTargetProxy,
+  writeTargetProxy,
+} from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { closeDescriptor } from './sys/files';
 import { asPid, findAccount, type Pid } from './sys/identity';
@@ -117,7 +158,8 @@ async function run(shim: ShimArgs, action: RunAction, relay: SignalRelay, report
   return await finishRun(context, outcome);
 }
 
-type RunOutcome = { readonly ran: RanRun; readonly exitCode: number } | { readonly failed: true; readonly error: unknown };
+type RunOutcome =
+  { readonly ran: RanRun; readonly exitCode: number } | { readonly failed: true; readonly error: unknown };
 
 /** From the white lists to the containment: everything checked before anything runs. */
 function admit(context: RunContext): AdmittedRun {
@@ -127,7 +169,12 @@ function admit(context: RunContext): AdmittedRun {
   checkCallerWhiteLists(account, config, log);
   const caller = identifyCaller(shim, account);
   context.caller = caller;
-  log.notice('glexec invoked', { caller: caller.name, uid: caller.uid, command: [action.payload, ...action.args], id: caller.env.get('GLEXEC_ID') });
+  log.notice('glexec invoked', {
+    caller: caller.name,
+    uid: caller.uid,
+    command: [action.payload, ...action.args],
+    id: caller.env.get('GLEXEC_ID'),
+  });
   // Read (under its lock) before the checks: waiting for a caller's lock cannot come between them and the start.
   context.targetProxySource = readTargetProxySourceEarly(caller, config);
   const proxy = verifyCallerProxy(caller, config);
@@ -146,7 +193,13 @@ async function startPayload(context: AdmittedRun): Promise<RanRun> {
   const { caller, target, epilogue, action } = context;
   context.targetProxy = copyTargetProxy(context);
   const payloadEnv = buildEnvironment(caller, target, context.targetProxy?.written.path, context.config, context.log);
-  if (epilogue) checkEpilogueEnvironment(epilogue, payloadEnv, { caller, target, payloadPath: action.payload, payloadArgs: action.args });
+  if (epilogue)
+    checkEpilogueEnvironment(epilogue, payloadEnv, {
+      caller,
+      target,
+      payloadPath: action.payload,
+      payloadArgs: action.args,
+    });
   const payload = await runPayload(context, payloadEnv);
   return Object.assign(context, { payloadEnv, payload });
 }
@@ -156,7 +209,9 @@ async function afterPayload(context: RanRun): Promise<number> {
   context.leftovers = listLeftovers(context);
   if (context.epilogue) context.epilogueReport = await runEpilogueStage(context, context.epilogue, context.leftovers);
   const payloadExitCode = exitCodeOf(context.payload.ending);
-  return context.epilogueReport ? exitCodeAfterEpilogue(context.epilogueReport.outcome, payloadExitCode) : payloadExitCode;
+  return context.epilogueReport
+    ? exitCodeAfterEpilogue(context.epilogueReport.outcome, payloadExitCode)
+    : payloadExitCode;
 }
 
 /**
@@ -189,7 +244,8 @@ async function finishRun(context: RunContext, outcome: RunOutcome): Promise<numb
   });
   if (failure !== undefined) throw refusal(log, delivery.written ? failure.error : recordNotWritten(delivery));
   // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
-  const epilogueFailure = ran.epilogue && epilogue ? describeEpilogueFailure(ran.epilogue.path, epilogue.outcome) : undefined;
+  const epilogueFailure =
+    ran.epilogue && epilogue ? describeEpilogueFailure(ran.epilogue.path, epilogue.outcome) : undefined;
   if (epilogueFailure !== undefined) context.reporter.error(epilogueFailure);
   if (!delivery.written) throw refusal(log, recordNotWritten(delivery));
   // Tells the loader that this run went through every stage, so its code cache is worth keeping.
@@ -249,13 +305,24 @@ async function renewTargetProxy(shim: ShimArgs, reporter: Reporter): Promise<num
     checkCallerWhiteLists(account, loaded.config, log);
     const caller = identifyCaller(shim, account);
     if (!caller.env.has('GLEXEC_SOURCE_PROXY')) throw usageError();
-    log.notice('glexec invoked to renew the target proxy', { caller: caller.name, uid: caller.uid, id: caller.env.get('GLEXEC_ID') });
+    log.notice('glexec invoked to renew the target proxy', {
+      caller: caller.name,
+      uid: caller.uid,
+      id: caller.env.get('GLEXEC_ID'),
+    });
     const proxy = verifyCallerProxy(caller, loaded.config);
     const target = mapToTarget(proxy, loaded.config, log);
     log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
     const request = targetProxyRequest(caller.env, loaded.config, caller.cwd);
-    if (request === undefined) throw clientError('renewal.no_target', 'no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)');
-    const renewed = request.targetPath === undefined ? renewCreatedCopies(request, caller, target, loaded.config) : [writeTargetProxy(request, caller, target, targetProxyLocks(loaded.config))];
+    if (request === undefined)
+      throw clientError(
+        'renewal.no_target',
+        'no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)',
+      );
+    const renewed =
+      request.targetPath === undefined
+        ? renewCreatedCopies(request, caller, target, loaded.config)
+        : [writeTargetProxy(request, caller, target, targetProxyLocks(loaded.config))];
     const delivery = await log.audit('proxy renewed', {
       caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
       target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
@@ -275,11 +342,21 @@ async function renewTargetProxy(shim: ShimArgs, reporter: Reporter): Promise<num
 }
 
 /** Rewrites the registered /tmp copies of this caller's running payloads; none is a 201. */
-function renewCreatedCopies(request: TargetProxyRequest, caller: Caller, target: Target, config: Config): WrittenTargetProxy[] {
-  const registrations = findCreatedProxies(targetProxyRegistry(config), registryKey(caller.uid, target.uid, request.sourcePath));
+function renewCreatedCopies(
+  request: TargetProxyRequest,
+  caller: Caller,
+  target: Target,
+  config: Config,
+): WrittenTargetProxy[] {
+  const registrations = findCreatedProxies(
+    targetProxyRegistry(config),
+    registryKey(caller.uid, target.uid, request.sourcePath),
+  );
   const renewed: WrittenTargetProxy[] = [];
   for (const registration of registrations) {
-    const file = renewLocked(registration, (copy) => renewCreatedProxy(request, copy, caller, target, targetProxyLocks(config)));
+    const file = renewLocked(registration, (copy) =>
+      renewCreatedProxy(request, copy, caller, target, targetProxyLocks(config)),
+    );
     if (file !== undefined) renewed.push({ kind: 'created', path: registration.copy.path, file });
   }
   if (renewed.length === 0) {
@@ -332,19 +409,39 @@ async function warnIfSyslogUnheard(config: Config, reporter: Reporter): Promise<
 function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy & { readonly pem: string } {
   const location = locateProxy(caller.env);
   const pem = readProxyFile(location, caller.uid, caller.proxy, (path) => ownerSeenByCaller(caller, path));
-  return { pem, ...verifyProxyChain(pem, {
-    certdir: effectiveCertdir(config),
-    now: new Date(),
-    requirePrivateKey: !config.omission_private_key_white_list.includes(caller.name),
-  }) };
+  return {
+    pem,
+    ...verifyProxyChain(pem, {
+      certdir: effectiveCertdir(config),
+      now: new Date(),
+      requirePrivateKey: !config.omission_private_key_white_list.includes(caller.name),
+    }),
+  };
 }
 
 /** lcmaps.db policies when the site has one, else the grid-mapfile. */
 function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Config, log: Log): Target {
-  if (config.lcmaps_db_file === '') return resolveTarget(mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile), proxy.identityDn);
+  if (config.lcmaps_db_file === '')
+    return resolveTarget(
+      mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile),
+      proxy.identityDn,
+    );
   if (config.lcmaps_backend === 'library') {
-    const run = runLcmapsLibrary(config, Buffer.from(proxy.pem, 'latin1'), effectiveCertdir(config), proxy.identityDn, log);
-    log.info('lcmaps library mapped', { policy: run.mapping.policy, account: run.mapping.account, uid: run.mapping.uid, gid: run.mapping.gid, groups: run.mapping.groups, poolindex: run.poolindex });
+    const run = runLcmapsLibrary(
+      config,
+      Buffer.from(proxy.pem, 'latin1'),
+      effectiveCertdir(config),
+      proxy.identityDn,
+      log,
+    );
+    log.info('lcmaps library mapped', {
+      policy: run.mapping.policy,
+      account: run.mapping.account,
+      uid: run.mapping.uid,
+      gid: run.mapping.gid,
+      groups: run.mapping.groups,
+      poolindex: run.poolindex,
+    });
     return targetFromMapping(run.mapping, proxy.identityDn);
   }
   const mapping = mapAccount(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy, {
@@ -353,7 +450,13 @@ function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Co
     now: new Date(),
     verifiedAgainstCertdir: effectiveCertdir(config),
   });
-  log.info('lcmaps policy mapped', { policy: mapping.policy, via: mapping.via, account: mapping.account, gid: mapping.gid, groups: mapping.groups });
+  log.info('lcmaps policy mapped', {
+    policy: mapping.policy,
+    via: mapping.via,
+    account: mapping.account,
+    gid: mapping.gid,
+    groups: mapping.groups,
+  });
   return targetFromMapping(mapping, proxy.identityDn);
 }
 
@@ -377,7 +480,10 @@ interface TargetProxyCopy {
 const targetProxyRegistry = (config: Config): string => join(config.runtime_directory, 'target-proxies');
 
 function targetProxyLocks(config: Config): TargetProxyLocks {
-  return { input: config.input_lock_mechanism, target: config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism };
+  return {
+    input: config.input_lock_mechanism,
+    target: config.target_lock_mechanism === 'flock' ? config.lock_mechanism : config.target_lock_mechanism,
+  };
 }
 
 /**
@@ -404,7 +510,14 @@ function copyTargetProxy(context: AdmittedRun): TargetProxyCopy | undefined {
   if (written.kind !== 'created') return { written };
   const copy = { path: written.path, file: written.file, glexecPid: process.pid, glexecStarted: ownStartTime() };
   try {
-    return { written, registration: registerCreatedProxy(targetProxyRegistry(config), registryKey(caller.uid, target.uid, request.sourcePath), copy) };
+    return {
+      written,
+      registration: registerCreatedProxy(
+        targetProxyRegistry(config),
+        registryKey(caller.uid, target.uid, request.sourcePath),
+        copy,
+      ),
+    };
   } catch (error) {
     removeCreatedProxy(copy, target);
     throw error;
@@ -423,7 +536,13 @@ function removeTargetProxyCopy(copy: TargetProxyCopy | undefined, target: Target
 }
 
 /** The payload's environment; X509_USER_PROXY is the target proxy when there is one (/dev/null when discarded). */
-function buildEnvironment(caller: Caller, target: Target, targetProxy: string | undefined, config: Config, log: Log): Record<string, string> {
+function buildEnvironment(
+  caller: Caller,
+  target: Target,
+  targetProxy: string | undefined,
+  config: Config,
+  log: Log,
+): Record<string, string> {
   const { env, dropped } = buildPayloadEnv(caller.env, config, target);
   for (const { name, why } of dropped) log.info('caller variable dropped', { name, why });
   if (targetProxy !== undefined) env.X509_USER_PROXY = targetProxy;
@@ -438,7 +557,8 @@ interface PayloadRun {
 }
 
 function requireSetpriv(): void {
-  if (!setprivAvailable()) throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
+  if (!setprivAvailable())
+    throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
 }
 
 async function runPayload(context: AdmittedRun, env: Record<string, string>): Promise<PayloadRun> {
@@ -447,9 +567,16 @@ async function runPayload(context: AdmittedRun, env: Record<string, string>): Pr
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
   const started = monotonicMs();
   const limits = payloadLimitOptions(caller.limits);
-  if (limits.length > 0) log.info('the payload gets the caller\'s resource limits', { limits });
+  if (limits.length > 0) log.info("the payload gets the caller's resource limits", { limits });
   const who = { uid: target.uid, gid: target.gid, groups: target.groups, noNewPrivs: config.no_new_privs };
-  const start = { cgroupProcs: cgroupProcsFiles(containment), limits, cwdFd: caller.cwdFd, home: target.home, noSymlink: config.prohibit_exec_via_symlink, stderrFd: callerStderrFd() };
+  const start = {
+    cgroupProcs: cgroupProcsFiles(containment),
+    limits,
+    cwdFd: caller.cwdFd,
+    home: target.home,
+    noSymlink: config.prohibit_exec_via_symlink,
+    stderrFd: callerStderrFd(),
+  };
   let child;
   try {
     child = spawnAsTarget(who, action.payload, action.args, env, start);
@@ -459,8 +586,14 @@ async function runPayload(context: AdmittedRun, env: Record<string, string>): Pr
   }
   const exited = waitForExit(child);
   if (child.pid === undefined) {
-    const error = await exited.then(() => undefined, (reason: unknown) => reason);
-    throw systemError('payload.spawn_failed', `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`);
+    const error = await exited.then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    throw systemError(
+      'payload.spawn_failed',
+      `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`,
+    );
   }
   const pid = asPid(child.pid);
   const status = helperStatus(child);
@@ -480,9 +613,16 @@ async function runPayload(context: AdmittedRun, env: Record<string, string>): Pr
 /** start-payload's own failure: glexec's (202), a symlink refused at exec (201), or the exec's (126). */
 function throwStartFailure(failure: HelperStatus['failure'], payload: string, target: Target): void {
   if (failure === undefined) return;
-  if (failure.kind === 'join') throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure.message}`);
-  if (failure.kind === 'symlink') throw clientError('payload.symlink', `payload ${payload} is a symbolic link and prohibit_exec_via_symlink is set`);
-  if (failure.kind === 'exec') throw new GlexecError(ExitCode.cannotExecute, 'payload.exec_failed', `payload ${payload} cannot be executed by ${target.name}: ${failure.message}`);
+  if (failure.kind === 'join')
+    throw systemError('containment.join_failed', `cannot start the payload in its cgroup: ${failure.message}`);
+  if (failure.kind === 'symlink')
+    throw clientError('payload.symlink', `payload ${payload} is a symbolic link and prohibit_exec_via_symlink is set`);
+  if (failure.kind === 'exec')
+    throw new GlexecError(
+      ExitCode.cannotExecute,
+      'payload.exec_failed',
+      `payload ${payload} cannot be executed by ${target.name}: ${failure.message}`,
+    );
   throw systemError('payload.start_failed', `cannot start the payload: ${failure.message}`);
 }
 
@@ -490,7 +630,12 @@ function throwStartFailure(failure: HelperStatus['failure'], payload: string, ta
 function listLeftovers(context: RanRun): Leftovers {
   const { containment, log } = context;
   const leftovers = findLeftovers(containment, payloadProcess(context));
-  if (leftovers.count > 0) log.notice('the payload left processes behind', { containment: containment.mode, count: leftovers.count, processes: leftovers.described });
+  if (leftovers.count > 0)
+    log.notice('the payload left processes behind', {
+      containment: containment.mode,
+      count: leftovers.count,
+      processes: leftovers.described,
+    });
   return leftovers;
 }
 
@@ -498,17 +643,44 @@ function listLeftovers(context: RanRun): Leftovers {
  * Runs while the payload's leftovers are still alive, so that it can find them; it gets the
  * payload's cgroup and the list of leftovers (count, and a root-owned file).
  */
-async function runEpilogueStage(context: RanRun, runner: EpilogueRunner, leftovers: Leftovers): Promise<EpilogueReport> {
+async function runEpilogueStage(
+  context: RanRun,
+  runner: EpilogueRunner,
+  leftovers: Leftovers,
+): Promise<EpilogueReport> {
   const { caller, target, action, payload, payloadEnv, containment, config, log } = context;
-  const epilogueContext: Omit<EpilogueContext, 'containmentVariables'> = { caller, target, payloadPath: action.payload, payloadArgs: action.args, payloadPid: payload.pid, ending: payload.ending };
-  const leftoverFile = containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);
+  const epilogueContext: Omit<EpilogueContext, 'containmentVariables'> = {
+    caller,
+    target,
+    payloadPath: action.payload,
+    payloadArgs: action.args,
+    payloadPid: payload.pid,
+    ending: payload.ending,
+  };
+  const leftoverFile =
+    containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);
   try {
     const containmentVariables: Record<string, string> = {
       ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),
-      ...(leftoverFile ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile } : {}),
+      ...(leftoverFile
+        ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile }
+        : {}),
     };
-    const report = await runEpilogue(runner, payloadEnv, { ...epilogueContext, containmentVariables }, config.epilogue_timeout, config.kill_grace);
-    const fields = { path: runner.path, user: runner.user, group: runner.group, ...report.outcome, durationMs: report.durationMs, leftovers: report.leftovers };
+    const report = await runEpilogue(
+      runner,
+      payloadEnv,
+      { ...epilogueContext, containmentVariables },
+      config.epilogue_timeout,
+      config.kill_grace,
+    );
+    const fields = {
+      path: runner.path,
+      user: runner.user,
+      group: runner.group,
+      ...report.outcome,
+      durationMs: report.durationMs,
+      leftovers: report.leftovers,
+    };
     if (report.outcome.result === 'ok') log.info('epilogue succeeded', fields);
     else log.error(`epilogue failed: ${report.outcome.reason}`, fields);
     return report;
@@ -529,7 +701,12 @@ async function cleanUpLeftovers(context: RanRun, afterFailure: boolean): Promise
     return await endLeftovers(containment, payload, true, config.kill_grace);
   }
   const remaining = config.kill_leftovers ? findLeftovers(containment, payload) : { count: 0, described: [] };
-  if (remaining.count > 0) log.notice('ending what the payload left behind', { containment: containment.mode, count: remaining.count, processes: remaining.described });
+  if (remaining.count > 0)
+    log.notice('ending what the payload left behind', {
+      containment: containment.mode,
+      count: remaining.count,
+      processes: remaining.described,
+    });
   const cleanup = await endLeftovers(containment, payload, config.kill_leftovers, config.kill_grace);
   if (cleanup.outcome !== 'none') log.notice('ended what the payload left behind', { ...cleanup });
   if (cleanup.survivors > 0) log.warn('processes of the payload are still running', { ...cleanup });
@@ -573,7 +750,9 @@ function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditD
     payloadPgid: payload.pid,
     ending: payload.ending,
     payloadRc: rawReturnCode(payload.ending),
-    epilogue: epilogue ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers } : 'none',
+    epilogue: epilogue
+      ? { ...epilogue.outcome, durationMs: epilogue.durationMs, leftovers: epilogue.leftovers }
+      : 'none',
     containment: run.cleanup?.mode,
     leftovers: run.leftovers?.count,
     cleanup: run.cleanup?.outcome ?? 'failed',
@@ -594,8 +773,15 @@ function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditD
  */
 function recordNotWritten(delivery: Exclude<AuditDelivery, { written: true }>): GlexecError {
   const failed = `the completion record could not be written to ${delivery.destination === 'file' ? 'the log file' : 'syslog'} (${delivery.reason})`;
-  if (delivery.fallback === 'none') return systemError('log.record_not_written', `${failed}, nor to ${delivery.destination === 'file' ? 'syslog' : 'the log file'}: ${delivery.line}`);
-  return systemError('log.record_elsewhere', `${failed}; it was written to ${delivery.fallback === 'file' ? 'the log file' : 'syslog'} instead`);
+  if (delivery.fallback === 'none')
+    return systemError(
+      'log.record_not_written',
+      `${failed}, nor to ${delivery.destination === 'file' ? 'syslog' : 'the log file'}: ${delivery.line}`,
+    );
+  return systemError(
+    'log.record_elsewhere',
+    `${failed}; it was written to ${delivery.fallback === 'file' ? 'the log file' : 'syslog'} instead`,
+  );
 }
 
 function logRefusal(log: Log, error: unknown): void {

@@ -10,10 +10,23 @@ export interface Target extends Account, Identity {
 
 export function resolveTarget(accountName: string, dn: string): Target {
   const account = findAccount(accountName);
-  if (account === undefined) throw authorizationError('mapping.no_account', `${dn} maps to account '${accountName}', which does not exist`);
-  if (account.uid === 0) throw authorizationError('mapping.root', `${dn} maps to '${accountName}', which has uid 0; glexec never runs payloads as root`);
-  if (account.gid === 0) throw authorizationError('mapping.root', `${dn} maps to '${accountName}', whose primary group is gid 0; glexec never runs payloads in the root group`);
+  if (account === undefined)
+    throw authorizationError('mapping.no_account', `${dn} maps to account '${accountName}', which does not exist`);
+  if (account.uid === 0)
+    throw authorizationError(
+      'mapping.root',
+      `${dn} maps to '${accountName}', which has uid 0; glexec never runs payloads as root`,
+    );
+  if (account.gid === 0)
+    throw authorizationError(
+      'mapping.root',
+      `${dn} maps to '${accountName}', whose primary group is gid 0; glexec never runs payloads in the root group`,
+    );
   const groups = groupsOf(account);
-  if (groups.includes(ROOT_GID)) throw authorizationError('mapping.root', `${dn} maps to '${accountName}', which is a member of group 0; glexec never runs payloads in the root group`);
+  if (groups.includes(ROOT_GID))
+    throw authorizationError(
+      'mapping.root',
+      `${dn} maps to '${accountName}', which is a member of group 0; glexec never runs payloads in the root group`,
+    );
   return { ...account, groupName: findGroup(account.gid)?.name ?? String(account.gid), groups };
 }

@@ -42,7 +42,11 @@ export function canonicalComponents(path: string): string[] {
   let prefix = '';
   for (const name of names) {
     if (name === '' || name === '.' || name === '..') {
-      throw new UntrustedPath(path, `is not canonical (it has a ${name === '' ? 'double or trailing /' : `"${name}" component`})`, { kind: 'not-canonical', path });
+      throw new UntrustedPath(
+        path,
+        `is not canonical (it has a ${name === '' ? 'double or trailing /' : `"${name}" component`})`,
+        { kind: 'not-canonical', path },
+      );
     }
     prefix += `/${name}`;
     prefixes.push(prefix);
@@ -56,16 +60,31 @@ function describeMode(mode: number): string {
 
 /** Checks one component against the policy; throws UntrustedPath naming the rule. */
 export function checkComponent(component: string, st: Stats, policy: TrustPolicy): void {
-  if (st.isSymbolicLink()) throw new UntrustedPath(component, 'is a symbolic link (the path must be canonical)', { kind: 'symlink', path: component });
+  if (st.isSymbolicLink())
+    throw new UntrustedPath(component, 'is a symbolic link (the path must be canonical)', {
+      kind: 'symlink',
+      path: component,
+    });
   if (st.uid !== 0 && !policy.trustedUids.includes(st.uid)) {
-    throw new UntrustedPath(component, `is owned by uid ${st.uid}, not by root${policy.trustedUids.length ? ' or a trusted account' : ''}`, { kind: 'owner', path: component });
+    throw new UntrustedPath(
+      component,
+      `is owned by uid ${st.uid}, not by root${policy.trustedUids.length ? ' or a trusted account' : ''}`,
+      { kind: 'owner', path: component },
+    );
   }
   if (st.mode & constants.S_IWOTH) {
     const sticky = st.mode & STICKY ? ' (sticky or not)' : '';
-    throw new UntrustedPath(component, `is world-writable${sticky} (mode ${describeMode(st.mode)})`, { kind: 'writable', path: component });
+    throw new UntrustedPath(component, `is world-writable${sticky} (mode ${describeMode(st.mode)})`, {
+      kind: 'writable',
+      path: component,
+    });
   }
   if (st.mode & constants.S_IWGRP && !policy.trustedGids.includes(st.gid)) {
-    throw new UntrustedPath(component, `is writable by group gid ${st.gid}, which is not trusted (mode ${describeMode(st.mode)})`, { kind: 'writable', path: component });
+    throw new UntrustedPath(
+      component,
+      `is writable by group gid ${st.gid}, which is not trusted (mode ${describeMode(st.mode)})`,
+      { kind: 'writable', path: component },
+    );
   }
 }
 
@@ -80,10 +99,25 @@ export function walkTrustedPath(path: string, policy: TrustPolicy, lstat: Lstat)
     const st = lstat(component);
     checkComponent(component, st, policy);
     const isFinal = index === components.length - 1;
-    if (!isFinal && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory', { kind: 'wrong-type', path: component, expected: 'directory' });
+    if (!isFinal && !st.isDirectory())
+      throw new UntrustedPath(component, 'is not a directory', {
+        kind: 'wrong-type',
+        path: component,
+        expected: 'directory',
+      });
     if (isFinal) {
-      if (policy.finalType === 'file' && !st.isFile()) throw new UntrustedPath(component, 'is not a regular file', { kind: 'wrong-type', path: component, expected: 'file' });
-      if (policy.finalType === 'directory' && !st.isDirectory()) throw new UntrustedPath(component, 'is not a directory', { kind: 'wrong-type', path: component, expected: 'directory' });
+      if (policy.finalType === 'file' && !st.isFile())
+        throw new UntrustedPath(component, 'is not a regular file', {
+          kind: 'wrong-type',
+          path: component,
+          expected: 'file',
+        });
+      if (policy.finalType === 'directory' && !st.isDirectory())
+        throw new UntrustedPath(component, 'is not a directory', {
+          kind: 'wrong-type',
+          path: component,
+          expected: 'directory',
+        });
     }
     last = st;
   });
@@ -101,7 +135,10 @@ export function requireTrustedPath(what: string, path: string, policy: TrustPoli
     }
     const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error);
     // lstat's ENOENT names the first component that is missing.
-    const missing = reason === 'ENOENT' ? { kind: 'missing' as const, path: (error as NodeJS.ErrnoException).path ?? path } : undefined;
+    const missing =
+      reason === 'ENOENT'
+        ? { kind: 'missing' as const, path: (error as NodeJS.ErrnoException).path ?? path }
+        : undefined;
     throw systemError(code, `${what} ${path} cannot be checked: ${reason}`, undefined, missing);
   }
 }
@@ -119,7 +156,12 @@ const MAX_SYMLINKS = 40;
  * passed; its target is then walked the same way. `..` in a link goes back to the parent of a
  * directory that has already passed. Returns the resolved path and its Stats.
  */
-export function walkTrustedPathFollowingLinks(path: string, policy: TrustPolicy, lstat: Lstat, readlink: Readlink): { resolved: string; stats: Stats } {
+export function walkTrustedPathFollowingLinks(
+  path: string,
+  policy: TrustPolicy,
+  lstat: Lstat,
+  readlink: Readlink,
+): { resolved: string; stats: Stats } {
   if (!path.startsWith('/')) throw new UntrustedPath(path, 'is not an absolute path', { kind: 'not-canonical', path });
   let current = '/';
   let stats = lstat('/');
@@ -129,7 +171,12 @@ export function walkTrustedPathFollowingLinks(path: string, policy: TrustPolicy,
   while (pending.length > 0) {
     const name = pending.shift() ?? '';
     if (name === '' || name === '.') continue;
-    if (!stats.isDirectory()) throw new UntrustedPath(current, 'is not a directory', { kind: 'wrong-type', path: current, expected: 'directory' });
+    if (!stats.isDirectory())
+      throw new UntrustedPath(current, 'is not a directory', {
+        kind: 'wrong-type',
+        path: current,
+        expected: 'directory',
+      });
     if (name === '..') {
       current = current === '/' ? '/' : current.slice(0, current.lastIndexOf('/')) || '/';
       stats = lstat(current);
@@ -139,9 +186,18 @@ export function walkTrustedPathFollowingLinks(path: string, policy: TrustPolicy,
     const st = lstat(candidate);
     if (st.isSymbolicLink()) {
       // /proc/self, /proc/<pid>/root, fd/N: the kernel resolves these by process, not by their text.
-      if (candidate.startsWith('/proc/')) throw new UntrustedPath(candidate, 'is a link in /proc, which the kernel resolves by process, not by what readlink says', { kind: 'symlink', path: candidate });
+      if (candidate.startsWith('/proc/'))
+        throw new UntrustedPath(
+          candidate,
+          'is a link in /proc, which the kernel resolves by process, not by what readlink says',
+          { kind: 'symlink', path: candidate },
+        );
       links += 1;
-      if (links > MAX_SYMLINKS) throw new UntrustedPath(path, `has more than ${MAX_SYMLINKS} symbolic links to follow`, { kind: 'symlink', path });
+      if (links > MAX_SYMLINKS)
+        throw new UntrustedPath(path, `has more than ${MAX_SYMLINKS} symbolic links to follow`, {
+          kind: 'symlink',
+          path,
+        });
       const target = readlink(candidate);
       pending.unshift(...target.split('/'));
       if (target.startsWith('/')) {
@@ -154,7 +210,13 @@ export function walkTrustedPathFollowingLinks(path: string, policy: TrustPolicy,
     current = candidate;
     stats = st;
   }
-  if (policy.finalType === 'file' && !stats.isFile()) throw new UntrustedPath(current, 'is not a regular file', { kind: 'wrong-type', path: current, expected: 'file' });
-  if (policy.finalType === 'directory' && !stats.isDirectory()) throw new UntrustedPath(current, 'is not a directory', { kind: 'wrong-type', path: current, expected: 'directory' });
+  if (policy.finalType === 'file' && !stats.isFile())
+    throw new UntrustedPath(current, 'is not a regular file', { kind: 'wrong-type', path: current, expected: 'file' });
+  if (policy.finalType === 'directory' && !stats.isDirectory())
+    throw new UntrustedPath(current, 'is not a directory', {
+      kind: 'wrong-type',
+      path: current,
+      expected: 'directory',
+    });
   return { resolved: current, stats };
 }

@@ -20,13 +20,21 @@ export function entryMatches(entry: string, name: string): boolean {
   return entry === name;
 }
 
-export function checkCallerWhiteLists(caller: Pick<CallerAccount, 'uid' | 'name' | 'gid' | 'groups'>, config: Config, log: Log): void {
+export function checkCallerWhiteLists(
+  caller: Pick<CallerAccount, 'uid' | 'name' | 'gid' | 'groups'>,
+  config: Config,
+  log: Log,
+): void {
   if (config.user_white_list.includes('*') || config.group_white_list.includes('*')) log.warn(EVERYONE_WARNING);
   if (config.user_white_list.some((entry) => entryMatches(entry, caller.name))) return;
   const groupNames = [caller.gid, ...caller.groups].map((gid) => findGroup(gid)?.name ?? String(gid));
   if (config.group_white_list.some((entry) => groupNames.some((group) => entryMatches(entry, group)))) return;
   // An admin trying glexec out from a root shell: say what to do instead.
-  if (caller.uid === 0) throw authorizationError('caller.root', 'glexec was run as root: run it as the pilot account; root is not in the white list');
+  if (caller.uid === 0)
+    throw authorizationError(
+      'caller.root',
+      'glexec was run as root: run it as the pilot account; root is not in the white list',
+    );
   throw authorizationError(
     'caller.not_white_listed',
     `caller ${caller.name} (uid ${caller.uid}) is not in user_white_list or group_white_list`,

@@ -19,7 +19,13 @@ export interface LoadedConfig {
 /** Reads and checks the file; `trustedUids` are owners allowed besides root (the glexec account). */
 export function loadConfig(path: string, trustedUids: readonly number[]): LoadedConfig {
   const policy = { trustedUids, trustedGids: [], finalType: 'file' } as const;
-  const file = { what: 'configuration file', policy, maxBytes: MAX_CONFIG_BYTES, untrustedCode: 'config.untrusted', unreadableCode: 'config.unreadable' };
+  const file = {
+    what: 'configuration file',
+    policy,
+    maxBytes: MAX_CONFIG_BYTES,
+    untrustedCode: 'config.untrusted',
+    unreadableCode: 'config.unreadable',
+  };
   return parseConfigText(readTrustedFile(path, file).toString('utf8'), path);
 }
 
@@ -47,7 +53,12 @@ function findDuplicateKeys(text: string, path: string, problem: ProblemSink): Ma
     const key = assignment[1] ?? '';
     const first = seen.get(key);
     if (first !== undefined) {
-      problem(systemError('config.duplicate_key', `${path}: key '${key}' in [${SECTION}] is set twice (lines ${first} and ${index + 1})`));
+      problem(
+        systemError(
+          'config.duplicate_key',
+          `${path}: key '${key}' in [${SECTION}] is set twice (lines ${first} and ${index + 1})`,
+        ),
+      );
     }
     seen.set(key, index + 1);
   });
@@ -78,7 +89,10 @@ export function parseConfigText(text: string, path: string, problem: ProblemSink
       notes.push({ level: 'info', msg: `${path}: section [${name}] is not read by glexec` });
       // A glexec key one section too low is a common slip: say so, since it changes nothing.
       for (const key of Object.keys(value).filter(isConfigKey)) {
-        notes.push({ level: 'warn', msg: `${path}: key '${key}' is under [${name}], not [${SECTION}]: it is ignored there` });
+        notes.push({
+          level: 'warn',
+          msg: `${path}: key '${key}' is under [${name}], not [${SECTION}]: it is ignored there`,
+        });
       }
     } else {
       problem(systemError('config.outside_section', `${path}: key '${name}' is outside the [${SECTION}] section`));
@@ -97,7 +111,12 @@ export function parseConfigText(text: string, path: string, problem: ProblemSink
     }
     const raw = rawText(value);
     if (raw === undefined) {
-      problem(systemError('config.bad_value', `${path}: key '${name}' in [${SECTION}] must be a single value, not a list or section`));
+      problem(
+        systemError(
+          'config.bad_value',
+          `${path}: key '${name}' in [${SECTION}] must be a single value, not a list or section`,
+        ),
+      );
       continue;
     }
     const keySpec = configSchema[name];
@@ -106,18 +125,32 @@ export function parseConfigText(text: string, path: string, problem: ProblemSink
       parsedValue = keySpec.parse(raw);
     } catch (error) {
       const reason = (error as Error).message;
-      const expected = error instanceof ValueSyntaxError && error.correction !== undefined ? `write ${error.correction}` : reason;
+      const expected =
+        error instanceof ValueSyntaxError && error.correction !== undefined ? `write ${error.correction}` : reason;
       const line = keyLines.get(name);
-      problem(systemError('config.bad_value', `${path}: value '${raw}' for key '${name}' not understood: ${reason}`, undefined, { kind: 'syntax', file: path, ...(line === undefined ? {} : { line }), expected }));
+      problem(
+        systemError(
+          'config.bad_value',
+          `${path}: value '${raw}' for key '${name}' not understood: ${reason}`,
+          undefined,
+          { kind: 'syntax', file: path, ...(line === undefined ? {} : { line }), expected },
+        ),
+      );
       continue;
     }
     const safe = keySpec.safe as ((v: unknown) => boolean) | undefined;
     if (keySpec.status === 'refused' && safe && !safe(parsedValue)) {
-      problem(systemError('config.unsupported', `${path}: key '${name}' = '${raw}' is not supported by this glexec: ${keySpec.doc}`));
+      problem(
+        systemError(
+          'config.unsupported',
+          `${path}: key '${name}' = '${raw}' is not supported by this glexec: ${keySpec.doc}`,
+        ),
+      );
       continue;
     }
     values[name] = parsedValue;
-    if (keySpec.status === 'ignored') notes.push({ level: 'info', msg: `${path}: key '${name}' is accepted and ignored: ${keySpec.doc}` });
+    if (keySpec.status === 'ignored')
+      notes.push({ level: 'info', msg: `${path}: key '${name}' is accepted and ignored: ${keySpec.doc}` });
   }
   return { config: Object.freeze(values) as Config, notes };
 }

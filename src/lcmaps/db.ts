@@ -128,16 +128,31 @@ function parseRule(tokens: readonly Token[], line: number): LcmapsRule {
   const from = requireLabel(tokens[0], line, 'a module name before ->');
   const onSuccess = requireLabel(tokens[2], line, `a module name after '${from} ->'`);
   if (tokens.length === 3) return { from, onSuccess, line };
-  if (tokens[3]?.kind !== '|') throw new SyntaxProblem(line, `expected '|' or the end of the rule after '${from} -> ${onSuccess}', found ${describeToken(tokens[3])}`);
+  if (tokens[3]?.kind !== '|')
+    throw new SyntaxProblem(
+      line,
+      `expected '|' or the end of the rule after '${from} -> ${onSuccess}', found ${describeToken(tokens[3])}`,
+    );
   const onFailure = requireLabel(tokens[4], line, `a module name after '${from} -> ${onSuccess} |'`);
-  if (tokens.length > 5) throw new SyntaxProblem(line, `unexpected ${describeToken(tokens[5])} after the rule '${from} -> ${onSuccess} | ${onFailure}'`);
+  if (tokens.length > 5)
+    throw new SyntaxProblem(
+      line,
+      `unexpected ${describeToken(tokens[5])} after the rule '${from} -> ${onSuccess} | ${onFailure}'`,
+    );
   return { from, onSuccess, onFailure, line };
 }
 
 function finishModule(draft: ModuleDraft): LcmapsModule {
-  const words = draft.strings.join(' ').split(/\s+/).filter((word) => word !== '');
+  const words = draft.strings
+    .join(' ')
+    .split(/\s+/)
+    .filter((word) => word !== '');
   const [file, ...args] = words;
-  if (file === undefined) throw new SyntaxProblem(draft.line, `module '${draft.name}' names no plug-in file (its quoted string is empty or missing)`);
+  if (file === undefined)
+    throw new SyntaxProblem(
+      draft.line,
+      `module '${draft.name}' names no plug-in file (its quoted string is empty or missing)`,
+    );
   return { name: draft.name, file, args, line: draft.line };
 }
 
@@ -147,12 +162,18 @@ function checkPolicy(policy: PolicyDraft, modules: ReadonlyMap<string, LcmapsMod
   for (const rule of policy.rules) {
     const earlier = ruleLines.get(rule.from);
     if (earlier !== undefined) {
-      throw new SyntaxProblem(rule.line, `policy '${policy.name}' already has a rule for '${rule.from}' (line ${earlier})`);
+      throw new SyntaxProblem(
+        rule.line,
+        `policy '${policy.name}' already has a rule for '${rule.from}' (line ${earlier})`,
+      );
     }
     ruleLines.set(rule.from, rule.line);
     for (const name of [rule.from, rule.onSuccess, rule.onFailure]) {
       if (name !== undefined && !modules.has(name)) {
-        throw systemError('lcmaps.undefined_module', `${file} line ${rule.line}: policy '${policy.name}' names module '${name}', which is not defined`);
+        throw systemError(
+          'lcmaps.undefined_module',
+          `${file} line ${rule.line}: policy '${policy.name}' names module '${name}', which is not defined`,
+        );
       }
     }
   }
@@ -164,7 +185,10 @@ function checkPolicy(policy: PolicyDraft, modules: ReadonlyMap<string, LcmapsMod
     const loopStart = trail.indexOf(name);
     if (loopStart >= 0) {
       const loop = [...trail.slice(loopStart), name].join(' -> ');
-      throw systemError('lcmaps.policy_loop', `${file} line ${next.get(name)?.line ?? policy.line}: policy '${policy.name}' runs in a circle: ${loop}`);
+      throw systemError(
+        'lcmaps.policy_loop',
+        `${file} line ${next.get(name)?.line ?? policy.line}: policy '${policy.name}' runs in a circle: ${loop}`,
+      );
     }
     const rule = next.get(name);
     if (rule !== undefined) {
@@ -190,7 +214,11 @@ export function parseLcmapsDb(text: string, file: string): LcmapsDb {
       const tokens = tokenize(lineText, line);
       if (tokens.length === 0) return;
       if (tokens.every((token) => token.kind === 'string')) {
-        if (openModule === undefined) throw new SyntaxProblem(line, `the quoted string ${describeToken(tokens[0])} belongs to no module definition`);
+        if (openModule === undefined)
+          throw new SyntaxProblem(
+            line,
+            `the quoted string ${describeToken(tokens[0])} belongs to no module definition`,
+          );
         openModule.strings.push(...tokens.map((token) => token.text));
         return;
       }
@@ -199,7 +227,10 @@ export function parseLcmapsDb(text: string, file: string): LcmapsDb {
       if (second?.kind === '=' && first?.kind === 'word' && first.text === 'path') {
         const value = tokens[2];
         if ((value?.kind !== 'word' && value?.kind !== 'string') || tokens.length > 3 || value.text === '') {
-          throw new SyntaxProblem(line, `'path =' needs exactly one directory, found ${tokens.length > 3 ? describeToken(tokens[3]) : describeToken(value)}`);
+          throw new SyntaxProblem(
+            line,
+            `'path =' needs exactly one directory, found ${tokens.length > 3 ? describeToken(tokens[3]) : describeToken(value)}`,
+          );
         }
         if (path !== undefined) throw new SyntaxProblem(line, `'path' is set twice (lines ${pathLine} and ${line})`);
         path = value.text;
@@ -208,39 +239,60 @@ export function parseLcmapsDb(text: string, file: string): LcmapsDb {
         const name = requireLabel(first, line, 'a module name before =');
         const rest = tokens.slice(2);
         const stray = rest.find((token) => token.kind !== 'string');
-        if (stray !== undefined) throw new SyntaxProblem(line, `module '${name}': expected quoted strings after '=', found ${describeToken(stray)}`);
+        if (stray !== undefined)
+          throw new SyntaxProblem(
+            line,
+            `module '${name}': expected quoted strings after '=', found ${describeToken(stray)}`,
+          );
         openModule = { name, line, strings: rest.map((token) => token.text) };
         drafts.push(openModule);
       } else if (second?.kind === ':') {
         const name = requireLabel(first, line, 'a policy name before :');
-        if (tokens.length > 2) throw new SyntaxProblem(line, `unexpected ${describeToken(tokens[2])} after the policy name '${name}:'`);
+        if (tokens.length > 2)
+          throw new SyntaxProblem(line, `unexpected ${describeToken(tokens[2])} after the policy name '${name}:'`);
         currentPolicy = { name, line, rules: [] };
         policies.push(currentPolicy);
       } else if (second?.kind === '->') {
         const rule = parseRule(tokens, line);
-        if (currentPolicy === undefined) throw new SyntaxProblem(line, `the rule '${rule.from} -> ${rule.onSuccess}' comes before any 'policy_name:' line`);
+        if (currentPolicy === undefined)
+          throw new SyntaxProblem(
+            line,
+            `the rule '${rule.from} -> ${rule.onSuccess}' comes before any 'policy_name:' line`,
+          );
         currentPolicy.rules.push(rule);
       } else {
-        throw new SyntaxProblem(line, `cannot understand ${describeToken(first)}${second ? ` ${describeToken(second)}` : ''}: expected 'path = DIR', 'name = "module.mod …"', 'policy:' or 'a -> b [| c]'`);
+        throw new SyntaxProblem(
+          line,
+          `cannot understand ${describeToken(first)}${second ? ` ${describeToken(second)}` : ''}: expected 'path = DIR', 'name = "module.mod …"', 'policy:' or 'a -> b [| c]'`,
+        );
       }
     });
 
     const modules = new Map<string, LcmapsModule>();
     for (const draft of drafts) {
       const earlier = modules.get(draft.name);
-      if (earlier !== undefined) throw new SyntaxProblem(draft.line, `module '${draft.name}' is defined twice (lines ${earlier.line} and ${draft.line})`);
+      if (earlier !== undefined)
+        throw new SyntaxProblem(
+          draft.line,
+          `module '${draft.name}' is defined twice (lines ${earlier.line} and ${draft.line})`,
+        );
       modules.set(draft.name, finishModule(draft));
     }
     const policyLines = new Map<string, number>();
     for (const policy of policies) {
       const earlier = policyLines.get(policy.name);
-      if (earlier !== undefined) throw new SyntaxProblem(policy.line, `policy '${policy.name}' is defined twice (lines ${earlier} and ${policy.line})`);
+      if (earlier !== undefined)
+        throw new SyntaxProblem(
+          policy.line,
+          `policy '${policy.name}' is defined twice (lines ${earlier} and ${policy.line})`,
+        );
       policyLines.set(policy.name, policy.line);
       checkPolicy(policy, modules, file);
     }
     return { file, ...(path === undefined ? {} : { path }), modules, policies };
   } catch (error) {
-    if (error instanceof SyntaxProblem) throw systemError('lcmaps.syntax', `${file} line ${error.line}: ${error.message}`);
+    if (error instanceof SyntaxProblem)
+      throw systemError('lcmaps.syntax', `${file} line ${error.line}: ${error.message}`);
     throw error;
   }
 }
@@ -248,6 +300,12 @@ export function parseLcmapsDb(text: string, file: string): LcmapsDb {
 /** Reads lcmaps.db after checking that only root can change it or any directory above it. */
 export function readLcmapsDb(path: string): LcmapsDb {
   const policy = { trustedUids: [], trustedGids: [], finalType: 'file' } as const;
-  const file = { what: 'lcmaps.db', policy, maxBytes: MAX_LCMAPS_DB_BYTES, untrustedCode: 'lcmaps.untrusted', unreadableCode: 'lcmaps.unreadable' };
+  const file = {
+    what: 'lcmaps.db',
+    policy,
+    maxBytes: MAX_LCMAPS_DB_BYTES,
+    untrustedCode: 'lcmaps.untrusted',
+    unreadableCode: 'lcmaps.unreadable',
+  };
   return parseLcmapsDb(readTrustedFile(path, file).toString('latin1'), path);
 }

@@ -27,7 +27,11 @@ const rootOnly: TrustPolicy = { trustedUids: [], trustedGids: [], finalType: 'fi
 export function libraryFile(config: Config): string {
   if (config.lcmaps_libdir !== '') return join(config.lcmaps_libdir, LIBRARY_NAME);
   const found = LIBRARY_DIRS.map((dir) => join(dir, LIBRARY_NAME)).find((path) => pathExists(path));
-  if (found === undefined) throw systemError('lcmaps.no_library', `lcmaps_backend = library, but no ${LIBRARY_NAME} in ${LIBRARY_DIRS.join(', ')}; install liblcmaps0 or set lcmaps_libdir`);
+  if (found === undefined)
+    throw systemError(
+      'lcmaps.no_library',
+      `lcmaps_backend = library, but no ${LIBRARY_NAME} in ${LIBRARY_DIRS.join(', ')}; install liblcmaps0 or set lcmaps_libdir`,
+    );
   return found;
 }
 
@@ -41,7 +45,13 @@ export function requireRootOnlyFile(what: string, path: string): string {
     // else can write could be pointed elsewhere after this check.
     return walkTrustedPathFollowingLinks(path, rootOnly, statEntry, readLink).resolved;
   } catch (error) {
-    if (error instanceof UntrustedPath) throw systemError('lcmaps.untrusted', `${what} ${path} is not trusted: ${error.message}`, undefined, error.problem);
+    if (error instanceof UntrustedPath)
+      throw systemError(
+        'lcmaps.untrusted',
+        `${what} ${path} is not trusted: ${error.message}`,
+        undefined,
+        error.problem,
+      );
     const code = (error as { code?: string }).code ?? String(error);
     throw systemError('lcmaps.untrusted', `${what} ${path} cannot be checked: ${code}`);
   }
@@ -49,12 +59,17 @@ export function requireRootOnlyFile(what: string, path: string): string {
 
 /** The plug-in files of the modules the policies use, as LCMAPS resolves them against `path =`. */
 export function pluginFiles(db: LcmapsDb): string[] {
-  const used = new Set(db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])));
+  const used = new Set(
+    db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])),
+  );
   const files: string[] = [];
   for (const [label, module] of db.modules) {
     if (!used.has(label)) continue;
     if (!module.file.startsWith('/') && db.path === undefined) {
-      throw systemError('lcmaps.no_plugin_dir', `${db.file} line ${module.line}: module '${label}' (${module.file}) is not an absolute path and the file has no 'path =': with lcmaps_backend = library glexec must know which plug-in files LCMAPS loads`);
+      throw systemError(
+        'lcmaps.no_plugin_dir',
+        `${db.file} line ${module.line}: module '${label}' (${module.file}) is not an absolute path and the file has no 'path =': with lcmaps_backend = library glexec must know which plug-in files LCMAPS loads`,
+      );
     }
     files.push(module.file.startsWith('/') ? module.file : join(db.path ?? '', module.file));
   }
@@ -68,8 +83,12 @@ export function checkLibraryTrust(config: Config, db: LcmapsDb): string {
     try {
       walkTrustedPath(db.path, { ...rootOnly, finalType: 'directory' }, statEntry);
     } catch (error) {
-      if (error instanceof UntrustedPath) throw systemError('lcmaps.untrusted', `LCMAPS plug-in directory ${db.path} is not trusted: ${error.message}`);
-      throw systemError('lcmaps.untrusted', `LCMAPS plug-in directory ${db.path} cannot be checked: ${(error as { code?: string }).code ?? String(error)}`);
+      if (error instanceof UntrustedPath)
+        throw systemError('lcmaps.untrusted', `LCMAPS plug-in directory ${db.path} is not trusted: ${error.message}`);
+      throw systemError(
+        'lcmaps.untrusted',
+        `LCMAPS plug-in directory ${db.path} cannot be checked: ${(error as { code?: string }).code ?? String(error)}`,
+      );
     }
   }
   for (const file of pluginFiles(db)) requireRootOnlyFile('LCMAPS plug-in', file);
@@ -88,7 +107,11 @@ export function parseHelperOutput(stdout: string): LibraryMapping {
   const numbers = (name: string): number[] | undefined => {
     const line = stdout.split('\n').find((text) => text === name || text.startsWith(`${name} `));
     if (line === undefined) return undefined;
-    const words = line.slice(name.length).trim().split(' ').filter((word) => word !== '');
+    const words = line
+      .slice(name.length)
+      .trim()
+      .split(' ')
+      .filter((word) => word !== '');
     if (!words.every((word) => /^[0-9]+$/.test(word))) return undefined;
     return words.map(Number);
   };
@@ -96,7 +119,10 @@ export function parseHelperOutput(stdout: string): LibraryMapping {
   const primaryGids = numbers('pgids');
   const secondaryGids = numbers('sgids');
   if (uid === undefined || primaryGids === undefined || primaryGids.length === 0 || secondaryGids === undefined) {
-    throw systemError('lcmaps.helper_output', `lcmaps-helper printed no complete mapping: ${JSON.stringify(stdout.slice(0, 200))}`);
+    throw systemError(
+      'lcmaps.helper_output',
+      `lcmaps-helper printed no complete mapping: ${JSON.stringify(stdout.slice(0, 200))}`,
+    );
   }
   const poolindex = /^poolindex (.*)$/m.exec(stdout)?.[1];
   return { uid, primaryGids, secondaryGids, ...(poolindex === undefined ? {} : { poolindex }) };
@@ -109,9 +135,10 @@ export function parseHelperOutput(stdout: string): LibraryMapping {
 export function lcmapsReason(log: string): string {
   const lines = log.split('\n').filter((line) => line.trim() !== '');
   const message = (line: string): string => line.replace(/^lcmaps\[\d+\]\s+LOG_[A-Z]+:\s+\S+:\s*/, '').trim();
-  const last = (levels: RegExp): string | undefined => lines.filter((line) => levels.test(line) && !/LCMAPS CRED FINAL/.test(line)).at(-1);
+  const last = (levels: RegExp): string | undefined =>
+    lines.filter((line) => levels.test(line) && !/LCMAPS CRED FINAL/.test(line)).at(-1);
   const chosen = last(/LOG_(ERR|WARNING):/) ?? last(/LOG_NOTICE:/);
-  return chosen === undefined ? 'LCMAPS gave no reason (see its log lines in glexec\'s log)' : message(chosen);
+  return chosen === undefined ? "LCMAPS gave no reason (see its log lines in glexec's log)" : message(chosen);
 }
 
 export interface LibraryRun {
@@ -122,14 +149,26 @@ export interface LibraryRun {
 }
 
 /** mapWithLibrary, with LCMAPS's log lines in glexec's log whatever the outcome. */
-export function runLcmapsLibrary(config: Config, proxyPem: Buffer, certdir: string, dn: string, log: { debug(msg: string, fields?: Record<string, unknown>): void }): LibraryRun {
+export function runLcmapsLibrary(
+  config: Config,
+  proxyPem: Buffer,
+  certdir: string,
+  dn: string,
+  log: { debug(msg: string, fields?: Record<string, unknown>): void },
+): LibraryRun {
   return mapWithLibrary(config, proxyPem, certdir, dn, (lines) => {
     if (lines.trim() !== '') log.debug('lcmaps log', { lines: lines.trim().split('\n') });
   });
 }
 
 /** Maps through the real LCMAPS. `certdir` is the CA directory glexec verified the proxy against. */
-export function mapWithLibrary(config: Config, proxyPem: Buffer, certdir: string, dn: string, onLog: (lines: string) => void = () => undefined): LibraryRun {
+export function mapWithLibrary(
+  config: Config,
+  proxyPem: Buffer,
+  certdir: string,
+  dn: string,
+  onLog: (lines: string) => void = () => undefined,
+): LibraryRun {
   const db = readLcmapsDb(config.lcmaps_db_file);
   const library = checkLibraryTrust(config, db);
   const policies = parsePolicyNames(config.lcmaps_get_account_policy);
@@ -141,11 +180,17 @@ export function mapWithLibrary(config: Config, proxyPem: Buffer, certdir: string
     ...(config.vomsdir === '' ? {} : { X509_VOMS_DIR: config.vomsdir }),
   };
   const result = runLcmapsHelper([library, ...policies], proxyPem, env);
-  if (result.errorCode !== undefined) throw systemError('lcmaps.helper_failed', `cannot run lcmaps-helper: ${result.errorCode}`);
+  if (result.errorCode !== undefined)
+    throw systemError('lcmaps.helper_failed', `cannot run lcmaps-helper: ${result.errorCode}`);
   const log = result.stderr;
   onLog(log);
-  if (result.status === 1) throw authorizationError('mapping.lcmaps_refused', `LCMAPS maps no account for ${dn}: ${lcmapsReason(log)}`);
-  if (result.status !== 0) throw systemError('lcmaps.helper_failed', `LCMAPS could not run (lcmaps-helper exit ${result.status ?? result.signal}): ${lcmapsReason(log.replace(/^lcmaps-helper: /gm, 'lcmaps[0] LOG_ERR: - : '))}`);
+  if (result.status === 1)
+    throw authorizationError('mapping.lcmaps_refused', `LCMAPS maps no account for ${dn}: ${lcmapsReason(log)}`);
+  if (result.status !== 0)
+    throw systemError(
+      'lcmaps.helper_failed',
+      `LCMAPS could not run (lcmaps-helper exit ${result.status ?? result.signal}): ${lcmapsReason(log.replace(/^lcmaps-helper: /gm, 'lcmaps[0] LOG_ERR: - : '))}`,
+    );
   const mapped = parseHelperOutput(result.stdout);
   const gid = mapped.primaryGids[0] ?? -1;
   const account = findAccount(mapped.uid);

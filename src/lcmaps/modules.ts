@@ -16,9 +16,18 @@ import { type LeaseOptions, leasePoolAccount } from '../mapping/pool';
 import { findAccount, findGroup, groupsOf } from '../sys/identity';
 import type { LcmapsDb, LcmapsModule, LcmapsRule } from './db';
 
-export type ModuleKind = 'verify_proxy' | 'localaccount' | 'poolaccount' | 'posix_enf' | 'ban_dn' | 'dummy_good' | 'dummy_bad';
+export type ModuleKind =
+  'verify_proxy' | 'localaccount' | 'poolaccount' | 'posix_enf' | 'ban_dn' | 'dummy_good' | 'dummy_bad';
 
-const KINDS: readonly ModuleKind[] = ['verify_proxy', 'localaccount', 'poolaccount', 'posix_enf', 'ban_dn', 'dummy_good', 'dummy_bad'];
+const KINDS: readonly ModuleKind[] = [
+  'verify_proxy',
+  'localaccount',
+  'poolaccount',
+  'posix_enf',
+  'ban_dn',
+  'dummy_good',
+  'dummy_bad',
+];
 
 /** Where LCMAPS takes relative grid-mapfile and gridmapdir paths from in a setuid program. */
 const GRID_SECURITY = '/etc/grid-security';
@@ -82,7 +91,9 @@ export interface MappingEnvironment {
 
 function lookupSystemAccount(nameOrUid: string | number): ResolvedAccount | undefined {
   const account = findAccount(nameOrUid);
-  return account === undefined ? undefined : { name: account.name, uid: account.uid, gid: account.gid, groups: groupsOf(account) };
+  return account === undefined
+    ? undefined
+    : { name: account.name, uid: account.uid, gid: account.gid, groups: groupsOf(account) };
 }
 
 export const systemMappingEnvironment: MappingEnvironment = {
@@ -127,9 +138,19 @@ type ModuleConfig =
       readonly strictPrefixMatch: boolean;
       readonly wildcards: boolean;
     }
-  | { readonly kind: 'posix_enf'; readonly maxUids?: number; readonly maxPrimaryGids?: number; readonly maxSecondaryGids?: number }
+  | {
+      readonly kind: 'posix_enf';
+      readonly maxUids?: number;
+      readonly maxPrimaryGids?: number;
+      readonly maxSecondaryGids?: number;
+    }
   | { readonly kind: 'ban_dn'; readonly banmapfile: string; readonly wildcards: boolean }
-  | { readonly kind: 'dummy_good'; readonly account?: ResolvedAccount; readonly gid?: number; readonly secondaryGid?: number }
+  | {
+      readonly kind: 'dummy_good';
+      readonly account?: ResolvedAccount;
+      readonly gid?: number;
+      readonly secondaryGid?: number;
+    }
   | { readonly kind: 'dummy_bad' };
 
 export interface CompiledModule {
@@ -187,10 +208,7 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     },
     { names: ['--max-voms-ttl'], value: 'a time period like 1d-00:00' },
   ],
-  ban_dn: [
-    { names: ['-banmapfile'], value: 'a ban list' },
-    { names: ['-no_wildcard', '-disablewildcard'] },
-  ],
+  ban_dn: [{ names: ['-banmapfile'], value: 'a ban list' }, { names: ['-no_wildcard', '-disablewildcard'] }],
   localaccount: [{ names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' }],
   poolaccount: [
     { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
@@ -229,13 +247,17 @@ function readOptions(db: LcmapsDb, module: LcmapsModule, kind: ModuleKind): Give
     const word = module.args[index] ?? '';
     const spec = specs.find((candidate) => candidate.names.includes(word) || candidate.matches?.(word) === true);
     if (spec === undefined) {
-      const known = specs.length === 0 ? 'it takes none' : `known: ${specs.map((candidate) => candidate.names.join('|')).join(' ')}`;
+      const known =
+        specs.length === 0
+          ? 'it takes none'
+          : `known: ${specs.map((candidate) => candidate.names.join('|')).join(' ')}`;
       throw systemError('lcmaps.unknown_option', `${where(db, module)}: unknown option '${word}' (${known})`);
     }
     let value = '';
     if (spec.value !== undefined) {
       const next = module.args[index + 1];
-      if (next === undefined || next.startsWith('-')) throw systemError('lcmaps.bad_option', `${where(db, module)}: option '${word}' needs ${spec.value}`);
+      if (next === undefined || next.startsWith('-'))
+        throw systemError('lcmaps.bad_option', `${where(db, module)}: option '${word}' needs ${spec.value}`);
       value = next;
       index++;
     }
@@ -245,7 +267,10 @@ function readOptions(db: LcmapsDb, module: LcmapsModule, kind: ModuleKind): Give
 }
 
 function badValue(db: LcmapsDb, module: LcmapsModule, option: GivenOption, why: string): GlexecError {
-  return systemError('lcmaps.bad_option', `${where(db, module)}: option '${option.word}' value '${option.value}' ${why}`);
+  return systemError(
+    'lcmaps.bad_option',
+    `${where(db, module)}: option '${option.word}' value '${option.value}' ${why}`,
+  );
 }
 
 function yesNo(db: LcmapsDb, module: LcmapsModule, option: GivenOption): boolean {
@@ -283,12 +308,15 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
       certdir = option.value;
     } else if (name === '--max-voms-ttl') {
       // LCMAPS checks it only when the proxy has VOMS attributes, which glexec does not read yet.
-      if (parseTimePeriod(option.value) === undefined) throw badValue(db, module, option, 'is not a time period like 1d-00:00 (days-hours:minutes)');
+      if (parseTimePeriod(option.value) === undefined)
+        throw badValue(db, module, option, 'is not a time period like 1d-00:00 (days-hours:minutes)');
     } else if (option.spec.matches !== undefined) {
       const level = option.word.slice('--max-proxy-level-ttl='.length);
-      if (!/^([0-9]+|[lL])$/.test(level)) throw badValue(db, module, option, `has level '${level}', which is not a number or L (leaf)`);
+      if (!/^([0-9]+|[lL])$/.test(level))
+        throw badValue(db, module, option, `has level '${level}', which is not a number or L (leaf)`);
       const seconds = parseTimePeriod(option.value);
-      if (seconds === undefined) throw badValue(db, module, option, 'is not a time period like 1d-00:00 (days-hours:minutes)');
+      if (seconds === undefined)
+        throw badValue(db, module, option, 'is not a time period like 1d-00:00 (days-hours:minutes)');
       maxValiditySeconds.set(/[lL]/.test(level) ? 'leaf' : Number(level), seconds);
     } else {
       flags.add(name);
@@ -296,7 +324,10 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
   }
   const deny = flags.has('--disallow-limited-proxy');
   if (deny && (flags.has('--allow-limited-proxy') || flags.has('--require-limited-proxy'))) {
-    throw systemError('lcmaps.bad_option', `${where(db, module)}: '--disallow-limited-proxy' contradicts '${flags.has('--allow-limited-proxy') ? '--allow-limited-proxy' : '--require-limited-proxy'}'`);
+    throw systemError(
+      'lcmaps.bad_option',
+      `${where(db, module)}: '--disallow-limited-proxy' contradicts '${flags.has('--allow-limited-proxy') ? '--allow-limited-proxy' : '--require-limited-proxy'}'`,
+    );
   }
   // verify_proxy 1.5.10 accepts limited proxies unless --disallow-limited-proxy is given.
   const limitedProxies: LimitedProxyRule = flags.has('--require-limited-proxy') ? 'require' : deny ? 'deny' : 'allow';
@@ -304,15 +335,22 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
     kind: 'verify_proxy',
     ...(certdir === undefined ? {} : { certdir }),
     limitedProxies,
-    acceptMissingPrivateKey: flags.has('--discard_private_key_absence') && !flags.has('--never_discard_private_key_absence'),
+    acceptMissingPrivateKey:
+      flags.has('--discard_private_key_absence') && !flags.has('--never_discard_private_key_absence'),
     onlyLifetimeChecks: flags.has('--only-enforce-lifetime-checks'),
     maxValiditySeconds,
   };
 }
 
-function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKind, env: MappingEnvironment): ModuleConfig {
+function compileModuleConfig(
+  db: LcmapsDb,
+  module: LcmapsModule,
+  kind: ModuleKind,
+  env: MappingEnvironment,
+): ModuleConfig {
   const options = readOptions(db, module, kind);
-  const value = (name: string): GivenOption | undefined => options.filter((option) => option.spec.names[0] === name).at(-1);
+  const value = (name: string): GivenOption | undefined =>
+    options.filter((option) => option.spec.names[0] === name).at(-1);
   const has = (name: string): boolean => value(name) !== undefined;
   switch (kind) {
     case 'verify_proxy':
@@ -322,7 +360,8 @@ function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKin
     case 'poolaccount': {
       const gridmapdir = value('-gridmapdir');
       const maxMappings = value('-max_mappings_per_credential');
-      if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value)) throw badValue(db, module, maxMappings, 'is not a positive number');
+      if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value))
+        throw badValue(db, module, maxMappings, 'is not a positive number');
       const strict = value('-strict_poolprefix_match');
       return {
         kind,
@@ -335,7 +374,8 @@ function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKin
     }
     case 'posix_enf': {
       for (const option of options) {
-        if (option.spec.value === 'a number' && !/^[0-9]+$/.test(option.value)) throw badValue(db, module, option, 'is not a number');
+        if (option.spec.value === 'a number' && !/^[0-9]+$/.test(option.value))
+          throw badValue(db, module, option, 'is not a number');
         if (option.spec.value === 'yes or no') yesNo(db, module, option);
       }
       const limit = (name: string): { [key: string]: number } => {
@@ -351,7 +391,11 @@ function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKin
       };
     }
     case 'ban_dn':
-      return { kind, banmapfile: gridSecurityPath(value('-banmapfile')?.value ?? DEFAULT_BANMAPFILE), wildcards: !has('-no_wildcard') };
+      return {
+        kind,
+        banmapfile: gridSecurityPath(value('-banmapfile')?.value ?? DEFAULT_BANMAPFILE),
+        wildcards: !has('-no_wildcard'),
+      };
     case 'dummy_good':
       return compileDummyGood(db, module, options, env);
     case 'dummy_bad':
@@ -363,13 +407,24 @@ function compileModuleConfig(db: LcmapsDb, module: LcmapsModule, kind: ModuleKin
  * lcmaps_dummy_good's user and groups are looked up when LCMAPS starts, and one that does not
  * exist stops LCMAPS before any policy runs: a 202 here too.
  */
-function compileDummyGood(db: LcmapsDb, module: LcmapsModule, options: readonly GivenOption[], env: MappingEnvironment): ModuleConfig {
-  const given = (...names: string[]): GivenOption | undefined => options.filter((option) => names.includes(option.spec.names[0] ?? '')).at(-1);
+function compileDummyGood(
+  db: LcmapsDb,
+  module: LcmapsModule,
+  options: readonly GivenOption[],
+  env: MappingEnvironment,
+): ModuleConfig {
+  const given = (...names: string[]): GivenOption | undefined =>
+    options.filter((option) => names.includes(option.spec.names[0] ?? '')).at(-1);
   const missing = (option: GivenOption, what: string): GlexecError =>
-    systemError('lcmaps.bad_option', `${where(db, module)}: option '${option.word}' names ${what} '${option.value}', which does not exist`);
-  const numberOrName = (option: GivenOption): string | number => (option.spec.value === 'a uid' || option.spec.value === 'a gid' ? Number(option.value) : option.value);
+    systemError(
+      'lcmaps.bad_option',
+      `${where(db, module)}: option '${option.word}' names ${what} '${option.value}', which does not exist`,
+    );
+  const numberOrName = (option: GivenOption): string | number =>
+    option.spec.value === 'a uid' || option.spec.value === 'a gid' ? Number(option.value) : option.value;
   for (const option of options) {
-    if ((option.spec.value === 'a uid' || option.spec.value === 'a gid') && !/^[0-9]+$/.test(option.value)) throw badValue(db, module, option, 'is not a number');
+    if ((option.spec.value === 'a uid' || option.spec.value === 'a gid') && !/^[0-9]+$/.test(option.value))
+      throw badValue(db, module, option, 'is not a number');
   }
   const user = given('--dummy-uid', '--dummy-username');
   const group = given('--dummy-gid', '--dummy-group');
@@ -396,7 +451,12 @@ function compileModule(db: LcmapsDb, module: LcmapsModule, env: MappingEnvironme
       `${where(db, module)}: glexec has no built-in equivalent of this plug-in (it has ${KINDS.map((name) => `lcmaps_${name}.mod`).join(', ')})`,
     );
   }
-  return { label: module.name, line: module.line, file: module.file, config: compileModuleConfig(db, module, kind, env) };
+  return {
+    label: module.name,
+    line: module.line,
+    file: module.file,
+    config: compileModuleConfig(db, module, kind, env),
+  };
 }
 
 /**
@@ -405,13 +465,18 @@ function compileModule(db: LcmapsDb, module: LcmapsModule, env: MappingEnvironme
  */
 function refuseSharedPlugins(db: LcmapsDb): void {
   const byFile = new Map<string, LcmapsModule>();
-  const used = new Set(db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])));
+  const used = new Set(
+    db.policies.flatMap((policy) => policy.rules.flatMap((rule) => [rule.from, rule.onSuccess, rule.onFailure])),
+  );
   for (const [label, module] of db.modules) {
     if (!used.has(label)) continue;
     const file = module.file.slice(module.file.lastIndexOf('/') + 1);
     const first = byFile.get(file);
     if (first !== undefined) {
-      throw systemError('lcmaps.plugin_twice', `${where(db, module)}: plug-in ${file} is also module '${first.name}' (line ${first.line}); LCMAPS loads a plug-in once, so use a numbered copy such as ${file.replace(/\.(mod|so)/, '2.$1')}`);
+      throw systemError(
+        'lcmaps.plugin_twice',
+        `${where(db, module)}: plug-in ${file} is also module '${first.name}' (line ${first.line}); LCMAPS loads a plug-in once, so use a numbered copy such as ${file.replace(/\.(mod|so)/, '2.$1')}`,
+      );
     }
     byFile.set(file, module);
   }
@@ -419,7 +484,10 @@ function refuseSharedPlugins(db: LcmapsDb): void {
 
 /** `lcmaps_get_account_policy`: one policy name or several separated by `:`. */
 export function parsePolicyNames(setting: string): string[] {
-  const names = setting.split(':').map((name) => name.trim()).filter((name) => name !== '');
+  const names = setting
+    .split(':')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
   if (names.length === 0) throw systemError('lcmaps.no_policy', 'lcmaps_get_account_policy names no policy');
   return [...new Set(names)];
 }
@@ -429,12 +497,19 @@ export function parsePolicyNames(setting: string): string[] {
  * values): any problem is a 202. Modules only other policies use are not looked at, so one
  * lcmaps.db can serve other services too.
  */
-export function compileAccountPolicies(db: LcmapsDb, policyNames: string | readonly string[], env: MappingEnvironment = systemMappingEnvironment): CompiledPolicies {
+export function compileAccountPolicies(
+  db: LcmapsDb,
+  policyNames: string | readonly string[],
+  env: MappingEnvironment = systemMappingEnvironment,
+): CompiledPolicies {
   const wanted = typeof policyNames === 'string' ? parsePolicyNames(policyNames) : [...new Set(policyNames)];
   for (const name of wanted) {
     if (!db.policies.some((policy) => policy.name === name)) {
       const defined = db.policies.map((policy) => policy.name).join(', ') || 'none';
-      throw systemError('lcmaps.unknown_policy', `${db.file}: policy '${name}' (from lcmaps_get_account_policy) is not defined (defined: ${defined})`);
+      throw systemError(
+        'lcmaps.unknown_policy',
+        `${db.file}: policy '${name}' (from lcmaps_get_account_policy) is not defined (defined: ${defined})`,
+      );
     }
   }
   refuseSharedPlugins(db);
@@ -447,13 +522,23 @@ export function compileAccountPolicies(db: LcmapsDb, policyNames: string | reado
         if (label === undefined || modules.has(label)) continue;
         const module = db.modules.get(label);
         // parseLcmapsDb already refused rules naming undefined modules.
-        if (module === undefined) throw systemError('lcmaps.undefined_module', `${db.file} line ${rule.line}: module '${label}' is not defined`);
+        if (module === undefined)
+          throw systemError(
+            'lcmaps.undefined_module',
+            `${db.file} line ${rule.line}: module '${label}' is not defined`,
+          );
         modules.set(label, compileModule(db, module, env));
       }
     }
     const first = policy.rules[0];
-    if (first === undefined) throw systemError('lcmaps.syntax', `${db.file} line ${policy.line}: policy '${policy.name}' has no rules`);
-    policies.push({ name: policy.name, line: policy.line, start: first.from, rules: new Map(policy.rules.map((rule) => [rule.from, rule])) });
+    if (first === undefined)
+      throw systemError('lcmaps.syntax', `${db.file} line ${policy.line}: policy '${policy.name}' has no rules`);
+    policies.push({
+      name: policy.name,
+      line: policy.line,
+      start: first.from,
+      rules: new Map(policy.rules.map((rule) => [rule.from, rule])),
+    });
   }
   return { file: db.file, policies, modules };
 }
@@ -471,24 +556,36 @@ interface Gathered {
   readonly secondaryGids: readonly number[];
 }
 
-type ModuleResult = { readonly ok: true; readonly gathered?: Gathered } | { readonly ok: false; readonly reason: string };
+type ModuleResult =
+  { readonly ok: true; readonly gathered?: Gathered } | { readonly ok: false; readonly reason: string };
 
 const failed = (reason: string): ModuleResult => ({ ok: false, reason });
 
 function runVerifyProxy(config: Extract<ModuleConfig, { kind: 'verify_proxy' }>, input: MappingInput): ModuleResult {
   const { proxy } = input;
-  if (input.now.getTime() >= proxy.notAfter.getTime()) return failed(`the proxy expired at ${proxy.notAfter.toISOString()}`);
+  if (input.now.getTime() >= proxy.notAfter.getTime())
+    return failed(`the proxy expired at ${proxy.notAfter.toISOString()}`);
   if (!config.onlyLifetimeChecks) {
-    if (config.certdir !== undefined && input.verifiedAgainstCertdir !== undefined && config.certdir !== input.verifiedAgainstCertdir) {
-      return failed(`glexec verified the chain against ${input.verifiedAgainstCertdir}, not against the module's -certdir ${config.certdir}`);
+    if (
+      config.certdir !== undefined &&
+      input.verifiedAgainstCertdir !== undefined &&
+      config.certdir !== input.verifiedAgainstCertdir
+    ) {
+      return failed(
+        `glexec verified the chain against ${input.verifiedAgainstCertdir}, not against the module's -certdir ${config.certdir}`,
+      );
     }
-    if (config.limitedProxies === 'deny' && proxy.limited) return failed('the chain has a limited proxy and --disallow-limited-proxy is set');
-    if (config.limitedProxies === 'require' && !(proxy.leafLimited ?? proxy.limited)) return failed('the last proxy is not limited, and --require-limited-proxy is set');
-    if (proxy.hasPrivateKey === false && !config.acceptMissingPrivateKey) return failed('the private key is missing, and --discard_private_key_absence is not set');
+    if (config.limitedProxies === 'deny' && proxy.limited)
+      return failed('the chain has a limited proxy and --disallow-limited-proxy is set');
+    if (config.limitedProxies === 'require' && !(proxy.leafLimited ?? proxy.limited))
+      return failed('the last proxy is not limited, and --require-limited-proxy is set');
+    if (proxy.hasPrivateKey === false && !config.acceptMissingPrivateKey)
+      return failed('the private key is missing, and --discard_private_key_absence is not set');
   }
   if (config.maxValiditySeconds.size > 0) {
     const validity = proxy.proxyValidity;
-    if (validity === undefined) return failed('--max-proxy-level-ttl is set, but the proxy validity periods were not given to it');
+    if (validity === undefined)
+      return failed('--max-proxy-level-ttl is set, but the proxy validity periods were not given to it');
     for (const [level, maxSeconds] of config.maxValiditySeconds) {
       const index = level === 'leaf' ? validity.length - 1 : level;
       const certificate = validity[index];
@@ -496,7 +593,9 @@ function runVerifyProxy(config: Extract<ModuleConfig, { kind: 'verify_proxy' }>,
       const seconds = Math.floor((certificate.notAfter.getTime() - certificate.notBefore.getTime()) / 1000);
       if (seconds > maxSeconds) {
         const name = level === 'leaf' ? 'the last proxy' : `the proxy at level ${level}`;
-        return failed(`${name} is valid for ${formatPeriod(seconds)}, longer than --max-proxy-level-ttl allows (${formatPeriod(maxSeconds)})`);
+        return failed(
+          `${name} is valid for ${formatPeriod(seconds)}, longer than --max-proxy-level-ttl allows (${formatPeriod(maxSeconds)})`,
+        );
       }
     }
   }
@@ -509,20 +608,37 @@ function mappedAccount(env: MappingEnvironment, name: string, via: MappedBy): Mo
   return { ok: true, gathered: { account, via, secondaryGids: [] } };
 }
 
-function runLocalAccount(config: Extract<ModuleConfig, { kind: 'localaccount' }>, input: MappingInput, env: MappingEnvironment): ModuleResult {
+function runLocalAccount(
+  config: Extract<ModuleConfig, { kind: 'localaccount' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
   const entry = findGridMapEntry(env.readGridMap(config.gridmapfile), input.identityDn, false);
   if (entry === undefined) return failed(`the DN has no entry in grid-mapfile ${config.gridmapfile}`);
   const account = entry.accounts[0] ?? '';
-  if (account.startsWith('.')) return failed(`grid-mapfile ${config.gridmapfile} line ${entry.line} maps the DN to pool '${account}', which is for a poolaccount module`);
+  if (account.startsWith('.'))
+    return failed(
+      `grid-mapfile ${config.gridmapfile} line ${entry.line} maps the DN to pool '${account}', which is for a poolaccount module`,
+    );
   return mappedAccount(env, account, 'localaccount');
 }
 
-function runPoolAccount(config: Extract<ModuleConfig, { kind: 'poolaccount' }>, input: MappingInput, env: MappingEnvironment): ModuleResult {
+function runPoolAccount(
+  config: Extract<ModuleConfig, { kind: 'poolaccount' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
   const entry = findGridMapEntry(env.readGridMap(config.gridmapfile), input.identityDn, config.wildcards);
   if (entry === undefined) return failed(`the DN has no entry in grid-mapfile ${config.gridmapfile}`);
   const pool = entry.accounts[0] ?? '';
-  if (!pool.startsWith('.')) return failed(`grid-mapfile ${config.gridmapfile} line ${entry.line} maps the DN to '${pool}', which is not a pool (.name)`);
-  if (config.gridmapdir === undefined) return failed('the gridmapdir is unset: give the module -gridmapdir (LCMAPS would read $GRIDMAPDIR, which gLExec never set)');
+  if (!pool.startsWith('.'))
+    return failed(
+      `grid-mapfile ${config.gridmapfile} line ${entry.line} maps the DN to '${pool}', which is not a pool (.name)`,
+    );
+  if (config.gridmapdir === undefined)
+    return failed(
+      'the gridmapdir is unset: give the module -gridmapdir (LCMAPS would read $GRIDMAPDIR, which gLExec never set)',
+    );
   let account: string;
   try {
     account = env.leasePoolAccount(config.gridmapdir, pool.slice(1), input.identityDn, {
@@ -537,8 +653,16 @@ function runPoolAccount(config: Extract<ModuleConfig, { kind: 'poolaccount' }>, 
   return mappedAccount(env, account, 'poolaccount');
 }
 
-function runBanDn(config: Extract<ModuleConfig, { kind: 'ban_dn' }>, input: MappingInput, env: MappingEnvironment): ModuleResult {
-  const entry = findGridMapEntry(env.readGridMap(config.banmapfile, { accountRequired: false }), input.identityDn, config.wildcards);
+function runBanDn(
+  config: Extract<ModuleConfig, { kind: 'ban_dn' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  const entry = findGridMapEntry(
+    env.readGridMap(config.banmapfile, { accountRequired: false }),
+    input.identityDn,
+    config.wildcards,
+  );
   return entry === undefined ? { ok: true } : failed(`the DN is banned by line ${entry.line} of ${config.banmapfile}`);
 }
 
@@ -565,7 +689,9 @@ function credentialOf(gathered: Gathered): Credential {
   return {
     uids: account === undefined ? [] : [account.uid],
     primaryGids: gathered.gid !== undefined ? [gathered.gid] : account === undefined ? [] : [account.gid],
-    secondaryGids: [...new Set([...(gathered.gid === undefined ? (account?.groups ?? []) : []), ...gathered.secondaryGids])],
+    secondaryGids: [
+      ...new Set([...(gathered.gid === undefined ? (account?.groups ?? []) : []), ...gathered.secondaryGids]),
+    ],
   };
 }
 
@@ -577,13 +703,21 @@ function runPosixEnf(config: Extract<ModuleConfig, { kind: 'posix_enf' }>, gathe
     ['secondary gids', credential.secondaryGids, config.maxSecondaryGids],
   ];
   for (const [what, list, max] of limits) {
-    if (max !== undefined && list.length > max) return failed(`the mapping has ${list.length} ${what}, more than its limit (-max${what === 'uids' ? 'uid' : what === 'primary gids' ? 'pgid' : 'sgid'} ${max})`);
+    if (max !== undefined && list.length > max)
+      return failed(
+        `the mapping has ${list.length} ${what}, more than its limit (-max${what === 'uids' ? 'uid' : what === 'primary gids' ? 'pgid' : 'sgid'} ${max})`,
+      );
   }
   // glexec itself switches to the mapped account after the policy.
   return { ok: true };
 }
 
-function runModule(module: CompiledModule, input: MappingInput, env: MappingEnvironment, gathered: Gathered): ModuleResult {
+function runModule(
+  module: CompiledModule,
+  input: MappingInput,
+  env: MappingEnvironment,
+  gathered: Gathered,
+): ModuleResult {
   const { config } = module;
   switch (config.kind) {
     case 'verify_proxy':
@@ -621,14 +755,27 @@ function gather(so: Gathered, add: Gathered, label: string): Gathered | string {
 
 function finalMapping(gathered: Gathered, policy: string): AccountMapping | string {
   const { account, via } = gathered;
-  if (account === undefined || via === undefined) return 'it succeeded without mapping an account (no localaccount, poolaccount or dummy_good --dummy-username module gave one)';
+  if (account === undefined || via === undefined)
+    return 'it succeeded without mapping an account (no localaccount, poolaccount or dummy_good --dummy-username module gave one)';
   const credential = credentialOf(gathered);
   const gid = credential.primaryGids[0] ?? account.gid;
-  return { account: account.name, policy, via, uid: account.uid, gid, groups: [...new Set([gid, ...credential.secondaryGids])].sort((a, b) => a - b) };
+  return {
+    account: account.name,
+    policy,
+    via,
+    uid: account.uid,
+    gid,
+    groups: [...new Set([gid, ...credential.secondaryGids])].sort((a, b) => a - b),
+  };
 }
 
 /** Runs one policy; its account, or why it did not map one. */
-function runPolicy(compiled: CompiledPolicies, policy: CompiledPolicy, input: MappingInput, env: MappingEnvironment): AccountMapping | string {
+function runPolicy(
+  compiled: CompiledPolicies,
+  policy: CompiledPolicy,
+  input: MappingInput,
+  env: MappingEnvironment,
+): AccountMapping | string {
   const failures: string[] = [];
   let gathered: Gathered = { secondaryGids: [] };
   let label = policy.start;
@@ -664,7 +811,11 @@ function runPolicy(compiled: CompiledPolicies, policy: CompiledPolicy, input: Ma
  * 202 (untrusted grid-mapfile, broken gridmapdir…) stops at once; if no policy maps, a 203 says
  * why each failed.
  */
-export function evaluateAccountPolicies(compiled: CompiledPolicies, input: MappingInput, env: MappingEnvironment = systemMappingEnvironment): AccountMapping {
+export function evaluateAccountPolicies(
+  compiled: CompiledPolicies,
+  input: MappingInput,
+  env: MappingEnvironment = systemMappingEnvironment,
+): AccountMapping {
   // One read of each grid-mapfile per request, however many modules use it.
   const gridMaps = new Map<string, readonly GridMapEntry[]>();
   const cachedEnv: MappingEnvironment = {
@@ -682,10 +833,18 @@ export function evaluateAccountPolicies(compiled: CompiledPolicies, input: Mappi
     if (typeof outcome !== 'string') return outcome;
     reasons.push(`policy '${policy.name}': ${outcome}`);
   }
-  throw authorizationError('mapping.no_account', `no LCMAPS policy in ${compiled.file} maps ${input.identityDn}: ${reasons.join('; ')}`);
+  throw authorizationError(
+    'mapping.no_account',
+    `no LCMAPS policy in ${compiled.file} maps ${input.identityDn}: ${reasons.join('; ')}`,
+  );
 }
 
 /** compileAccountPolicies, then evaluateAccountPolicies. */
-export function mapAccount(db: LcmapsDb, policyNames: string | readonly string[], input: MappingInput, env: MappingEnvironment = systemMappingEnvironment): AccountMapping {
+export function mapAccount(
+  db: LcmapsDb,
+  policyNames: string | readonly string[],
+  input: MappingInput,
+  env: MappingEnvironment = systemMappingEnvironment,
+): AccountMapping {
   return evaluateAccountPolicies(compileAccountPolicies(db, policyNames, env), input, env);
 }

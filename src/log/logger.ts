@@ -3,7 +3,17 @@
  * the root process), to a JSON-lines file or to syslog as plain text. Every string is sanitized.
  * The completion record is an audit record: it is written whatever log_level says.
  */
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import pino from 'pino';
@@ -33,7 +43,13 @@ export interface Log {
 /** gLExec's log_level (0..5) → the least severe level written; 0 writes nothing but audits. */
 const thresholdByLogLevel: readonly (Level | 'none')[] = ['none', 'error', 'warn', 'notice', 'info', 'debug'];
 const severity: Record<Level, number> = { error: 50, warn: 40, notice: 35, info: 30, debug: 20 };
-const syslogPriority: Record<Level, SyslogPriority> = { error: 'err', warn: 'warning', notice: 'notice', info: 'info', debug: 'debug' };
+const syslogPriority: Record<Level, SyslogPriority> = {
+  error: 'err',
+  warn: 'warning',
+  notice: 'notice',
+  info: 'info',
+  debug: 'debug',
+};
 
 export const MIN_LOG_LEVEL = 0;
 export const MAX_LOG_LEVEL = 5;
@@ -41,10 +57,16 @@ export const MAX_LOG_LEVEL = 5;
 /** Clamps log_level as gLExec does, with its warning texts. */
 export function clampLogLevel(requested: number): { level: number; warning?: string } {
   if (requested < MIN_LOG_LEVEL) {
-    return { level: MIN_LOG_LEVEL, warning: `Specified loglevel ${requested} is too small, using min. log level ${MIN_LOG_LEVEL}.` };
+    return {
+      level: MIN_LOG_LEVEL,
+      warning: `Specified loglevel ${requested} is too small, using min. log level ${MIN_LOG_LEVEL}.`,
+    };
   }
   if (requested > MAX_LOG_LEVEL) {
-    return { level: MAX_LOG_LEVEL, warning: `Specified loglevel ${requested} is too large, using max. log level ${MAX_LOG_LEVEL}.` };
+    return {
+      level: MAX_LOG_LEVEL,
+      warning: `Specified loglevel ${requested} is too large, using max. log level ${MAX_LOG_LEVEL}.`,
+    };
   }
   return { level: requested };
 }
@@ -114,22 +136,41 @@ function openLogFile(config: Config): number {
     lstatSync(dir);
   } catch {
     // Create the last directory only; its parent must already be trusted.
-    requireTrustedPath('log directory parent', dirname(dir), { trustedUids: [], trustedGids: [], finalType: 'directory' }, lstatSync, 'log.untrusted');
+    requireTrustedPath(
+      'log directory parent',
+      dirname(dir),
+      { trustedUids: [], trustedGids: [], finalType: 'directory' },
+      lstatSync,
+      'log.untrusted',
+    );
     mkdirSync(dir, { mode: 0o755 });
   }
-  requireTrustedPath('log directory', dir, { trustedUids: [], trustedGids: [], finalType: 'directory' }, lstatSync, 'log.untrusted');
+  requireTrustedPath(
+    'log directory',
+    dir,
+    { trustedUids: [], trustedGids: [], finalType: 'directory' },
+    lstatSync,
+    'log.untrusted',
+  );
   const group = findGroup(config.log_file_group);
-  if (group === undefined) throw systemError('log.bad_group', `log_file_group '${config.log_file_group}' does not exist`);
+  if (group === undefined)
+    throw systemError('log.bad_group', `log_file_group '${config.log_file_group}' does not exist`);
   let fd: number;
   try {
     fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (error) {
-    throw systemError('log.unopenable', `cannot open log file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw systemError(
+      'log.unopenable',
+      `cannot open log file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
   }
   const st = fstatSync(fd);
   if (!st.isFile() || st.uid !== 0 || st.nlink !== 1 || st.mode & 0o022) {
     closeSync(fd);
-    throw systemError('log.untrusted', `log file ${path} must be a regular root-owned file with one link, not writable by group or others`);
+    throw systemError(
+      'log.untrusted',
+      `log file ${path} must be a regular root-owned file with one link, not writable by group or others`,
+    );
   }
   if (st.gid !== group.gid) fchownSync(fd, 0, group.gid);
   fchmodSync(fd, group.gid === 0 ? 0o600 : 0o640);
@@ -143,7 +184,7 @@ function fileSink(config: Config): Sink {
     write(line: string) {
       // One record, written in full or reported (ENOSPC, EIO, EFBIG): never dropped unseen.
       const bytes = Buffer.from(line);
-      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+      for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done);
     },
   };
 }
@@ -167,8 +208,19 @@ export const MAX_LOGGED_BYTES_PER_CALL = 32 * 1024;
  */
 export type AuditDelivery =
   | { readonly written: true }
-  | { readonly written: false; readonly destination: Sink['destination']; readonly reason: string; readonly fallback: Sink['destination'] }
-  | { readonly written: false; readonly destination: Sink['destination']; readonly reason: string; readonly fallback: 'none'; readonly line: string };
+  | {
+      readonly written: false;
+      readonly destination: Sink['destination'];
+      readonly reason: string;
+      readonly fallback: Sink['destination'];
+    }
+  | {
+      readonly written: false;
+      readonly destination: Sink['destination'];
+      readonly reason: string;
+      readonly fallback: 'none';
+      readonly line: string;
+    };
 
 export function openLog(config: Config, logLevel: number): Log {
   const sink = config.log_destination === 'file' ? fileSink(config) : syslogSink(config);
@@ -208,7 +260,10 @@ export function openLog(config: Config, logLevel: number): Log {
     (msg: string, fields?: Fields): void => {
       if (threshold === 'none' || severity[level] < severity[threshold]) return;
       if (bytesWritten >= MAX_LOGGED_BYTES_PER_CALL) {
-        if (recordsLeftOut++ === 0) write('warn', 'this call has written as much to the log as one call may; further records are left out', { maxBytes: MAX_LOGGED_BYTES_PER_CALL });
+        if (recordsLeftOut++ === 0)
+          write('warn', 'this call has written as much to the log as one call may; further records are left out', {
+            maxBytes: MAX_LOGGED_BYTES_PER_CALL,
+          });
         return;
       }
       write(level, msg, fields);
@@ -223,7 +278,11 @@ export function openLog(config: Config, logLevel: number): Log {
     async audit(msg, fields) {
       write('notice', msg, recordsLeftOut > 0 ? { ...fields, recordsLeftOut } : fields);
       const line = lastLine;
-      const reason = lastFailure ?? (sink.destination === 'syslog' && !(await syslogListening()) ? `nothing listens on ${SYSLOG_SOCKET}` : undefined);
+      const reason =
+        lastFailure ??
+        (sink.destination === 'syslog' && !(await syslogListening())
+          ? `nothing listens on ${SYSLOG_SOCKET}`
+          : undefined);
       if (reason === undefined) return { written: true };
       const fallback = await fallbackSink(config, sink.destination);
       if (fallback !== undefined) {

@@ -10,7 +10,9 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|\p{Cf}/gu;
 export function escapeControl(text: string): string {
   return text.replace(CONTROL, (char) => {
     const code = char.codePointAt(0) ?? 0;
-    return code <= 0xff ? `\\x${code.toString(16).toUpperCase().padStart(2, '0')}` : `\\u${code.toString(16).toUpperCase().padStart(4, '0')}`;
+    return code <= 0xff
+      ? `\\x${code.toString(16).toUpperCase().padStart(2, '0')}`
+      : `\\u${code.toString(16).toUpperCase().padStart(4, '0')}`;
   });
 }
 
@@ -64,7 +66,11 @@ function cutEscaped(escaped: string, chars: number): string {
 }
 
 /** escapeControl and the size bounds applied to every string inside plain data (objects, arrays). */
-export function sanitizeDeep(value: unknown, bounds: Bounds = TIGHTER_BOUNDS[0] ?? { chars: MAX_LOGGED_STRING, items: MAX_LOGGED_ITEMS }, cuts: Cuts = { strings: 0, items: 0 }): unknown {
+export function sanitizeDeep(
+  value: unknown,
+  bounds: Bounds = TIGHTER_BOUNDS[0] ?? { chars: MAX_LOGGED_STRING, items: MAX_LOGGED_ITEMS },
+  cuts: Cuts = { strings: 0, items: 0 },
+): unknown {
   if (typeof value === 'string') {
     const escaped = escapeControl(value);
     if (escaped.length <= bounds.chars) return escaped;
@@ -92,9 +98,13 @@ export function sanitizeDeep(value: unknown, bounds: Bounds = TIGHTER_BOUNDS[0] 
  * (`truncated`: strings cut, array items left out). Numbers and booleans are never cut; if even
  * the tightest bounds are too loose, only they are kept.
  */
-export function boundRecord(msg: string, fields: Record<string, unknown> | undefined): { msg: string; fields: Record<string, unknown> } {
+export function boundRecord(
+  msg: string,
+  fields: Record<string, unknown> | undefined,
+): { msg: string; fields: Record<string, unknown> } {
   const message = sanitizeDeep(msg, { chars: MAX_LOGGED_MESSAGE, items: 0 }) as string;
-  const size = (record: Record<string, unknown>): number => Buffer.byteLength(JSON.stringify({ msg: message, ...record })) + RECORD_OVERHEAD_BYTES;
+  const size = (record: Record<string, unknown>): number =>
+    Buffer.byteLength(JSON.stringify({ msg: message, ...record })) + RECORD_OVERHEAD_BYTES;
   let bytes = 0;
   for (const bounds of TIGHTER_BOUNDS) {
     const cuts: Cuts = { strings: 0, items: 0 };
@@ -103,6 +113,10 @@ export function boundRecord(msg: string, fields: Record<string, unknown> | undef
     bytes = size(record);
     if (bytes <= MAX_RECORD_BYTES) return { msg: message, fields: record };
   }
-  const scalars = Object.fromEntries(Object.entries(fields ?? {}).filter(([, value]) => typeof value === 'number' || typeof value === 'boolean').slice(0, MAX_LOGGED_ITEMS));
+  const scalars = Object.fromEntries(
+    Object.entries(fields ?? {})
+      .filter(([, value]) => typeof value === 'number' || typeof value === 'boolean')
+      .slice(0, MAX_LOGGED_ITEMS),
+  );
   return { msg: message, fields: { ...scalars, truncated: { recordBytes: bytes } } };
 }

@@ -25,7 +25,10 @@ const trimBlanks = (text: string): string => text.replace(/^[ \t]+|[ \t]+$/g, ''
  * Parses one line; undefined for blanks and comments. Throws a message for a malformed line.
  * `accountRequired: false` is for ban lists, whose lines may hold only a DN.
  */
-export function parseGridMapLine(text: string, options: { accountRequired?: boolean } = {}): { dn: string; accounts: string[]; quoted: boolean } | undefined {
+export function parseGridMapLine(
+  text: string,
+  options: { accountRequired?: boolean } = {},
+): { dn: string; accounts: string[]; quoted: boolean } | undefined {
   const line = trimBlanks(text);
   if (line === '' || line.startsWith('#')) return undefined;
   let dn: string;
@@ -64,7 +67,13 @@ export function parseGridMap(text: string, path: string, options: { accountRequi
 
 export function readGridMap(path: string, options: { accountRequired?: boolean } = {}): GridMapEntry[] {
   const policy = { trustedUids: [], trustedGids: [], finalType: 'file' } as const;
-  const file = { what: 'grid-mapfile', policy, maxBytes: MAX_GRIDMAP_BYTES, untrustedCode: 'gridmap.untrusted', unreadableCode: 'gridmap.unreadable' };
+  const file = {
+    what: 'grid-mapfile',
+    policy,
+    maxBytes: MAX_GRIDMAP_BYTES,
+    untrustedCode: 'gridmap.untrusted',
+    unreadableCode: 'gridmap.unreadable',
+  };
   return parseGridMap(readTrustedFile(path, file).toString('latin1'), path, options);
 }
 
@@ -81,7 +90,11 @@ export function gridMapDnMatches(pattern: string, dn: string, wildcards: boolean
 }
 
 /** The first line, in file order, whose DN matches. */
-export function findGridMapEntry(entries: readonly GridMapEntry[], dn: string, wildcards: boolean): GridMapEntry | undefined {
+export function findGridMapEntry(
+  entries: readonly GridMapEntry[],
+  dn: string,
+  wildcards: boolean,
+): GridMapEntry | undefined {
   return entries.find((entry) => gridMapDnMatches(entry.dn, dn, wildcards));
 }
 
@@ -100,7 +113,11 @@ export function mapDn(entries: readonly GridMapEntry[], dn: string, path: string
   const entry = entries.find((candidate) => candidate.dn === dn);
   if (entry === undefined) {
     // The line the site meant for this DN, written without quotes, is a 202 that says so.
-    const meant = entries.find((candidate) => unquotedDnMistake(candidate, path) !== undefined && `${candidate.dn} ${candidate.accounts[0] ?? ''}`.startsWith(`${dn} `));
+    const meant = entries.find(
+      (candidate) =>
+        unquotedDnMistake(candidate, path) !== undefined &&
+        `${candidate.dn} ${candidate.accounts[0] ?? ''}`.startsWith(`${dn} `),
+    );
     if (meant !== undefined) throw systemError('gridmap.unquoted_dn', unquotedDnMistake(meant, path) ?? '');
     throw authorizationError('mapping.no_entry', `${dn} has no entry in grid-mapfile ${path}`);
   }
@@ -108,7 +125,10 @@ export function mapDn(entries: readonly GridMapEntry[], dn: string, path: string
   if (mistake !== undefined) throw systemError('gridmap.unquoted_dn', mistake);
   const account = entry.accounts[0] ?? '';
   if (account.startsWith('.')) {
-    throw systemError('mapping.pool_unsupported', `${path} line ${entry.line} maps to pool '${account}': pool accounts need lcmaps_db_file with lcmaps_poolaccount.mod (see the README's LCMAPS section)`);
+    throw systemError(
+      'mapping.pool_unsupported',
+      `${path} line ${entry.line} maps to pool '${account}': pool accounts need lcmaps_db_file with lcmaps_poolaccount.mod (see the README's LCMAPS section)`,
+    );
   }
   return account;
 }

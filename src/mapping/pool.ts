@@ -104,7 +104,9 @@ export function encodeLeaseName(dn: string): string {
 }
 
 function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error
+    ? String((error as { code: unknown }).code)
+    : undefined;
 }
 
 function sleepMs(ms: number): void {
@@ -116,7 +118,13 @@ function escapeRegExp(text: string): string {
 }
 
 function defaultCheckGridmapdir(gridmapdir: string): void {
-  requireTrustedPath('gridmapdir', gridmapdir, { trustedUids: [], trustedGids: [], finalType: 'directory' }, lstatSync, 'mapping.gridmapdir_untrusted');
+  requireTrustedPath(
+    'gridmapdir',
+    gridmapdir,
+    { trustedUids: [], trustedGids: [], finalType: 'directory' },
+    lstatSync,
+    'mapping.gridmapdir_untrusted',
+  );
 }
 
 const byAccountName = new Intl.Collator('en', { numeric: true }).compare;
@@ -143,7 +151,10 @@ class Gridmapdir {
       return this.fs.lstat(this.path(name));
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined;
-      throw systemError('mapping.gridmapdir_unreadable', `cannot examine ${this.path(name)}: ${errnoCode(error) ?? String(error)}`);
+      throw systemError(
+        'mapping.gridmapdir_unreadable',
+        `cannot examine ${this.path(name)}: ${errnoCode(error) ?? String(error)}`,
+      );
     }
   }
 
@@ -151,7 +162,10 @@ class Gridmapdir {
     try {
       return this.fs.readdir(this.dir);
     } catch (error) {
-      throw systemError('mapping.gridmapdir_unreadable', `cannot list gridmapdir ${this.dir}: ${errnoCode(error) ?? String(error)}`);
+      throw systemError(
+        'mapping.gridmapdir_unreadable',
+        `cannot list gridmapdir ${this.dir}: ${errnoCode(error) ?? String(error)}`,
+      );
     }
   }
 
@@ -180,7 +194,11 @@ class Gridmapdir {
     try {
       this.fs.unlink(this.path(name));
     } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') throw systemError('mapping.gridmapdir_unwritable', `cannot remove ${this.path(name)}: ${errnoCode(error) ?? String(error)}`);
+      if (errnoCode(error) !== 'ENOENT')
+        throw systemError(
+          'mapping.gridmapdir_unwritable',
+          `cannot remove ${this.path(name)}: ${errnoCode(error) ?? String(error)}`,
+        );
     }
   }
 
@@ -208,8 +226,12 @@ function linkOnce(gmd: Gridmapdir, existingName: string, newName: string): 'link
       const [from, to] = [gmd.status(existingName), gmd.status(newName)];
       return from !== undefined && to !== undefined && from.ino === to.ino && from.dev === to.dev ? 'linked' : 'exists';
     }
-    if (code === 'ENAMETOOLONG') throw authorizationError('mapping.dn_too_long', `the DN's lease name is too long for gridmapdir ${gmd.dir}`);
-    throw systemError('mapping.gridmapdir_unwritable', `cannot link ${gmd.path(existingName)} to ${gmd.path(newName)}: ${code ?? String(error)}`);
+    if (code === 'ENAMETOOLONG')
+      throw authorizationError('mapping.dn_too_long', `the DN's lease name is too long for gridmapdir ${gmd.dir}`);
+    throw systemError(
+      'mapping.gridmapdir_unwritable',
+      `cannot link ${gmd.path(existingName)} to ${gmd.path(newName)}: ${code ?? String(error)}`,
+    );
   }
 }
 
@@ -224,7 +246,8 @@ function claimAndPublish(gmd: Gridmapdir, account: string, leaseName: string): C
   const claim = `${CLAIM_PREFIX}${account}~${hostname()}.${process.pid}~${gmd.now()}~${randomBytes(6).toString('hex')}`;
   const claimed = linkOnce(gmd, account, claim);
   if (claimed === 'gone') return { kind: 'taken' };
-  if (claimed === 'exists') throw systemError('mapping.gridmapdir_unwritable', `claim name ${gmd.path(claim)} exists already`);
+  if (claimed === 'exists')
+    throw systemError('mapping.gridmapdir_unwritable', `claim name ${gmd.path(claim)} exists already`);
   try {
     const st = gmd.status(claim);
     if (st === undefined || st.nlink !== 2) return { kind: 'taken' };
@@ -253,7 +276,10 @@ function removeSolitaryLease(gmd: Gridmapdir, leaseName: string, seen: EntryStat
     gmd.fs.rename(gmd.path(leaseName), gmd.path(aside));
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return;
-    throw systemError('mapping.gridmapdir_unwritable', `cannot move solitary lease ${gmd.path(leaseName)} aside: ${errnoCode(error) ?? String(error)}`);
+    throw systemError(
+      'mapping.gridmapdir_unwritable',
+      `cannot move solitary lease ${gmd.path(leaseName)} aside: ${errnoCode(error) ?? String(error)}`,
+    );
   }
   const moved = gmd.status(aside);
   if (moved !== undefined && !(moved.ino === seen.ino && moved.dev === seen.dev && moved.nlink === 1)) {
@@ -272,7 +298,11 @@ function existingLease(gmd: Gridmapdir, leaseName: string, dn: string, overrideI
   for (let recheck = 0; ; recheck++) {
     const lease = gmd.status(leaseName);
     if (lease === undefined) return { kind: 'none' };
-    if (!lease.isFile) throw systemError('mapping.lease_not_file', `lease ${gmd.path(leaseName)} is not a regular file; the gridmapdir needs repair`);
+    if (!lease.isFile)
+      throw systemError(
+        'mapping.lease_not_file',
+        `lease ${gmd.path(leaseName)} is not a regular file; the gridmapdir needs repair`,
+      );
     if (lease.nlink === 1) {
       // A solitary lease (its account file was removed): LCMAPS removes it and leases anew,
       // with or without -override_inconsistency.
@@ -284,9 +314,15 @@ function existingLease(gmd: Gridmapdir, leaseName: string, dn: string, overrideI
     const account = gmd.accounts(names).find(shares);
     if (account === undefined) {
       const other = names.find((name) => !name.startsWith('%') && !name.startsWith(CLAIM_PREFIX) && shares(name));
-      const where = other === undefined ? 'no account (its account file is gone)' : `'${other}', which is not an account of pool '${gmd.pool}'`;
+      const where =
+        other === undefined
+          ? 'no account (its account file is gone)'
+          : `'${other}', which is not an account of pool '${gmd.pool}'`;
       if (!overrideInconsistency) {
-        throw authorizationError('mapping.pool_inconsistent', `${dn} already holds a lease in gridmapdir ${gmd.dir} on ${where}; -override_inconsistency would re-map it`);
+        throw authorizationError(
+          'mapping.pool_inconsistent',
+          `${dn} already holds a lease in gridmapdir ${gmd.dir} on ${where}; -override_inconsistency would re-map it`,
+        );
       }
       gmd.tryUnlink(leaseName);
       return { kind: 'none' };
@@ -297,7 +333,10 @@ function existingLease(gmd: Gridmapdir, leaseName: string, dn: string, overrideI
     if (recheck >= SHARED_LEASE_RECHECKS) {
       const otherLeases = names.filter((name) => name.startsWith('%') && shares(name));
       if (otherLeases.length === 0) return { kind: 'account', account };
-      throw systemError('mapping.pool_shared', `account '${account}' in gridmapdir ${gmd.dir} is leased to several DNs (${[leaseName, ...otherLeases].join(', ')}); the gridmapdir needs repair`);
+      throw systemError(
+        'mapping.pool_shared',
+        `account '${account}' in gridmapdir ${gmd.dir} is leased to several DNs (${[leaseName, ...otherLeases].join(', ')}); the gridmapdir needs repair`,
+      );
     }
     sleepMs(2 * (recheck + 1));
   }
@@ -313,14 +352,29 @@ function existingLease(gmd: Gridmapdir, leaseName: string, dn: string, overrideI
  * 203: the pool is full, the DN's lease is inconsistent (see overrideInconsistency), the DN is
  * too long for a file name.
  */
-export function leasePoolAccount(gridmapdir: string, poolPrefix: string, dn: string, options: LeaseOptions = {}): string {
+export function leasePoolAccount(
+  gridmapdir: string,
+  poolPrefix: string,
+  dn: string,
+  options: LeaseOptions = {},
+): string {
   const pool = poolPrefix.startsWith('.') ? poolPrefix.slice(1) : poolPrefix;
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(pool)) throw systemError('mapping.bad_pool', `'${poolPrefix}' is not a usable pool name`);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(pool))
+    throw systemError('mapping.bad_pool', `'${poolPrefix}' is not a usable pool name`);
   (options.checkGridmapdir ?? defaultCheckGridmapdir)(gridmapdir);
-  const gmd = new Gridmapdir(gridmapdir, pool, options.fs ?? realGridmapdirFs, options.strictPrefixMatch ?? true, options.now ?? Date.now);
+  const gmd = new Gridmapdir(
+    gridmapdir,
+    pool,
+    options.fs ?? realGridmapdirFs,
+    options.strictPrefixMatch ?? true,
+    options.now ?? Date.now,
+  );
   const leaseName = encodeLeaseName(dn);
   if (Buffer.byteLength(leaseName) > NAME_MAX) {
-    throw authorizationError('mapping.dn_too_long', `the DN's lease name is ${Buffer.byteLength(leaseName)} bytes, more than a file name may have (${NAME_MAX})`);
+    throw authorizationError(
+      'mapping.dn_too_long',
+      `the DN's lease name is ${Buffer.byteLength(leaseName)} bytes, more than a file name may have (${NAME_MAX})`,
+    );
   }
 
   let passesWithoutFree = 0;
@@ -331,7 +385,8 @@ export function leasePoolAccount(gridmapdir: string, poolPrefix: string, dn: str
     const names = gmd.names();
     gmd.removeStaleClaims(names);
     const accounts = gmd.accounts(names);
-    if (accounts.length === 0) throw systemError('mapping.pool_empty', `pool '${pool}' has no accounts in gridmapdir ${gridmapdir}`);
+    if (accounts.length === 0)
+      throw systemError('mapping.pool_empty', `pool '${pool}' has no accounts in gridmapdir ${gridmapdir}`);
     // After a lost race, start at a random account so that the racers spread out.
     const start = pass === 0 ? 0 : Math.floor(Math.random() * accounts.length);
     let sawFree = false;
@@ -348,9 +403,15 @@ export function leasePoolAccount(gridmapdir: string, poolPrefix: string, dn: str
     if (dnLeasedMeanwhile) continue;
     passesWithoutFree = sawFree ? 0 : passesWithoutFree + 1;
     if (passesWithoutFree >= FULL_PASSES) {
-      throw authorizationError('mapping.pool_full', `pool '${pool}' is full: all ${accounts.length} accounts in gridmapdir ${gridmapdir} are leased`);
+      throw authorizationError(
+        'mapping.pool_full',
+        `pool '${pool}' is full: all ${accounts.length} accounts in gridmapdir ${gridmapdir} are leased`,
+      );
     }
     sleepMs(1 + Math.floor(Math.random() * 5 * (pass + 1)));
   }
-  throw authorizationError('mapping.pool_busy', `could not lease an account of pool '${pool}' in gridmapdir ${gridmapdir}: every free account was taken by another request ${MAX_PASSES} times`);
+  throw authorizationError(
+    'mapping.pool_busy',
+    `could not lease an account of pool '${pool}' in gridmapdir ${gridmapdir}: every free account was taken by another request ${MAX_PASSES} times`,
+  );
 }

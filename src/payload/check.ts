@@ -21,13 +21,22 @@ export function checkPayload(path: string, target: Target, prohibitSymlink: bool
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') throw clientError('payload.missing', `payload ${path} does not exist`);
-    throw new GlexecError(ExitCode.cannotExecute, 'payload.unreachable', `payload ${path} cannot be reached (${code ?? 'error'})`);
+    throw new GlexecError(
+      ExitCode.cannotExecute,
+      'payload.unreachable',
+      `payload ${path} cannot be reached (${code ?? 'error'})`,
+    );
   }
   if (prohibitSymlink && statEntry(path).isSymbolicLink()) {
     throw clientError('payload.symlink', `payload ${path} is a symbolic link and prohibit_exec_via_symlink is set`);
   }
-  if (!st.isFile()) throw new GlexecError(ExitCode.cannotExecute, 'payload.not_a_file', `payload ${path} is not a regular file`);
+  if (!st.isFile())
+    throw new GlexecError(ExitCode.cannotExecute, 'payload.not_a_file', `payload ${path} is not a regular file`);
   if (!mayExecute(st, target)) {
-    throw new GlexecError(ExitCode.cannotExecute, 'payload.not_executable', `payload ${path} is not executable by ${target.name}`);
+    throw new GlexecError(
+      ExitCode.cannotExecute,
+      'payload.not_executable',
+      `payload ${path} is not executable by ${target.name}`,
+    );
   }
 }

@@ -27,7 +27,8 @@ export function buildPayloadEnv(callerEnv: ReadonlyMap<string, string>, config: 
     if (!wanted) continue;
     if (!VALID_NAME.test(name)) dropped.push({ name, why: 'not a valid variable name' });
     else if (value.startsWith('()')) dropped.push({ name, why: 'value looks like a shell function' });
-    else if (NAME_VALUED.test(name) && !SAFE_NAME_VALUE.test(value)) dropped.push({ name, why: 'value is not a plain name' });
+    else if (NAME_VALUED.test(name) && !SAFE_NAME_VALUE.test(value))
+      dropped.push({ name, why: 'value is not a plain name' });
     else env[name] = value;
   }
   env.HOME = target.home;

@@ -106,8 +106,7 @@ export function childrenOf(parent: DerElement): DerElement[] {
   return children;
 }
 
-export const contentOf = (element: DerElement): Uint8Array =>
-  element.bytes.subarray(element.contentStart, element.end);
+export const contentOf = (element: DerElement): Uint8Array => element.bytes.subarray(element.contentStart, element.end);
 
 /** The whole TLV, header included. */
 export const encodingOf = (element: DerElement): Uint8Array => element.bytes.subarray(element.start, element.end);

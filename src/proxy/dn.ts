@@ -263,7 +263,7 @@ function canonicaliseUtf8(utf8: Buffer): Buffer {
   while (start < end && isAsciiSpace(utf8[start] as number)) start++;
   while (end > start && isAsciiSpace(utf8[end - 1] as number)) end--;
   const out: number[] = [];
-  for (let i = start; i < end; ) {
+  for (let i = start; i < end;) {
     const byte = utf8[i] as number;
     if (isAsciiSpace(byte)) {
       out.push(0x20);

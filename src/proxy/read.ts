@@ -36,7 +36,17 @@ function octal(mode: number): string {
 }
 
 /** errno numbers the shim may report for the open, by name (Linux values). */
-const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 6: 'ENXIO', 13: 'EACCES', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 36: 'ENAMETOOLONG', 40: 'ELOOP' };
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM',
+  2: 'ENOENT',
+  6: 'ENXIO',
+  13: 'EACCES',
+  20: 'ENOTDIR',
+  21: 'EISDIR',
+  24: 'EMFILE',
+  36: 'ENAMETOOLONG',
+  40: 'ELOOP',
+};
 
 /**
  * The owner of `path` as the caller sees it (lstat with the caller's ids, so root tells nothing
@@ -55,7 +65,12 @@ export function ownerSeenByCaller(caller: Identity, path: string): number | unde
  * every check is made on that descriptor. Every refusal is a 201 naming the variable and path.
  * `ownerOf` (the owner as the caller sees it) names the cause when the caller could not open a file root owns.
  */
-export function readProxyFile(location: ProxyLocation, callerUid: number, opened: { fd: number } | { errno: number } | undefined, ownerOf?: (path: string) => number | undefined): string {
+export function readProxyFile(
+  location: ProxyLocation,
+  callerUid: number,
+  opened: { fd: number } | { errno: number } | undefined,
+  ownerOf?: (path: string) => number | undefined,
+): string {
   const { variable, path } = location;
   const refuse = (code: string, why: string): never => {
     throw clientError(code, `${variable} ${path} ${why}`);
@@ -66,7 +81,11 @@ export function readProxyFile(location: ProxyLocation, callerUid: number, opened
     if (name === 'ENOENT') return refuse('proxy.unreadable', 'does not exist');
     if (name === 'ELOOP') return refuse('proxy.symlink', 'is a symbolic link; give the file itself');
     // A common slip: a proxy made as root for the pilot, which only its owner, root, can read.
-    if (name === 'EACCES' && ownerOf?.(path) === 0) return refuse('proxy.wrong_owner', `is owned by uid 0: chown it to the pilot (uid ${callerUid}); the caller cannot open it`);
+    if (name === 'EACCES' && ownerOf?.(path) === 0)
+      return refuse(
+        'proxy.wrong_owner',
+        `is owned by uid 0: chown it to the pilot (uid ${callerUid}); the caller cannot open it`,
+      );
     return refuse('proxy.unreadable', `cannot be opened by the caller (${name})`);
   }
   const { fd } = opened;
@@ -77,11 +96,16 @@ export function readProxyFile(location: ProxyLocation, callerUid: number, opened
   };
   const st = statDescriptor(fd);
   if (!st.isFile()) reject('proxy.not_a_file', 'is not a regular file');
-  if (st.uid !== callerUid) reject('proxy.wrong_owner', `is owned by uid ${st.uid}, not by the caller (uid ${callerUid})`);
+  if (st.uid !== callerUid)
+    reject('proxy.wrong_owner', `is owned by uid ${st.uid}, not by the caller (uid ${callerUid})`);
   if (st.mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
-    reject('proxy.bad_mode', `has mode ${octal(st.mode)}: group, other and special bits are not allowed (use chmod 600)`);
+    reject(
+      'proxy.bad_mode',
+      `has mode ${octal(st.mode)}: group, other and special bits are not allowed (use chmod 600)`,
+    );
   }
-  if (!(st.mode & constants.S_IRUSR)) reject('proxy.bad_mode', `has mode ${octal(st.mode)}: it is not readable by its owner`);
+  if (!(st.mode & constants.S_IRUSR))
+    reject('proxy.bad_mode', `has mode ${octal(st.mode)}: it is not readable by its owner`);
   if (st.size === 0) reject('proxy.empty', 'is empty');
   try {
     return readAllAndClose(fd, MAX_PROXY_BYTES).toString('latin1');

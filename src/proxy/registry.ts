@@ -11,7 +11,19 @@
  * (killed by root with SIGKILL) is dropped when a renewal comes across it; its file is left alone.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { systemError } from '../errors';
 import { readAllAndClose } from '../sys/files';
@@ -53,25 +65,38 @@ function registryDirectory(directory: string): string {
     mkdirSync(directory, { mode: 0o700 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw systemError('target_proxy.registry', `cannot create ${directory}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, error);
+      throw systemError(
+        'target_proxy.registry',
+        `cannot create ${directory}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+        error,
+      );
     }
   }
   const above = lstatSync(parent);
-  if (!above.isDirectory() || above.uid !== 0 || above.mode & 0o022) throw systemError('target_proxy.registry', `${parent} must be a root-owned directory that only root can write`);
+  if (!above.isDirectory() || above.uid !== 0 || above.mode & 0o022)
+    throw systemError('target_proxy.registry', `${parent} must be a root-owned directory that only root can write`);
   const st = lstatSync(directory);
-  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o077) throw systemError('target_proxy.registry', `${directory} must be a directory of root's with mode 0700`);
+  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o077)
+    throw systemError('target_proxy.registry', `${directory} must be a directory of root's with mode 0700`);
   return directory;
 }
 
 function encode(copy: CreatedProxy): string {
-  return JSON.stringify({ path: copy.path, dev: copy.file.dev, ino: copy.file.ino, glexecPid: copy.glexecPid, glexecStarted: copy.glexecStarted });
+  return JSON.stringify({
+    path: copy.path,
+    dev: copy.file.dev,
+    ino: copy.file.ino,
+    glexecPid: copy.glexecPid,
+    glexecStarted: copy.glexecStarted,
+  });
 }
 
 function decode(text: string): CreatedProxy | undefined {
   try {
     const value = JSON.parse(text) as Record<string, unknown>;
     const { path, dev, ino, glexecPid, glexecStarted } = value;
-    if (typeof path !== 'string' || !path.startsWith('/') || typeof dev !== 'number' || typeof ino !== 'number') return undefined;
+    if (typeof path !== 'string' || !path.startsWith('/') || typeof dev !== 'number' || typeof ino !== 'number')
+      return undefined;
     if (typeof glexecPid !== 'number' || typeof glexecStarted !== 'string') return undefined;
     return { path, file: { dev, ino }, glexecPid, glexecStarted };
   } catch {
@@ -114,7 +139,9 @@ export function findCreatedProxies(directory: string, key: string): Registration
     const recordPath = join(directory, name);
     let copy: CreatedProxy | undefined;
     try {
-      copy = decode(readAllAndClose(openSync(recordPath, constants.O_RDONLY | O_NOFOLLOW), MAX_RECORD_BYTES).toString('utf8'));
+      copy = decode(
+        readAllAndClose(openSync(recordPath, constants.O_RDONLY | O_NOFOLLOW), MAX_RECORD_BYTES).toString('utf8'),
+      );
     } catch {
       continue; // Removed meanwhile by its run.
     }
@@ -137,7 +164,10 @@ function unlinkQuietly(path: string): void {
  * meanwhile (then `fn` does not run: its run is over). `fn` returns the copy's identity
  * afterwards, which is written back, or undefined when the copy is no longer there.
  */
-export function renewLocked(registration: Registration, fn: (copy: CreatedProxy) => FileIdentity | undefined): FileIdentity | undefined {
+export function renewLocked(
+  registration: Registration,
+  fn: (copy: CreatedProxy) => FileIdentity | undefined,
+): FileIdentity | undefined {
   let fd: number;
   try {
     fd = openSync(registration.recordPath, O_RDWR | O_NOFOLLOW);
@@ -150,7 +180,8 @@ export function renewLocked(registration: Registration, fn: (copy: CreatedProxy)
     const copy = decode(readRecord(fd));
     if (copy === undefined) return undefined;
     const file = fn(copy);
-    if (file !== undefined && (file.dev !== copy.file.dev || file.ino !== copy.file.ino)) rewrite(fd, { ...copy, file });
+    if (file !== undefined && (file.dev !== copy.file.dev || file.ino !== copy.file.ino))
+      rewrite(fd, { ...copy, file });
     return file;
   } finally {
     closeSync(fd);

@@ -67,7 +67,8 @@ export interface FileIdentity {
   readonly ino: number;
 }
 
-export const sameFile = (st: { readonly dev: number; readonly ino: number }, file: FileIdentity): boolean => st.dev === file.dev && st.ino === file.ino;
+export const sameFile = (st: { readonly dev: number; readonly ino: number }, file: FileIdentity): boolean =>
+  st.dev === file.dev && st.ino === file.ino;
 
 /** Linux's null device: character device major 1, minor 3. */
 const NULL_DEVICE = { major: 1, minor: 3 };
@@ -113,7 +114,8 @@ function octal(mode: number): string {
 
 function checkedPath(variable: string, path: string): string {
   if (path === '') throw clientError('target_proxy.empty_name', `${variable} is set but empty`);
-  if (!path.startsWith('/')) throw clientError('target_proxy.relative_path', `${variable} must be an absolute path, got ${quoted(path)}`);
+  if (!path.startsWith('/'))
+    throw clientError('target_proxy.relative_path', `${variable} must be an absolute path, got ${quoted(path)}`);
   return path;
 }
 
@@ -122,13 +124,20 @@ function checkedPath(variable: string, path: string): string {
  * GLEXEC_TARGET_PROXY and create_target_proxy = no). A GLEXEC_SOURCE_PROXY or GLEXEC_TARGET_PROXY
  * that is set but empty, or relative, is a 201 whatever create_target_proxy says.
  */
-export function targetProxyRequest(env: ReadonlyMap<string, string>, config: { readonly create_target_proxy: boolean }, callerCwd = '/'): TargetProxyRequest | undefined {
+export function targetProxyRequest(
+  env: ReadonlyMap<string, string>,
+  config: { readonly create_target_proxy: boolean },
+  callerCwd = '/',
+): TargetProxyRequest | undefined {
   const explicitSource = env.get('GLEXEC_SOURCE_PROXY');
   const targetPath = env.get('GLEXEC_TARGET_PROXY');
   if (explicitSource !== undefined) checkedPath('GLEXEC_SOURCE_PROXY', explicitSource);
   if (targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', targetPath);
   if (targetPath === undefined && !config.create_target_proxy) return undefined;
-  const source = explicitSource !== undefined ? { variable: 'GLEXEC_SOURCE_PROXY' as const, path: explicitSource } : clientProxy(env, callerCwd);
+  const source =
+    explicitSource !== undefined
+      ? { variable: 'GLEXEC_SOURCE_PROXY' as const, path: explicitSource }
+      : clientProxy(env, callerCwd);
   return {
     sourceVariable: source.variable,
     sourcePath: source.path,
@@ -144,7 +153,10 @@ function clientProxy(env: ReadonlyMap<string, string>, callerCwd: string): { var
     return { variable, path: resolve(callerCwd, path) };
   } catch (error) {
     if (error instanceof GlexecError && error.code === 'proxy.missing') {
-      throw clientError('target_proxy.no_source', 'no proxy to copy for the target: set GLEXEC_SOURCE_PROXY (or GLEXEC_CLIENT_CERT)');
+      throw clientError(
+        'target_proxy.no_source',
+        'no proxy to copy for the target: set GLEXEC_SOURCE_PROXY (or GLEXEC_CLIENT_CERT)',
+      );
     }
     throw error;
   }
@@ -180,7 +192,8 @@ export function writeTargetProxy(
   locks: TargetProxyLocks,
   source?: Buffer,
 ): WrittenTargetProxy {
-  if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
+  if (target.uid === 0 || target.gid === 0)
+    throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
   if (request.targetPath !== undefined) checkedPath('GLEXEC_TARGET_PROXY', request.targetPath);
   if (request.targetPath === DISCARD_TARGET) {
     source?.fill(0);
@@ -190,10 +203,18 @@ export function writeTargetProxy(
   const waitSeconds = checkedWait(locks);
   const proxy = source ?? readSourceProxy(request, caller, locks.input, waitSeconds);
   try {
-    if (request.targetPath === undefined) return { kind: 'created', ...createDefaultTargetProxy(proxy, target, locks.target, waitSeconds) };
-    const destination: Destination = { path: request.targetPath, label: `GLEXEC_TARGET_PROXY ${quoted(request.targetPath)}` };
+    if (request.targetPath === undefined)
+      return { kind: 'created', ...createDefaultTargetProxy(proxy, target, locks.target, waitSeconds) };
+    const destination: Destination = {
+      path: request.targetPath,
+      label: `GLEXEC_TARGET_PROXY ${quoted(request.targetPath)}`,
+    };
     if (locks.target === 'fcntl') replaceAtomically(destination, proxy, target);
-    else writeInPlace(destination, proxy, target, { exclusive: false, lockSeconds: locks.target === 'flock' ? waitSeconds : undefined });
+    else
+      writeInPlace(destination, proxy, target, {
+        exclusive: false,
+        lockSeconds: locks.target === 'flock' ? waitSeconds : undefined,
+      });
     return { kind: 'named', path: request.targetPath };
   } finally {
     proxy.fill(0);
@@ -202,7 +223,8 @@ export function writeTargetProxy(
 
 function checkedWait(locks: TargetProxyLocks): number {
   const waitSeconds = locks.waitSeconds ?? DEFAULT_LOCK_WAIT_SECONDS;
-  if (!(waitSeconds > 0 && waitSeconds <= 3600)) throw systemError('target_proxy.bad_wait', `the lock wait must be between 0 and 3600 seconds, got ${waitSeconds}`);
+  if (!(waitSeconds > 0 && waitSeconds <= 3600))
+    throw systemError('target_proxy.bad_wait', `the lock wait must be between 0 and 3600 seconds, got ${waitSeconds}`);
   return waitSeconds;
 }
 
@@ -219,7 +241,10 @@ function requireNullDevice(): void {
   const major = (rdev >>> 8) & 0xfff;
   const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
   if (st === undefined || !st.isCharacterDevice() || major !== NULL_DEVICE.major || minor !== NULL_DEVICE.minor) {
-    throw clientError('target_proxy.not_a_file', `GLEXEC_TARGET_PROXY ${quoted(DISCARD_TARGET)} is not the null device on this machine; it is not written to`);
+    throw clientError(
+      'target_proxy.not_a_file',
+      `GLEXEC_TARGET_PROXY ${quoted(DISCARD_TARGET)} is not the null device on this machine; it is not written to`,
+    );
   }
 }
 
@@ -237,9 +262,13 @@ export function renewCreatedProxy(
   target: Identity,
   locks: TargetProxyLocks,
 ): FileIdentity | undefined {
-  if (target.uid === 0 || target.gid === 0) throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
+  if (target.uid === 0 || target.gid === 0)
+    throw systemError('target_proxy.root_target', 'the target proxy is never written as root');
   const waitSeconds = checkedWait(locks);
-  const destination: Destination = { path: copy.path, label: `target proxy ${quoted(copy.path)} (create_target_proxy)` };
+  const destination: Destination = {
+    path: copy.path,
+    label: `target proxy ${quoted(copy.path)} (create_target_proxy)`,
+  };
   const proxy = readSourceProxy(request, caller, locks.input, waitSeconds);
   try {
     if (locks.target === 'fcntl') return replaceAtomically(destination, proxy, target, copy.file);
@@ -262,7 +291,10 @@ export function renewCreatedProxy(
  * Removes the /tmp copy a run created, as the target (only it and root may unlink it in the sticky
  * /tmp), if the name still holds the inode glexec made. Anything else there is left alone.
  */
-export function removeCreatedProxy(copy: { readonly path: string; readonly file: FileIdentity }, target: Identity): 'removed' | 'gone' | 'replaced' {
+export function removeCreatedProxy(
+  copy: { readonly path: string; readonly file: FileIdentity },
+  target: Identity,
+): 'removed' | 'gone' | 'replaced' {
   return as(target, () => {
     let st: Stats;
     try {
@@ -291,7 +323,11 @@ function as<T>(who: Identity, fn: () => T): T {
     return withEffectiveIdentity(who, fn);
   } catch (error) {
     if (error instanceof GlexecError) throw error;
-    throw systemError('target_proxy.identity', `cannot act as uid ${who.uid} gid ${who.gid}: ${String(error).replace(/\s+/g, ' ')}`, error);
+    throw systemError(
+      'target_proxy.identity',
+      `cannot act as uid ${who.uid} gid ${who.gid}: ${String(error).replace(/\s+/g, ' ')}`,
+      error,
+    );
   }
 }
 
@@ -314,14 +350,23 @@ function lockOrRefuse(fd: number, mode: 'shared' | 'exclusive', waitSeconds: num
   try {
     flockDescriptor(fd, mode, waitSeconds);
   } catch (error) {
-    if (error instanceof LockTimeout) throw clientError('target_proxy.locked', `${label} is locked by another process (flock, waited ${waitSeconds} s)`);
+    if (error instanceof LockTimeout)
+      throw clientError(
+        'target_proxy.locked',
+        `${label} is locked by another process (flock, waited ${waitSeconds} s)`,
+      );
     throw systemError('target_proxy.lock_failed', `${label} cannot be locked: ${(error as Error).message}`, error);
   }
 }
 
 // --- the source ----------------------------------------------------------------------------
 
-function readSourceProxy(request: TargetProxyRequest, caller: Identity, mechanism: LockMechanism, waitSeconds: number): Buffer {
+function readSourceProxy(
+  request: TargetProxyRequest,
+  caller: Identity,
+  mechanism: LockMechanism,
+  waitSeconds: number,
+): Buffer {
   const label = `${request.sourceVariable} ${quoted(request.sourcePath)}`;
   const refuse = (code: string, why: string): never => {
     throw clientError(`target_proxy.${code}`, `${label} ${why}`);
@@ -338,9 +383,13 @@ function readSourceProxy(request: TargetProxyRequest, caller: Identity, mechanis
     const before = fstatSync(fd, { bigint: true });
     const mode = Number(before.mode);
     if (!before.isFile()) refuse('source_not_a_file', 'is not a regular file');
-    if (before.uid !== BigInt(caller.uid)) refuse('source_wrong_owner', `is owned by uid ${before.uid}, not by the caller (uid ${caller.uid})`);
+    if (before.uid !== BigInt(caller.uid))
+      refuse('source_wrong_owner', `is owned by uid ${before.uid}, not by the caller (uid ${caller.uid})`);
     if (mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
-      refuse('source_bad_mode', `has mode ${octal(mode)}: group, other and special bits are not allowed (use chmod 600)`);
+      refuse(
+        'source_bad_mode',
+        `has mode ${octal(mode)}: group, other and special bits are not allowed (use chmod 600)`,
+      );
     }
     if (before.size === 0n) refuse('source_empty', 'is empty');
     if (before.size > BigInt(MAX_PROXY_BYTES)) refuse('source_too_large', `is larger than ${MAX_PROXY_BYTES} bytes`);
@@ -349,7 +398,12 @@ function readSourceProxy(request: TargetProxyRequest, caller: Identity, mechanis
     if (mechanism === 'fcntl') {
       // No fcntl read lock can be taken (see the file comment): refuse a copy that may be torn.
       const after = fstatSync(fd, { bigint: true });
-      if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || after.ctimeNs !== before.ctimeNs || BigInt(contents.length) !== after.size) {
+      if (
+        after.size !== before.size ||
+        after.mtimeNs !== before.mtimeNs ||
+        after.ctimeNs !== before.ctimeNs ||
+        BigInt(contents.length) !== after.size
+      ) {
         contents.fill(0);
         refuse('source_changed', 'changed while it was being read; try again');
       }
@@ -398,9 +452,17 @@ function refuseDestination(destination: Destination, code: string, why: string):
 function refuseOpen(destination: Destination, errno: string, target: Identity): never {
   switch (errno) {
     case 'ENOENT':
-      return refuseDestination(destination, 'no_directory', `cannot be created: directory ${quoted(dirname(destination.path))} does not exist`);
+      return refuseDestination(
+        destination,
+        'no_directory',
+        `cannot be created: directory ${quoted(dirname(destination.path))} does not exist`,
+      );
     case 'ENOTDIR':
-      return refuseDestination(destination, 'no_directory', 'cannot be created: a component of its directory is not a directory');
+      return refuseDestination(
+        destination,
+        'no_directory',
+        'cannot be created: a component of its directory is not a directory',
+      );
     case 'ELOOP':
       return refuseDestination(destination, 'symlink', 'is a symbolic link; glexec neither follows nor replaces it');
     case 'EISDIR':
@@ -411,16 +473,26 @@ function refuseOpen(destination: Destination, errno: string, target: Identity): 
     case 'EWOULDBLOCK':
       return refuseDestination(destination, 'busy', 'is in use (a lease is held on it)');
     default:
-      return refuseDestination(destination, 'not_writable', `cannot be written by the target account (uid ${target.uid}): ${errno}`);
+      return refuseDestination(
+        destination,
+        'not_writable',
+        `cannot be written by the target account (uid ${target.uid}): ${errno}`,
+      );
   }
 }
 
 /** Refuses anything at the destination that is not a regular file of the target account. */
 function checkExisting(destination: Destination, st: Stats, target: Identity): void {
-  if (st.isSymbolicLink()) refuseDestination(destination, 'symlink', 'is a symbolic link; glexec neither follows nor replaces it');
-  if (!st.isFile()) refuseDestination(destination, 'not_a_file', 'exists and is not a regular file; it is not overwritten');
+  if (st.isSymbolicLink())
+    refuseDestination(destination, 'symlink', 'is a symbolic link; glexec neither follows nor replaces it');
+  if (!st.isFile())
+    refuseDestination(destination, 'not_a_file', 'exists and is not a regular file; it is not overwritten');
   if (st.uid !== target.uid) {
-    refuseDestination(destination, 'wrong_owner', `exists and is owned by uid ${st.uid}, not by the target account (uid ${target.uid}); it is never overwritten`);
+    refuseDestination(
+      destination,
+      'wrong_owner',
+      `exists and is owned by uid ${st.uid}, not by the target account (uid ${target.uid}); it is never overwritten`,
+    );
   }
 }
 
@@ -429,7 +501,7 @@ function fillFile(fd: number, proxy: Buffer, destination: Destination): void {
   try {
     fchmodSync(fd, PROXY_MODE);
     ftruncateSync(fd, 0);
-    for (let offset = 0; offset < proxy.length; ) offset += writeSync(fd, proxy, offset, proxy.length - offset, offset);
+    for (let offset = 0; offset < proxy.length;) offset += writeSync(fd, proxy, offset, proxy.length - offset, offset);
     fsyncSync(fd);
   } catch (error) {
     refuseDestination(destination, 'write_failed', `cannot be written: ${errnoOf(error)}`);
@@ -441,7 +513,12 @@ function fillFile(fd: number, proxy: Buffer, destination: Destination): void {
  * file, optionally takes the exclusive flock lock, and rewrites it. With `exclusive`, false means
  * the name already existed.
  */
-function writeInPlace(destination: Destination, proxy: Buffer, target: Identity, options: { exclusive: boolean; lockSeconds: number | undefined }): FileIdentity | undefined {
+function writeInPlace(
+  destination: Destination,
+  proxy: Buffer,
+  target: Identity,
+  options: { exclusive: boolean; lockSeconds: number | undefined },
+): FileIdentity | undefined {
   const opened = openAs(target, destination.path, TARGET_OPEN_FLAGS | (options.exclusive ? O_EXCL : 0), PROXY_MODE);
   if (typeof opened !== 'number') {
     if (options.exclusive && opened.errno === 'EEXIST') return undefined;
@@ -475,16 +552,27 @@ function removeAs(target: Identity, path: string): void {
 }
 
 /** The file for create_target_proxy: a fresh, unguessable name, created with O_EXCL. */
-function createDefaultTargetProxy(proxy: Buffer, target: Identity, mechanism: LockMechanism, waitSeconds: number): { path: string; file: FileIdentity } {
+function createDefaultTargetProxy(
+  proxy: Buffer,
+  target: Identity,
+  mechanism: LockMechanism,
+  waitSeconds: number,
+): { path: string; file: FileIdentity } {
   // Three tries: a clash of 64 random bits means something planted names on purpose.
   for (let attempt = 0; attempt < 3; attempt++) {
     const path = `${DEFAULT_TARGET_DIRECTORY}/x509up_u${target.uid}.glexec.${randomBytes(8).toString('hex')}`;
     const destination = { path, label: `target proxy ${quoted(path)} (create_target_proxy)` };
     // Nobody else can have a file open that did not exist a moment ago, so fcntl needs no rename here.
-    const file = writeInPlace(destination, proxy, target, { exclusive: true, lockSeconds: mechanism === 'flock' ? waitSeconds : undefined });
+    const file = writeInPlace(destination, proxy, target, {
+      exclusive: true,
+      lockSeconds: mechanism === 'flock' ? waitSeconds : undefined,
+    });
     if (file !== undefined) return { path, file };
   }
-  throw systemError('target_proxy.no_free_name', `no unused file name for the target proxy in ${DEFAULT_TARGET_DIRECTORY}`);
+  throw systemError(
+    'target_proxy.no_free_name',
+    `no unused file name for the target proxy in ${DEFAULT_TARGET_DIRECTORY}`,
+  );
 }
 
 /**
@@ -496,7 +584,12 @@ function createDefaultTargetProxy(proxy: Buffer, target: Identity, mechanism: Lo
  * With `expected` (a renewal of glexec's own /tmp copy), nothing is written unless the name still
  * holds that inode; the identity of the file renamed into place is returned.
  */
-function replaceAtomically(destination: Destination, proxy: Buffer, target: Identity, expected?: FileIdentity): FileIdentity | undefined {
+function replaceAtomically(
+  destination: Destination,
+  proxy: Buffer,
+  target: Identity,
+  expected?: FileIdentity,
+): FileIdentity | undefined {
   const existing = as(target, () => {
     try {
       return lstatSync(destination.path);
@@ -525,7 +618,11 @@ function replaceAtomically(destination: Destination, proxy: Buffer, target: Iden
         renameSync(temporary, destination.path);
         renamed = true;
       } catch (error) {
-        refuseDestination(destination, 'not_writable', `cannot be replaced by the target account (uid ${target.uid}): ${errnoOf(error)}`);
+        refuseDestination(
+          destination,
+          'not_writable',
+          `cannot be replaced by the target account (uid ${target.uid}): ${errnoOf(error)}`,
+        );
       }
     });
     return { dev: st.dev, ino: st.ino };

@@ -32,7 +32,15 @@ import {
   expectTag,
   readRoot,
 } from './der';
-import { COMMON_NAME_OID, type X509Name, formatOneline, nameHash, namesEqual, parseNameElement, withoutLastRdn } from './dn';
+import {
+  COMMON_NAME_OID,
+  type X509Name,
+  formatOneline,
+  nameHash,
+  namesEqual,
+  parseNameElement,
+  withoutLastRdn,
+} from './dn';
 
 export interface VerifiedProxy {
   /** Oneline DN of the first non-proxy (end-entity) certificate. */
@@ -119,7 +127,12 @@ const ACCEPTED_CRITICAL_EXTENSIONS: ReadonlySet<string> = new Set([
 /** keyUsage bit numbers (RFC 5280 §4.2.1.3). */
 const KeyUsageBit = { digitalSignature: 0, keyCertSign: 5 } as const;
 
-const PRIVATE_KEY_LABELS: ReadonlySet<string> = new Set(['RSA PRIVATE KEY', 'PRIVATE KEY', 'EC PRIVATE KEY', 'ENCRYPTED PRIVATE KEY']);
+const PRIVATE_KEY_LABELS: ReadonlySet<string> = new Set([
+  'RSA PRIVATE KEY',
+  'PRIVATE KEY',
+  'EC PRIVATE KEY',
+  'ENCRYPTED PRIVATE KEY',
+]);
 
 interface ProxyCertInfo {
   readonly critical: boolean;
@@ -186,7 +199,9 @@ export function verifyProxyChain(pem: string, opts: VerifyOptions): VerifiedProx
     kind: (proxies[0] as ProxyLink).kind,
     notAfter: new Date(Math.min(...path.map((certificate) => certificate.notAfter.getTime()))),
     leafLimited: (proxies[0] as ProxyLink).limited,
-    proxyValidity: [...proxies].reverse().map(({ certificate }) => ({ notBefore: certificate.notBefore, notAfter: certificate.notAfter })),
+    proxyValidity: [...proxies]
+      .reverse()
+      .map(({ certificate }) => ({ notBefore: certificate.notBefore, notAfter: certificate.notAfter })),
     hasPrivateKey: blocks.some((block) => PRIVATE_KEY_LABELS.has(block.label)),
   };
 }
@@ -201,7 +216,13 @@ interface Certdir {
 }
 
 function checkCertdir(certdir: Certdir): void {
-  requireTrustedPath('certificate directory', certdir.path, { trustedUids: [], trustedGids: [], finalType: 'directory' }, certdir.lstat, 'proxy.certdir');
+  requireTrustedPath(
+    'certificate directory',
+    certdir.path,
+    { trustedUids: [], trustedGids: [], finalType: 'directory' },
+    certdir.lstat,
+    'proxy.certdir',
+  );
 }
 
 /**
@@ -215,13 +236,15 @@ function parsePem(text: string, describe = 'the proxy file'): PemBlock[] {
   };
   if (text.length > MAX_PROXY_TEXT_LENGTH) malformed(`it is longer than ${MAX_PROXY_TEXT_LENGTH} characters`);
   const blocks: PemBlock[] = [];
-  for (let position = 0; ; ) {
+  for (let position = 0; ;) {
     const begin = text.indexOf('-----BEGIN ', position);
     const end = text.indexOf('-----END ', position);
     if (end !== -1 && (begin === -1 || end < begin)) malformed('an END line without BEGIN');
     if (begin === -1) return blocks;
     const lineEnd = text.indexOf('\n', begin);
-    const beginLine = /^-----BEGIN ([A-Z0-9 ]{1,40})-----\s*$/.exec(text.slice(begin, lineEnd === -1 ? undefined : lineEnd));
+    const beginLine = /^-----BEGIN ([A-Z0-9 ]{1,40})-----\s*$/.exec(
+      text.slice(begin, lineEnd === -1 ? undefined : lineEnd),
+    );
     if (beginLine === null || lineEnd === -1 || end === -1) return malformed('a BEGIN line without a block');
     const label = beginLine[1] as string;
     if (blocks.length === MAX_PEM_BLOCKS) malformed(`it holds more than ${MAX_PEM_BLOCKS} PEM blocks`);
@@ -231,14 +254,19 @@ function parsePem(text: string, describe = 'the proxy file'): PemBlock[] {
     if (body.includes('-----')) malformed(`the ${label} block holds another BEGIN line`);
     // RFC 1421 headers ("Proc-Type: 4,ENCRYPTED", "DEK-Info: ...") only appear on encrypted keys.
     const encrypted = /^Proc-Type:.*ENCRYPTED/m.test(body);
-    if (body.includes(':')) body = body.split('\n').filter((line) => !line.includes(':')).join('');
+    if (body.includes(':'))
+      body = body
+        .split('\n')
+        .filter((line) => !line.includes(':'))
+        .join('');
     blocks.push({ label, der: decodeBase64(body.replace(/\s+/g, ''), label, malformed), encrypted });
     position = end + endLine.length;
   }
 }
 
 function decodeBase64(body: string, label: string, malformed: (why: string) => never): Buffer {
-  if (body.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(body)) return malformed(`the ${label} block is not base64`);
+  if (body.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(body))
+    return malformed(`the ${label} block is not base64`);
   const der = Buffer.from(body, 'base64');
   if (der.length === 0) return malformed(`the ${label} block is empty`);
   return der;
@@ -270,10 +298,16 @@ function parseFileCertificates(blocks: readonly PemBlock[]): Certificate[] {
 function checkPrivateKey(blocks: readonly PemBlock[], leaf: Certificate): void {
   const keyBlocks = blocks.filter((block) => PRIVATE_KEY_LABELS.has(block.label));
   if (keyBlocks.length === 0) {
-    throw clientError('proxy.no_private_key', `the proxy file holds no private key for proxy certificate ${leaf.subjectDn}`);
+    throw clientError(
+      'proxy.no_private_key',
+      `the proxy file holds no private key for proxy certificate ${leaf.subjectDn}`,
+    );
   }
   if (keyBlocks.length > 1) {
-    throw clientError('proxy.multiple_private_keys', `the proxy file holds ${keyBlocks.length} private keys; it must hold one`);
+    throw clientError(
+      'proxy.multiple_private_keys',
+      `the proxy file holds ${keyBlocks.length} private keys; it must hold one`,
+    );
   }
   const block = keyBlocks[0] as PemBlock;
   if (block.encrypted || block.label === 'ENCRYPTED PRIVATE KEY') {
@@ -287,7 +321,10 @@ function checkPrivateKey(blocks: readonly PemBlock[], leaf: Certificate): void {
   }
   // X509_check_private_key: the certificate's public key equals the key's public half.
   if (!leaf.x509.checkPrivateKey(privateKey)) {
-    throw clientError('proxy.key_mismatch', `the private key in the proxy file does not belong to proxy certificate ${leaf.subjectDn}`);
+    throw clientError(
+      'proxy.key_mismatch',
+      `the private key in the proxy file does not belong to proxy certificate ${leaf.subjectDn}`,
+    );
   }
 }
 
@@ -362,7 +399,10 @@ function parseTbsCertificate(der: Buffer): TbsFields {
   };
 }
 
-type ExtensionFields = Pick<TbsFields, 'basicConstraints' | 'keyUsage' | 'proxyCertInfo' | 'unacceptedCriticalExtensions'>;
+type ExtensionFields = Pick<
+  TbsFields,
+  'basicConstraints' | 'keyUsage' | 'proxyCertInfo' | 'unacceptedCriticalExtensions'
+>;
 
 function parseExtensions(wrapper: DerElement | undefined): ExtensionFields {
   const result: {
@@ -455,7 +495,8 @@ function classifyProxy(certificate: Certificate): { kind: ProxyKind; limited: bo
 function proxyCommonName(certificate: Certificate): string | undefined {
   const last = certificate.subject.rdns.at(-1);
   const attribute = last?.[0];
-  if (last === undefined || last.length !== 1 || attribute === undefined || attribute.oid !== COMMON_NAME_OID) return undefined;
+  if (last === undefined || last.length !== 1 || attribute === undefined || attribute.oid !== COMMON_NAME_OID)
+    return undefined;
   return Buffer.from(attribute.value).toString('latin1');
 }
 
@@ -523,13 +564,19 @@ function checkProxyRules({ certificate, kind }: ProxyLink): void {
   if (kind === 'rfc3820' && info !== undefined) {
     if (!info.critical) invalid('has a proxyCertInfo extension that is not critical');
     if (info.policyLanguage === OID.policyIndependent) {
-      throw authorizationError('proxy.independent', `proxy certificate ${dn} is an independent proxy, which is not accepted`);
+      throw authorizationError(
+        'proxy.independent',
+        `proxy certificate ${dn} is an independent proxy, which is not accepted`,
+      );
     }
     if (info.policyLanguage !== OID.policyInheritAll && info.policyLanguage !== OID.policyLimited) {
-      throw authorizationError('proxy.unsupported_policy', `proxy certificate ${dn} has an unsupported proxy policy ${info.policyLanguage}`);
+      throw authorizationError(
+        'proxy.unsupported_policy',
+        `proxy certificate ${dn} has an unsupported proxy policy ${info.policyLanguage}`,
+      );
     }
     if (proxyCommonName(certificate) === undefined || !subjectExtendsIssuer(certificate)) {
-      invalid('does not have its issuer\'s subject plus one CN as its subject');
+      invalid("does not have its issuer's subject plus one CN as its subject");
     }
   }
   if (certificate.basicConstraints?.ca === true) invalid('is marked as a CA');
@@ -588,7 +635,10 @@ function signedBy(certificate: Certificate, issuer: Certificate): boolean {
 
 function checkEndEntity(eec: Certificate): void {
   if (eec.basicConstraints?.ca === true) {
-    throw authorizationError('proxy.eec_is_ca', `the end-entity certificate ${eec.subjectDn} under the proxy is a CA certificate`);
+    throw authorizationError(
+      'proxy.eec_is_ca',
+      `the end-entity certificate ${eec.subjectDn} under the proxy is a CA certificate`,
+    );
   }
 }
 
@@ -597,13 +647,21 @@ function checkEndEntity(eec: Certificate): void {
  * preferred; otherwise the next certificate of the file must be the issuing (intermediate) CA.
  * Returns the CAs in order, the anchor last.
  */
-function verifyCaPath(certificates: readonly Certificate[], eecIndex: number, certdir: Certdir, now: Date): Certificate[] {
+function verifyCaPath(
+  certificates: readonly Certificate[],
+  eecIndex: number,
+  certdir: Certdir,
+  now: Date,
+): Certificate[] {
   const cas: Certificate[] = [];
   let current = certificates[eecIndex] as Certificate;
   let role = 'end-entity';
   for (let nextIndex = eecIndex + 1; ; nextIndex++) {
     if (eecIndex + 1 + cas.length > MAX_PATH_LENGTH) {
-      throw authorizationError('proxy.path_length', `the certificate path is longer than ${MAX_PATH_LENGTH} certificates`);
+      throw authorizationError(
+        'proxy.path_length',
+        `the certificate path is longer than ${MAX_PATH_LENGTH} certificates`,
+      );
     }
     const anchor = findAnchor(certdir, current, now);
     if (anchor !== undefined) {
@@ -629,10 +687,16 @@ function verifyCaPath(certificates: readonly Certificate[], eecIndex: number, ce
 /** `ca` issued `subject`; `below` are the CAs already on the path under it. */
 function checkCa(ca: Certificate, subject: Certificate, below: readonly Certificate[]): void {
   if (ca.basicConstraints?.ca !== true) {
-    throw authorizationError('proxy.not_a_ca', `certificate ${ca.subjectDn} issued ${subject.subjectDn} but is not a CA (basicConstraints CA:TRUE)`);
+    throw authorizationError(
+      'proxy.not_a_ca',
+      `certificate ${ca.subjectDn} issued ${subject.subjectDn} but is not a CA (basicConstraints CA:TRUE)`,
+    );
   }
   if (ca.keyUsage !== undefined && !ca.keyUsage(KeyUsageBit.keyCertSign)) {
-    throw authorizationError('proxy.not_a_ca', `CA certificate ${ca.subjectDn} may not sign certificates: its keyUsage lacks keyCertSign`);
+    throw authorizationError(
+      'proxy.not_a_ca',
+      `CA certificate ${ca.subjectDn} may not sign certificates: its keyUsage lacks keyCertSign`,
+    );
   }
   // RFC 5280 pathLenConstraint counts the non-self-issued intermediate CAs below.
   const allowed = ca.basicConstraints.pathLength;
@@ -677,14 +741,29 @@ function readAnchorFile(path: string, lstat: Lstat): string | undefined {
     real = realpathSync(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw systemError('proxy.certdir', `CA file ${escapeControl(path)} cannot be resolved (${(error as NodeJS.ErrnoException).code ?? 'error'})`, error);
+    throw systemError(
+      'proxy.certdir',
+      `CA file ${escapeControl(path)} cannot be resolved (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      error,
+    );
   }
-  const checked = requireTrustedPath('CA file', real, { trustedUids: [], trustedGids: [], finalType: 'file' }, lstat, 'proxy.certdir');
-  if (checked.size > MAX_ANCHOR_FILE_BYTES) throw systemError('proxy.certdir', `CA file ${escapeControl(path)} is larger than ${MAX_ANCHOR_FILE_BYTES} bytes`);
+  const checked = requireTrustedPath(
+    'CA file',
+    real,
+    { trustedUids: [], trustedGids: [], finalType: 'file' },
+    lstat,
+    'proxy.certdir',
+  );
+  if (checked.size > MAX_ANCHOR_FILE_BYTES)
+    throw systemError('proxy.certdir', `CA file ${escapeControl(path)} is larger than ${MAX_ANCHOR_FILE_BYTES} bytes`);
   try {
     return readCheckedFile(real, checked, MAX_ANCHOR_FILE_BYTES).toString('latin1');
   } catch (error) {
-    throw systemError('proxy.certdir', `CA file ${escapeControl(path)} cannot be read (${(error as Error).message})`, error);
+    throw systemError(
+      'proxy.certdir',
+      `CA file ${escapeControl(path)} cannot be read (${(error as Error).message})`,
+      error,
+    );
   }
 }
 
@@ -694,13 +773,18 @@ function parseAnchorFile(text: string, path: string): Certificate[] {
   try {
     blocks = parsePem(text, `CA file ${escapeControl(path)}`);
   } catch (error) {
-    throw systemError('proxy.certdir', error instanceof Error ? error.message : `CA file ${escapeControl(path)} is not valid PEM`, error);
+    throw systemError(
+      'proxy.certdir',
+      error instanceof Error ? error.message : `CA file ${escapeControl(path)} is not valid PEM`,
+      error,
+    );
   }
   return blocks
     .filter((block) => block.label === 'CERTIFICATE')
     .map((block) => {
       const certificate = parseCertificate(block.der);
-      if (certificate === undefined) throw systemError('proxy.certdir', `CA file ${escapeControl(path)} holds a certificate that cannot be parsed`);
+      if (certificate === undefined)
+        throw systemError('proxy.certdir', `CA file ${escapeControl(path)} holds a certificate that cannot be parsed`);
       return certificate;
     });
 }
@@ -722,7 +806,10 @@ function checkValidity(path: readonly Certificate[], proxyCount: number, now: Da
       );
     }
     if (now.getTime() > certificate.notAfter.getTime()) {
-      throw clientError('proxy.expired', `${role} certificate ${certificate.subjectDn} expired at ${certificate.notAfter.toISOString()}`);
+      throw clientError(
+        'proxy.expired',
+        `${role} certificate ${certificate.subjectDn} expired at ${certificate.notAfter.toISOString()}`,
+      );
     }
   });
 }

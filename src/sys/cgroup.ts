@@ -7,7 +7,10 @@ import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Mount points from /proc/self/mountinfo: the cgroup2 one, and the cgroup v1 one with `pids`. */
-export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): { v2?: string; pidsV1?: string } {
+export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): {
+  v2?: string;
+  pidsV1?: string;
+} {
   const mounts: { v2?: string; pidsV1?: string } = {};
   for (const line of mountinfo.split('\n')) {
     // "id parent major:minor root mountpoint options [optional…] - fstype source superoptions"
@@ -16,7 +19,8 @@ export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'u
     const mountPoint = (left.split(' ')[4] ?? '').replace(/\\040/g, ' ');
     const [fstype, , superOptions] = right.split(' ');
     if (fstype === 'cgroup2' && mounts.v2 === undefined) mounts.v2 = mountPoint;
-    if (fstype === 'cgroup' && (superOptions ?? '').split(',').includes('pids') && mounts.pidsV1 === undefined) mounts.pidsV1 = mountPoint;
+    if (fstype === 'cgroup' && (superOptions ?? '').split(',').includes('pids') && mounts.pidsV1 === undefined)
+      mounts.pidsV1 = mountPoint;
   }
   return mounts;
 }
@@ -33,14 +37,20 @@ export interface JobCgroup {
  * sub-cgroups nor move itself out) under `base`, and sets pids.max when asked: in v2 if the
  * pids controller can be enabled there, else in the v1 pids hierarchy of a hybrid host.
  */
-export function createJobCgroup(base: string, name: string, maxProcesses: number, pidsV1Base: string | undefined): JobCgroup {
+export function createJobCgroup(
+  base: string,
+  name: string,
+  maxProcesses: number,
+  pidsV1Base: string | undefined,
+): JobCgroup {
   makeRootDirectory(base);
   const path = join(base, name);
   mkdirSync(path, { mode: 0o755 });
   let pidsPath: string | undefined;
   try {
     // cgroup.kill (Linux 5.14) is what makes the cleanup race-free; without it, no cgroup.
-    if (!existsSync(join(path, 'cgroup.kill'))) throw new Error('this kernel has no cgroup.kill (Linux 5.14 or later is needed)');
+    if (!existsSync(join(path, 'cgroup.kill')))
+      throw new Error('this kernel has no cgroup.kill (Linux 5.14 or later is needed)');
     if (maxProcesses === 0) return { path };
     const available = readFileSync(join(base, 'cgroup.controllers'), 'utf8').split(/\s+/);
     if (available.includes('pids')) {
@@ -48,7 +58,10 @@ export function createJobCgroup(base: string, name: string, maxProcesses: number
       writeFileSync(join(path, 'pids.max'), String(maxProcesses));
       return { path };
     }
-    if (pidsV1Base === undefined) throw new Error('max_processes needs the pids controller, which is neither in cgroup v2 here nor mounted as cgroup v1');
+    if (pidsV1Base === undefined)
+      throw new Error(
+        'max_processes needs the pids controller, which is neither in cgroup v2 here nor mounted as cgroup v1',
+      );
     makeRootDirectory(pidsV1Base);
     pidsPath = join(pidsV1Base, name);
     mkdirSync(pidsPath, { mode: 0o755 });

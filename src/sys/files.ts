@@ -3,7 +3,18 @@
  * "Reading files as root" and "Files root creates").
  */
 import {
-  closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, rmSync, type Stats, writeSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  type Stats,
+  writeSync,
 } from 'node:fs';
 import { systemError } from '../errors';
 import { requireTrustedPath, type TrustPolicy } from '../trust';

@@ -58,7 +58,13 @@ export function groupsOf(account: Account): Gid[] {
   proc.initgroups(account.name, account.gid);
   try {
     const line = /^Groups:(.*)$/m.exec(readFileSync('/proc/thread-self/status', 'utf8'))?.[1] ?? '';
-    const groups = line.trim() === '' ? [] : line.trim().split(/\s+/).map((id) => asGid(Number(id)));
+    const groups =
+      line.trim() === ''
+        ? []
+        : line
+            .trim()
+            .split(/\s+/)
+            .map((id) => asGid(Number(id)));
     return [...new Set(groups)].sort((a, b) => a - b);
   } finally {
     proc.setgroups([]);
@@ -69,7 +75,8 @@ export function groupsOf(account: Account): Gid[] {
 const MAX_ID = 0x7fffffff;
 
 function checkedId(id: number, what: string): number {
-  if (!Number.isInteger(id) || id < 0 || id > MAX_ID) throw new Error(`withEffectiveIdentity: ${what} ${id} is not a valid id`);
+  if (!Number.isInteger(id) || id < 0 || id > MAX_ID)
+    throw new Error(`withEffectiveIdentity: ${what} ${id} is not a valid id`);
   return id;
 }
 
@@ -104,10 +111,14 @@ function restoreRoot(addon: PosixAddon): void {
     addon.seteuid(0);
     addon.setegid(0);
     process.setgroups?.([]);
-    if (addon.geteuid() !== 0 || addon.getegid() !== 0) throw new Error('the effective ids are not 0 after the restore');
+    if (addon.geteuid() !== 0 || addon.getegid() !== 0)
+      throw new Error('the effective ids are not 0 after the restore');
   } catch (error) {
     // Not an exception: a caller could catch it and carry on as the other account.
-    writeSync(2, `glexec: fatal: cannot return to root after acting as another account: ${String(error).replace(/\s+/g, ' ')}\n`);
+    writeSync(
+      2,
+      `glexec: fatal: cannot return to root after acting as another account: ${String(error).replace(/\s+/g, ' ')}\n`,
+    );
     process.kill(process.pid, 'SIGKILL');
     throw error; // not reached
   }

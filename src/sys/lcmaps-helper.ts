@@ -22,6 +22,13 @@ export interface HelperResult {
 /** The helper with exactly `env` (nothing inherited) and the proxy on its standard input. */
 export function runLcmapsHelper(args: readonly string[], input: Buffer, env: Record<string, string>): HelperResult {
   const result = spawnSync(lcmapsHelper(), args, { input, env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  const errorCode = result.error === undefined ? undefined : ((result.error as { code?: string }).code ?? result.error.message);
-  return { status: result.status, signal: result.signal, stdout: result.stdout ?? '', stderr: result.stderr ?? '', ...(errorCode === undefined ? {} : { errorCode }) };
+  const errorCode =
+    result.error === undefined ? undefined : ((result.error as { code?: string }).code ?? result.error.message);
+  return {
+    status: result.status,
+    signal: result.signal,
+    stdout: result.stdout ?? '',
+    stderr: result.stderr ?? '',
+    ...(errorCode === undefined ? {} : { errorCode }),
+  };
 }

@@ -29,13 +29,33 @@ export class LockUnavailable extends Error {}
 export function flockDescriptor(fd: number, mode: 'shared' | 'exclusive', waitSeconds: number): void {
   const result = spawnSync(
     FLOCK,
-    [mode === 'shared' ? '--shared' : '--exclusive', '--wait', String(waitSeconds), '--conflict-exit-code', String(CONFLICT_EXIT_CODE), String(CHILD_FD)],
-    { stdio: ['ignore', 'ignore', 'pipe', fd], env: {}, cwd: '/', encoding: 'utf8', timeout: (waitSeconds + 10) * 1000, killSignal: 'SIGKILL' },
+    [
+      mode === 'shared' ? '--shared' : '--exclusive',
+      '--wait',
+      String(waitSeconds),
+      '--conflict-exit-code',
+      String(CONFLICT_EXIT_CODE),
+      String(CHILD_FD),
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe', fd],
+      env: {},
+      cwd: '/',
+      encoding: 'utf8',
+      timeout: (waitSeconds + 10) * 1000,
+      killSignal: 'SIGKILL',
+    },
   );
-  if (result.error !== undefined) throw new LockUnavailable(`${FLOCK} could not be run (${(result.error as NodeJS.ErrnoException).code ?? result.error.message})`);
-  if (result.status === CONFLICT_EXIT_CODE) throw new LockTimeout(`another process held a conflicting lock for ${waitSeconds} s`);
+  if (result.error !== undefined)
+    throw new LockUnavailable(
+      `${FLOCK} could not be run (${(result.error as NodeJS.ErrnoException).code ?? result.error.message})`,
+    );
+  if (result.status === CONFLICT_EXIT_CODE)
+    throw new LockTimeout(`another process held a conflicting lock for ${waitSeconds} s`);
   if (result.status !== 0) {
-    const why = result.stderr.trim().replace(/\s+/g, ' ') || (result.signal === null ? `exit ${String(result.status)}` : result.signal);
+    const why =
+      result.stderr.trim().replace(/\s+/g, ' ') ||
+      (result.signal === null ? `exit ${String(result.status)}` : result.signal);
     throw new LockUnavailable(`${FLOCK} failed: ${why}`);
   }
 }

@@ -32,7 +32,9 @@ export function posix(): PosixAddon {
   if (addon === undefined) {
     const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require(bundled ? join(__dirname, 'posix.node') : require.resolve('posix/build/Release/posix.node')) as PosixAddon;
+    addon = require(
+      bundled ? join(__dirname, 'posix.node') : require.resolve('posix/build/Release/posix.node'),
+    ) as PosixAddon;
   }
   return addon;
 }

@@ -25,7 +25,17 @@ export interface TargetIdentity extends Identity {
 /** setpriv's arguments that switch to `who` and exec `program` with `args`. */
 export function setprivArgs(who: TargetIdentity, program: string, args: readonly string[]): string[] {
   const groups = who.groups.length > 0 ? ['--groups', who.groups.join(',')] : ['--clear-groups'];
-  return ['--reuid', String(who.uid), '--regid', String(who.gid), ...groups, ...(who.noNewPrivs ? ['--no-new-privs'] : []), '--', program, ...args];
+  return [
+    '--reuid',
+    String(who.uid),
+    '--regid',
+    String(who.gid),
+    ...groups,
+    ...(who.noNewPrivs ? ['--no-new-privs'] : []),
+    '--',
+    program,
+    ...args,
+  ];
 }
 
 export function setprivAvailable(): boolean {
@@ -48,7 +58,12 @@ export interface PayloadStart {
 }
 
 /** start-payload's arguments (see shim/start-payload.c). */
-export function startPayloadArgs(who: TargetIdentity, program: string, args: readonly string[], start: PayloadStart): string[] {
+export function startPayloadArgs(
+  who: TargetIdentity,
+  program: string,
+  args: readonly string[],
+  start: PayloadStart,
+): string[] {
   return [
     ...start.cgroupProcs.map((procs) => `--cgroup-procs=${procs}`),
     ...start.limits.map((limit) => `--rlimit=${limit}`),
@@ -72,11 +87,29 @@ const CWD_FD = 4;
  * PRIVILEGE: start-payload is root only until it has switched to `who` (docs/security.md,
  * "Starting the payload"). `detached`: a new session and group, so pid = pgid = sid.
  */
-export function spawnAsTarget(who: TargetIdentity, program: string, args: readonly string[], env: Record<string, string>, start: PayloadStart): ChildProcess {
+export function spawnAsTarget(
+  who: TargetIdentity,
+  program: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  start: PayloadStart,
+): ChildProcess {
   const helper = startPayloadHelper();
   // Descriptor 3: the helper's status pipe (closed on exec when all is well).
-  const stdio: StdioOptions = ['inherit', 'inherit', start.stderrFd, 'pipe', ...(start.cwdFd === undefined ? [] : [start.cwdFd])];
-  return spawn(helper, startPayloadArgs(who, program, args, start), { detached: true, env, cwd: '/', stdio, argv0: basename(helper) });
+  const stdio: StdioOptions = [
+    'inherit',
+    'inherit',
+    start.stderrFd,
+    'pipe',
+    ...(start.cwdFd === undefined ? [] : [start.cwdFd]),
+  ];
+  return spawn(helper, startPayloadArgs(who, program, args, start), {
+    detached: true,
+    env,
+    cwd: '/',
+    stdio,
+    argv0: basename(helper),
+  });
 }
 
 /** What start-payload reported: the directory it entered, and its failure if it had one. */
@@ -93,7 +126,8 @@ export function parseHelperStatus(text: string): HelperStatus {
     const kind = space < 0 ? line : line.slice(0, space);
     const rest = space < 0 ? '' : line.slice(space + 1);
     if (kind === 'cwd') cwd = rest;
-    else if (kind === 'join' || kind === 'system' || kind === 'exec' || kind === 'symlink') failure = { kind, message: rest };
+    else if (kind === 'join' || kind === 'system' || kind === 'exec' || kind === 'symlink')
+      failure = { kind, message: rest };
     else if (line !== '') failure = { kind: 'system', message: line };
   }
   return { cwd, failure };
@@ -147,7 +181,13 @@ export function signalProcesses(processes: readonly ProcessIdentity[], signal: N
  * here: no account but root and the trusted epilogue account and group can change what it names.
  */
 export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Record<string, string>): ChildProcess {
-  return spawn(SETPRIV, setprivArgs(who, path, []), { detached: true, env, cwd: '/', stdio: 'ignore', argv0: 'setpriv' });
+  return spawn(SETPRIV, setprivArgs(who, path, []), {
+    detached: true,
+    env,
+    cwd: '/',
+    stdio: 'ignore',
+    argv0: 'setpriv',
+  });
 }
 
 /** This process's pid, process group and session (posix has no getsid). */
@@ -168,6 +208,13 @@ const CAT = '/usr/bin/cat';
  */
 export function writeWithDeadline(fd: number, text: string | Buffer): boolean {
   if (text.length === 0) return true;
-  const result = spawnSync(CAT, [], { input: text, stdio: ['pipe', fd, 'ignore'], env: {}, cwd: '/', timeout: CALLER_WRITE_DEADLINE_MS, killSignal: 'SIGKILL' });
+  const result = spawnSync(CAT, [], {
+    input: text,
+    stdio: ['pipe', fd, 'ignore'],
+    env: {},
+    cwd: '/',
+    timeout: CALLER_WRITE_DEADLINE_MS,
+    killSignal: 'SIGKILL',
+  });
   return result.error === undefined && result.status === 0;
 }

@@ -126,7 +126,10 @@ export interface ProcessIdentity {
 /** Whether `pid` is still the process `identity` names (same owner, same start time). */
 export function isSameProcess(identity: ProcessIdentity): boolean {
   try {
-    return statSync(`/proc/${identity.pid}`).uid === identity.uid && readStat(identity.pid).startTicks === identity.startTicks;
+    return (
+      statSync(`/proc/${identity.pid}`).uid === identity.uid &&
+      readStat(identity.pid).startTicks === identity.startTicks
+    );
   } catch {
     return false;
   }

@@ -36,10 +36,18 @@ function writeWouldStop(): boolean {
     if (!terminal.isCharacterDevice()) return false;
     const stat = readFileSync('/proc/self/stat', 'utf8');
     // After the command name: state ppid pgrp session tty_nr tpgid …
-    const [, , pgrp, , ttyNr, foreground] = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    const [, , pgrp, , ttyNr, foreground] = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
     if (ttyNr !== terminal.rdev || foreground === pgrp) return false;
     // tcgetattr is allowed from the background; stty reads the terminal on its stdin.
-    const settings = spawnSync('/usr/bin/stty', ['-a'], { stdio: [callerStderr, 'pipe', 'ignore'], encoding: 'utf8', env: {}, timeout: 5000 });
+    const settings = spawnSync('/usr/bin/stty', ['-a'], {
+      stdio: [callerStderr, 'pipe', 'ignore'],
+      encoding: 'utf8',
+      env: {},
+      timeout: 5000,
+    });
     return settings.status !== 0 || !/(^|\s)-tostop(\s|$)/.test(settings.stdout);
   } catch {
     return false;

@@ -29,7 +29,8 @@ export function writeSyslog(priority: SyslogPriority, message: string): void {
 export const SYSLOG_SOCKET = '/dev/log';
 
 /** For the caller (each run) and for `glexec --check`. */
-export const SYSLOG_UNHEARD = 'log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202)';
+export const SYSLOG_UNHEARD =
+  'log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202)';
 
 /**
  * Whether a syslog daemon listens on /dev/log. libc syslog(3) drops messages silently when none

@@ -40,10 +40,22 @@ describe('glexec --check', { skip: needsRoot }, () => {
   it('a sound installation gives one ok line per item and exits 0', () => {
     const { status, lines } = check();
     assert.equal(status, 0, lines.join('\n'));
-    assert.deepEqual(lines.map((line) => line.split(':')[0]), [
-      'ok      config', 'ok      config', 'ok      white lists', 'ok      certdir', 'ok      grid-mapfile', 'ok      epilogue', 'ok      log',
-      'ok      containment', 'ok      tools', 'ok      tools', 'glexec --check',
-    ]);
+    assert.deepEqual(
+      lines.map((line) => line.split(':')[0]),
+      [
+        'ok      config',
+        'ok      config',
+        'ok      white lists',
+        'ok      certdir',
+        'ok      grid-mapfile',
+        'ok      epilogue',
+        'ok      log',
+        'ok      containment',
+        'ok      tools',
+        'ok      tools',
+        'glexec --check',
+      ],
+    );
     assert.equal(lines.at(-1), 'glexec --check: no problems found');
   });
 
@@ -58,7 +70,9 @@ describe('glexec --check', { skip: needsRoot }, () => {
   });
 
   it('reports every bad key at once, each with a fix, and exits 202', () => {
-    system.writeConfig(system.standardConfig(['epilog = /x', 'log_level = loud', 'use_lcas = yes', 'linger = yes', 'linger = no']));
+    system.writeConfig(
+      system.standardConfig(['epilog = /x', 'log_level = loud', 'use_lcas = yes', 'linger = yes', 'linger = no']),
+    );
     const { status, lines } = check();
     assert.equal(status, 202);
     const errors = lines.filter((line) => line.startsWith('error   config: '));
@@ -88,7 +102,11 @@ describe('glexec --check', { skip: needsRoot }, () => {
     system.writeConfig(system.standardConfig(['user_white_list =']));
     const { status, lines } = check();
     assert.equal(status, 0);
-    assert.ok(lines.includes('warning white lists: user_white_list and group_white_list are empty: nobody may call glexec (fix: list the pilot accounts in user_white_list)'));
+    assert.ok(
+      lines.includes(
+        'warning white lists: user_white_list and group_white_list are empty: nobody may call glexec (fix: list the pilot accounts in user_white_list)',
+      ),
+    );
   });
 
   it('a certdir without CA files is an error', () => {
@@ -116,7 +134,12 @@ describe('glexec --check', { skip: needsRoot }, () => {
     system.writeGridMap([`"${pki.userDn}" nosuchaccount`]);
     const { status, lines } = check();
     assert.equal(status, 0);
-    assert.ok(lines.some((line) => line.startsWith('warning grid-mapfile: ') && line.includes('accounts that do not exist: nosuchaccount')));
+    assert.ok(
+      lines.some(
+        (line) =>
+          line.startsWith('warning grid-mapfile: ') && line.includes('accounts that do not exist: nosuchaccount'),
+      ),
+    );
   });
 
   it('an untrusted epilogue is an error naming the component', () => {
@@ -142,7 +165,12 @@ describe('glexec --check', { skip: needsRoot }, () => {
     const { status, lines } = check();
     assert.equal(status, 202);
     const line = errorLine(lines, 'epilogue');
-    assert.ok(line.startsWith(`error   epilogue: epilogue ${epilogue} is not trusted: its interpreter ${dir}/sh (#! of ${epilogue}): ${dir} is owned by uid ${system.pilot.uid}, not by root (fix: `), line);
+    assert.ok(
+      line.startsWith(
+        `error   epilogue: epilogue ${epilogue} is not trusted: its interpreter ${dir}/sh (#! of ${epilogue}): ${dir} is owned by uid ${system.pilot.uid}, not by root (fix: `,
+      ),
+      line,
+    );
   });
 
   it('a trusted #!/bin/sh epilogue is ok, and the line names the interpreter that was walked too', () => {
@@ -150,7 +178,14 @@ describe('glexec --check', { skip: needsRoot }, () => {
     system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
     const { status, lines } = check();
     assert.equal(status, 0, lines.join('\n'));
-    assert.ok(lines.some((line) => line.startsWith(`ok      epilogue: ${epilogue}: trusted, run by /usr/bin/dash (trusted too), runs as root:root, `)), lines.join('\n'));
+    assert.ok(
+      lines.some((line) =>
+        line.startsWith(
+          `ok      epilogue: ${epilogue}: trusted, run by /usr/bin/dash (trusted too), runs as root:root, `,
+        ),
+      ),
+      lines.join('\n'),
+    );
   });
 
   it('epilogue_user without epilogue_group is a warning that the epilogue runs with gid 0, suggesting epilogue_group', () => {
@@ -159,8 +194,19 @@ describe('glexec --check', { skip: needsRoot }, () => {
     const { status, lines } = check();
     assert.equal(status, 0, lines.join('\n'));
     const name = system.stranger.name;
-    assert.ok(lines.includes(`warning epilogue: epilogue_user ${name} runs the epilogue with gid 0 (gLExec's default when epilogue_group is unset): ${name} may own the epilogue, and through it reads and writes what group root may (fix: set epilogue_group to a group of ${name}'s own)`), lines.join('\n'));
-    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, `epilogue_user = ${name}`, `epilogue_group = ${system.stranger.name}g`]));
+    assert.ok(
+      lines.includes(
+        `warning epilogue: epilogue_user ${name} runs the epilogue with gid 0 (gLExec's default when epilogue_group is unset): ${name} may own the epilogue, and through it reads and writes what group root may (fix: set epilogue_group to a group of ${name}'s own)`,
+      ),
+      lines.join('\n'),
+    );
+    system.writeConfig(
+      system.standardConfig([
+        `epilogue = ${epilogue}`,
+        `epilogue_user = ${name}`,
+        `epilogue_group = ${system.stranger.name}g`,
+      ]),
+    );
     assert.ok(!check().lines.some((line) => line.startsWith('warning epilogue:')));
   });
 
@@ -190,7 +236,13 @@ describe('glexec --check', { skip: needsRoot }, () => {
     system.writeConfig(system.standardConfig([`cgroup_base = ${notCgroup}`]));
     const warned = check();
     assert.equal(warned.status, 0);
-    assert.ok(warned.lines.some((line) => line.startsWith(`warning containment: payloads will be contained by process group only: ${notCgroup} is not a cgroup v2 directory (fix: `)));
+    assert.ok(
+      warned.lines.some((line) =>
+        line.startsWith(
+          `warning containment: payloads will be contained by process group only: ${notCgroup} is not a cgroup v2 directory (fix: `,
+        ),
+      ),
+    );
     system.writeConfig(system.standardConfig([`cgroup_base = ${notCgroup}`, 'max_processes = 10']));
     const refused = check();
     assert.equal(refused.status, 202);

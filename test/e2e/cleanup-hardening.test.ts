@@ -66,8 +66,17 @@ function installStallingCaller(): string {
 }
 
 /** Runs `program args` as `account`, with the caller environment the tests use. */
-function runAs(account: Account, program: string, args: readonly string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync('/usr/bin/setpriv', ['--reuid', String(account.uid), '--regid', String(account.gid), '--init-groups', '--', program, ...args], { env: system.callerEnv(env), cwd: system.scratch, encoding: 'utf8', timeout: 120_000 });
+function runAs(
+  account: Account,
+  program: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(
+    '/usr/bin/setpriv',
+    ['--reuid', String(account.uid), '--regid', String(account.gid), '--init-groups', '--', program, ...args],
+    { env: system.callerEnv(env), cwd: system.scratch, encoding: 'utf8', timeout: 120_000 },
+  );
   if (result.error) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -107,8 +116,15 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       const result = system.run([payload], { env: proxyEnv() });
       assert.equal(result.status, 0, result.stderr);
       const record = completion();
-      assert.deepEqual([record.containment, record.leftovers, record.cleanup, record.survivors], ['cgroup', 1, 'killed', 0]);
-      assert.deepEqual(liveProcessesOf(system.target.uid), [], `still running; the payload's child was ${result.stdout.trim()}`);
+      assert.deepEqual(
+        [record.containment, record.leftovers, record.cleanup, record.survivors],
+        ['cgroup', 1, 'killed', 0],
+      );
+      assert.deepEqual(
+        liveProcessesOf(system.target.uid),
+        [],
+        `still running; the payload's child was ${result.stdout.trim()}`,
+      );
     });
 
     it('is counted, killed and recorded with containment by process group', () => {
@@ -121,13 +137,32 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       assert.equal(record.leftovers, 1);
       assert.equal(record.survivors, 0);
       assert.notEqual(record.cleanup, 'none');
-      assert.deepEqual(liveProcessesOf(system.target.uid), [], `still running; the payload's child was ${result.stdout.trim()}`);
+      assert.deepEqual(
+        liveProcessesOf(system.target.uid),
+        [],
+        `still running; the payload's child was ${result.stdout.trim()}`,
+      );
     });
   });
 
   it('a process of the same account whose start time differs from the one a scan saw is not signalled; the one it saw is', async () => {
-    const sleeper = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '300'], { stdio: 'ignore' });
-    const ended = new Promise<NodeJS.Signals | null>((resolve) => sleeper.once('exit', (_code, signal) => resolve(signal)));
+    const sleeper = spawn(
+      '/usr/bin/setpriv',
+      [
+        '--reuid',
+        String(system.target.uid),
+        '--regid',
+        String(system.target.gid),
+        '--clear-groups',
+        '--',
+        '/bin/sleep',
+        '300',
+      ],
+      { stdio: 'ignore' },
+    );
+    const ended = new Promise<NodeJS.Signals | null>((resolve) =>
+      sleeper.once('exit', (_code, signal) => resolve(signal)),
+    );
     try {
       const pid = sleeper.pid ?? 0;
       // setpriv execs sleep with the pid kept; wait until the exec has switched the uid.
@@ -137,7 +172,11 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       // What a scan saw before the pid was freed and reused: same pid and account, earlier start.
       signalProcesses([{ pid, uid: system.target.uid, startTicks: seen.startTicks - 1 }], 'SIGKILL');
       signalProcesses([{ pid, uid: system.target.uid + 1, startTicks: seen.startTicks }], 'SIGKILL');
-      assert.equal(describeProcess(pid)?.state === 'S' || describeProcess(pid)?.state === 'R', true, 'the reused pid was killed');
+      assert.equal(
+        describeProcess(pid)?.state === 'S' || describeProcess(pid)?.state === 'R',
+        true,
+        'the reused pid was killed',
+      );
       signalProcesses([{ pid, uid: system.target.uid, startTicks: seen.startTicks }], 'SIGKILL');
       assert.equal(await ended, 'SIGKILL');
     } finally {
@@ -149,7 +188,10 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       system.writeConfig(system.standardConfig(['log_destination = syslog']));
       // Each control character is escaped to four characters: 15 of these were about 6 MB of record.
       const huge = '\x01'.repeat(100_000);
-      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true', ...Array.from({ length: 15 }, () => huge)], proxyEnv());
+      const { status, stderr, datagrams } = system.runWithSyslog(
+        ['/bin/true', ...Array.from({ length: 15 }, () => huge)],
+        proxyEnv(),
+      );
       assert.equal(status, 0, stderr);
       const records = datagrams.filter((line) => line.includes('job completed'));
       assert.equal(records.length, 1, datagrams.map((line) => line.slice(0, 80)).join('|'));
@@ -165,7 +207,9 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       rmSync(out, { force: true });
       const epilogue = system.installProgram('save-env.sh', `#!/bin/sh\nenv > ${out}\n`);
       system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
-      const result = system.run(['/bin/true', ...Array.from({ length: 65_000 }, (_, index) => String(index))], { env: proxyEnv() });
+      const result = system.run(['/bin/true', ...Array.from({ length: 65_000 }, (_, index) => String(index))], {
+        env: proxyEnv(),
+      });
       assert.equal(result.status, 0, result.stderr);
       const record = completion();
       assert.equal((record.epilogue as { result?: string }).result, 'ok');
@@ -175,10 +219,13 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       const passed = env.filter((line) => line.startsWith('GLEXEC_EPILOG_ARGV'));
       const bytes = passed.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0);
       assert.ok(passed.length > 1000 && bytes <= 64 * 1024, `${passed.length} variables, ${bytes} bytes`);
-      assert.ok(env.includes(`GLEXEC_EPILOG_ARGV${passed.length - 1}=${passed.length - 2}`), 'the ARGVn passed are the first ones, in order');
+      assert.ok(
+        env.includes(`GLEXEC_EPILOG_ARGV${passed.length - 1}=${passed.length - 2}`),
+        'the ARGVn passed are the first ones, in order',
+      );
     });
 
-    it('caller GLEXEC_* variables too large for the epilogue\'s exec are a 201 before the payload starts', () => {
+    it("caller GLEXEC_* variables too large for the epilogue's exec are a 201 before the payload starts", () => {
       const epilogue = system.installProgram('noop-epilogue.sh', '#!/bin/sh\nexit 0\n');
       system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
       const marker = join(system.scratch, 'payload-ran');
@@ -187,14 +234,20 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       // With an unlimited stack the caller's exec may take 6 MiB, and its variables fit with 2 kB to
       // spare; the epilogue's exec (the same variables and its own, under glexec's stack limit) does not.
       const room = 6 * 1024 * 1024 - 2048;
-      const entry = (index: number, bytes: number) => `export GLEXEC_BIG${String(index).padStart(2, '0')}=$(head -c ${bytes} /dev/zero | tr '\\0' x)`;
+      const entry = (index: number, bytes: number) =>
+        `export GLEXEC_BIG${String(index).padStart(2, '0')}=$(head -c ${bytes} /dev/zero | tr '\\0' x)`;
       const entryBytes = (bytes: number) => 'GLEXEC_BIGnn='.length + bytes + 1 + 8;
       const exports: string[] = [];
       let used = 0;
-      for (let index = 0; used + entryBytes(100_000) <= room; index++, used += entryBytes(100_000)) exports.push(entry(index, 100_000));
+      for (let index = 0; used + entryBytes(100_000) <= room; index++, used += entryBytes(100_000))
+        exports.push(entry(index, 100_000));
       exports.push(entry(99, room - used - entryBytes(0)));
       const result = system.run([payload], { env: proxyEnv(), before: ['ulimit -s unlimited', ...exports].join('; ') });
-      assertRefused(result, 201, /^glexec: the epilogue could not be given its environment \(\d+ bytes, at most \d+, one variable at most 131072\): the caller's GLEXEC_\* variables are too large$/);
+      assertRefused(
+        result,
+        201,
+        /^glexec: the epilogue could not be given its environment \(\d+ bytes, at most \d+, one variable at most 131072\): the caller's GLEXEC_\* variables are too large$/,
+      );
       assert.equal(existsSync(marker), false, 'the payload ran');
     });
 
@@ -203,7 +256,10 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       try {
         system.writeConfig(system.standardConfig([`log_file = ${full.logFile}`]));
         const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true'], proxyEnv());
-        assert.equal(stderr, 'glexec: the completion record could not be written to the log file (ENOSPC); it was written to syslog instead\n');
+        assert.equal(
+          stderr,
+          'glexec: the completion record could not be written to the log file (ENOSPC); it was written to syslog instead\n',
+        );
         assert.equal(status, 202);
         const records = datagrams.filter((line) => line.includes('job completed'));
         assert.equal(records.length, 1);
@@ -213,31 +269,42 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
       }
     });
 
-    it('a log file on a full file system and no syslog daemon: the record goes to stderr and glexec exits 202', { skip: noHostSyslog }, () => {
-      const full = fullLogDirectory();
-      try {
-        system.writeConfig(system.standardConfig([`log_file = ${full.logFile}`]));
-        const result = system.run(['/bin/true'], { env: proxyEnv() });
-        assert.equal(result.status, 202);
-        const match = /^glexec: the completion record could not be written to the log file \(ENOSPC\), nor to syslog: (\{.*\})\n$/.exec(result.stderr);
-        assert.ok(match, result.stderr);
-        const record = JSON.parse(match[1] ?? '') as Record<string, unknown>;
-        assert.deepEqual([record.msg, record.payloadRc, record.exitCode], ['job completed', 0, 0]);
-      } finally {
-        full.unmount();
-      }
-    });
+    it(
+      'a log file on a full file system and no syslog daemon: the record goes to stderr and glexec exits 202',
+      { skip: noHostSyslog },
+      () => {
+        const full = fullLogDirectory();
+        try {
+          system.writeConfig(system.standardConfig([`log_file = ${full.logFile}`]));
+          const result = system.run(['/bin/true'], { env: proxyEnv() });
+          assert.equal(result.status, 202);
+          const match =
+            /^glexec: the completion record could not be written to the log file \(ENOSPC\), nor to syslog: (\{.*\})\n$/.exec(
+              result.stderr,
+            );
+          assert.ok(match, result.stderr);
+          const record = JSON.parse(match[1] ?? '') as Record<string, unknown>;
+          assert.deepEqual([record.msg, record.payloadRc, record.exitCode], ['job completed', 0, 0]);
+        } finally {
+          full.unmount();
+        }
+      },
+    );
 
-    it('log_destination = syslog and nothing listens on /dev/log: the record goes to the log file and glexec exits 202 saying so', { skip: noHostSyslog }, () => {
-      system.writeConfig(system.standardConfig(['log_destination = syslog']));
-      const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assert.equal(
-        result.stderr,
-        `glexec: warning: ${SYSLOG_UNHEARD}\nglexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`,
-      );
-      assert.equal(result.status, 202);
-      assert.equal(completion().exitCode, 0);
-    });
+    it(
+      'log_destination = syslog and nothing listens on /dev/log: the record goes to the log file and glexec exits 202 saying so',
+      { skip: noHostSyslog },
+      () => {
+        system.writeConfig(system.standardConfig(['log_destination = syslog']));
+        const result = system.run(['/bin/true'], { env: proxyEnv() });
+        assert.equal(
+          result.stderr,
+          `glexec: warning: ${SYSLOG_UNHEARD}\nglexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`,
+        );
+        assert.equal(result.status, 202);
+        assert.equal(completion().exitCode, 0);
+      },
+    );
   });
 
   it('a white-listed caller with thousands of variables logged as dropped adds at most 32 KiB of ordinary records and the completion record', () => {
@@ -248,7 +315,12 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
     const added = logSize() - before;
     assert.ok(added <= 32 * 1024 + 2 * 4096, `${added} bytes`);
     const records = system.logRecords();
-    assert.ok(records.some((record) => record.msg === 'this call has written as much to the log as one call may; further records are left out'));
+    assert.ok(
+      records.some(
+        (record) =>
+          record.msg === 'this call has written as much to the log as one call may; further records are left out',
+      ),
+    );
     const completed = completion();
     assert.ok((completed.recordsLeftOut as number) > 2000, String(completed.recordsLeftOut));
   });
@@ -264,11 +336,17 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
     it('adds one short record to the log per refused call, however large its arguments and environment', () => {
       const before = logSize();
       const large = 'y'.repeat(100_000);
-      const result = runAs(system.stranger, system.shim, ['/bin/true', ...Array.from({ length: 12 }, () => large)], { ...proxyEnv(), GLEXEC_ID: large });
+      const result = runAs(system.stranger, system.shim, ['/bin/true', ...Array.from({ length: 12 }, () => large)], {
+        ...proxyEnv(),
+        GLEXEC_ID: large,
+      });
       assert.equal(result.status, 203);
       const added = logSize() - before;
       assert.ok(added > 0 && added <= 512, `${added} bytes`);
-      assert.deepEqual(system.logRecords().map((record) => record.msg), [`caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`]);
+      assert.deepEqual(
+        system.logRecords().map((record) => record.msg),
+        [`caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`],
+      );
     });
   });
 });

@@ -6,7 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,12 +31,16 @@ import { VERSION } from '../../src/version';
 let system: TestSystem;
 let pki: TestPki;
 
-const withProxy = (extra: Record<string, string | undefined> = {}) => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy, ...extra });
-
+const withProxy = (extra: Record<string, string | undefined> = {}) => ({
+  GLEXEC_CLIENT_CERT: pki.pilotProxy,
+  ...extra,
+});
 
 /** The target's create_target_proxy copies in /tmp right now. */
 function tmpCopies(): string[] {
-  return readdirSync('/tmp').filter((name) => name.startsWith(`x509up_u${system.target.uid}.glexec.`)).sort();
+  return readdirSync('/tmp')
+    .filter((name) => name.startsWith(`x509up_u${system.target.uid}.glexec.`))
+    .sort();
 }
 
 /** Waits until `path` exists (the payload's handshake); gives up when `child` has exited. */
@@ -81,7 +97,7 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
   });
 
   describe('HTCondor: GLEXEC_TARGET_PROXY=/dev/null', () => {
-    it('condor_glexec_setup\'s tar pipe through glexec unpacks the sandbox as the target, makes no proxy copy and exits 0', () => {
+    it("condor_glexec_setup's tar pipe through glexec unpacks the sandbox as the target, makes no proxy copy and exits 0", () => {
       system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
       const condorSandbox = join(system.scratch, 'dir_1234.condor');
       const jobSandbox = join(system.scratch, 'dir_1234');
@@ -95,12 +111,33 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       const copiesBefore = tmpCopies();
       // What condor_glexec_setup does, as the pilot: GLEXEC_CLIENT_CERT in the condor sandbox,
       // GLEXEC_TARGET_PROXY=/dev/null, and the sandbox piped through tar into the target's side.
-      const script = 'tar -C "$CONDOR_SANDBOX" -c . | "$GLEXEC" /bin/sh -c "install -m 755 -d \\"$JOB_SANDBOX\\" && tar -C \\"$JOB_SANDBOX\\" -x"';
-      const result = spawnSync('/usr/bin/setpriv', ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--', '/bin/sh', '-c', script], {
-        env: system.callerEnv({ GLEXEC: system.shim, CONDOR_SANDBOX: condorSandbox, JOB_SANDBOX: jobSandbox, GLEXEC_CLIENT_CERT: proxy, GLEXEC_TARGET_PROXY: '/dev/null' }),
-        cwd: system.scratch,
-        encoding: 'utf8',
-      });
+      const script =
+        'tar -C "$CONDOR_SANDBOX" -c . | "$GLEXEC" /bin/sh -c "install -m 755 -d \\"$JOB_SANDBOX\\" && tar -C \\"$JOB_SANDBOX\\" -x"';
+      const result = spawnSync(
+        '/usr/bin/setpriv',
+        [
+          '--reuid',
+          String(system.pilot.uid),
+          '--regid',
+          String(system.pilot.gid),
+          '--init-groups',
+          '--',
+          '/bin/sh',
+          '-c',
+          script,
+        ],
+        {
+          env: system.callerEnv({
+            GLEXEC: system.shim,
+            CONDOR_SANDBOX: condorSandbox,
+            JOB_SANDBOX: jobSandbox,
+            GLEXEC_CLIENT_CERT: proxy,
+            GLEXEC_TARGET_PROXY: '/dev/null',
+          }),
+          cwd: system.scratch,
+          encoding: 'utf8',
+        },
+      );
       assert.equal(result.stderr, '');
       assert.equal(result.status, 0);
       assert.equal(readFileSync(join(jobSandbox, 'sub/input.dat'), 'utf8'), 'input\n');
@@ -110,13 +147,17 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       const nullDevice = lstatSync('/dev/null');
       assert.ok(nullDevice.isCharacterDevice());
       assert.equal(nullDevice.uid, 0);
-      const record = system.logRecords().find((entry) => entry.msg === 'target proxy discarded: GLEXEC_TARGET_PROXY is /dev/null');
+      const record = system
+        .logRecords()
+        .find((entry) => entry.msg === 'target proxy discarded: GLEXEC_TARGET_PROXY is /dev/null');
       assert.ok(record, 'no log record of the discarded target proxy');
     });
 
     it('the payload gets X509_USER_PROXY=/dev/null, and GLEXEC_SOURCE_PROXY is not even read', () => {
       const unreadable = pki.copyProxy('not-for-target.pem', system.stranger.uid, 0o600);
-      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"'], { env: withProxy({ GLEXEC_SOURCE_PROXY: unreadable, GLEXEC_TARGET_PROXY: '/dev/null' }) });
+      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"'], {
+        env: withProxy({ GLEXEC_SOURCE_PROXY: unreadable, GLEXEC_TARGET_PROXY: '/dev/null' }),
+      });
       assert.equal(result.stderr, '');
       assert.equal(result.status, 0);
       assert.equal(result.stdout, '/dev/null\n');
@@ -139,7 +180,9 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
         [link, 'is a symbolic link; glexec neither follows nor replaces it'],
       ];
       for (const [path, why] of cases) {
-        const result = system.run(['/bin/true'], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: path }) });
+        const result = system.run(['/bin/true'], {
+          env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: path }),
+        });
         assertRefused(result, 201, `glexec: GLEXEC_TARGET_PROXY ${JSON.stringify(path)} ${why}`);
       }
       assert.ok(lstatSync(fifo).isFIFO());
@@ -148,10 +191,15 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
 
     it('where /dev/null is not the null device (a symlink or a regular file, in a mount namespace), it gives 201 and nothing is written', () => {
       const victim = join(system.scratch, 'victim-of-dev-null');
-      for (const replacement of [`ln -s ${victim} /dev/null`, `cp ${victim} /dev/null && chown ${system.target.uid} /dev/null`]) {
+      for (const replacement of [
+        `ln -s ${victim} /dev/null`,
+        `cp ${victim} /dev/null && chown ${system.target.uid} /dev/null`,
+      ]) {
         writeFileSync(victim, 'keep me\n', { mode: 0o600 });
         chownSync(victim, system.target.uid, system.target.gid);
-        const exports = Object.entries(system.callerEnv(withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: '/dev/null' })))
+        const exports = Object.entries(
+          system.callerEnv(withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: '/dev/null' })),
+        )
           .map(([name, value]) => `${name}='${value}'`)
           .join(' ');
         const script = [
@@ -161,8 +209,15 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
           'set +e',
           `env -i ${exports} /usr/bin/setpriv --reuid ${system.pilot.uid} --regid ${system.pilot.gid} --init-groups -- ${system.shim} /bin/true`,
         ].join('\n');
-        const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], { cwd: system.scratch, encoding: 'utf8' });
-        assertRefused(result, 201, 'glexec: GLEXEC_TARGET_PROXY "/dev/null" is not the null device on this machine; it is not written to');
+        const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script], {
+          cwd: system.scratch,
+          encoding: 'utf8',
+        });
+        assertRefused(
+          result,
+          201,
+          'glexec: GLEXEC_TARGET_PROXY "/dev/null" is not the null device on this machine; it is not written to',
+        );
         assert.equal(readFileSync(victim, 'utf8'), 'keep me\n', replacement);
       }
     });
@@ -181,11 +236,14 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
     it('-V still adds the built-in paths', () => {
       const result = system.run(['-V']);
       assert.equal(result.status, 0);
-      assert.match(result.stdout, new RegExp(`^glexec ${VERSION.replace(/\./g, '\\.')} .*\nGLEXEC_CONFIG_FILE="${system.configPath}"\n`));
+      assert.match(
+        result.stdout,
+        new RegExp(`^glexec ${VERSION.replace(/\./g, '\\.')} .*\nGLEXEC_CONFIG_FILE="${system.configPath}"\n`),
+      );
     });
   });
 
-  describe('DIRAC: renewing the payload\'s proxy by running glexec without a payload', () => {
+  describe("DIRAC: renewing the payload's proxy by running glexec without a payload", () => {
     it('rewrites GLEXEC_TARGET_PROXY from GLEXEC_SOURCE_PROXY as the target, runs nothing, exits 0 and logs its own record', () => {
       const source = pilotCopy(pki.pilotProxy, 'payload-proxy.pem');
       const target = join(system.scratch, 'renewed-target.pem');
@@ -202,7 +260,11 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       assert.deepEqual(readFileSync(target), readFileSync(renewedProxy));
       assert.equal(lstatSync(target).uid, system.target.uid);
       const records = system.logRecords();
-      assert.equal(records.find((entry) => entry.msg === 'job completed'), undefined, 'a renewal runs no job');
+      assert.equal(
+        records.find((entry) => entry.msg === 'job completed'),
+        undefined,
+        'a renewal runs no job',
+      );
       const renewal = records.find((entry) => entry.msg === 'proxy renewed');
       assert.ok(renewal, 'no renewal record');
       assert.deepEqual(renewal.written, [target]);
@@ -212,7 +274,9 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
 
     for (const mechanism of ['flock', 'fcntl']) {
       it(`without GLEXEC_TARGET_PROXY it reaches the /tmp copy that the running payload's X509_USER_PROXY names (target_lock_mechanism = ${mechanism})`, async () => {
-        system.writeConfig(system.standardConfig(['create_target_proxy = yes', `target_lock_mechanism = ${mechanism}`]));
+        system.writeConfig(
+          system.standardConfig(['create_target_proxy = yes', `target_lock_mechanism = ${mechanism}`]),
+        );
         const source = pilotCopy(pki.pilotProxy, 'dirac-payload-proxy.pem');
         const env = { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source };
         const dir = handshakeDirectory(`dirac-renewal-${mechanism}`);
@@ -241,21 +305,42 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
       const source = pilotCopy(pki.pilotProxy, 'orphan-proxy.pem');
       const copiesBefore = tmpCopies();
-      assertRefused(system.run([], { env: { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source } }), 201, `glexec: no running payload of ${system.pilot.name} mapped to ${system.target.name} has a target proxy copied from GLEXEC_SOURCE_PROXY ${JSON.stringify(source)}; set GLEXEC_TARGET_PROXY to name the file to renew`);
+      assertRefused(
+        system.run([], { env: { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source } }),
+        201,
+        `glexec: no running payload of ${system.pilot.name} mapped to ${system.target.name} has a target proxy copied from GLEXEC_SOURCE_PROXY ${JSON.stringify(source)}; set GLEXEC_TARGET_PROXY to name the file to renew`,
+      );
       assert.deepEqual(tmpCopies(), copiesBefore);
     });
 
     it('with create_target_proxy = no and no GLEXEC_TARGET_PROXY, a renewal gives 201', () => {
-      assertRefused(system.run([], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy }) }), 201, 'glexec: no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)');
+      assertRefused(
+        system.run([], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy }) }),
+        201,
+        'glexec: no target proxy to renew: set GLEXEC_TARGET_PROXY (create_target_proxy is off)',
+      );
     });
 
     it('checks the caller as a run does: a caller in no white list gives 203', () => {
       const strangerProxy = pki.copyProxy('stranger-renewal.pem', system.stranger.uid, 0o600);
-      assertRefused(system.run([], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy, GLEXEC_SOURCE_PROXY: strangerProxy, GLEXEC_TARGET_PROXY: join(system.scratch, 'x') } }), 203, `glexec: caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`);
+      assertRefused(
+        system.run([], {
+          as: system.stranger,
+          env: {
+            GLEXEC_CLIENT_CERT: strangerProxy,
+            GLEXEC_SOURCE_PROXY: strangerProxy,
+            GLEXEC_TARGET_PROXY: join(system.scratch, 'x'),
+          },
+        }),
+        203,
+        `glexec: caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`,
+      );
     });
 
     it('with GLEXEC_TARGET_PROXY=/dev/null it writes nothing and exits 0', () => {
-      const result = system.run([], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: '/dev/null' }) });
+      const result = system.run([], {
+        env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: '/dev/null' }),
+      });
       assert.equal(result.stderr, '');
       assert.equal(result.status, 0);
       const renewal = system.logRecords().find((entry) => entry.msg === 'proxy renewed');
@@ -270,8 +355,12 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       const seen = join(system.root, 'epilogue-saw-proxy');
       const epilogue = join(epilogueDir, 'proxy-still-there.sh');
       // The epilogue gets no X509_USER_PROXY (only GLEXEC_* variables): it looks for the target's copies.
-      writeFileSync(epilogue, `#!/bin/sh\nls /tmp/x509up_u$GLEXEC_EPILOG_TARGET_UID.glexec.* >> ${seen}\nexit 0\n`, { mode: 0o755 });
-      system.writeConfig(system.standardConfig(['create_target_proxy = yes', `epilogue = ${epilogue}`, 'epilogue_timeout = 30']));
+      writeFileSync(epilogue, `#!/bin/sh\nls /tmp/x509up_u$GLEXEC_EPILOG_TARGET_UID.glexec.* >> ${seen}\nexit 0\n`, {
+        mode: 0o755,
+      });
+      system.writeConfig(
+        system.standardConfig(['create_target_proxy = yes', `epilogue = ${epilogue}`, 'epilogue_timeout = 30']),
+      );
       rmSync(seen, { force: true });
       const copiesBefore = tmpCopies();
       const paths: string[] = [];
@@ -284,12 +373,22 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       assert.deepEqual(readFileSync(seen, 'utf8').trim().split('\n'), paths);
       assert.deepEqual(tmpCopies(), copiesBefore);
       const removals = system.logRecords().filter((entry) => entry.msg === 'target proxy removed');
-      assert.deepEqual(removals.map((entry) => entry.outcome), paths.map(() => 'removed'));
+      assert.deepEqual(
+        removals.map((entry) => entry.outcome),
+        paths.map(() => 'removed'),
+      );
     });
 
-    it('a file the payload put at the copy\'s name is not glexec\'s and is left alone', () => {
+    it("a file the payload put at the copy's name is not glexec's and is left alone", () => {
       system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
-      const result = system.run(['/bin/sh', '-c', 'echo mine > "$X509_USER_PROXY.new" && mv "$X509_USER_PROXY.new" "$X509_USER_PROXY" && echo "$X509_USER_PROXY"'], { env: withProxy() });
+      const result = system.run(
+        [
+          '/bin/sh',
+          '-c',
+          'echo mine > "$X509_USER_PROXY.new" && mv "$X509_USER_PROXY.new" "$X509_USER_PROXY" && echo "$X509_USER_PROXY"',
+        ],
+        { env: withProxy() },
+      );
       assert.equal(result.status, 0, result.stderr);
       const path = result.stdout.trim();
       try {

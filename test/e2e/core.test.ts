@@ -4,7 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
@@ -17,8 +28,10 @@ let system: TestSystem;
 let pki: TestPki;
 
 /** The pilot's environment with its good proxy. */
-const withProxy = (extra: Record<string, string | undefined> = {}) => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy, ...extra });
-
+const withProxy = (extra: Record<string, string | undefined> = {}) => ({
+  GLEXEC_CLIENT_CERT: pki.pilotProxy,
+  ...extra,
+});
 
 describe('glexec end to end', { skip: needsRoot }, () => {
   installForSuite((installed, testPki) => {
@@ -30,7 +43,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('runs as the target uid, primary gid and supplementary groups from the group database', () => {
       const result = system.run(['/usr/bin/id'], { env: withProxy() });
       assert.equal(result.status, 0, result.stderr);
-      const supplementary = Number(execFileSync('getent', ['group', system.supplementaryGroup], { encoding: 'utf8' }).split(':')[2]);
+      const supplementary = Number(
+        execFileSync('getent', ['group', system.supplementaryGroup], { encoding: 'utf8' }).split(':')[2],
+      );
       assert.equal(
         result.stdout.trim(),
         `uid=${system.target.uid}(${system.target.name}) gid=${system.target.gid}(${system.target.name}g) groups=${system.target.gid}(${system.target.name}g),${supplementary}(${system.supplementaryGroup})`,
@@ -51,12 +66,23 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       system.writeConfig(system.standardConfig(['preserve_env_variables = KEEP_ME']));
       const result = system.run(['/usr/bin/env'], {
         env: withProxy({
-          GLEXEC_ID: 'job-42', KEEP_ME: 'kept', DROP_ME: 'dropped', HOME: '/home/pilot', X509_USER_PROXY: '/tmp/x',
-          GLEXEC_EPILOG_TARGET_RC: '0', GLEXEC_FUNC: '() { :; }; echo pwned', LD_LIBRARY_PATH: '/tmp',
+          GLEXEC_ID: 'job-42',
+          KEEP_ME: 'kept',
+          DROP_ME: 'dropped',
+          HOME: '/home/pilot',
+          X509_USER_PROXY: '/tmp/x',
+          GLEXEC_EPILOG_TARGET_RC: '0',
+          GLEXEC_FUNC: '() { :; }; echo pwned',
+          LD_LIBRARY_PATH: '/tmp',
         }),
       });
       assert.equal(result.status, 0, result.stderr);
-      const env = Object.fromEntries(result.stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+      const env = Object.fromEntries(
+        result.stdout
+          .trim()
+          .split('\n')
+          .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+      );
       assert.deepEqual(env, {
         GLEXEC_CLIENT_CERT: pki.pilotProxy,
         GLEXEC_ID: 'job-42',
@@ -75,7 +101,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(result.stdout, args.map((arg) => `[${arg}]`).join(''));
     });
 
-    it('starts in the caller\'s working directory with umask 022, and reads the caller\'s stdin', () => {
+    it("starts in the caller's working directory with umask 022, and reads the caller's stdin", () => {
       const script = system.installProgram('where.sh', '#!/bin/sh\npwd\numask\ncat\n');
       const result = system.run([script], { env: withProxy(), cwd: system.scratch, input: 'from stdin' });
       assert.equal(result.status, 0, result.stderr);
@@ -94,16 +120,32 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     });
     it('a payload the target may not execute gives 126', () => {
       const path = system.installProgram('private.sh', '#!/bin/sh\necho ran\n', 0o700);
-      assertRefused(system.run([path], { env: withProxy() }), 126, `glexec: payload ${path} is not executable by ${system.target.name}`);
+      assertRefused(
+        system.run([path], { env: withProxy() }),
+        126,
+        `glexec: payload ${path} is not executable by ${system.target.name}`,
+      );
     });
     it('a payload that does not exist gives 201', () => {
-      assertRefused(system.run(['/no/such/payload'], { env: withProxy() }), 201, 'glexec: payload /no/such/payload does not exist');
+      assertRefused(
+        system.run(['/no/such/payload'], { env: withProxy() }),
+        201,
+        'glexec: payload /no/such/payload does not exist',
+      );
     });
     it('a relative payload path gives 201', () => {
-      assertRefused(system.run(['true'], { env: withProxy() }), 201, `glexec: payload must be an absolute path, got 'true'`);
+      assertRefused(
+        system.run(['true'], { env: withProxy() }),
+        201,
+        `glexec: payload must be an absolute path, got 'true'`,
+      );
     });
     it('a payload that is a directory gives 126', () => {
-      assertRefused(system.run([system.scratch], { env: withProxy() }), 126, `glexec: payload ${system.scratch} is not a regular file`);
+      assertRefused(
+        system.run([system.scratch], { env: withProxy() }),
+        126,
+        `glexec: payload ${system.scratch} is not a regular file`,
+      );
     });
     it('a payload reached through a symlink gives 201 with prohibit_exec_via_symlink = yes, and runs without it', () => {
       const link = join(system.bin, 'true-link');
@@ -111,38 +153,70 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       symlinkSync('/usr/bin/true', link);
       assert.equal(system.run([link], { env: withProxy() }).status, 0);
       system.writeConfig(system.standardConfig(['prohibit_exec_via_symlink = yes']));
-      assertRefused(system.run([link], { env: withProxy() }), 201, `glexec: payload ${link} is a symbolic link and prohibit_exec_via_symlink is set`);
+      assertRefused(
+        system.run([link], { env: withProxy() }),
+        201,
+        `glexec: payload ${link} is a symbolic link and prohibit_exec_via_symlink is set`,
+      );
     });
     it('an option glexec does not know, before the payload, gives 201', () => {
-      assertRefused(system.run(['--frobnicate', '/bin/true'], { env: withProxy() }), 201, `glexec: unknown option '--frobnicate'`);
+      assertRefused(
+        system.run(['--frobnicate', '/bin/true'], { env: withProxy() }),
+        201,
+        `glexec: unknown option '--frobnicate'`,
+      );
     });
     it('no payload at all gives 201 and the usage line', () => {
-      assertRefused(system.run([], { env: withProxy() }), 201, 'glexec: usage: glexec /absolute/path/to/payload [arguments...]');
+      assertRefused(
+        system.run([], { env: withProxy() }),
+        201,
+        'glexec: usage: glexec /absolute/path/to/payload [arguments...]',
+      );
     });
   });
 
   describe('the proxy', () => {
     it('no proxy variable gives 201', () => {
-      assertRefused(system.run(['/bin/true']), 201, 'glexec: no proxy given: set GLEXEC_CLIENT_CERT (or X509_USER_PROXY) to the proxy file');
+      assertRefused(
+        system.run(['/bin/true']),
+        201,
+        'glexec: no proxy given: set GLEXEC_CLIENT_CERT (or X509_USER_PROXY) to the proxy file',
+      );
     });
     it('X509_USER_PROXY is used when GLEXEC_CLIENT_CERT is unset', () => {
       assert.equal(system.run(['/bin/true'], { env: { X509_USER_PROXY: pki.pilotProxy } }).status, 0);
     });
     it('an empty GLEXEC_CLIENT_CERT gives 201', () => {
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: '' } }), 201, 'glexec: GLEXEC_CLIENT_CERT is set but empty');
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: '' } }),
+        201,
+        'glexec: GLEXEC_CLIENT_CERT is set but empty',
+      );
     });
     it('a proxy file that does not exist gives 201', () => {
       const path = join(system.scratch, 'missing.pem');
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} does not exist`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${path} does not exist`,
+      );
     });
     it('a proxy owned by someone else gives 201', () => {
       const path = pki.copyProxy('foreign.pem', system.stranger.uid, 0o644);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} is owned by uid ${system.stranger.uid}, not by the caller (uid ${system.pilot.uid})`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${path} is owned by uid ${system.stranger.uid}, not by the caller (uid ${system.pilot.uid})`,
+      );
     });
 
     it('a proxy the caller cannot read itself is never opened by root: 201', () => {
       const path = pki.copyProxy('unreadable.pem', system.stranger.uid, 0o600);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} cannot be opened by the caller (EACCES)`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${path} cannot be opened by the caller (EACCES)`,
+      );
       // Its own file, in a directory it cannot enter: root could open it, the caller cannot.
       const hidden = join(system.root, 'hidden');
       mkdirSync(hidden, { recursive: true, mode: 0o700 });
@@ -150,17 +224,29 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       writeFileSync(inside, readFileSync(pki.pilotProxy));
       chownSync(inside, system.pilot.uid, system.pilot.gid);
       chmodSync(inside, 0o600);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: inside } }), 201, `glexec: GLEXEC_CLIENT_CERT ${inside} cannot be opened by the caller (EACCES)`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: inside } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${inside} cannot be opened by the caller (EACCES)`,
+      );
     });
     it('a proxy readable by group or others gives 201', () => {
       const path = pki.copyProxy('open.pem', system.pilot.uid, 0o644);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} has mode 0644: group, other and special bits are not allowed (use chmod 600)`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${path} has mode 0644: group, other and special bits are not allowed (use chmod 600)`,
+      );
     });
     it('a proxy reached through a symbolic link gives 201', () => {
       const link = join(system.scratch, 'link.pem');
       rmSync(link, { force: true });
       symlinkSync(pki.pilotProxy, link);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: link } }), 201, `glexec: GLEXEC_CLIENT_CERT ${link} is a symbolic link; give the file itself`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: link } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${link} is a symbolic link; give the file itself`,
+      );
     });
     it('an expired proxy gives 201', () => {
       const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.expiredProxy } });
@@ -177,7 +263,11 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('a certdir that others can write gives 202: a pilot must not be able to plant a CA', () => {
       chmodSync(system.certdir, 0o1777);
       try {
-        assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: certificate directory ${system.certdir} is not trusted: ${system.certdir} is world-writable (sticky or not) (mode 1777)`);
+        assertRefused(
+          system.run(['/bin/true'], { env: withProxy() }),
+          202,
+          `glexec: certificate directory ${system.certdir} is not trusted: ${system.certdir} is world-writable (sticky or not) (mode 1777)`,
+        );
       } finally {
         chmodSync(system.certdir, 0o755);
       }
@@ -188,7 +278,11 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       rmSync(fifo, { force: true });
       execFileSync('mkfifo', ['-m', '600', fifo]);
       chownSync(fifo, system.pilot.uid, system.pilot.gid);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: fifo } }), 201, `glexec: GLEXEC_CLIENT_CERT ${fifo} is not a regular file`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: fifo } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${fifo} is not a regular file`,
+      );
     });
 
     it('an empty proxy file is refused: 201', () => {
@@ -196,17 +290,28 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       writeFileSync(path, '');
       chownSync(path, system.pilot.uid, system.pilot.gid);
       chmodSync(path, 0o600);
-      assertRefused(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }), 201, `glexec: GLEXEC_CLIENT_CERT ${path} is empty`);
+      assertRefused(
+        system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } }),
+        201,
+        `glexec: GLEXEC_CLIENT_CERT ${path} is empty`,
+      );
     });
 
     it('a proxy file without its private key is refused: 201', () => {
       const path = join(system.scratch, 'nokey.pem');
-      const text = readFileSync(pki.pilotProxy, 'utf8').replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----\n/, '');
+      const text = readFileSync(pki.pilotProxy, 'utf8').replace(
+        /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----\n/,
+        '',
+      );
       writeFileSync(path, text);
       chownSync(path, system.pilot.uid, system.pilot.gid);
       chmodSync(path, 0o600);
       const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: path } });
-      assertRefused(result, 201, /^glexec: the proxy file holds no private key for proxy certificate \/C=NL\/O=Example\/CN=Jane Doe\/CN=\d+$/);
+      assertRefused(
+        result,
+        201,
+        /^glexec: the proxy file holds no private key for proxy certificate \/C=NL\/O=Example\/CN=Jane Doe\/CN=\d+$/,
+      );
     });
 
     it('a legacy (pre-RFC 3820) proxy is accepted', () => {
@@ -229,7 +334,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
 
     it('with create_target_proxy = yes and no GLEXEC_TARGET_PROXY, the copy goes to /tmp under a name nobody can guess, for the run only', () => {
       system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
-      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"; cat "$X509_USER_PROXY"'], { env: withProxy() });
+      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"; cat "$X509_USER_PROXY"'], {
+        env: withProxy(),
+      });
       assert.equal(result.status, 0, result.stderr);
       const [path = '', ...contents] = result.stdout.split('\n');
       assert.match(path, new RegExp(`^/tmp/x509up_u${system.target.uid}\\.glexec\\.[0-9a-f]{16}$`));
@@ -239,7 +346,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
 
     it('a target proxy in a directory that does not exist gives 201', () => {
       const missing = join(system.scratch, 'no-such-dir/proxy');
-      const result = system.run(['/bin/true'], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: missing }) });
+      const result = system.run(['/bin/true'], {
+        env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: missing }),
+      });
       assertRefused(result, 201, /^glexec: .*no-such-dir.*(does not exist|No such)/);
     });
 
@@ -253,7 +362,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('an existing target file of someone else is never overwritten: 201', () => {
       writeFileSync(targetPath(), 'not yours\n', { mode: 0o644 });
       chownSync(targetPath(), system.stranger.uid, system.stranger.gid);
-      const result = system.run(['/bin/true'], { env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: targetPath() }) });
+      const result = system.run(['/bin/true'], {
+        env: withProxy({ GLEXEC_SOURCE_PROXY: pki.pilotProxy, GLEXEC_TARGET_PROXY: targetPath() }),
+      });
       assert.equal(result.status, 201);
       assert.equal(readFileSync(targetPath(), 'utf8'), 'not yours\n');
     });
@@ -262,7 +373,11 @@ describe('glexec end to end', { skip: needsRoot }, () => {
   describe('caller and mapping', () => {
     it('a caller in no white list gives 203', () => {
       const strangerProxy = pki.copyProxy('stranger.pem', system.stranger.uid, 0o600);
-      assertRefused(system.run(['/bin/true'], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy } }), 203, `glexec: caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`);
+      assertRefused(
+        system.run(['/bin/true'], { as: system.stranger, env: { GLEXEC_CLIENT_CERT: strangerProxy } }),
+        203,
+        `glexec: caller ${system.stranger.name} (uid ${system.stranger.uid}) is not in user_white_list or group_white_list`,
+      );
     });
     it('an empty white list allows nobody', () => {
       system.writeConfig(system.standardConfig(['user_white_list =']));
@@ -275,48 +390,92 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('user_white_list = * allows anyone and logs a warning', () => {
       system.writeConfig(system.standardConfig(['user_white_list = *']));
       assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
-      assert.ok(system.logRecords().some((record) => record.level === 'warn' && record.msg === 'All users are allowed to use glexec, this might not be what you want.'));
+      assert.ok(
+        system
+          .logRecords()
+          .some(
+            (record) =>
+              record.level === 'warn' &&
+              record.msg === 'All users are allowed to use glexec, this might not be what you want.',
+          ),
+      );
     });
     it('a DN without a grid-mapfile entry gives 203', () => {
       system.writeGridMap(['"/C=NL/O=Example/CN=Somebody Else" nobody']);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 203, `glexec: ${pki.userDn} has no entry in grid-mapfile ${system.gridmapPath}`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        203,
+        `glexec: ${pki.userDn} has no entry in grid-mapfile ${system.gridmapPath}`,
+      );
     });
     it('a mapping to an account that does not exist gives 203', () => {
       system.writeGridMap([`"${pki.userDn}" nosuchaccount`]);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 203, `glexec: ${pki.userDn} maps to account 'nosuchaccount', which does not exist`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        203,
+        `glexec: ${pki.userDn} maps to account 'nosuchaccount', which does not exist`,
+      );
     });
     it('a mapping to root gives 203', () => {
       system.writeGridMap([`"${pki.userDn}" root`]);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 203, `glexec: ${pki.userDn} maps to 'root', which has uid 0; glexec never runs payloads as root`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        203,
+        `glexec: ${pki.userDn} maps to 'root', which has uid 0; glexec never runs payloads as root`,
+      );
     });
     it('a grid-mapfile that others can write gives 202', () => {
       chmodSync(system.gridmapPath, 0o666);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: grid-mapfile ${system.gridmapPath} is not trusted: ${system.gridmapPath} is world-writable (mode 0666)`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        202,
+        `glexec: grid-mapfile ${system.gridmapPath} is not trusted: ${system.gridmapPath} is world-writable (mode 0666)`,
+      );
     });
   });
 
   describe('glexec.conf', () => {
     it('a missing configuration file gives 202', () => {
       rmSync(system.configPath);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: configuration file ${system.configPath} cannot be checked: ENOENT`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        202,
+        `glexec: configuration file ${system.configPath} cannot be checked: ENOENT`,
+      );
     });
     it('an unknown key gives 202 naming it', () => {
       system.writeConfig(system.standardConfig(['epilog = /bin/true']));
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: ${system.configPath}: unknown key 'epilog' in [glexec]`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        202,
+        `glexec: ${system.configPath}: unknown key 'epilog' in [glexec]`,
+      );
     });
     it('a bad value gives 202 naming the key and the value', () => {
       system.writeConfig(system.standardConfig(['log_destination = foo']));
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: ${system.configPath}: value 'foo' for key 'log_destination' not understood: expected one of syslog, file`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        202,
+        `glexec: ${system.configPath}: value 'foo' for key 'log_destination' not understood: expected one of syslog, file`,
+      );
     });
     it('a configuration file writable by its group gives 202', () => {
       chmodSync(system.configPath, 0o620);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: configuration file ${system.configPath} is not trusted: ${system.configPath} is writable by group gid 0, which is not trusted (mode 0620)`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        202,
+        `glexec: configuration file ${system.configPath} is not trusted: ${system.configPath} is writable by group gid 0, which is not trusted (mode 0620)`,
+      );
     });
     it('a configuration file owned by another account gives 202', () => {
       chownSync(system.configPath, system.pilot.uid, 0);
-      assertRefused(system.run(['/bin/true'], { env: withProxy() }), 202, `glexec: configuration file ${system.configPath} is not trusted: ${system.configPath} is owned by uid ${system.pilot.uid}, not by root`);
+      assertRefused(
+        system.run(['/bin/true'], { env: withProxy() }),
+        202,
+        `glexec: configuration file ${system.configPath} is not trusted: ${system.configPath} is owned by uid ${system.pilot.uid}, not by root`,
+      );
     });
-    it('silent_logging = yes keeps the caller\'s stderr empty but still logs the error', () => {
+    it("silent_logging = yes keeps the caller's stderr empty but still logs the error", () => {
       system.writeConfig(system.standardConfig(['silent_logging = yes']));
       const result = system.run(['/no/such/payload'], { env: withProxy() });
       assert.equal(result.status, 201);
@@ -328,7 +487,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
   describe('the installation', () => {
     it('install-system installs the shim setuid root, the program, the addon and the man pages, all root-owned and writable by root only', () => {
       const prefix = join(system.root, 'prefix');
-      const listing = execFileSync('find', [prefix, '-mindepth', '1', '-printf', '%P %u %g %m %y\n'], { encoding: 'utf8' })
+      const listing = execFileSync('find', [prefix, '-mindepth', '1', '-printf', '%P %u %g %m %y\n'], {
+        encoding: 'utf8',
+      })
         .trim()
         .split('\n')
         .filter((line) => !/^lib\/glexec\/glexec-main\.[0-9a-f]+\.cache /.test(line))
@@ -357,14 +518,26 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       const lib = join(system.root, 'prefix/lib/glexec');
       const caches = readdirSync(lib).filter((name) => /^glexec-main\.[0-9a-f]{32}\.cache$/.test(name));
       assert.equal(caches.length, 1);
-      assert.equal(execFileSync('stat', ['-c', '%u %g %a %F', join(lib, caches[0] ?? '')], { encoding: 'utf8' }), '0 0 644 regular file\n');
+      assert.equal(
+        execFileSync('stat', ['-c', '%u %g %a %F', join(lib, caches[0] ?? '')], { encoding: 'utf8' }),
+        '0 0 644 regular file\n',
+      );
     });
 
     it('install-system refuses a prefix that others can write', () => {
       const open = join(system.scratch, 'open-prefix');
-      const result = spawnSync(process.execPath, [join(REPO, 'scripts/install-system.mjs'), `--prefix=${open}`, `--config=${system.configPath}`], { encoding: 'utf8' });
+      const result = spawnSync(
+        process.execPath,
+        [join(REPO, 'scripts/install-system.mjs'), `--prefix=${open}`, `--config=${system.configPath}`],
+        { encoding: 'utf8' },
+      );
       assert.equal(result.status, 1);
-      assert.match(result.stderr, new RegExp(`^install-system: prefix: ${system.scratch} must be owned by root and not writable by group or others`));
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `^install-system: prefix: ${system.scratch} must be owned by root and not writable by group or others`,
+        ),
+      );
     });
   });
 
@@ -383,7 +556,20 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       const copy = join(system.bin, 'glexec-no-setuid');
       copyFileSync(system.shim, copy);
       chmodSync(copy, 0o755);
-      const result = spawnSync('/usr/bin/setpriv', ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--', copy, '/bin/true'], { encoding: 'utf8' });
+      const result = spawnSync(
+        '/usr/bin/setpriv',
+        [
+          '--reuid',
+          String(system.pilot.uid),
+          '--regid',
+          String(system.pilot.gid),
+          '--init-groups',
+          '--',
+          copy,
+          '/bin/true',
+        ],
+        { encoding: 'utf8' },
+      );
       assertRefused(result, 202, 'glexec: not installed setuid root; ask the site administrator to run install-system');
     });
 
@@ -391,26 +577,45 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       const marker = join(system.scratch, 'hijacked');
       rmSync(marker, { force: true });
       const script = join(system.scratch, 'hijack.js');
-      writeFileSync(script, `require('fs').appendFileSync(${JSON.stringify(marker)}, 'node ' + process.pid + '\\n')\n`, { mode: 0o644 });
+      writeFileSync(
+        script,
+        `require('fs').appendFileSync(${JSON.stringify(marker)}, 'node ' + process.pid + '\\n')\n`,
+        { mode: 0o644 },
+      );
       const library = join(system.scratch, 'hijack.so');
       const source = join(system.scratch, 'hijack.c');
       // Records every process the library is loaded into: its parent pid and its executable.
-      writeFileSync(source, [
-        '#include <stdio.h>', '#include <unistd.h>',
-        '__attribute__((constructor)) static void hijack(void) {',
-        '  char exe[256] = ""; ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1); if (n > 0) exe[n] = 0;',
-        `  FILE *f = fopen("${marker}", "a"); if (f) { fprintf(f, "preload %d %s\\n", (int)getppid(), exe); fclose(f); }`,
-        '}', '',
-      ].join('\n'));
+      writeFileSync(
+        source,
+        [
+          '#include <stdio.h>',
+          '#include <unistd.h>',
+          '__attribute__((constructor)) static void hijack(void) {',
+          '  char exe[256] = ""; ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1); if (n > 0) exe[n] = 0;',
+          `  FILE *f = fopen("${marker}", "a"); if (f) { fprintf(f, "preload %d %s\\n", (int)getppid(), exe); fclose(f); }`,
+          '}',
+          '',
+        ].join('\n'),
+      );
       execFileSync('gcc', ['-shared', '-fPIC', '-o', library, source]);
       chmodSync(library, 0o755);
       const result = system.run(['/bin/true'], {
-        env: withProxy({ NODE_OPTIONS: `--require ${script}`, NODE_PATH: system.scratch, LD_PRELOAD: library, LD_LIBRARY_PATH: system.scratch, TZ: '/etc/passwd', GCONV_PATH: system.scratch }),
+        env: withProxy({
+          NODE_OPTIONS: `--require ${script}`,
+          NODE_PATH: system.scratch,
+          LD_PRELOAD: library,
+          LD_LIBRARY_PATH: system.scratch,
+          TZ: '/etc/passwd',
+          GCONV_PATH: system.scratch,
+        }),
       });
       assert.equal(result.status, 0, result.stderr);
       // The test's own setpriv (child of this test process, switching to the pilot) loads it; nothing after the shim may.
       const hits = existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean) : [];
-      assert.deepEqual(hits.filter((line) => line !== `preload ${process.pid} /usr/bin/setpriv`), []);
+      assert.deepEqual(
+        hits.filter((line) => line !== `preload ${process.pid} /usr/bin/setpriv`),
+        [],
+      );
     });
 
     it('the caller cannot signal the lingering glexec, not even with SIGKILL', async () => {
@@ -418,7 +623,21 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       try {
         const glexecPid = await waitForGlexec(child.pid ?? 0);
         for (const signal of ['-USR1', '-KILL', '-TERM']) {
-          const result = spawnSync('/usr/bin/setpriv', ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--', '/bin/kill', signal, String(glexecPid)], { encoding: 'utf8' });
+          const result = spawnSync(
+            '/usr/bin/setpriv',
+            [
+              '--reuid',
+              String(system.pilot.uid),
+              '--regid',
+              String(system.pilot.gid),
+              '--init-groups',
+              '--',
+              '/bin/kill',
+              signal,
+              String(glexecPid),
+            ],
+            { encoding: 'utf8' },
+          );
           assert.notEqual(result.status, 0);
           assert.match(result.stderr, /Operation not permitted/);
         }
@@ -431,7 +650,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       }
     });
 
-    it('a SIGTERM from root reaches the payload\'s process group, and glexec exits 143', async () => {
+    it("a SIGTERM from root reaches the payload's process group, and glexec exits 143", async () => {
       const child = system.start(['/bin/sh', '-c', 'sleep 30 & wait'], { env: withProxy() });
       const glexecPid = await waitForGlexec(child.pid ?? 0);
       await waitForProcessOf(system.target.uid, 'sleep');
@@ -445,8 +664,11 @@ describe('glexec end to end', { skip: needsRoot }, () => {
   describe('resource limits', () => {
     // Soft limits: lifting a caller's hard limit needs CAP_SYS_RESOURCE, which root in a confined
     // test machine may lack (glexec then lifts soft limits up to the hard ones).
-    it('a caller\'s file-size and CPU limits bind the payload but cannot stop the completion record', () => {
-      const script = system.installProgram('limits.sh', '#!/bin/sh\necho "fsize=$(ulimit -S -f) cpu=$(ulimit -S -t)"\n');
+    it("a caller's file-size and CPU limits bind the payload but cannot stop the completion record", () => {
+      const script = system.installProgram(
+        'limits.sh',
+        '#!/bin/sh\necho "fsize=$(ulimit -S -f) cpu=$(ulimit -S -t)"\n',
+      );
       const result = system.run([script], { env: withProxy(), before: 'ulimit -S -f 1; ulimit -S -t 7' });
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stdout, 'fsize=1 cpu=7\n');
@@ -454,15 +676,21 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(system.logRecords().filter((entry) => entry.msg === 'job completed').length, 1);
     });
 
-    it('a caller\'s hard file-size limit is lifted with CAP_SYS_RESOURCE, and refused (202) without it', () => {
-      const capEff = BigInt(`0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`);
+    it("a caller's hard file-size limit is lifted with CAP_SYS_RESOURCE, and refused (202) without it", () => {
+      const capEff = BigInt(
+        `0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`,
+      );
       const canLift = (capEff & (1n << 24n)) !== 0n;
       const result = system.run(['/bin/sh', '-c', 'ulimit -H -f'], { env: withProxy(), before: 'ulimit -f 4' });
       if (canLift) {
         assert.equal(result.status, 0, result.stderr);
         assert.equal(result.stdout, '4\n');
       } else {
-        assertRefused(result, 202, `glexec: the caller's hard fsize limit cannot be lifted (that needs CAP_SYS_RESOURCE): Operation not permitted`);
+        assertRefused(
+          result,
+          202,
+          `glexec: the caller's hard fsize limit cannot be lifted (that needs CAP_SYS_RESOURCE): Operation not permitted`,
+        );
       }
     });
 
@@ -475,7 +703,10 @@ describe('glexec end to end', { skip: needsRoot }, () => {
 
   describe('linger and leftovers', () => {
     it('what the payload leaves in its process group gets SIGTERM, then SIGKILL after kill_grace', () => {
-      const script = system.installProgram('leave.sh', "#!/bin/sh\ntrap '' TERM\n/bin/sh -c \"trap '' TERM; sleep 60\" &\nexit 3\n");
+      const script = system.installProgram(
+        'leave.sh',
+        "#!/bin/sh\ntrap '' TERM\n/bin/sh -c \"trap '' TERM; sleep 60\" &\nexit 3\n",
+      );
       const result = system.run([script], { env: withProxy() });
       assert.equal(result.status, 3, result.stderr);
       assert.deepEqual(processesOf(system.target.uid), []);
@@ -486,7 +717,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
 
   describe('logging', () => {
     it('writes one completion record with caller, target, command, pids, exit and duration', () => {
-      const result = system.run(['/bin/sh', '-c', 'exit 5'], { env: withProxy({ GLEXEC_ID: 'evil\n{"msg":"job completed","forged":true}' }) });
+      const result = system.run(['/bin/sh', '-c', 'exit 5'], {
+        env: withProxy({ GLEXEC_ID: 'evil\n{"msg":"job completed","forged":true}' }),
+      });
       assert.equal(result.status, 5);
       const text = readFileSync(system.logFile, 'utf8');
       for (const line of text.split('\n').filter(Boolean)) JSON.parse(line);
@@ -494,7 +727,12 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       const records = system.logRecords().filter((entry) => entry.msg === 'job completed');
       assert.equal(records.length, 1);
       const record = records[0] as Record<string, unknown>;
-      assert.deepEqual(record.caller, { user: system.pilot.name, uid: system.pilot.uid, gid: system.pilot.gid, groups: [system.pilot.gid] });
+      assert.deepEqual(record.caller, {
+        user: system.pilot.name,
+        uid: system.pilot.uid,
+        gid: system.pilot.gid,
+        groups: [system.pilot.gid],
+      });
       assert.equal((record.target as { user: string }).user, system.target.name);
       assert.equal(record.dn, pki.userDn);
       assert.deepEqual(record.command, ['/bin/sh', '-c', 'exit 5']);
@@ -507,9 +745,13 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(typeof record.totalMs, 'number');
     });
 
-    it('the completion record gives the payload\'s duration and the whole run\'s apart', () => {
+    it("the completion record gives the payload's duration and the whole run's apart", () => {
       assert.equal(system.run(['/bin/sleep', '0.3'], { env: withProxy() }).status, 0);
-      const record = system.logRecords().find((entry) => entry.msg === 'job completed') as { payloadMs: number; totalMs: number; durationMs?: number };
+      const record = system.logRecords().find((entry) => entry.msg === 'job completed') as {
+        payloadMs: number;
+        totalMs: number;
+        durationMs?: number;
+      };
       assert.ok(record.payloadMs >= 300, `payloadMs ${record.payloadMs}`);
       assert.ok(record.totalMs > record.payloadMs, `totalMs ${record.totalMs}, payloadMs ${record.payloadMs}`);
       assert.equal(record.durationMs, undefined);
@@ -518,13 +760,18 @@ describe('glexec end to end', { skip: needsRoot }, () => {
     it('the completion record is written even with log_level = 0', () => {
       system.writeConfig(system.standardConfig(['log_level = 0']));
       assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
-      assert.deepEqual(system.logRecords().map((entry) => entry.msg), ['job completed']);
+      assert.deepEqual(
+        system.logRecords().map((entry) => entry.msg),
+        ['job completed'],
+      );
     });
 
-    it('a log_level above 5 is clamped with gLExec\'s warning', () => {
+    it("a log_level above 5 is clamped with gLExec's warning", () => {
       system.writeConfig(system.standardConfig(['log_level = 9']));
       assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
-      assert.ok(system.logRecords().some((entry) => entry.msg === 'Specified loglevel 9 is too large, using max. log level 5.'));
+      assert.ok(
+        system.logRecords().some((entry) => entry.msg === 'Specified loglevel 9 is too large, using max. log level 5.'),
+      );
     });
 
     it('a log file that is a symbolic link is refused with 202', () => {
@@ -553,7 +800,9 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       system.writeConfig(system.standardConfig(['log_destination = syslog']));
       // Together past what one syslog datagram may carry (about 208 KiB here); each below exec's 128 KiB.
       const huge = 'A'.repeat(120_000);
-      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true', huge, huge], { GLEXEC_CLIENT_CERT: pki.pilotProxy });
+      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true', huge, huge], {
+        GLEXEC_CLIENT_CERT: pki.pilotProxy,
+      });
       assert.equal(status, 0, stderr);
       const completion = datagrams.filter((line) => line.includes('job completed'));
       assert.equal(completion.length, 1);
@@ -562,7 +811,10 @@ describe('glexec end to end', { skip: needsRoot }, () => {
 
     it('with log_destination = syslog the completion record reaches /dev/log as one line, with facility and ident', () => {
       system.writeConfig(system.standardConfig(['log_destination = syslog', 'syslog_facility = LOG_LOCAL3']));
-      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true'], { GLEXEC_CLIENT_CERT: pki.pilotProxy, GLEXEC_ID: 'a\nb' });
+      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/true'], {
+        GLEXEC_CLIENT_CERT: pki.pilotProxy,
+        GLEXEC_ID: 'a\nb',
+      });
       assert.equal(status, 0, stderr);
       const completion = datagrams.filter((line) => line.includes('job completed'));
       assert.equal(completion.length, 1, datagrams.join('|'));
@@ -577,7 +829,8 @@ async function waitForGlexec(setprivPid: number): Promise<number> {
   // setpriv execs the shim, which execs node: the pid stays the same.
   for (let i = 0; i < 200; i++) {
     const status = readStatus(setprivPid);
-    if (status && /^Uid:\s+0\s+0\s+0\s+0$/m.test(status) && spawnSync('pgrep', ['-P', String(setprivPid)]).status === 0) return setprivPid;
+    if (status && /^Uid:\s+0\s+0\s+0\s+0$/m.test(status) && spawnSync('pgrep', ['-P', String(setprivPid)]).status === 0)
+      return setprivPid;
     await sleep(25);
   }
   throw new Error('glexec did not start its payload');

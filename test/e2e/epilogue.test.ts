@@ -4,7 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
@@ -104,14 +114,17 @@ describe('the epilogue', { skip: needsRoot }, () => {
   });
 
   describe('environment and identity', () => {
-    it('sees every GLEXEC_EPILOG_* variable, the payload\'s environment, /dev/null stdio, and runs as root in its own group', () => {
-      const path = epilogueScript('env.sh', [
-        `env -0 > ${out}/env`,
-        'stdio="$(readlink /proc/$$/fd/0) $(readlink /proc/$$/fd/1) $(readlink /proc/$$/fd/2)"',
-        `echo "$stdio" > ${out}/stdio`,
-        `echo "$(id -u) $(id -g) $(id -G)" > ${out}/id`,
-        `ps -o pid=,pgid= -p $$ > ${out}/pgid`,
-      ].join('\n'));
+    it("sees every GLEXEC_EPILOG_* variable, the payload's environment, /dev/null stdio, and runs as root in its own group", () => {
+      const path = epilogueScript(
+        'env.sh',
+        [
+          `env -0 > ${out}/env`,
+          'stdio="$(readlink /proc/$$/fd/0) $(readlink /proc/$$/fd/1) $(readlink /proc/$$/fd/2)"',
+          `echo "$stdio" > ${out}/stdio`,
+          `echo "$(id -u) $(id -g) $(id -G)" > ${out}/id`,
+          `ps -o pid=,pgid= -p $$ > ${out}/pgid`,
+        ].join('\n'),
+      );
       configWithEpilogue(path);
       const args = ['-c', 'exit 5', 'two words', 'line\nbreak', ''];
       const result = system.run(['/bin/sh', ...args], {
@@ -119,7 +132,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
       });
       assert.equal(result.status, 5, result.stderr);
       const env = Object.fromEntries(
-        readFileSync(join(out, 'env'), 'utf8').split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
+        readFileSync(join(out, 'env'), 'utf8')
+          .split('\0')
+          .filter(Boolean)
+          .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
       );
       const epilog = Object.fromEntries(Object.entries(env).filter(([name]) => name.startsWith('GLEXEC_EPILOG_')));
       const record = completion();
@@ -162,7 +178,9 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.equal(supplementary.length, 1);
       // The caller's GLEXEC_* variables come along; nothing else the caller or payload chose does
       // (dash adds PWD for itself).
-      const rest = Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('GLEXEC_EPILOG_') && name !== 'PWD'));
+      const rest = Object.fromEntries(
+        Object.entries(env).filter(([name]) => !name.startsWith('GLEXEC_EPILOG_') && name !== 'PWD'),
+      );
       assert.deepEqual(rest, {
         GLEXEC_ID: 'job 7',
         GLEXEC_CLIENT_CERT: pki.pilotProxy,
@@ -184,13 +202,18 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.equal(readFileSync(join(out, 'rc'), 'utf8'), '137\n');
     });
 
-    it('never gets a preserved variable, the payload\'s HOME or the caller\'s PATH, which would steer a root program', () => {
+    it("never gets a preserved variable, the payload's HOME or the caller's PATH, which would steer a root program", () => {
       const path = epilogueScript('steer.sh', `echo "$PYTHONPATH|$HOME|$PATH" > ${out}/steer`);
       configWithEpilogue(path, ['preserve_env_variables = PYTHONPATH, PATH']);
-      const result = system.run(['/usr/bin/printenv', 'PYTHONPATH', 'PATH'], { env: proxyEnv({ PYTHONPATH: '/tmp/evil', PATH: '/tmp/evil-bin:/usr/bin:/bin' }) });
+      const result = system.run(['/usr/bin/printenv', 'PYTHONPATH', 'PATH'], {
+        env: proxyEnv({ PYTHONPATH: '/tmp/evil', PATH: '/tmp/evil-bin:/usr/bin:/bin' }),
+      });
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stdout, '/tmp/evil\n/tmp/evil-bin:/usr/bin:/bin\n');
-      assert.equal(readFileSync(join(out, 'steer'), 'utf8'), '|/root|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
+      assert.equal(
+        readFileSync(join(out, 'steer'), 'utf8'),
+        '|/root|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n',
+      );
     });
 
     it('runs as epilogue_user and epilogue_group, with only that gid as its groups', () => {
@@ -202,9 +225,16 @@ describe('the epilogue', { skip: needsRoot }, () => {
     });
 
     it('epilogue_user with user_identity_switch_by = lcmaps is a 202 that says why', () => {
-      configWithEpilogue(epilogueScript('x.sh', 'exit 0'), [`epilogue_user = ${epiUser.name}`, 'user_identity_switch_by = lcmaps']);
+      configWithEpilogue(epilogueScript('x.sh', 'exit 0'), [
+        `epilogue_user = ${epiUser.name}`,
+        'user_identity_switch_by = lcmaps',
+      ]);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assertRefused(result, 202, 'glexec: epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec');
+      assertRefused(
+        result,
+        202,
+        'glexec: epilogue_user and epilogue_group can only be used with user_identity_switch_by = glexec',
+      );
     });
 
     it('linger = no still lingers, and the epilogue still runs', () => {
@@ -218,7 +248,11 @@ describe('the epilogue', { skip: needsRoot }, () => {
     it('a relative path is a 202 naming the key', () => {
       system.writeConfig(system.standardConfig(['epilogue = epilogues/x.sh']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assertRefused(result, 202, `glexec: ${system.configPath}: value 'epilogues/x.sh' for key 'epilogue' not understood: expected an absolute path`);
+      assertRefused(
+        result,
+        202,
+        `glexec: ${system.configPath}: value 'epilogues/x.sh' for key 'epilogue' not understood: expected an absolute path`,
+      );
     });
 
     it('a path with .. is refused as not canonical', () => {
@@ -241,7 +275,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
       chownSync(dir, 0, system.pilot.gid);
       chmodSync(dir, 0o775);
       writeFileSync(join(dir, 'e.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-      expectUntrusted(join(dir, 'e.sh'), `${dir} is writable by group gid ${system.pilot.gid}, which is not trusted (mode 0775)`);
+      expectUntrusted(
+        join(dir, 'e.sh'),
+        `${dir} is writable by group gid ${system.pilot.gid}, which is not trusted (mode 0775)`,
+      );
     });
 
     it('a world-writable directory is refused', () => {
@@ -301,19 +338,27 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('late.sh', `touch ${out}/ran`);
       configWithEpilogue(path);
       const { started, go } = handshakeFiles();
-      const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
+      const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], {
+        env: proxyEnv(),
+      });
       const finished = collect(child);
       // The payload runs, so glexec's check of the epilogue before the payload is behind us.
       await waitUntil(() => existsSync(started), 'the payload to start');
       chmodSync(path, 0o777);
       writeFileSync(go, '');
       const { status, stderr } = await finished;
-      assert.equal(stderr, `glexec: epilogue ${path} was not run: epilogue ${path} is not trusted: ${path} is world-writable (mode 0777)\n`);
+      assert.equal(
+        stderr,
+        `glexec: epilogue ${path} was not run: epilogue ${path} is not trusted: ${path} is world-writable (mode 0777)\n`,
+      );
       assert.equal(status, 202);
       assert.equal(existsSync(join(out, 'ran')), false);
       const epilogue = completion().epilogue as { result: string; reason: string };
       assert.equal(epilogue.result, 'failed');
-      assert.equal(epilogue.reason, `was not run: epilogue ${path} is not trusted: ${path} is world-writable (mode 0777)`);
+      assert.equal(
+        epilogue.reason,
+        `was not run: epilogue ${path} is not trusted: ${path} is world-writable (mode 0777)`,
+      );
     });
   });
 
@@ -321,7 +366,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
     it('an epilogue whose #! names an interpreter in a directory the pilot owns is refused before the payload: 202', () => {
       const shell = pilotOwnedShell('pilot-interp');
       const path = epilogueWithLine('foreign-interp.sh', `#!${shell}`, `touch ${out}/ran`);
-      expectUntrusted(path, `its interpreter ${shell} (#! of ${path}): ${join(system.root, 'pilot-interp')} is owned by uid ${system.pilot.uid}, not by root`);
+      expectUntrusted(
+        path,
+        `its interpreter ${shell} (#! of ${path}): ${join(system.root, 'pilot-interp')} is owned by uid ${system.pilot.uid}, not by root`,
+      );
       assert.equal(existsSync(join(out, 'ran')), false);
     });
 
@@ -329,7 +377,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const shell = pilotOwnedShell('pilot-interp2');
       const middle = epilogueWithLine('middle-interp', `#!${shell}`, 'exit 0');
       const path = epilogueWithLine('two-levels.sh', `#!${middle}`, 'exit 0');
-      expectUntrusted(path, `its interpreter ${shell} (#! of ${middle}): ${join(system.root, 'pilot-interp2')} is owned by uid ${system.pilot.uid}, not by root`);
+      expectUntrusted(
+        path,
+        `its interpreter ${shell} (#! of ${middle}): ${join(system.root, 'pilot-interp2')} is owned by uid ${system.pilot.uid}, not by root`,
+      );
     });
 
     it('an interpreter reached through symbolic links is walked to the file they lead to', () => {
@@ -338,10 +389,13 @@ describe('the epilogue', { skip: needsRoot }, () => {
       rmSync(link, { force: true });
       symlinkSync(shell, link);
       const path = epilogueWithLine('linked-interp.sh', `#!${link}`, 'exit 0');
-      expectUntrusted(path, `its interpreter ${link} (#! of ${path}): ${join(system.root, 'pilot-interp3')} is owned by uid ${system.pilot.uid}, not by root`);
+      expectUntrusted(
+        path,
+        `its interpreter ${link} (#! of ${path}): ${join(system.root, 'pilot-interp3')} is owned by uid ${system.pilot.uid}, not by root`,
+      );
     });
 
-    it('the kernel\'s depth of #! interpreters runs; one level more is refused before the payload', () => {
+    it("the kernel's depth of #! interpreters runs; one level more is refused before the payload", () => {
       // Five #! files (the epilogue and four interpreter scripts) before /bin/sh: the most Linux runs.
       // /bin/sh ends up reading the first of them, level-1, with the others as its arguments.
       let interpreter = epilogueWithLine('level-1', '#!/bin/sh', `touch ${out}/ran`);
@@ -356,7 +410,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       expectUntrusted(tooDeep, `${tooDeep} has more than 5 levels of #! interpreters, more than the kernel follows`);
     });
 
-    it('#!/usr/bin/env NAME runs the NAME found on the epilogue\'s fixed PATH, and --check names it', () => {
+    it("#!/usr/bin/env NAME runs the NAME found on the epilogue's fixed PATH, and --check names it", () => {
       const path = epilogueWithLine('env-sh.sh', '#!/usr/bin/env sh', `echo "$0" > ${out}/ran`);
       configWithEpilogue(path);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
@@ -364,13 +418,22 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.equal(result.status, 0);
       assert.equal(readFileSync(join(out, 'ran'), 'utf8'), `${path}\n`);
       const check = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
-      assert.match(check.stdout, new RegExp(`^ok      epilogue: ${path}: trusted, run by /usr/bin/env → /usr/bin/dash \\(trusted too\\), runs as root:root`, 'm'));
+      assert.match(
+        check.stdout,
+        new RegExp(
+          `^ok      epilogue: ${path}: trusted, run by /usr/bin/env → /usr/bin/dash \\(trusted too\\), runs as root:root`,
+          'm',
+        ),
+      );
     });
 
     it('#!/usr/bin/env with a program in a directory the pilot owns is refused', () => {
       const shell = pilotOwnedShell('pilot-env');
       const path = epilogueWithLine('env-foreign.sh', `#!/usr/bin/env ${shell}`, 'exit 0');
-      expectUntrusted(path, `${shell} (run by /usr/bin/env): ${join(system.root, 'pilot-env')} is owned by uid ${system.pilot.uid}, not by root`);
+      expectUntrusted(
+        path,
+        `${shell} (run by /usr/bin/env): ${join(system.root, 'pilot-env')} is owned by uid ${system.pilot.uid}, not by root`,
+      );
     });
 
     it('#!/usr/bin/env NAME is refused when the NAME it finds on the PATH belongs to another account', () => {
@@ -381,7 +444,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
         chownSync(planted, system.pilot.uid, system.pilot.gid);
         chmodSync(planted, 0o755);
         const path = epilogueWithLine('env-planted.sh', `#!/usr/bin/env ${name}`, 'exit 0');
-        expectUntrusted(path, `${planted} (found by /usr/bin/env on the epilogue's PATH): ${planted} is owned by uid ${system.pilot.uid}, not by root`);
+        expectUntrusted(
+          path,
+          `${planted} (found by /usr/bin/env on the epilogue's PATH): ${planted} is owned by uid ${system.pilot.uid}, not by root`,
+        );
       } finally {
         rmSync(planted, { force: true });
       }
@@ -389,9 +455,15 @@ describe('the epilogue', { skip: needsRoot }, () => {
 
     it('#!/usr/bin/env with options or a NAME found nowhere is refused', () => {
       const options = epilogueWithLine('env-options.sh', '#!/usr/bin/env -S sh -e', 'exit 0');
-      expectUntrusted(options, `#!/usr/bin/env -S sh -e: env gets the rest of the #! line as one word, and only a plain program name is accepted`);
+      expectUntrusted(
+        options,
+        `#!/usr/bin/env -S sh -e: env gets the rest of the #! line as one word, and only a plain program name is accepted`,
+      );
       const missing = epilogueWithLine('env-missing.sh', `#!/usr/bin/env ${system.prefix}-nowhere`, 'exit 0');
-      expectUntrusted(missing, `/usr/bin/env finds no program ${system.prefix}-nowhere on the epilogue's PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)`);
+      expectUntrusted(
+        missing,
+        `/usr/bin/env finds no program ${system.prefix}-nowhere on the epilogue's PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)`,
+      );
     });
 
     it('an interpreter made untrusted while the payload runs is refused at run time, and the caller is told: 202', async () => {
@@ -403,7 +475,9 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueWithLine('late-interp.sh', `#!${dir}/sh`, `touch ${out}/ran`);
       configWithEpilogue(path);
       const { started, go } = handshakeFiles();
-      const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], { env: proxyEnv() });
+      const child = system.start(['/bin/sh', '-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done`], {
+        env: proxyEnv(),
+      });
       const finished = collect(child);
       await waitUntil(() => existsSync(started), 'the payload to start');
       chownSync(dir, system.pilot.uid, system.pilot.gid);
@@ -418,21 +492,34 @@ describe('the epilogue', { skip: needsRoot }, () => {
 
   describe('epilogue_user and the payload account', () => {
     it('a run mapped to the epilogue_user account is refused before the payload starts: 202', () => {
-      configWithEpilogue(epilogueScript('as-target.sh', `touch ${out}/ran`), [`epilogue_user = ${system.target.name}`, `epilogue_group = ${epiGroup}`]);
+      configWithEpilogue(epilogueScript('as-target.sh', `touch ${out}/ran`), [
+        `epilogue_user = ${system.target.name}`,
+        `epilogue_group = ${epiGroup}`,
+      ]);
       const marker = join(system.scratch, 'payload-ran');
       rmSync(marker, { force: true });
       const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
-      assertRefused(result, 202, `glexec: the payload account ${system.target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`);
+      assertRefused(
+        result,
+        202,
+        `glexec: the payload account ${system.target.name} is epilogue_user, whom the epilogue trusts; map the job to another account or set another epilogue_user`,
+      );
       assert.equal(existsSync(marker), false);
       assert.equal(existsSync(join(out, 'ran')), false);
     });
 
     it('a run whose payload account is in epilogue_group is refused before the payload starts: 202', () => {
-      configWithEpilogue(epilogueScript('group-target.sh', `touch ${out}/ran`), [`epilogue_group = ${system.supplementaryGroup}`]);
+      configWithEpilogue(epilogueScript('group-target.sh', `touch ${out}/ran`), [
+        `epilogue_group = ${system.supplementaryGroup}`,
+      ]);
       const marker = join(system.scratch, 'payload-ran');
       rmSync(marker, { force: true });
       const result = system.run(['/usr/bin/touch', marker], { env: proxyEnv() });
-      assertRefused(result, 202, `glexec: the payload account ${system.target.name} is in epilogue_group ${system.supplementaryGroup}, whose members may change the epilogue; map the job to another account or set another epilogue_group`);
+      assertRefused(
+        result,
+        202,
+        `glexec: the payload account ${system.target.name} is in epilogue_group ${system.supplementaryGroup}, whose members may change the epilogue; map the job to another account or set another epilogue_group`,
+      );
       assert.equal(existsSync(marker), false);
     });
   });
@@ -441,7 +528,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
     it('is the configured path, so a script finds its helpers with $(dirname "$0")', () => {
       const helper = join(system.root, 'epilogues', 'helper.sh');
       writeFileSync(helper, `echo "helper sourced by $(basename "$0")" > ${out}/helper\n`, { mode: 0o644 });
-      const path = epilogueScript('uses-helper.sh', `echo "$0" > ${out}/zero\ntr '\\0' ' ' < /proc/$$/cmdline > ${out}/cmdline\n. "$(dirname "$0")/helper.sh"`);
+      const path = epilogueScript(
+        'uses-helper.sh',
+        `echo "$0" > ${out}/zero\ntr '\\0' ' ' < /proc/$$/cmdline > ${out}/cmdline\n. "$(dirname "$0")/helper.sh"`,
+      );
       configWithEpilogue(path);
       const result = system.run(['/bin/true'], { env: proxyEnv() });
       assert.equal(result.status, 0, result.stderr);
@@ -453,10 +543,17 @@ describe('the epilogue', { skip: needsRoot }, () => {
 
   describe('timeout and result', () => {
     it('an epilogue that ignores SIGTERM is killed after epilogue_timeout and kill_grace, and glexec exits 202', () => {
-      const path = epilogueScript('stubborn.sh', `trap '' TERM\necho $$ > ${out}/started\nwhile :; do sleep 0.05; done`);
+      const path = epilogueScript(
+        'stubborn.sh',
+        `trap '' TERM\necho $$ > ${out}/started\nwhile :; do sleep 0.05; done`,
+      );
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.5', 'kill_grace = 0.5']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assertRefused(result, 202, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.5 s) and was killed with SIGKILL after kill_grace (0.5 s)`);
+      assertRefused(
+        result,
+        202,
+        `glexec: epilogue ${path} ran longer than epilogue_timeout (0.5 s) and was killed with SIGKILL after kill_grace (0.5 s)`,
+      );
       const epiloguePid = Number(readFileSync(join(out, 'started'), 'utf8'));
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
       assert.equal(epilogue.result, 'timed_out');
@@ -469,7 +566,11 @@ describe('the epilogue', { skip: needsRoot }, () => {
       const path = epilogueScript('slow.sh', 'exec sleep 30');
       system.writeConfig(system.standardConfig([`epilogue = ${path}`, 'epilogue_timeout = 0.2', 'kill_grace = 5']));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
-      assertRefused(result, 202, `glexec: epilogue ${path} ran longer than epilogue_timeout (0.2 s) and ended on SIGTERM`);
+      assertRefused(
+        result,
+        202,
+        `glexec: epilogue ${path} ran longer than epilogue_timeout (0.2 s) and ended on SIGTERM`,
+      );
       const epilogue = completion().epilogue as { result: string; forcefullyKilled: boolean };
       assert.deepEqual([epilogue.result, epilogue.forcefullyKilled], ['timed_out', false]);
     });
@@ -479,7 +580,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
       const child = Number(readFileSync(join(out, 'bg'), 'utf8'));
       assert.ok(child > 0);
-      assert.ok(hasEnded(child), 'the epilogue\'s child still runs');
+      assert.ok(hasEnded(child), "the epilogue's child still runs");
       assert.notEqual((completion().epilogue as { leftovers: string }).leftovers, 'none');
     });
 
@@ -507,7 +608,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assertRefused(result, 202, `glexec: epilogue ${path} was killed by SIGUSR1`);
     });
 
-    it('an epilogue that exits 0 leaves the payload\'s code, and glexec writes nothing on stderr', () => {
+    it("an epilogue that exits 0 leaves the payload's code, and glexec writes nothing on stderr", () => {
       configWithEpilogue(epilogueScript('e0.sh', 'exit 0'));
       const result = system.run(['/bin/sh', '-c', 'exit 9'], { env: proxyEnv() });
       assert.equal(result.stderr, '');
@@ -525,12 +626,28 @@ describe('the epilogue', { skip: needsRoot }, () => {
   });
 
   describe('the Nikhef example epilogue', () => {
-    it('kills the payload\'s leftover in its process group and leaves an unrelated process of the same user running', async () => {
+    it("kills the payload's leftover in its process group and leaves an unrelated process of the same user running", async () => {
       const log = join(out, 'epilogue.log');
-      const source = readFileSync(join(REPO, 'etc/epilogue/nikhef-example.sh'), 'utf8').replace('LOGFILE=/var/log/glexec/epilogue.log', `LOGFILE=${log}`);
+      const source = readFileSync(join(REPO, 'etc/epilogue/nikhef-example.sh'), 'utf8').replace(
+        'LOGFILE=/var/log/glexec/epilogue.log',
+        `LOGFILE=${log}`,
+      );
       const path = epilogueScript('nikhef.sh', source.replace(/^#!\/bin\/sh\n/, ''));
       configWithEpilogue(path);
-      const unrelated = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '301'], { stdio: 'ignore', detached: true });
+      const unrelated = spawn(
+        '/usr/bin/setpriv',
+        [
+          '--reuid',
+          String(system.target.uid),
+          '--regid',
+          String(system.target.gid),
+          '--clear-groups',
+          '--',
+          '/bin/sleep',
+          '301',
+        ],
+        { stdio: 'ignore', detached: true },
+      );
       try {
         await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
         const result = system.run(['/bin/sh', '-c', '/bin/sleep 300 & exit 0'], { env: proxyEnv() });
@@ -538,7 +655,10 @@ describe('the epilogue', { skip: needsRoot }, () => {
         const text = readFileSync(log, 'utf8');
         assert.match(text, /Sending SIGKILL to PIDs: \d+/);
         // The unrelated process is still listed (a killed one may still show as a zombie until init reaps it).
-        assert.match(text, new RegExp(`Remaining processes from uid ${system.target.uid}:( \\d+)* ${unrelated.pid}\\b`));
+        assert.match(
+          text,
+          new RegExp(`Remaining processes from uid ${system.target.uid}:( \\d+)* ${unrelated.pid}\\b`),
+        );
         assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 300'), []);
         assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 301'), [unrelated.pid]);
         // The epilogue did the work: glexec's own cleanup found nothing left.
@@ -550,11 +670,17 @@ describe('the epilogue', { skip: needsRoot }, () => {
 
     it('logs under its own name, $(basename $0), because $0 is its configured path', () => {
       const log = join(out, 'epilogue.log');
-      const source = readFileSync(join(REPO, 'etc/epilogue/nikhef-example.sh'), 'utf8').replace('LOGFILE=/var/log/glexec/epilogue.log', `LOGFILE=${log}`);
+      const source = readFileSync(join(REPO, 'etc/epilogue/nikhef-example.sh'), 'utf8').replace(
+        'LOGFILE=/var/log/glexec/epilogue.log',
+        `LOGFILE=${log}`,
+      );
       configWithEpilogue(epilogueScript('nikhef.sh', source.replace(/^#!\/bin\/sh\n/, '')));
       const result = system.run(['/bin/true'], { env: proxyEnv() });
       assert.equal(result.status, 0, result.stderr);
-      assert.match(readFileSync(log, 'utf8'), /^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ nikhef\.sh\[\d+\]: +Running as uid 0 \(root\) for uid \d+/m);
+      assert.match(
+        readFileSync(log, 'utf8'),
+        /^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ nikhef\.sh\[\d+\]: +Running as uid 0 \(root\) for uid \d+/m,
+      );
     });
   });
 });
@@ -567,18 +693,41 @@ describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
   });
   after(() => system?.tearDown());
 
-  it('reap-leftovers.sh kills what stayed in the payload\'s process group, spares the account\'s other processes, and logs to syslog', async () => {
-    const path = epilogueScript('reap-leftovers.sh', readFileSync(join(REPO, 'etc/epilogue/reap-leftovers.sh'), 'utf8').replace(/^#!\/bin\/sh\n/, ''));
+  it("reap-leftovers.sh kills what stayed in the payload's process group, spares the account's other processes, and logs to syslog", async () => {
+    const path = epilogueScript(
+      'reap-leftovers.sh',
+      readFileSync(join(REPO, 'etc/epilogue/reap-leftovers.sh'), 'utf8').replace(/^#!\/bin\/sh\n/, ''),
+    );
     configWithEpilogue(path);
-    const unrelated = spawn('/usr/bin/setpriv', ['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--', '/bin/sleep', '303'], { stdio: 'ignore', detached: true });
+    const unrelated = spawn(
+      '/usr/bin/setpriv',
+      [
+        '--reuid',
+        String(system.target.uid),
+        '--regid',
+        String(system.target.gid),
+        '--clear-groups',
+        '--',
+        '/bin/sleep',
+        '303',
+      ],
+      { stdio: 'ignore', detached: true },
+    );
     try {
       await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
-      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/sh', '-c', '/bin/sleep 302 & exit 0'], { GLEXEC_CLIENT_CERT: pki.pilotProxy });
+      const { status, stderr, datagrams } = system.runWithSyslog(['/bin/sh', '-c', '/bin/sleep 302 & exit 0'], {
+        GLEXEC_CLIENT_CERT: pki.pilotProxy,
+      });
       assert.equal(status, 0, stderr);
       const reaped = datagrams.filter((line) => line.includes('glexec-epilogue'));
       assert.equal(reaped.length, 1, datagrams.join('|'));
       // daemon (3) * 8 + notice (5) = 29
-      assert.match(reaped[0] ?? '', new RegExp(`^<29>.*glexec-epilogue: job of ${system.target.name}: sent SIGKILL to what was left in (cgroup \\S+|process group \\d+): \\d+ $`));
+      assert.match(
+        reaped[0] ?? '',
+        new RegExp(
+          `^<29>.*glexec-epilogue: job of ${system.target.name}: sent SIGKILL to what was left in (cgroup \\S+|process group \\d+): \\d+ $`,
+        ),
+      );
       assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 302'), []);
       assert.deepEqual(processesOfAccount(system.target.uid, 'sleep 303'), [unrelated.pid]);
     } finally {
@@ -586,7 +735,7 @@ describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
     }
   });
 
-  it('clean-scratch.sh empties the payload account\'s scratch directory as that account, without following a planted symlink', () => {
+  it("clean-scratch.sh empties the payload account's scratch directory as that account, without following a planted symlink", () => {
     const scratchRoot = join(system.root, 'scratch-root');
     const dir = join(scratchRoot, system.target.name);
     mkdirSync(join(dir, 'sub'), { recursive: true });
@@ -596,7 +745,10 @@ describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
     writeFileSync(join(dir, 'sub/output.dat'), 'x');
     symlinkSync(precious, join(dir, 'link-to-precious'));
     spawnSync('chown', ['-R', '-h', `${system.target.uid}:${system.target.gid}`, dir]);
-    const source = readFileSync(join(REPO, 'etc/epilogue/clean-scratch.sh'), 'utf8').replace('SCRATCH_ROOT=/scratch', `SCRATCH_ROOT=${scratchRoot}`);
+    const source = readFileSync(join(REPO, 'etc/epilogue/clean-scratch.sh'), 'utf8').replace(
+      'SCRATCH_ROOT=/scratch',
+      `SCRATCH_ROOT=${scratchRoot}`,
+    );
     configWithEpilogue(epilogueScript('clean-scratch.sh', source.replace(/^#!\/bin\/sh\n/, '')));
     assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
     assert.deepEqual(spawnSync('ls', ['-A', dir], { encoding: 'utf8' }).stdout, '');

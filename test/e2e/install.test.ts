@@ -14,7 +14,9 @@ let root: string;
 /** install-system with `args`, under the umask given (the admin's shell may have any). */
 function install(args: string[], umask = '022'): { status: number | null; stdout: string; stderr: string } {
   const script = join(REPO, 'scripts/install-system.mjs');
-  const result = spawnSync('/bin/sh', ['-c', `umask ${umask}; exec "$0" "$@"`, process.execPath, script, ...args], { encoding: 'utf8' });
+  const result = spawnSync('/bin/sh', ['-c', `umask ${umask}; exec "$0" "$@"`, process.execPath, script, ...args], {
+    encoding: 'utf8',
+  });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -26,7 +28,11 @@ describe('install-system', { skip: needsRoot }, () => {
   after(() => rmSync(root, { recursive: true, force: true }));
 
   it('a --node= that does not exist is one line, exit 1', () => {
-    const result = install([`--prefix=${root}/prefix`, `--config=${root}/etc/glexec.conf`, `--node=${root}/no-such-node`]);
+    const result = install([
+      `--prefix=${root}/prefix`,
+      `--config=${root}/etc/glexec.conf`,
+      `--node=${root}/no-such-node`,
+    ]);
     assert.equal(result.stderr, `install-system: --node=${root}/no-such-node: no such file\n`);
     assert.equal(result.status, 1);
   });
@@ -37,7 +43,7 @@ describe('install-system', { skip: needsRoot }, () => {
     assert.equal(result.status, 1);
   });
 
-  it('creates the config file\'s missing directories root-owned 0755, whatever the umask, and says which config path it compiled in', () => {
+  it("creates the config file's missing directories root-owned 0755, whatever the umask, and says which config path it compiled in", () => {
     const config = join(root, 'etc/glexec/glexec.conf');
     const result = install([`--prefix=${root}/prefix`, `--config=${config}`], '077');
     assert.equal(result.status, 0, result.stderr);
@@ -48,8 +54,16 @@ describe('install-system', { skip: needsRoot }, () => {
       assert.equal(st.mode & 0o7777, 0o755, dir);
     }
     const lines = result.stdout.split('\n');
-    assert.ok(lines.includes(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`), result.stdout);
-    assert.ok(lines.includes(`${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`), result.stdout);
+    assert.ok(
+      lines.includes(`the shim reads its configuration from ${config} (compiled in; glexec -V shows it)`),
+      result.stdout,
+    );
+    assert.ok(
+      lines.includes(
+        `${config} does not exist yet: install -o root -g root -m 0600 etc/glexec.conf ${config}, edit it, then run glexec --check`,
+      ),
+      result.stdout,
+    );
     const version = spawnSync(join(root, 'prefix/sbin/glexec'), ['-V'], { encoding: 'utf8' });
     assert.ok(version.stdout.includes(`GLEXEC_CONFIG_FILE="${config}"`), version.stdout + version.stderr);
   });

@@ -8,17 +8,39 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeLeaseName } from '../../src/mapping/pool';
-import { type Credential, installCa, makeCa, makeProxy, makeUserCert, type ProxyKind, writeProxyFile } from '../helpers/pki';
+import {
+  type Credential,
+  installCa,
+  makeCa,
+  makeProxy,
+  makeUserCert,
+  type ProxyKind,
+  writeProxyFile,
+} from '../helpers/pki';
 import { isRoot, REPO, TestSystem } from '../helpers/system';
 
 const LIBRARY = '/usr/lib/x86_64-linux-gnu/liblcmaps.so.0';
 const PLUGIN_DIR = '/usr/lib/lcmaps';
 const PLUGINS = ['verify_proxy', 'localaccount', 'poolaccount', 'posix_enf', 'ban_dn', 'dummy_good', 'dummy_bad'];
-const missing = [LIBRARY, ...PLUGINS.map((name) => `${PLUGIN_DIR}/lcmaps_${name}.mod`)].filter((path) => !existsSync(path));
+const missing = [LIBRARY, ...PLUGINS.map((name) => `${PLUGIN_DIR}/lcmaps_${name}.mod`)].filter(
+  (path) => !existsSync(path),
+);
 const skip: string | false = !isRoot
   ? 'needs root: runs LCMAPS and glexec as real users'
   : missing.length > 0
@@ -97,24 +119,58 @@ const predefinedModules = (w: World): string[] => [
 
 const localPolicy = ['verify -> local', 'local -> posix'];
 const poolPolicy = ['verify -> pool', 'pool -> posix'];
-const verifyWith = (...options: string[]) => (w: World) => [`verify2 = "lcmaps_verify_proxy.mod" " ${options.join(' ').replace('CERTDIR', w.system.certdir)}"`];
+const verifyWith =
+  (...options: string[]) =>
+  (w: World) => [`verify2 = "lcmaps_verify_proxy.mod" " ${options.join(' ').replace('CERTDIR', w.system.certdir)}"`];
 const verify2Policy = ['verify2 -> local', 'local -> posix'];
 
 const CASES: Case[] = [
   // localaccount and the grid-mapfile
   { name: 'a local account for a quoted DN', proxy: 'jane', gridmap: (w) => [`"${JANE}" ${w.target}`] },
   { name: 'a DN without an entry is refused', proxy: 'jane', gridmap: (w) => [`"${PLAIN}" ${w.target}`] },
-  { name: 'a comment after the account is a comment', proxy: 'jane', gridmap: (w) => [`"${JANE}" ${w.target} # the payload account`] },
-  { name: 'a comment right after the account is a comment', proxy: 'jane', gridmap: (w) => [`"${JANE}" ${w.target}#note`] },
-  { name: 'the first of several accounts is the mapping', proxy: 'jane', gridmap: (w) => [`"${JANE}" ${w.target},${w.legacyPoolAccount}`] },
+  {
+    name: 'a comment after the account is a comment',
+    proxy: 'jane',
+    gridmap: (w) => [`"${JANE}" ${w.target} # the payload account`],
+  },
+  {
+    name: 'a comment right after the account is a comment',
+    proxy: 'jane',
+    gridmap: (w) => [`"${JANE}" ${w.target}#note`],
+  },
+  {
+    name: 'the first of several accounts is the mapping',
+    proxy: 'jane',
+    gridmap: (w) => [`"${JANE}" ${w.target},${w.legacyPoolAccount}`],
+  },
   { name: 'an unquoted DN without spaces', proxy: 'plain', gridmap: (w) => [`${PLAIN} ${w.target}`] },
-  { name: 'comment lines and blank lines are skipped', proxy: 'jane', gridmap: (w) => ['# site grid-mapfile', '', `  # "${JANE}" nobody`, `"${JANE}" ${w.target}`] },
+  {
+    name: 'comment lines and blank lines are skipped',
+    proxy: 'jane',
+    gridmap: (w) => ['# site grid-mapfile', '', `  # "${JANE}" nobody`, `"${JANE}" ${w.target}`],
+  },
   { name: 'a CRLF line end', proxy: 'jane', gridmap: (w) => [`"${JANE}" ${w.target}\r`] },
-  { name: 'the first matching line wins', proxy: 'jane', gridmap: (w) => [`"${JANE}" ${w.target}`, `"${JANE}" ${w.legacyPoolAccount}`] },
-  { name: 'a DN in another case does not match', proxy: 'jane', gridmap: (w) => [`"${JANE.toLowerCase()}" ${w.target}`] },
+  {
+    name: 'the first matching line wins',
+    proxy: 'jane',
+    gridmap: (w) => [`"${JANE}" ${w.target}`, `"${JANE}" ${w.legacyPoolAccount}`],
+  },
+  {
+    name: 'a DN in another case does not match',
+    proxy: 'jane',
+    gridmap: (w) => [`"${JANE.toLowerCase()}" ${w.target}`],
+  },
   { name: 'an escaped slash in a CN is kept as written', proxy: 'robot', gridmap: (w) => [`"${ROBOT}" ${w.target}`] },
-  { name: 'an unescaped slash in a CN does not match', proxy: 'robot', gridmap: (w) => [`"${ROBOT.replace('\\/', '/')}" ${w.target}`] },
-  { name: 'doubled backslashes do not match', proxy: 'robot', gridmap: (w) => [`"${ROBOT.replace('\\/', '\\\\/')}" ${w.target}`] },
+  {
+    name: 'an unescaped slash in a CN does not match',
+    proxy: 'robot',
+    gridmap: (w) => [`"${ROBOT.replace('\\/', '/')}" ${w.target}`],
+  },
+  {
+    name: 'doubled backslashes do not match',
+    proxy: 'robot',
+    gridmap: (w) => [`"${ROBOT.replace('\\/', '\\\\/')}" ${w.target}`],
+  },
   { name: 'a UTF-8 CN written as \\xHH matches', proxy: 'jose', gridmap: (w) => [`"${JOSE_ONELINE}" ${w.target}`] },
   { name: 'a UTF-8 CN written as UTF-8 does not match', proxy: 'jose', gridmap: (w) => [`"${JOSE_UTF8}" ${w.target}`] },
   {
@@ -124,22 +180,71 @@ const CASES: Case[] = [
     differs: { key: 'backslash-escaped', status: 203 },
   },
   { name: 'an emailAddress attribute', proxy: 'mail', gridmap: (w) => [`"${MAIL}" ${w.target}`] },
-  { name: 'an emailAddress written as Email does not match', proxy: 'mail', gridmap: (w) => [`"${MAIL.replace('emailAddress', 'Email')}" ${w.target}`] },
+  {
+    name: 'an emailAddress written as Email does not match',
+    proxy: 'mail',
+    gridmap: (w) => [`"${MAIL.replace('emailAddress', 'Email')}" ${w.target}`],
+  },
   { name: 'a wildcard DN is not a local account', proxy: 'jane', gridmap: (w) => [`"/C=NL/O=Example/*" ${w.target}`] },
   { name: 'an account that does not exist is refused', proxy: 'jane', gridmap: () => [`"${JANE}" nosuchaccount42`] },
   { name: 'a pool line fails localaccount', proxy: 'jane', gridmap: (w) => [`"${JANE}" .${w.pool}`] },
-  { name: 'the -gridmap spelling of the option', proxy: 'jane', modules: (w) => [`local2 = "lcmaps_localaccount.mod" " -gridmap ${w.gridmap}"`], policies: ['verify -> local2', 'local2 -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'localaccount alone, without verify_proxy', proxy: 'jane', policies: ['local -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
+  {
+    name: 'the -gridmap spelling of the option',
+    proxy: 'jane',
+    modules: (w) => [`local2 = "lcmaps_localaccount.mod" " -gridmap ${w.gridmap}"`],
+    policies: ['verify -> local2', 'local2 -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'localaccount alone, without verify_proxy',
+    proxy: 'jane',
+    policies: ['local -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
   { name: 'a legacy (GT2) proxy', proxy: 'janeLegacy', gridmap: (w) => [`"${JANE}" ${w.target}`] },
 
   // verify_proxy and its options
   { name: 'a limited proxy is accepted by default', proxy: 'janeLimited', gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'a legacy limited proxy is accepted by default', proxy: 'janeLegacyLimited', gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--disallow-limited-proxy refuses a limited proxy', proxy: 'janeLimited', modules: verifyWith('-certdir CERTDIR', '--disallow-limited-proxy'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--disallow-limited-proxy accepts a full proxy', proxy: 'jane', modules: verifyWith('-certdir CERTDIR', '--disallow-limited-proxy'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--allow-limited-proxy accepts a limited proxy', proxy: 'janeLimited', modules: verifyWith('-certdir CERTDIR', '--allow-limited-proxy'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--require-limited-proxy refuses a full proxy', proxy: 'jane', modules: verifyWith('-certdir CERTDIR', '--require-limited-proxy'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--require-limited-proxy accepts a limited proxy', proxy: 'janeLimited', modules: verifyWith('-certdir CERTDIR', '--require-limited-proxy'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
+  {
+    name: 'a legacy limited proxy is accepted by default',
+    proxy: 'janeLegacyLimited',
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--disallow-limited-proxy refuses a limited proxy',
+    proxy: 'janeLimited',
+    modules: verifyWith('-certdir CERTDIR', '--disallow-limited-proxy'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--disallow-limited-proxy accepts a full proxy',
+    proxy: 'jane',
+    modules: verifyWith('-certdir CERTDIR', '--disallow-limited-proxy'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--allow-limited-proxy accepts a limited proxy',
+    proxy: 'janeLimited',
+    modules: verifyWith('-certdir CERTDIR', '--allow-limited-proxy'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--require-limited-proxy refuses a full proxy',
+    proxy: 'jane',
+    modules: verifyWith('-certdir CERTDIR', '--require-limited-proxy'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--require-limited-proxy accepts a limited proxy',
+    proxy: 'janeLimited',
+    modules: verifyWith('-certdir CERTDIR', '--require-limited-proxy'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
   {
     name: 'an expired proxy',
     proxy: 'janeExpired',
@@ -160,12 +265,48 @@ const CASES: Case[] = [
     gridmap: (w) => [`"${JANE}" ${w.target}`],
     differs: { key: 'keyless-proxy', status: 201, message: /private key/ },
   },
-  { name: '--max-proxy-level-ttl=L longer than the proxy', proxy: 'jane', modules: verifyWith('-certdir CERTDIR', '--max-proxy-level-ttl=L 1d-00:00'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--max-proxy-level-ttl=L shorter than the proxy', proxy: 'janeLong', modules: verifyWith('-certdir CERTDIR', '--max-proxy-level-ttl=L 1d-00:00'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--max-proxy-level-ttl@0 shorter than the proxy', proxy: 'janeLong', modules: verifyWith('-certdir CERTDIR', '--max-proxy-level-ttl@0 0d-02:00'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: '--max-voms-ttl without VOMS attributes', proxy: 'jane', modules: verifyWith('-certdir CERTDIR', '--max-voms-ttl 0d-12:00'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'the -cadir spelling of -certdir', proxy: 'jane', modules: verifyWith('-cadir CERTDIR'), policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'a -certdir without the CA refuses', proxy: 'jane', modules: (w) => [`verify2 = "lcmaps_verify_proxy.mod" " -certdir ${w.emptyCertdir}"`], policies: verify2Policy, gridmap: (w) => [`"${JANE}" ${w.target}`] },
+  {
+    name: '--max-proxy-level-ttl=L longer than the proxy',
+    proxy: 'jane',
+    modules: verifyWith('-certdir CERTDIR', '--max-proxy-level-ttl=L 1d-00:00'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--max-proxy-level-ttl=L shorter than the proxy',
+    proxy: 'janeLong',
+    modules: verifyWith('-certdir CERTDIR', '--max-proxy-level-ttl=L 1d-00:00'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--max-proxy-level-ttl@0 shorter than the proxy',
+    proxy: 'janeLong',
+    modules: verifyWith('-certdir CERTDIR', '--max-proxy-level-ttl@0 0d-02:00'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: '--max-voms-ttl without VOMS attributes',
+    proxy: 'jane',
+    modules: verifyWith('-certdir CERTDIR', '--max-voms-ttl 0d-12:00'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'the -cadir spelling of -certdir',
+    proxy: 'jane',
+    modules: verifyWith('-cadir CERTDIR'),
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'a -certdir without the CA refuses',
+    proxy: 'jane',
+    modules: (w) => [`verify2 = "lcmaps_verify_proxy.mod" " -certdir ${w.emptyCertdir}"`],
+    policies: verify2Policy,
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
   {
     name: 'verify_proxy -certdir is the CA directory when glexec.conf has none',
     proxy: 'jane',
@@ -174,7 +315,12 @@ const CASES: Case[] = [
     policies: verify2Policy,
     gridmap: (w) => [`"${JANE}" ${w.target}`],
   },
-  { name: 'a proxy from an unknown CA is refused', proxy: 'rogue', gridmap: (w) => [`"${JANE}" ${w.target}`], differs: { key: 'chain-always-verified', status: 203, message: /unknown|not trusted|issuer/i } },
+  {
+    name: 'a proxy from an unknown CA is refused',
+    proxy: 'rogue',
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+    differs: { key: 'chain-always-verified', status: 203, message: /unknown|not trusted|issuer/i },
+  },
   {
     name: '--only-enforce-lifetime-checks and a proxy from an unknown CA',
     proxy: 'rogue',
@@ -192,61 +338,236 @@ const CASES: Case[] = [
   },
 
   // posix_enf
-  { name: 'posix_enf within its limits', proxy: 'jane', modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxuid 1 -maxpgid 1 -maxsgid 32"'], policies: ['verify -> local', 'local -> posix2'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'posix_enf -maxsgid below the groups', proxy: 'jane', modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxsgid 1"'], policies: ['verify -> local', 'local -> posix2'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'posix_enf -maxsgid at the groups', proxy: 'jane', modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxsgid 2"'], policies: ['verify -> local', 'local -> posix2'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'posix_enf -maxuid 0', proxy: 'jane', modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxuid 0"'], policies: ['verify -> local', 'local -> posix2'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'posix_enf -maxpgid 0', proxy: 'jane', modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxpgid 0"'], policies: ['verify -> local', 'local -> posix2'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'posix_enf -set_only_euid no', proxy: 'jane', modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -set_only_euid no"'], policies: ['verify -> local', 'local -> posix2'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'a policy that ends at localaccount without posix_enf', proxy: 'jane', policies: ['verify -> local'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
+  {
+    name: 'posix_enf within its limits',
+    proxy: 'jane',
+    modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxuid 1 -maxpgid 1 -maxsgid 32"'],
+    policies: ['verify -> local', 'local -> posix2'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'posix_enf -maxsgid below the groups',
+    proxy: 'jane',
+    modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxsgid 1"'],
+    policies: ['verify -> local', 'local -> posix2'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'posix_enf -maxsgid at the groups',
+    proxy: 'jane',
+    modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxsgid 2"'],
+    policies: ['verify -> local', 'local -> posix2'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'posix_enf -maxuid 0',
+    proxy: 'jane',
+    modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxuid 0"'],
+    policies: ['verify -> local', 'local -> posix2'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'posix_enf -maxpgid 0',
+    proxy: 'jane',
+    modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -maxpgid 0"'],
+    policies: ['verify -> local', 'local -> posix2'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'posix_enf -set_only_euid no',
+    proxy: 'jane',
+    modules: () => ['posix2 = "lcmaps_posix_enf.mod" " -set_only_euid no"'],
+    policies: ['verify -> local', 'local -> posix2'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'a policy that ends at localaccount without posix_enf',
+    proxy: 'jane',
+    policies: ['verify -> local'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
 
   // ban_dn
   ...banCases(),
 
   // dummy plug-ins
-  { name: 'dummy_good alone maps nothing', proxy: 'jane', modules: () => ['good = "lcmaps_dummy_good.mod"'], policies: ['verify -> good'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'dummy_good --dummy-username and --dummy-group', proxy: 'jane', modules: (w) => [`good = "lcmaps_dummy_good.mod" " --dummy-username ${w.target} --dummy-group ${w.targetGroup}"`], policies: ['verify -> good', 'good -> posix'], gridmap: () => [] },
-  { name: 'dummy_good --dummy-uid and --dummy-gid', proxy: 'jane', modules: (w) => [`good = "lcmaps_dummy_good.mod" " --dummy-uid ${uidOf(w.target)} --dummy-gid ${gidOf(w.targetGroup)}"`], policies: ['verify -> good', 'good -> posix'], gridmap: () => [] },
-  { name: 'dummy_good with a secondary group', proxy: 'jane', modules: (w) => [`good = "lcmaps_dummy_good.mod" " --dummy-username ${w.target} --dummy-group ${w.targetGroup} --dummy-sec-group ${w.supplementaryGroup}"`], policies: ['verify -> good', 'good -> posix'], gridmap: () => [] },
-  { name: 'dummy_good with a user that does not exist', proxy: 'jane', modules: () => ['good = "lcmaps_dummy_good.mod" " --dummy-username nosuchaccount42"'], policies: ['verify -> good', 'good -> posix'], gridmap: () => [] },
-  { name: 'dummy_good before localaccount', proxy: 'jane', modules: () => ['good = "lcmaps_dummy_good.mod"'], policies: ['verify -> good', 'good -> local', 'local -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'dummy_bad refuses', proxy: 'jane', modules: () => ['bad = "lcmaps_dummy_bad.mod"'], policies: ['verify -> bad', 'bad -> local', 'local -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'dummy_bad | localaccount falls back', proxy: 'jane', modules: () => ['bad = "lcmaps_dummy_bad.mod"'], policies: ['verify -> bad | local', 'local -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
+  {
+    name: 'dummy_good alone maps nothing',
+    proxy: 'jane',
+    modules: () => ['good = "lcmaps_dummy_good.mod"'],
+    policies: ['verify -> good'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'dummy_good --dummy-username and --dummy-group',
+    proxy: 'jane',
+    modules: (w) => [`good = "lcmaps_dummy_good.mod" " --dummy-username ${w.target} --dummy-group ${w.targetGroup}"`],
+    policies: ['verify -> good', 'good -> posix'],
+    gridmap: () => [],
+  },
+  {
+    name: 'dummy_good --dummy-uid and --dummy-gid',
+    proxy: 'jane',
+    modules: (w) => [
+      `good = "lcmaps_dummy_good.mod" " --dummy-uid ${uidOf(w.target)} --dummy-gid ${gidOf(w.targetGroup)}"`,
+    ],
+    policies: ['verify -> good', 'good -> posix'],
+    gridmap: () => [],
+  },
+  {
+    name: 'dummy_good with a secondary group',
+    proxy: 'jane',
+    modules: (w) => [
+      `good = "lcmaps_dummy_good.mod" " --dummy-username ${w.target} --dummy-group ${w.targetGroup} --dummy-sec-group ${w.supplementaryGroup}"`,
+    ],
+    policies: ['verify -> good', 'good -> posix'],
+    gridmap: () => [],
+  },
+  {
+    name: 'dummy_good with a user that does not exist',
+    proxy: 'jane',
+    modules: () => ['good = "lcmaps_dummy_good.mod" " --dummy-username nosuchaccount42"'],
+    policies: ['verify -> good', 'good -> posix'],
+    gridmap: () => [],
+  },
+  {
+    name: 'dummy_good before localaccount',
+    proxy: 'jane',
+    modules: () => ['good = "lcmaps_dummy_good.mod"'],
+    policies: ['verify -> good', 'good -> local', 'local -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'dummy_bad refuses',
+    proxy: 'jane',
+    modules: () => ['bad = "lcmaps_dummy_bad.mod"'],
+    policies: ['verify -> bad', 'bad -> local', 'local -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'dummy_bad | localaccount falls back',
+    proxy: 'jane',
+    modules: () => ['bad = "lcmaps_dummy_bad.mod"'],
+    policies: ['verify -> bad | local', 'local -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
 
   // poolaccount and the gridmapdir
-  { name: 'a pool account is leased', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[`/CN=holder 1`, w.poolAccounts[1]], [`/CN=holder 2`, w.poolAccounts[2]]] },
-  { name: 'a leased pool account is leased again', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[POOL_USER, w.poolAccounts[1]]] },
-  { name: 'a full pool refuses', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]) },
-  { name: 'the one free account of a pool', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 2`, w.poolAccounts[2]]] },
-  { name: 'a wildcard DN maps to a pool', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"/C=NL/O=Example/OU=Users/*" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 1`, w.poolAccounts[1]]] },
+  {
+    name: 'a pool account is leased',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => [
+      [`/CN=holder 1`, w.poolAccounts[1]],
+      [`/CN=holder 2`, w.poolAccounts[2]],
+    ],
+  },
+  {
+    name: 'a leased pool account is leased again',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => [[POOL_USER, w.poolAccounts[1]]],
+  },
+  {
+    name: 'a full pool refuses',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]),
+  },
+  {
+    name: 'the one free account of a pool',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => [
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 2`, w.poolAccounts[2]],
+    ],
+  },
+  {
+    name: 'a wildcard DN maps to a pool',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"/C=NL/O=Example/OU=Users/*" .${w.pool}`],
+    leases: (w) => [
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 1`, w.poolAccounts[1]],
+    ],
+  },
   {
     name: 'a wildcard DN does not map with -no_wildcard',
     proxy: 'poolUser',
-    modules: (w) => [`pool2 = "lcmaps_poolaccount.mod" " -gridmapfile ${w.gridmap} -gridmapdir ${w.gridmapdir} -no_wildcard"`],
+    modules: (w) => [
+      `pool2 = "lcmaps_poolaccount.mod" " -gridmapfile ${w.gridmap} -gridmapdir ${w.gridmapdir} -no_wildcard"`,
+    ],
     policies: ['verify -> pool2', 'pool2 -> posix'],
     gridmap: (w) => [`"/C=NL/O=Example/OU=Users/*" .${w.pool}`],
   },
-  { name: 'a wildcard line after an exact line', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.otherPool}`, `"/C=NL/O=Example/OU=Users/*" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.otherPoolAccounts[0]]] },
-  { name: 'a solitary lease is removed and leased again', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[POOL_USER, undefined], [`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 1`, w.poolAccounts[1]]] },
-  { name: 'a lease in another pool is refused', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[POOL_USER, w.otherPoolAccounts[0]]] },
+  {
+    name: 'a wildcard line after an exact line',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.otherPool}`, `"/C=NL/O=Example/OU=Users/*" .${w.pool}`],
+    leases: (w) => [[`/CN=holder 0`, w.otherPoolAccounts[0]]],
+  },
+  {
+    name: 'a solitary lease is removed and leased again',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => [
+      [POOL_USER, undefined],
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 1`, w.poolAccounts[1]],
+    ],
+  },
+  {
+    name: 'a lease in another pool is refused',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => [[POOL_USER, w.otherPoolAccounts[0]]],
+  },
   {
     name: 'a lease in another pool moves with -override_inconsistency',
     proxy: 'poolUser',
-    modules: (w) => [`pool2 = "lcmaps_poolaccount.mod" " -gridmapfile ${w.gridmap} -gridmapdir ${w.gridmapdir} -override_inconsistency"`],
+    modules: (w) => [
+      `pool2 = "lcmaps_poolaccount.mod" " -gridmapfile ${w.gridmap} -gridmapdir ${w.gridmapdir} -override_inconsistency"`,
+    ],
     policies: ['verify -> pool2', 'pool2 -> posix'],
     gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
-    leases: (w) => [[POOL_USER, w.otherPoolAccounts[0]], [`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 1`, w.poolAccounts[1]]],
+    leases: (w) => [
+      [POOL_USER, w.otherPoolAccounts[0]],
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 1`, w.poolAccounts[1]],
+    ],
   },
   {
     name: '-strict_poolprefix_match no leases a name that only starts with the pool',
     proxy: 'poolUser',
-    modules: (w) => [`pool2 = "lcmaps_poolaccount.mod" " -gridmapfile ${w.gridmap} -gridmapdir ${w.gridmapdir} -strict_poolprefix_match no"`],
+    modules: (w) => [
+      `pool2 = "lcmaps_poolaccount.mod" " -gridmapfile ${w.gridmap} -gridmapdir ${w.gridmapdir} -strict_poolprefix_match no"`,
+    ],
     policies: ['verify -> pool2', 'pool2 -> posix'],
     gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
     leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]),
   },
-  { name: 'a strict pool does not lease a name that only starts with the pool', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]) },
-  { name: 'a local account line fails poolaccount', proxy: 'poolUser', policies: poolPolicy, gridmap: (w) => [`"${POOL_USER}" ${w.target}`] },
+  {
+    name: 'a strict pool does not lease a name that only starts with the pool',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]),
+  },
+  {
+    name: 'a local account line fails poolaccount',
+    proxy: 'poolUser',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${POOL_USER}" ${w.target}`],
+  },
   {
     name: 'poolaccount without -gridmapdir',
     proxy: 'poolUser',
@@ -254,8 +575,26 @@ const CASES: Case[] = [
     policies: ['verify -> pool2', 'pool2 -> posix'],
     gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
   },
-  { name: 'the lease name of a DN with \\xHH text', proxy: 'jose', policies: poolPolicy, gridmap: (w) => [`"${JOSE_ONELINE}" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 1`, w.poolAccounts[1]]] },
-  { name: 'the lease name of a DN with an escaped slash', proxy: 'robot', policies: poolPolicy, gridmap: (w) => [`"${ROBOT}" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 1`, w.poolAccounts[1]]] },
+  {
+    name: 'the lease name of a DN with \\xHH text',
+    proxy: 'jose',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${JOSE_ONELINE}" .${w.pool}`],
+    leases: (w) => [
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 1`, w.poolAccounts[1]],
+    ],
+  },
+  {
+    name: 'the lease name of a DN with an escaped slash',
+    proxy: 'robot',
+    policies: poolPolicy,
+    gridmap: (w) => [`"${ROBOT}" .${w.pool}`],
+    leases: (w) => [
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 1`, w.poolAccounts[1]],
+    ],
+  },
   {
     name: 'lowest free pool account',
     proxy: 'poolUser',
@@ -265,11 +604,42 @@ const CASES: Case[] = [
   },
 
   // policies, fallbacks and several policies
-  { name: 'localaccount | poolaccount: a local account', proxy: 'jane', policies: ['verify -> local', 'local -> posix | pool', 'pool -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
-  { name: 'localaccount | poolaccount: a pool account', proxy: 'poolUser', policies: ['verify -> local', 'local -> posix | pool', 'pool -> posix'], gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => [[`/CN=holder 0`, w.poolAccounts[0]], [`/CN=holder 1`, w.poolAccounts[1]]] },
-  { name: 'localaccount | poolaccount: neither', proxy: 'otherPoolUser', policies: ['verify -> local', 'local -> posix | pool', 'pool -> posix'], gridmap: (w) => [`"${POOL_USER}" .${w.pool}`] },
-  { name: 'poolaccount | localaccount on a full pool', proxy: 'poolUser', policies: ['verify -> pool', 'pool -> posix | local', 'local -> posix'], gridmap: (w) => [`"${POOL_USER}" .${w.pool}`], leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]) },
-  { name: 'a failed verify_proxy takes the | branch', proxy: 'janeLimited', modules: verifyWith('-certdir CERTDIR', '--disallow-limited-proxy'), policies: ['verify2 -> local | local', 'local -> posix'], gridmap: (w) => [`"${JANE}" ${w.target}`] },
+  {
+    name: 'localaccount | poolaccount: a local account',
+    proxy: 'jane',
+    policies: ['verify -> local', 'local -> posix | pool', 'pool -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
+  {
+    name: 'localaccount | poolaccount: a pool account',
+    proxy: 'poolUser',
+    policies: ['verify -> local', 'local -> posix | pool', 'pool -> posix'],
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => [
+      [`/CN=holder 0`, w.poolAccounts[0]],
+      [`/CN=holder 1`, w.poolAccounts[1]],
+    ],
+  },
+  {
+    name: 'localaccount | poolaccount: neither',
+    proxy: 'otherPoolUser',
+    policies: ['verify -> local', 'local -> posix | pool', 'pool -> posix'],
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+  },
+  {
+    name: 'poolaccount | localaccount on a full pool',
+    proxy: 'poolUser',
+    policies: ['verify -> pool', 'pool -> posix | local', 'local -> posix'],
+    gridmap: (w) => [`"${POOL_USER}" .${w.pool}`],
+    leases: (w) => w.poolAccounts.map((account, index) => [`/CN=holder ${index}`, account]),
+  },
+  {
+    name: 'a failed verify_proxy takes the | branch',
+    proxy: 'janeLimited',
+    modules: verifyWith('-certdir CERTDIR', '--disallow-limited-proxy'),
+    policies: ['verify2 -> local | local', 'local -> posix'],
+    gridmap: (w) => [`"${JANE}" ${w.target}`],
+  },
   {
     name: 'the second of two policies maps',
     proxy: 'jane',
@@ -290,7 +660,9 @@ const CASES: Case[] = [
   {
     name: 'policies run in the order of the file',
     proxy: 'jane',
-    modules: (w) => [`good = "lcmaps_dummy_good.mod" " --dummy-username ${w.legacyPoolAccount} --dummy-group ${w.targetGroup}"`],
+    modules: (w) => [
+      `good = "lcmaps_dummy_good.mod" " --dummy-username ${w.legacyPoolAccount} --dummy-group ${w.targetGroup}"`,
+    ],
     policies: ['first:', 'verify -> good', 'second:', 'verify -> local'],
     policyNames: ['second', 'first'],
     gridmap: (w) => [`"${JANE}" ${w.target}`],
@@ -305,17 +677,68 @@ const CASES: Case[] = [
 ];
 
 function banCases(): Case[] {
-  const banModule = (options = '') => (w: World) => [`ban = "lcmaps_ban_dn.mod" " -banmapfile ${w.banmap}${options}"`];
+  const banModule =
+    (options = '') =>
+    (w: World) => [`ban = "lcmaps_ban_dn.mod" " -banmapfile ${w.banmap}${options}"`];
   const banPolicy = ['verify -> ban', 'ban -> local', 'local -> posix'];
   const gridmap = (w: World) => [`"${JANE}" ${w.target}`];
   return [
-    { name: 'ban_dn refuses a banned DN', proxy: 'jane', modules: banModule(), policies: banPolicy, gridmap, banmap: () => [`"${JANE}"`] },
-    { name: 'ban_dn lets another DN through', proxy: 'jane', modules: banModule(), policies: banPolicy, gridmap, banmap: () => [`"${PLAIN}"`] },
-    { name: 'ban_dn with an account after the DN', proxy: 'jane', modules: banModule(), policies: banPolicy, gridmap, banmap: () => [`"${JANE}" banned`] },
-    { name: 'ban_dn with a wildcard', proxy: 'jane', modules: banModule(), policies: banPolicy, gridmap, banmap: () => ['"/C=NL/O=Example/*"'] },
-    { name: 'ban_dn with a wildcard and -no_wildcard', proxy: 'jane', modules: banModule(' -no_wildcard'), policies: banPolicy, gridmap, banmap: () => ['"/C=NL/O=Example/*"'] },
-    { name: 'ban_dn with only comments', proxy: 'jane', modules: banModule(), policies: banPolicy, gridmap, banmap: () => [`# "${JANE}"`, ''] },
-    { name: 'ban_dn | localaccount', proxy: 'jane', modules: banModule(), policies: ['verify -> ban | local', 'ban -> local', 'local -> posix'], gridmap, banmap: () => [`"${JANE}"`] },
+    {
+      name: 'ban_dn refuses a banned DN',
+      proxy: 'jane',
+      modules: banModule(),
+      policies: banPolicy,
+      gridmap,
+      banmap: () => [`"${JANE}"`],
+    },
+    {
+      name: 'ban_dn lets another DN through',
+      proxy: 'jane',
+      modules: banModule(),
+      policies: banPolicy,
+      gridmap,
+      banmap: () => [`"${PLAIN}"`],
+    },
+    {
+      name: 'ban_dn with an account after the DN',
+      proxy: 'jane',
+      modules: banModule(),
+      policies: banPolicy,
+      gridmap,
+      banmap: () => [`"${JANE}" banned`],
+    },
+    {
+      name: 'ban_dn with a wildcard',
+      proxy: 'jane',
+      modules: banModule(),
+      policies: banPolicy,
+      gridmap,
+      banmap: () => ['"/C=NL/O=Example/*"'],
+    },
+    {
+      name: 'ban_dn with a wildcard and -no_wildcard',
+      proxy: 'jane',
+      modules: banModule(' -no_wildcard'),
+      policies: banPolicy,
+      gridmap,
+      banmap: () => ['"/C=NL/O=Example/*"'],
+    },
+    {
+      name: 'ban_dn with only comments',
+      proxy: 'jane',
+      modules: banModule(),
+      policies: banPolicy,
+      gridmap,
+      banmap: () => [`# "${JANE}"`, ''],
+    },
+    {
+      name: 'ban_dn | localaccount',
+      proxy: 'jane',
+      modules: banModule(),
+      policies: ['verify -> ban | local', 'ban -> local', 'local -> posix'],
+      gridmap,
+      banmap: () => [`"${JANE}"`],
+    },
   ];
 }
 
@@ -333,7 +756,9 @@ interface Mapping {
   readonly groups: readonly number[];
 }
 
-type Outcome = { readonly mapped: Mapping; readonly gridmapdir: string[] } | { readonly refused: number; readonly gridmapdir: string[]; readonly detail: string };
+type Outcome =
+  | { readonly mapped: Mapping; readonly gridmapdir: string[] }
+  | { readonly refused: number; readonly gridmapdir: string[]; readonly detail: string };
 
 let system: TestSystem;
 let world: World;
@@ -346,12 +771,23 @@ function gridmapdirState(): string[] {
   const inodes = new Map(names.map((name) => [name, lstatSync(join(world.gridmapdir, name)).ino]));
   return names
     .filter((name) => name.startsWith('%'))
-    .map((lease) => `${lease} -> ${names.find((name) => !name.startsWith('%') && inodes.get(name) === inodes.get(lease)) ?? '(alone)'}`)
+    .map(
+      (lease) =>
+        `${lease} -> ${names.find((name) => !name.startsWith('%') && inodes.get(name) === inodes.get(lease)) ?? '(alone)'}`,
+    )
     .sort();
 }
 
 function prepare(c: Case): { db: string; policyNames: string[] } {
-  const lines = ['path = /usr/lib/lcmaps', ...predefinedModules(world), ...(c.modules?.(world) ?? []), '', ...(c.policies?.[0]?.endsWith(':') ? [] : ['glexec_get_account:']), ...(c.policies ?? localPolicy), ''];
+  const lines = [
+    'path = /usr/lib/lcmaps',
+    ...predefinedModules(world),
+    ...(c.modules?.(world) ?? []),
+    '',
+    ...(c.policies?.[0]?.endsWith(':') ? [] : ['glexec_get_account:']),
+    ...(c.policies ?? localPolicy),
+    '',
+  ];
   const db = join(system.root, 'etc/lcmaps.db');
   writeFileSync(db, lines.join('\n'), { mode: 0o644 });
   writeFileSync(world.gridmap, `${c.gridmap(world).join('\n')}\n`, { mode: 0o644 });
@@ -362,7 +798,8 @@ function prepare(c: Case): { db: string; policyNames: string[] } {
 function resetGridmapdir(c: Case): void {
   rmSync(world.gridmapdir, { recursive: true, force: true });
   mkdirSync(world.gridmapdir, { mode: 0o755 });
-  for (const account of [...world.poolAccounts, ...world.otherPoolAccounts, world.legacyPoolAccount]) writeFileSync(join(world.gridmapdir, account), '', { mode: 0o644 });
+  for (const account of [...world.poolAccounts, ...world.otherPoolAccounts, world.legacyPoolAccount])
+    writeFileSync(join(world.gridmapdir, account), '', { mode: 0o644 });
   for (const [dn, account] of c.leases?.(world) ?? []) {
     const lease = join(world.gridmapdir, encodeLeaseName(dn));
     if (account === undefined) writeFileSync(lease, '', { mode: 0o644 });
@@ -375,22 +812,41 @@ function runOracle(c: Case): Outcome {
   resetGridmapdir(c);
   const env: Record<string, string> = { PATH: '/usr/bin:/bin', LCMAPS_DB_FILE: db, LCMAPS_DEBUG_LEVEL: '3' };
   if (c.noConfigCertdir !== true) env['X509_CERT_DIR'] = system.certdir;
-  const result = spawnSync(helper, [LIBRARY, ...policyNames], { input: readFileSync(proxies.get(c.proxy) ?? ''), env, encoding: 'utf8' });
+  const result = spawnSync(helper, [LIBRARY, ...policyNames], {
+    input: readFileSync(proxies.get(c.proxy) ?? ''),
+    env,
+    encoding: 'utf8',
+  });
   const state = gridmapdirState();
   // 1: LCMAPS ran and did not map (203); 2: LCMAPS would not start, e.g. a bad lcmaps.db (202).
-  if (result.status === 1 || result.status === 2) return { refused: result.status === 1 ? 203 : 202, gridmapdir: state, detail: result.stderr };
+  if (result.status === 1 || result.status === 2)
+    return { refused: result.status === 1 ? 203 : 202, gridmapdir: state, detail: result.stderr };
   assert.equal(result.status, 0, `lcmaps-helper: ${result.stderr}`);
-  const field = (name: string): number[] => (new RegExp(`^${name}(.*)$`, 'm').exec(result.stdout)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
+  const field = (name: string): number[] =>
+    (new RegExp(`^${name}(.*)$`, 'm').exec(result.stdout)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
   const [uid] = field('uid');
   const [gid] = field('pgids');
-  return { mapped: { uid: uid ?? -1, gid: gid ?? -1, groups: [...new Set([gid ?? -1, ...field('sgids')])].sort((a, b) => a - b) }, gridmapdir: state };
+  return {
+    mapped: {
+      uid: uid ?? -1,
+      gid: gid ?? -1,
+      groups: [...new Set([gid ?? -1, ...field('sgids')])].sort((a, b) => a - b),
+    },
+    gridmapdir: state,
+  };
 }
 
 function runGlexec(c: Case, backend: 'builtin' | 'library' = 'builtin'): Outcome {
   const { db, policyNames } = prepare(c);
   resetGridmapdir(c);
-  const extra = [`lcmaps_db_file = ${db}`, `lcmaps_get_account_policy = ${policyNames.join(':')}`, `lcmaps_backend = ${backend}`];
-  system.writeConfig(system.standardConfig(extra).filter((line) => c.noConfigCertdir !== true || !line.startsWith('certdir')));
+  const extra = [
+    `lcmaps_db_file = ${db}`,
+    `lcmaps_get_account_policy = ${policyNames.join(':')}`,
+    `lcmaps_backend = ${backend}`,
+  ];
+  system.writeConfig(
+    system.standardConfig(extra).filter((line) => c.noConfigCertdir !== true || !line.startsWith('certdir')),
+  );
   const result = system.run(['/usr/bin/id'], { env: { GLEXEC_CLIENT_CERT: proxies.get(c.proxy) } });
   const state = gridmapdirState();
   if (result.status !== 0) {
@@ -400,11 +856,16 @@ function runGlexec(c: Case, backend: 'builtin' | 'library' = 'builtin'): Outcome
   const match = /^uid=(\d+)\(.*?\) gid=(\d+)\(.*?\) groups=(.*)$/m.exec(result.stdout);
   assert.ok(match, result.stdout);
   const groups = (match[3] ?? '').split(',').map((group) => Number(/^\d+/.exec(group)?.[0]));
-  return { mapped: { uid: Number(match[1]), gid: Number(match[2]), groups: [...new Set(groups)].sort((a, b) => a - b) }, gridmapdir: state };
+  return {
+    mapped: { uid: Number(match[1]), gid: Number(match[2]), groups: [...new Set(groups)].sort((a, b) => a - b) },
+    gridmapdir: state,
+  };
 }
 
 function describeOutcome(outcome: Outcome): string {
-  return 'mapped' in outcome ? JSON.stringify(outcome.mapped) : `refused ${outcome.refused}: ${outcome.detail.trim().split('\n').slice(-3).join(' | ')}`;
+  return 'mapped' in outcome
+    ? JSON.stringify(outcome.mapped)
+    : `refused ${outcome.refused}: ${outcome.detail.trim().split('\n').slice(-3).join(' | ')}`;
 }
 
 describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
@@ -427,9 +888,18 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       users.set(key, existing);
       return existing;
     };
-    const write = (name: ProxyName, subject: string, kind: ProxyKind, options: { hours?: number; startOffsetHours?: number; noKey?: boolean; issuer?: Credential } = {}) => {
+    const write = (
+      name: ProxyName,
+      subject: string,
+      kind: ProxyKind,
+      options: { hours?: number; startOffsetHours?: number; noKey?: boolean; issuer?: Credential } = {},
+    ) => {
       const path = join(system.scratch, `oracle-${name}.pem`);
-      const proxy = makeProxy(userOf(subject, options.issuer), { kind, ...(options.hours === undefined ? {} : { hours: options.hours }), ...(options.startOffsetHours === undefined ? {} : { startOffsetHours: options.startOffsetHours }) });
+      const proxy = makeProxy(userOf(subject, options.issuer), {
+        kind,
+        ...(options.hours === undefined ? {} : { hours: options.hours }),
+        ...(options.startOffsetHours === undefined ? {} : { startOffsetHours: options.startOffsetHours }),
+      });
       writeProxyFile(path, proxy, options.noKey === true ? { keyPem: null } : {});
       chownSync(path, system.pilot.uid, system.pilot.gid);
       chmodSync(path, 0o600);
@@ -480,7 +950,8 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
 
   it('every difference on purpose is in the README table', () => {
     const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
-    for (const key of new Set(CASES.flatMap((c) => (c.differs ? [c.differs.key] : [])))) assert.match(readme, new RegExp(`\\| \`${key}\` \\|`), key);
+    for (const key of new Set(CASES.flatMap((c) => (c.differs ? [c.differs.key] : []))))
+      assert.match(readme, new RegExp(`\\| \`${key}\` \\|`), key);
   });
 
   for (const c of CASES) {
@@ -500,7 +971,11 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
         if (c.differs.message) assert.match(glexec.detail, c.differs.message, summary);
         return;
       }
-      assert.deepEqual(glexec, { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) }, summary);
+      assert.deepEqual(
+        glexec,
+        { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) },
+        summary,
+      );
     });
   }
 
@@ -512,22 +987,37 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       const glexec = runGlexec(c, 'library');
       const summary = `LCMAPS: ${describeOutcome(oracle)}\nglexec: ${describeOutcome(glexec)}`;
       // The real LCMAPS makes its own DN from the proxy, so glexec's escaped backslash plays no part here.
-      if (c.differs !== undefined && c.differs.key !== 'lowest-free-pool-account' && c.differs.key !== 'backslash-escaped') {
+      if (
+        c.differs !== undefined &&
+        c.differs.key !== 'lowest-free-pool-account' &&
+        c.differs.key !== 'backslash-escaped'
+      ) {
         assert.ok(!('mapped' in glexec), `glexec should refuse\n${summary}`);
         assert.equal(glexec.refused, c.differs.status, summary);
         return;
       }
-      assert.deepEqual(glexec, { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) }, summary);
+      assert.deepEqual(
+        glexec,
+        { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) },
+        summary,
+      );
     });
   }
 
-  describe('the library backend refuses what it cannot trust, and gives LCMAPS\'s reason', () => {
+  describe("the library backend refuses what it cannot trust, and gives LCMAPS's reason", () => {
     const janeCase: Case = { name: 'jane', proxy: 'jane', gridmap: (w) => [`"${PLAIN}" ${w.target}`] };
     /** Runs glexec on a fresh copy of the case's lcmaps.db, changed by `edit`. */
     const runWith = (extra: string[], edit: (text: string) => string = (text) => text) => {
       const { db } = prepare(janeCase);
       writeFileSync(db, edit(readFileSync(db, 'utf8')), { mode: 0o644 });
-      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${db}`, 'lcmaps_get_account_policy = glexec_get_account', 'lcmaps_backend = library', ...extra]));
+      system.writeConfig(
+        system.standardConfig([
+          `lcmaps_db_file = ${db}`,
+          'lcmaps_get_account_policy = glexec_get_account',
+          'lcmaps_backend = library',
+          ...extra,
+        ]),
+      );
       return system.run(['/usr/bin/id'], { env: { GLEXEC_CLIENT_CERT: proxies.get('jane') } });
     };
     const expectRefusal = (result: { status: number | null; stderr: string }, status: number, pattern: RegExp) => {
@@ -536,12 +1026,20 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       assert.equal(result.status, status);
     };
 
-    it('a DN LCMAPS does not map is a 203 with LCMAPS\'s reason', () => {
-      expectRefusal(runWith([]), 203, /^glexec: LCMAPS maps no account for \/C=NL\/O=Example\/CN=Jane Doe: .*No match for a localaccount/);
+    it("a DN LCMAPS does not map is a 203 with LCMAPS's reason", () => {
+      expectRefusal(
+        runWith([]),
+        203,
+        /^glexec: LCMAPS maps no account for \/C=NL\/O=Example\/CN=Jane Doe: .*No match for a localaccount/,
+      );
     });
 
     it('an lcmaps_libdir without the library is a 202 naming the file', () => {
-      expectRefusal(runWith([`lcmaps_libdir = ${world.emptyCertdir}`]), 202, new RegExp(`^glexec: LCMAPS library ${world.emptyCertdir}/liblcmaps\\.so\\.0 cannot be checked: ENOENT`));
+      expectRefusal(
+        runWith([`lcmaps_libdir = ${world.emptyCertdir}`]),
+        202,
+        new RegExp(`^glexec: LCMAPS library ${world.emptyCertdir}/liblcmaps\\.so\\.0 cannot be checked: ENOENT`),
+      );
     });
 
     it('a plug-in directory others can write is a 202 naming it', () => {
@@ -549,7 +1047,11 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       mkdirSync(plugins, { mode: 0o775 });
       chmodSync(plugins, 0o775);
       chownSync(plugins, 0, system.pilot.gid);
-      expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)), 202, new RegExp(`^glexec: LCMAPS plug-in directory ${plugins} is not trusted: .*writable by group`));
+      expectRefusal(
+        runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)),
+        202,
+        new RegExp(`^glexec: LCMAPS plug-in directory ${plugins} is not trusted: .*writable by group`),
+      );
     });
 
     it('a plug-in that is a symbolic link to a file others own is a 202 naming the plug-in', () => {
@@ -558,29 +1060,61 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       const foreign = join(system.bin, 'liblcmaps_localaccount.so');
       writeFileSync(foreign, readFileSync(`${PLUGIN_DIR}/liblcmaps_localaccount.so`));
       chownSync(foreign, system.pilot.uid, system.pilot.gid);
-      for (const name of ['verify_proxy', 'posix_enf']) symlinkSync(`${PLUGIN_DIR}/lcmaps_${name}.mod`, join(plugins, `lcmaps_${name}.mod`));
+      for (const name of ['verify_proxy', 'posix_enf'])
+        symlinkSync(`${PLUGIN_DIR}/lcmaps_${name}.mod`, join(plugins, `lcmaps_${name}.mod`));
       symlinkSync(foreign, join(plugins, 'lcmaps_localaccount.mod'));
-      expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)), 202, new RegExp(`^glexec: LCMAPS plug-in ${plugins}/lcmaps_localaccount\\.mod is not trusted: .*owned by uid ${system.pilot.uid}`));
+      expectRefusal(
+        runWith([], (text) => text.replace('path = /usr/lib/lcmaps', `path = ${plugins}`)),
+        202,
+        new RegExp(
+          `^glexec: LCMAPS plug-in ${plugins}/lcmaps_localaccount\\.mod is not trusted: .*owned by uid ${system.pilot.uid}`,
+        ),
+      );
     });
 
     it('glexec --check reports the library backend and that only root can change its files', () => {
       prepare(janeCase);
-      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${join(system.root, 'etc/lcmaps.db')}`, 'lcmaps_get_account_policy = glexec_get_account', 'lcmaps_backend = library']));
+      system.writeConfig(
+        system.standardConfig([
+          `lcmaps_db_file = ${join(system.root, 'etc/lcmaps.db')}`,
+          'lcmaps_get_account_policy = glexec_get_account',
+          'lcmaps_backend = library',
+        ]),
+      );
       const result = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
-      assert.match(result.stdout, new RegExp(`^ok +lcmaps: backend library: ${LIBRARY.replace(/\./g, '\\.')}.* /usr/lib/lcmaps and 3 plug-in\\(s\\) .* can only be changed by root$`, 'm'));
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^ok +lcmaps: backend library: ${LIBRARY.replace(/\./g, '\\.')}.* /usr/lib/lcmaps and 3 plug-in\\(s\\) .* can only be changed by root$`,
+          'm',
+        ),
+      );
     });
 
     it('glexec --check names the modules the built-in backend lacks, with the fix', () => {
       const { db } = prepare(janeCase);
-      writeFileSync(db, `${readFileSync(db, 'utf8')}\nvoms = "lcmaps_voms_localgroup.mod"\nvoms_policy:\nverify -> voms\n`, { mode: 0o644 });
-      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${db}`, 'lcmaps_get_account_policy = glexec_get_account']));
+      writeFileSync(
+        db,
+        `${readFileSync(db, 'utf8')}\nvoms = "lcmaps_voms_localgroup.mod"\nvoms_policy:\nverify -> voms\n`,
+        { mode: 0o644 },
+      );
+      system.writeConfig(
+        system.standardConfig([`lcmaps_db_file = ${db}`, 'lcmaps_get_account_policy = glexec_get_account']),
+      );
       const result = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
-      assert.match(result.stdout, /^error +lcmaps: backend builtin lacks the plug-in\(s\) voms \(lcmaps_voms_localgroup\.mod\) of .* \(fix: set lcmaps_backend = library, so that the real LCMAPS runs them\)$/m);
+      assert.match(
+        result.stdout,
+        /^error +lcmaps: backend builtin lacks the plug-in\(s\) voms \(lcmaps_voms_localgroup\.mod\) of .* \(fix: set lcmaps_backend = library, so that the real LCMAPS runs them\)$/m,
+      );
       assert.notEqual(result.status, 0);
     });
 
     it('a relative plug-in name without `path =` is a 202', () => {
-      expectRefusal(runWith([], (text) => text.replace('path = /usr/lib/lcmaps\n', '')), 202, /^glexec: .* line \d+: module 'verify' \(lcmaps_verify_proxy\.mod\) is not an absolute path and the file has no 'path ='/);
+      expectRefusal(
+        runWith([], (text) => text.replace('path = /usr/lib/lcmaps\n', '')),
+        202,
+        /^glexec: .* line \d+: module 'verify' \(lcmaps_verify_proxy\.mod\) is not an absolute path and the file has no 'path ='/,
+      );
     });
   });
 });

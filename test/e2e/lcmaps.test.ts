@@ -57,7 +57,9 @@ function writeLcmapsDb(text: string, mode = 0o644): void {
 }
 
 function configWithLcmaps(extra: string[] = []): void {
-  system.writeConfig(system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account', ...extra]));
+  system.writeConfig(
+    system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account', ...extra]),
+  );
 }
 
 /** A fresh gridmapdir: one empty root-owned file per pool account, no leases. */
@@ -126,7 +128,9 @@ describe('mapping through lcmaps.db', { skip: needsRoot }, () => {
       let err = '';
       child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
       child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
-      return new Promise<{ status: number | null; out: string; err: string }>((resolve) => child.once('close', (status) => resolve({ status, out, err })));
+      return new Promise<{ status: number | null; out: string; err: string }>((resolve) =>
+        child.once('close', (status) => resolve({ status, out, err })),
+      );
     });
     const results = await Promise.all(runs);
     for (const result of results) assert.equal(result.status, 0, result.err);
@@ -138,10 +142,16 @@ describe('mapping through lcmaps.db', { skip: needsRoot }, () => {
   });
 
   it('a full pool is a 203 that says so', () => {
-    const writePoolMap = (count: number) => system.writeGridMap(Array.from({ length: count }, (_, index) => `"${dnOf(500 + index)}" .${smallBase()}`));
+    const writePoolMap = (count: number) =>
+      system.writeGridMap(Array.from({ length: count }, (_, index) => `"${dnOf(500 + index)}" .${smallBase()}`));
     writePoolMap(3);
     for (const index of [0, 1]) {
-      assert.equal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.proxyFor(`small-${index}.pem`, dnOf(500 + index)) } }).status, 0);
+      assert.equal(
+        system.run(['/bin/true'], {
+          env: { GLEXEC_CLIENT_CERT: pki.proxyFor(`small-${index}.pem`, dnOf(500 + index)) },
+        }).status,
+        0,
+      );
     }
     const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.proxyFor('small-2.pem', dnOf(502)) } });
     expectRefusal(result, 203, /^glexec: .*pool .*full/i);
@@ -164,22 +174,35 @@ describe('mapping through lcmaps.db', { skip: needsRoot }, () => {
   it('a proxy that lives longer than --max-proxy-level-ttl allows is refused (203); a shorter one runs', () => {
     writeLcmapsDb(siteLcmapsDb(['--allow-limited-proxy', '--max-proxy-level-ttl=L 0d-02:00']));
     const long = pki.proxyFor('long.pem', pki.userDn, { hours: 12 });
-    expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: long } }), 203, /^glexec: .*(lifetime|ttl|longer)/i);
+    expectRefusal(
+      system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: long } }),
+      203,
+      /^glexec: .*(lifetime|ttl|longer)/i,
+    );
     const short = pki.proxyFor('short.pem', pki.userDn, { hours: 1 });
     assert.equal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: short } }).status, 0);
   });
 
   it('a DN in neither the grid-mapfile nor a pool is a 203 that names the policy', () => {
     const stranger = pki.proxyFor('stranger-dn.pem', '/C=NL/O=Elsewhere/CN=Nobody');
-    expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: stranger } }), 203, /^glexec: .*glexec_get_account/);
+    expectRefusal(
+      system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: stranger } }),
+      203,
+      /^glexec: .*glexec_get_account/,
+    );
   });
 
   describe('what the site must fix (202)', () => {
-    const expectSystemError = (pattern: RegExp) => expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy } }), 202, pattern);
+    const expectSystemError = (pattern: RegExp) =>
+      expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy } }), 202, pattern);
 
     it('a module glexec does not know names the file, line and module', () => {
-      writeLcmapsDb(`${siteLcmapsDb()}\nvoms = "lcmaps_voms_localaccount.mod"\nglexec_get_account2:\nvoms -> posix_enf\n`);
-      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account2']));
+      writeLcmapsDb(
+        `${siteLcmapsDb()}\nvoms = "lcmaps_voms_localaccount.mod"\nglexec_get_account2:\nvoms -> posix_enf\n`,
+      );
+      system.writeConfig(
+        system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account2']),
+      );
       expectSystemError(new RegExp(`^glexec: ${lcmapsDb}.* line \\d+.*lcmaps_voms_localaccount\\.mod`));
     });
 
@@ -206,7 +229,9 @@ describe('mapping through lcmaps.db', { skip: needsRoot }, () => {
     });
 
     it('a policy that lcmaps.db does not define is refused', () => {
-      system.writeConfig(system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = no_such_policy']));
+      system.writeConfig(
+        system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = no_such_policy']),
+      );
       expectSystemError(/^glexec: .*policy 'no_such_policy' .* is not defined/);
     });
 

@@ -15,7 +15,8 @@ export interface LeaseRequest {
   readonly checkTrust: boolean;
 }
 
-export type LeaseReport = { readonly account: string } | { readonly code: string; readonly exitCode: number; readonly message: string };
+export type LeaseReport =
+  { readonly account: string } | { readonly code: string; readonly exitCode: number; readonly message: string };
 
 if (process.send !== undefined) {
   let request: LeaseRequest | undefined;

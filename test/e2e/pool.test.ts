@@ -1,13 +1,30 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { type GridmapdirFs, type LeaseOptions, encodeLeaseName, leasePoolAccount, realGridmapdirFs } from '../../src/mapping/pool';
+import {
+  type GridmapdirFs,
+  type LeaseOptions,
+  encodeLeaseName,
+  leasePoolAccount,
+  realGridmapdirFs,
+} from '../../src/mapping/pool';
 import type { LeaseReport, LeaseRequest } from './pool-lease-child';
 import { thrown } from '../helpers/assertions';
-
 
 const isRoot = process.getuid?.() === 0;
 // As root the gridmapdirs sit in a root-only directory and the real trust check runs; without
@@ -25,10 +42,12 @@ function gridmapdir(accounts: readonly string[]): string {
   return dir;
 }
 
-const range = (pool: string, count: number): string[] => Array.from({ length: count }, (_, index) => `${pool}${String(index + 1).padStart(3, '0')}`);
+const range = (pool: string, count: number): string[] =>
+  Array.from({ length: count }, (_, index) => `${pool}${String(index + 1).padStart(3, '0')}`);
 const nlink = (path: string): number => lstatSync(path).nlink;
 const sameFile = (a: string, b: string): boolean => lstatSync(a).ino === lstatSync(b).ino;
-const lease = (dir: string, pool: string, dn: string, options: LeaseOptions = {}) => leasePoolAccount(dir, pool, dn, { ...trustOptions, ...options });
+const lease = (dir: string, pool: string, dn: string, options: LeaseOptions = {}) =>
+  leasePoolAccount(dir, pool, dn, { ...trustOptions, ...options });
 const dnOf = (index: number) => `/DC=org/DC=example/CN=User ${index}`;
 
 describe('lease names', () => {
@@ -53,7 +72,11 @@ describe('leasing a pool account', () => {
     const leaseFile = join(dir, encodeLeaseName(dnOf(1)));
     assert.ok(sameFile(leaseFile, join(dir, 'atlas001')));
     assert.equal(nlink(join(dir, 'atlas001')), 2);
-    assert.deepEqual(readdirSync(dir).sort(), [encodeLeaseName(dnOf(1)), ...range('atlas', 3)].sort(), 'no claim is left behind');
+    assert.deepEqual(
+      readdirSync(dir).sort(),
+      [encodeLeaseName(dnOf(1)), ...range('atlas', 3)].sort(),
+      'no claim is left behind',
+    );
   });
 
   it('the same DN gets its existing lease back, whatever else is free', () => {
@@ -77,7 +100,11 @@ describe('leasing a pool account', () => {
     const dir = gridmapdir(['atlas10', 'atlas9', 'atlasprd1', 'cms1', 'atlas', 'root']);
     assert.equal(lease(dir, 'atlas', dnOf(1)), 'atlas9');
     assert.equal(lease(dir, 'atlas', dnOf(2)), 'atlas10');
-    assert.equal(thrown(() => lease(dir, 'atlas', dnOf(3))).code, 'mapping.pool_full', 'atlasprd1 and atlas are not in pool atlas');
+    assert.equal(
+      thrown(() => lease(dir, 'atlas', dnOf(3))).code,
+      'mapping.pool_full',
+      'atlasprd1 and atlas are not in pool atlas',
+    );
   });
 
   it('the legacy prefix match (-strict_poolprefix_match no) takes any name starting with the pool', () => {
@@ -132,7 +159,10 @@ describe('inconsistent leases (-override_inconsistency)', () => {
     const error = thrown(() => lease(dir, 'atlas', dnOf(1)));
     assert.equal(error.exitCode, 203);
     assert.equal(error.code, 'mapping.pool_inconsistent');
-    assert.equal(error.message, `${dnOf(1)} already holds a lease in gridmapdir ${dir} on 'cms001', which is not an account of pool 'atlas'; -override_inconsistency would re-map it`);
+    assert.equal(
+      error.message,
+      `${dnOf(1)} already holds a lease in gridmapdir ${dir} on 'cms001', which is not an account of pool 'atlas'; -override_inconsistency would re-map it`,
+    );
     assert.equal(nlink(join(dir, 'cms001')), 2, 'the old lease stays');
   });
 
@@ -157,14 +187,25 @@ describe('inconsistent leases (-override_inconsistency)', () => {
     const error = thrown(() => lease(dir, 'atlas', dnOf(1)));
     assert.equal(error.exitCode, 202);
     assert.equal(error.code, 'mapping.pool_shared');
-    assert.match(error.message, new RegExp(`account 'atlas001' .* is leased to several DNs \\(${encodeLeaseName(dnOf(1))}, ${encodeLeaseName(dnOf(2))}\\)`));
+    assert.match(
+      error.message,
+      new RegExp(
+        `account 'atlas001' .* is leased to several DNs \\(${encodeLeaseName(dnOf(1))}, ${encodeLeaseName(dnOf(2))}\\)`,
+      ),
+    );
   });
 });
 
 describe('races, played out step by step', () => {
   /** The real file operations, with a hook that runs right after each successful link. */
   function fsWithHook(afterLink: (existingPath: string, newPath: string) => void): GridmapdirFs {
-    return { ...realGridmapdirFs, link: (existingPath, newPath) => { realGridmapdirFs.link(existingPath, newPath); afterLink(existingPath, newPath); } };
+    return {
+      ...realGridmapdirFs,
+      link: (existingPath, newPath) => {
+        realGridmapdirFs.link(existingPath, newPath);
+        afterLink(existingPath, newPath);
+      },
+    };
   }
 
   it('when another DN links the same free account before our count check, we give way and take the next', () => {
@@ -219,7 +260,11 @@ describe('races, played out step by step', () => {
     assert.ok(raced);
     assert.ok(sameFile(join(dir, leaseName), join(dir, 'atlas002')));
     assert.equal(nlink(join(dir, 'atlas001')), 1, 'atlas001 stays free');
-    assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('.')), [], 'nothing is left aside');
+    assert.deepEqual(
+      readdirSync(dir).filter((name) => name.startsWith('.')),
+      [],
+      'nothing is left aside',
+    );
   });
 
   it('a link reported as EEXIST though it was made (a retried NFS LINK) still counts as made', () => {
@@ -247,26 +292,30 @@ describe('races, played out step by step', () => {
   });
 });
 
-describe('a gridmapdir that is not root-only', { skip: isRoot ? false : 'needs root: the gridmapdir must be root-owned' }, () => {
-  it('is refused with 202 when group-writable', () => {
-    const dir = gridmapdir(['atlas001']);
-    chmodSync(dir, 0o775);
-    const error = thrown(() => leasePoolAccount(dir, 'atlas', dnOf(1)));
-    assert.equal(error.exitCode, 202);
-    assert.equal(error.code, 'mapping.gridmapdir_untrusted');
-    assert.match(error.message, /gridmapdir .* is not trusted: .* is writable by group gid 0/);
-  });
+describe(
+  'a gridmapdir that is not root-only',
+  { skip: isRoot ? false : 'needs root: the gridmapdir must be root-owned' },
+  () => {
+    it('is refused with 202 when group-writable', () => {
+      const dir = gridmapdir(['atlas001']);
+      chmodSync(dir, 0o775);
+      const error = thrown(() => leasePoolAccount(dir, 'atlas', dnOf(1)));
+      assert.equal(error.exitCode, 202);
+      assert.equal(error.code, 'mapping.gridmapdir_untrusted');
+      assert.match(error.message, /gridmapdir .* is not trusted: .* is writable by group gid 0/);
+    });
 
-  it('is refused with 202 when owned by another user', () => {
-    const dir = gridmapdir(['atlas001']);
-    chownSync(dir, 1, 1);
-    assert.match(thrown(() => leasePoolAccount(dir, 'atlas', dnOf(1))).message, /is owned by uid 1, not by root/);
-  });
+    it('is refused with 202 when owned by another user', () => {
+      const dir = gridmapdir(['atlas001']);
+      chownSync(dir, 1, 1);
+      assert.match(thrown(() => leasePoolAccount(dir, 'atlas', dnOf(1))).message, /is owned by uid 1, not by root/);
+    });
 
-  it('is accepted with the real check when root-owned and 0755', () => {
-    assert.equal(leasePoolAccount(gridmapdir(['atlas001']), 'atlas', dnOf(1)), 'atlas001');
-  });
-});
+    it('is accepted with the real check when root-owned and 0755', () => {
+      assert.equal(leasePoolAccount(gridmapdir(['atlas001']), 'atlas', dnOf(1)), 'atlas001');
+    });
+  },
+);
 
 /** Forks one child per DN, lets them all lease at once, and returns their reports in DN order. */
 async function leaseConcurrently(dir: string, pool: string, dns: readonly string[]): Promise<LeaseReport[]> {
@@ -290,17 +339,24 @@ async function leaseConcurrently(dir: string, pool: string, dns: readonly string
   return Promise.all(children.map((entry) => entry.report));
 }
 
-const accountsOf = (reports: readonly LeaseReport[]): string[] => reports.flatMap((report) => ('account' in report ? [report.account] : []));
+const accountsOf = (reports: readonly LeaseReport[]): string[] =>
+  reports.flatMap((report) => ('account' in report ? [report.account] : []));
 
 describe('leasing from 64 processes at once', () => {
   it('64 DNs on a pool of 64 get 64 different accounts, each linked once', async () => {
     const dir = gridmapdir(range('atlas', 64));
     const dns = Array.from({ length: 64 }, (_, index) => dnOf(index));
     const reports = await leaseConcurrently(dir, 'atlas', dns);
-    assert.deepEqual(reports.filter((report) => !('account' in report)), []);
+    assert.deepEqual(
+      reports.filter((report) => !('account' in report)),
+      [],
+    );
     assert.deepEqual(accountsOf(reports).sort(), range('atlas', 64));
     reports.forEach((report, index) => {
-      assert.ok('account' in report && sameFile(join(dir, encodeLeaseName(dnOf(index))), join(dir, report.account)), `lease of ${dnOf(index)}`);
+      assert.ok(
+        'account' in report && sameFile(join(dir, encodeLeaseName(dnOf(index))), join(dir, report.account)),
+        `lease of ${dnOf(index)}`,
+      );
     });
     for (const account of range('atlas', 64)) assert.equal(nlink(join(dir, account)), 2, account);
     assert.equal(readdirSync(dir).filter((name) => name.startsWith('.')).length, 0, 'no claims are left behind');
@@ -308,7 +364,11 @@ describe('leasing from 64 processes at once', () => {
 
   it('64 DNs on a pool of 70 get 64 different accounts and leave 6 free', async () => {
     const dir = gridmapdir(range('atlas', 70));
-    const reports = await leaseConcurrently(dir, 'atlas', Array.from({ length: 64 }, (_, index) => dnOf(index)));
+    const reports = await leaseConcurrently(
+      dir,
+      'atlas',
+      Array.from({ length: 64 }, (_, index) => dnOf(index)),
+    );
     const accounts = accountsOf(reports);
     assert.equal(accounts.length, 64);
     assert.equal(new Set(accounts).size, 64);
@@ -317,7 +377,11 @@ describe('leasing from 64 processes at once', () => {
 
   it('16 processes leasing for the same DN all get the same account, leased once', async () => {
     const dir = gridmapdir(range('atlas', 20));
-    const reports = await leaseConcurrently(dir, 'atlas', Array.from({ length: 16 }, () => dnOf(1)));
+    const reports = await leaseConcurrently(
+      dir,
+      'atlas',
+      Array.from({ length: 16 }, () => dnOf(1)),
+    );
     const accounts = accountsOf(reports);
     assert.equal(accounts.length, 16);
     assert.equal(new Set(accounts).size, 1);
@@ -326,11 +390,20 @@ describe('leasing from 64 processes at once', () => {
 
   it('11 DNs at once on a pool of 10: ten different accounts, and one 203 pool_full', async () => {
     const dir = gridmapdir(range('atlas', 10));
-    const reports = await leaseConcurrently(dir, 'atlas', Array.from({ length: 11 }, (_, index) => dnOf(index)));
+    const reports = await leaseConcurrently(
+      dir,
+      'atlas',
+      Array.from({ length: 11 }, (_, index) => dnOf(index)),
+    );
     const accounts = accountsOf(reports);
     assert.equal(new Set(accounts).size, 10);
     assert.equal(accounts.length, 10);
-    const refused = reports.filter((report): report is Exclude<LeaseReport, { account: string }> => !('account' in report));
-    assert.deepEqual(refused.map((report) => [report.exitCode, report.code]), [[203, 'mapping.pool_full']]);
+    const refused = reports.filter(
+      (report): report is Exclude<LeaseReport, { account: string }> => !('account' in report),
+    );
+    assert.deepEqual(
+      refused.map((report) => [report.exitCode, report.code]),
+      [[203, 'mapping.pool_full']],
+    );
   });
 });

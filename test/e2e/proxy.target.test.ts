@@ -22,14 +22,19 @@ import {
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LockMechanism } from '../../src/config/schema';
-import { DEFAULT_TARGET_DIRECTORY, type TargetProxyLocks, targetProxyRequest, writeTargetProxy } from '../../src/proxy/target';
+import {
+  DEFAULT_TARGET_DIRECTORY,
+  type TargetProxyLocks,
+  targetProxyRequest,
+  writeTargetProxy,
+} from '../../src/proxy/target';
 import { asGid, asUid, type Identity, withEffectiveIdentity } from '../../src/sys/identity';
 import { flockDescriptor } from '../../src/sys/lock';
 import { thrown } from '../helpers/assertions';
 
-const needsRoot: string | false = process.getuid?.() === 0 ? false : 'needs root: creates throwaway users and switches to them';
+const needsRoot: string | false =
+  process.getuid?.() === 0 ? false : 'needs root: creates throwaway users and switches to them';
 const MECHANISMS: readonly LockMechanism[] = ['flock', 'fcntl', 'disabled'];
-
 
 const env = (entries: Record<string, string>): Map<string, string> => new Map(Object.entries(entries));
 
@@ -38,36 +43,58 @@ describe('targetProxyRequest', () => {
   const no = { create_target_proxy: false };
 
   it('takes GLEXEC_SOURCE_PROXY and GLEXEC_TARGET_PROXY as given', () => {
-    const request = targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: '/a/src', GLEXEC_TARGET_PROXY: '/b/dst', GLEXEC_CLIENT_CERT: '/c/client' }), yes);
-    assert.deepEqual(request, { sourceVariable: 'GLEXEC_SOURCE_PROXY', sourcePath: '/a/src', targetPath: '/b/dst', createTargetProxy: true });
+    const request = targetProxyRequest(
+      env({ GLEXEC_SOURCE_PROXY: '/a/src', GLEXEC_TARGET_PROXY: '/b/dst', GLEXEC_CLIENT_CERT: '/c/client' }),
+      yes,
+    );
+    assert.deepEqual(request, {
+      sourceVariable: 'GLEXEC_SOURCE_PROXY',
+      sourcePath: '/a/src',
+      targetPath: '/b/dst',
+      createTargetProxy: true,
+    });
   });
 
   it('copies the client proxy when GLEXEC_SOURCE_PROXY is unset', () => {
     assert.deepEqual(targetProxyRequest(env({ GLEXEC_CLIENT_CERT: '/c/client', X509_USER_PROXY: '/x/proxy' }), yes), {
-      sourceVariable: 'GLEXEC_CLIENT_CERT', sourcePath: '/c/client', createTargetProxy: true,
+      sourceVariable: 'GLEXEC_CLIENT_CERT',
+      sourcePath: '/c/client',
+      createTargetProxy: true,
     });
     assert.deepEqual(targetProxyRequest(env({ X509_USER_PROXY: '/x/proxy' }), yes), {
-      sourceVariable: 'X509_USER_PROXY', sourcePath: '/x/proxy', createTargetProxy: true,
+      sourceVariable: 'X509_USER_PROXY',
+      sourcePath: '/x/proxy',
+      createTargetProxy: true,
     });
   });
 
   it('asks for nothing when create_target_proxy = no and GLEXEC_TARGET_PROXY is unset', () => {
-    assert.equal(targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: '/a/src', GLEXEC_CLIENT_CERT: '/c/client' }), no), undefined);
+    assert.equal(
+      targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: '/a/src', GLEXEC_CLIENT_CERT: '/c/client' }), no),
+      undefined,
+    );
   });
 
   it('still copies to an explicit GLEXEC_TARGET_PROXY when create_target_proxy = no', () => {
     assert.deepEqual(targetProxyRequest(env({ GLEXEC_CLIENT_CERT: '/c/client', GLEXEC_TARGET_PROXY: '/b/dst' }), no), {
-      sourceVariable: 'GLEXEC_CLIENT_CERT', sourcePath: '/c/client', targetPath: '/b/dst', createTargetProxy: false,
+      sourceVariable: 'GLEXEC_CLIENT_CERT',
+      sourcePath: '/c/client',
+      targetPath: '/b/dst',
+      createTargetProxy: false,
     });
   });
 
   it('refuses an empty GLEXEC_SOURCE_PROXY or GLEXEC_TARGET_PROXY with 201, whatever create_target_proxy says', () => {
     for (const config of [yes, no]) {
-      const source = thrown(() => targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: '', GLEXEC_CLIENT_CERT: '/c/client' }), config));
+      const source = thrown(() =>
+        targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: '', GLEXEC_CLIENT_CERT: '/c/client' }), config),
+      );
       assert.equal(source.exitCode, 201);
       assert.equal(source.code, 'target_proxy.empty_name');
       assert.match(source.message, /GLEXEC_SOURCE_PROXY/);
-      const target = thrown(() => targetProxyRequest(env({ GLEXEC_TARGET_PROXY: '', GLEXEC_CLIENT_CERT: '/c/client' }), config));
+      const target = thrown(() =>
+        targetProxyRequest(env({ GLEXEC_TARGET_PROXY: '', GLEXEC_CLIENT_CERT: '/c/client' }), config),
+      );
       assert.equal(target.exitCode, 201);
       assert.equal(target.code, 'target_proxy.empty_name');
       assert.match(target.message, /GLEXEC_TARGET_PROXY/);
@@ -75,11 +102,15 @@ describe('targetProxyRequest', () => {
   });
 
   it('refuses relative paths with 201, naming the variable and the path on one line', () => {
-    const source = thrown(() => targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: 'proxy\nfile', GLEXEC_CLIENT_CERT: '/c/client' }), yes));
+    const source = thrown(() =>
+      targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: 'proxy\nfile', GLEXEC_CLIENT_CERT: '/c/client' }), yes),
+    );
     assert.equal(source.exitCode, 201);
     assert.equal(source.code, 'target_proxy.relative_path');
     assert.equal(source.message, 'GLEXEC_SOURCE_PROXY must be an absolute path, got "proxy\\nfile"');
-    const target = thrown(() => targetProxyRequest(env({ GLEXEC_TARGET_PROXY: 'x509up', GLEXEC_CLIENT_CERT: '/c/client' }), yes));
+    const target = thrown(() =>
+      targetProxyRequest(env({ GLEXEC_TARGET_PROXY: 'x509up', GLEXEC_CLIENT_CERT: '/c/client' }), yes),
+    );
     assert.equal(target.code, 'target_proxy.relative_path');
     assert.match(target.message, /^GLEXEC_TARGET_PROXY .*"x509up"$/);
   });
@@ -100,14 +131,23 @@ function sh(command: string, args: string[]): string {
 }
 
 function account(name: string): TestAccount {
-  const groups = sh('id', ['-G', name]).trim().split(/\s+/).map((id) => asGid(Number(id)));
-  return { name, uid: asUid(Number(sh('id', ['-u', name]).trim())), gid: asGid(Number(sh('id', ['-g', name]).trim())), groups };
+  const groups = sh('id', ['-G', name])
+    .trim()
+    .split(/\s+/)
+    .map((id) => asGid(Number(id)));
+  return {
+    name,
+    uid: asUid(Number(sh('id', ['-u', name]).trim())),
+    gid: asGid(Number(sh('id', ['-g', name]).trim())),
+    groups,
+  };
 }
 
 /** The Uid/Gid/Groups lines of this thread, as the kernel sees them. */
 function kernelIds(): { uid: string; gid: string; groups: string } {
   const status = readFileSync('/proc/thread-self/status', 'utf8');
-  const line = (name: string): string => (new RegExp(`^${name}:(.*)$`, 'm').exec(status)?.[1] ?? '').trim().replace(/\s+/g, ' ');
+  const line = (name: string): string =>
+    (new RegExp(`^${name}:(.*)$`, 'm').exec(status)?.[1] ?? '').trim().replace(/\s+/g, ' ');
   return { uid: line('Uid'), gid: line('Gid'), groups: line('Groups') };
 }
 
@@ -157,7 +197,11 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     return { path, bytes };
   }
 
-  function copy(variables: Record<string, string>, locks: Partial<TargetProxyLocks> = {}, createTargetProxy = true): { path: string } {
+  function copy(
+    variables: Record<string, string>,
+    locks: Partial<TargetProxyLocks> = {},
+    createTargetProxy = true,
+  ): { path: string } {
     const request = targetProxyRequest(env(variables), { create_target_proxy: createTargetProxy });
     assert.ok(request !== undefined);
     return writeTargetProxy(request, caller, target, { input: 'flock', target: 'flock', ...locks });
@@ -165,7 +209,10 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
 
   /** Holds a flock lock on `path` from another process until killed; resolves once it holds it. */
   async function holdLock(path: string, mode: '--shared' | '--exclusive', seconds: number): Promise<ChildProcess> {
-    const holder = spawn('/usr/bin/flock', [mode, path, '-c', `echo locked; exec sleep ${seconds}`], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn('/usr/bin/flock', [mode, path, '-c', `echo locked; exec sleep ${seconds}`], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     holders.push(holder);
     await new Promise<void>((resolve, reject) => {
       holder.stdout?.once('data', () => resolve());
@@ -176,7 +223,8 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
   }
 
   function release(holder: ChildProcess): void {
-    if (holder.pid !== undefined && holder.exitCode === null && holder.signalCode === null) process.kill(-holder.pid, 'SIGKILL');
+    if (holder.pid !== undefined && holder.exitCode === null && holder.signalCode === null)
+      process.kill(-holder.pid, 'SIGKILL');
   }
 
   before(() => {
@@ -188,7 +236,19 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     }
     sh('useradd', ['-M', '-N', '-s', '/usr/sbin/nologin', '-d', '/nonexistent', `${prefix}c`]);
     createdUsers.push(`${prefix}c`);
-    sh('useradd', ['-M', '-N', '-g', targetGroup, '-G', extraGroup, '-s', '/usr/sbin/nologin', '-d', '/nonexistent', `${prefix}u`]);
+    sh('useradd', [
+      '-M',
+      '-N',
+      '-g',
+      targetGroup,
+      '-G',
+      extraGroup,
+      '-s',
+      '/usr/sbin/nologin',
+      '-d',
+      '/nonexistent',
+      `${prefix}u`,
+    ]);
     createdUsers.push(`${prefix}u`);
     caller = account(`${prefix}c`);
     target = account(`${prefix}u`);
@@ -225,7 +285,10 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     it(`copies the source proxy as the target account with mode 0600 and the exact bytes (target lock ${mechanism})`, () => {
       const source = callerProxy();
       const destination = fresh(shared);
-      const result = copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { input: mechanism, target: mechanism });
+      const result = copy(
+        { GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination },
+        { input: mechanism, target: mechanism },
+      );
       assert.equal(result.path, destination);
       const st = statSync(destination);
       assert.equal(st.uid, target.uid);
@@ -233,7 +296,11 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
       assert.equal(st.mode & 0o7777, 0o600);
       assert.deepEqual(readFileSync(destination), source.bytes);
       assert.deepEqual(readFileSync(source.path), source.bytes, 'the source is left as it was');
-      assert.deepEqual(readdirSync(shared).filter((name) => name.includes('.glexec-')), [], 'no temporary file is left behind');
+      assert.deepEqual(
+        readdirSync(shared).filter((name) => name.includes('.glexec-')),
+        [],
+        'no temporary file is left behind',
+      );
       assertBackToRoot();
     });
 
@@ -253,14 +320,21 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
       for (const dir of [targetHome, shared]) {
         const destination = fresh(dir);
         plant(destination, 'not yours\n', caller, 0o666);
-        const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { target: mechanism }));
+        const error = thrown(() =>
+          copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { target: mechanism }),
+        );
         assert.equal(error.exitCode, 201);
         assert.match(error.message, /^GLEXEC_TARGET_PROXY "/);
         assert.ok(error.message.includes(destination));
         if (dir === targetHome) {
           // Not sticky, so only glexec's own ownership check stands in the way.
           assert.equal(error.code, 'target_proxy.wrong_owner');
-          assert.match(error.message, new RegExp(`owned by uid ${caller.uid}, not by the target account \\(uid ${target.uid}\\); it is never overwritten`));
+          assert.match(
+            error.message,
+            new RegExp(
+              `owned by uid ${caller.uid}, not by the target account \\(uid ${target.uid}\\); it is never overwritten`,
+            ),
+          );
         }
         const st = lstatSync(destination);
         assert.equal(st.uid, caller.uid);
@@ -276,7 +350,9 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
       plant(pointedTo, 'original\n', target, 0o600);
       const link = fresh(targetHome, 'link');
       symlinkSync(pointedTo, link);
-      const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: link }, { target: mechanism }));
+      const error = thrown(() =>
+        copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: link }, { target: mechanism }),
+      );
       assert.equal(error.exitCode, 201);
       assert.equal(error.code, 'target_proxy.symlink');
       assert.equal(readFileSync(pointedTo, 'utf8'), 'original\n');
@@ -287,23 +363,30 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     it(`refuses a target path whose directory does not exist (target lock ${mechanism})`, () => {
       const source = callerProxy();
       const missing = join(shared, `fakedir-${++counter}`, 'x509up');
-      const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: missing }, { target: mechanism }));
+      const error = thrown(() =>
+        copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: missing }, { target: mechanism }),
+      );
       assert.equal(error.exitCode, 201);
       assert.equal(error.code, 'target_proxy.no_directory');
-      assert.equal(error.message, `GLEXEC_TARGET_PROXY ${JSON.stringify(missing)} cannot be created: directory ${JSON.stringify(join(missing, '..'))} does not exist`);
+      assert.equal(
+        error.message,
+        `GLEXEC_TARGET_PROXY ${JSON.stringify(missing)} cannot be created: directory ${JSON.stringify(join(missing, '..'))} does not exist`,
+      );
     });
 
     it(`refuses a target path the target account may not write, although root could (target lock ${mechanism})`, () => {
       const source = callerProxy();
       const destination = fresh(rootOnly);
-      const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { target: mechanism }));
+      const error = thrown(() =>
+        copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { target: mechanism }),
+      );
       assert.equal(error.exitCode, 201);
       assert.match(error.message, /EACCES/);
       assert.equal(existsSync(destination), false);
     });
   }
 
-  it('writes with the target account\'s supplementary groups', () => {
+  it("writes with the target account's supplementary groups", () => {
     const source = callerProxy();
     const destination = fresh(groupOnly);
     copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination });
@@ -325,7 +408,10 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: path, GLEXEC_TARGET_PROXY: destination }));
     assert.equal(error.exitCode, 201);
     assert.equal(error.code, 'target_proxy.source_wrong_owner');
-    assert.equal(error.message, `GLEXEC_SOURCE_PROXY ${JSON.stringify(path)} is owned by uid ${target.uid}, not by the caller (uid ${caller.uid})`);
+    assert.equal(
+      error.message,
+      `GLEXEC_SOURCE_PROXY ${JSON.stringify(path)} is owned by uid ${target.uid}, not by the caller (uid ${caller.uid})`,
+    );
     assert.equal(existsSync(destination), false);
   });
 
@@ -349,7 +435,10 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: path, GLEXEC_TARGET_PROXY: destination }));
     assert.equal(error.exitCode, 201);
     assert.equal(error.code, 'target_proxy.source_unreadable');
-    assert.equal(error.message, `GLEXEC_SOURCE_PROXY ${JSON.stringify(path)} cannot be opened by the caller (uid ${caller.uid}): EACCES`);
+    assert.equal(
+      error.message,
+      `GLEXEC_SOURCE_PROXY ${JSON.stringify(path)} cannot be opened by the caller (uid ${caller.uid}): EACCES`,
+    );
     assert.equal(existsSync(destination), false);
     assertBackToRoot();
   });
@@ -359,11 +448,20 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     const link = fresh(callerHome, 'link');
     symlinkSync(real.path, link);
     lchownSync(link, caller.uid, caller.gid); // as the caller would have made it
-    assert.equal(thrown(() => copy({ GLEXEC_SOURCE_PROXY: link, GLEXEC_TARGET_PROXY: fresh(shared) })).code, 'target_proxy.source_symlink');
-    assert.equal(thrown(() => copy({ GLEXEC_SOURCE_PROXY: join(callerHome, 'absent'), GLEXEC_TARGET_PROXY: fresh(shared) })).code, 'target_proxy.source_missing');
+    assert.equal(
+      thrown(() => copy({ GLEXEC_SOURCE_PROXY: link, GLEXEC_TARGET_PROXY: fresh(shared) })).code,
+      'target_proxy.source_symlink',
+    );
+    assert.equal(
+      thrown(() => copy({ GLEXEC_SOURCE_PROXY: join(callerHome, 'absent'), GLEXEC_TARGET_PROXY: fresh(shared) })).code,
+      'target_proxy.source_missing',
+    );
     const empty = fresh(callerHome, 'empty');
     plant(empty, '', caller, 0o600);
-    assert.equal(thrown(() => copy({ GLEXEC_SOURCE_PROXY: empty, GLEXEC_TARGET_PROXY: fresh(shared) })).code, 'target_proxy.source_empty');
+    assert.equal(
+      thrown(() => copy({ GLEXEC_SOURCE_PROXY: empty, GLEXEC_TARGET_PROXY: fresh(shared) })).code,
+      'target_proxy.source_empty',
+    );
   });
 
   it('creates a new, unguessable file in /tmp when GLEXEC_TARGET_PROXY is unset and create_target_proxy = yes', () => {
@@ -387,8 +485,13 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
   it('writes nothing when create_target_proxy = no and no GLEXEC_TARGET_PROXY is given', () => {
     const source = callerProxy();
     const existing = readdirSync(DEFAULT_TARGET_DIRECTORY).filter((name) => name.startsWith(`x509up_u${target.uid}.`));
-    assert.equal(targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: source.path }), { create_target_proxy: false }), undefined);
-    const afterwards = readdirSync(DEFAULT_TARGET_DIRECTORY).filter((name) => name.startsWith(`x509up_u${target.uid}.`));
+    assert.equal(
+      targetProxyRequest(env({ GLEXEC_SOURCE_PROXY: source.path }), { create_target_proxy: false }),
+      undefined,
+    );
+    const afterwards = readdirSync(DEFAULT_TARGET_DIRECTORY).filter((name) =>
+      name.startsWith(`x509up_u${target.uid}.`),
+    );
     assert.deepEqual(afterwards, existing);
   });
 
@@ -397,7 +500,9 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     const holder = await holdLock(source.path, '--exclusive', 30);
     const destination = fresh(shared);
     const started = Date.now();
-    const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { waitSeconds: 1 }));
+    const error = thrown(() =>
+      copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { waitSeconds: 1 }),
+    );
     assert.ok(Date.now() - started >= 900, 'it waited');
     assert.equal(error.exitCode, 201);
     assert.equal(error.code, 'target_proxy.locked');
@@ -424,7 +529,9 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     const destination = fresh(targetHome);
     plant(destination, 'old proxy\n', target, 0o600);
     const holder = await holdLock(destination, '--shared', 30);
-    const error = thrown(() => copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { waitSeconds: 1 }));
+    const error = thrown(() =>
+      copy({ GLEXEC_SOURCE_PROXY: source.path, GLEXEC_TARGET_PROXY: destination }, { waitSeconds: 1 }),
+    );
     assert.equal(error.exitCode, 201);
     assert.equal(error.code, 'target_proxy.locked');
     assert.equal(readFileSync(destination, 'utf8'), 'old proxy\n');
@@ -459,7 +566,7 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
   });
 
   describe('withEffectiveIdentity', () => {
-    it('runs the function with the account\'s effective ids and groups while real and saved ids stay 0', () => {
+    it("runs the function with the account's effective ids and groups while real and saved ids stay 0", () => {
       const seen = withEffectiveIdentity(target, () => kernelIds());
       assert.deepEqual(seen, {
         uid: `0 ${target.uid} 0 ${target.uid}`,
@@ -470,13 +577,19 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     });
 
     it('restores root when the function throws, and refuses to be nested', () => {
-      assert.throws(() => withEffectiveIdentity(caller, () => {
-        throw new Error('boom');
-      }), /boom/);
+      assert.throws(
+        () =>
+          withEffectiveIdentity(caller, () => {
+            throw new Error('boom');
+          }),
+        /boom/,
+      );
       assertBackToRoot();
-      assert.throws(() => withEffectiveIdentity(caller, () => withEffectiveIdentity(target, () => 1)), /not re-entrant/);
+      assert.throws(
+        () => withEffectiveIdentity(caller, () => withEffectiveIdentity(target, () => 1)),
+        /not re-entrant/,
+      );
       assertBackToRoot();
     });
   });
-
 });

@@ -7,7 +7,20 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
@@ -29,7 +42,10 @@ function completion(): Record<string, unknown> {
 
 /** `command` run as `who` (setpriv execs it: the pid stays the one returned). */
 function asAccount(who: Account, command: readonly string[]): [string, string[]] {
-  return ['/usr/bin/setpriv', ['--reuid', String(who.uid), '--regid', String(who.gid), '--init-groups', '--', ...command]];
+  return [
+    '/usr/bin/setpriv',
+    ['--reuid', String(who.uid), '--regid', String(who.gid), '--init-groups', '--', ...command],
+  ];
 }
 
 interface Background {
@@ -40,9 +56,17 @@ interface Background {
 }
 
 /** glexec started as the pilot, with pipes; the pid is glexec's (setpriv and the shim exec). */
-function startGlexec(args: readonly string[], env: Record<string, string>, options: { cwd?: string; prefix?: readonly string[] } = {}): Background {
+function startGlexec(
+  args: readonly string[],
+  env: Record<string, string>,
+  options: { cwd?: string; prefix?: readonly string[] } = {},
+): Background {
   const [command, argv] = asAccount(system.pilot, [...(options.prefix ?? []), system.shim, ...args]);
-  const child = spawn(command, argv, { env: system.callerEnv(env), cwd: options.cwd ?? system.scratch, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(command, argv, {
+    env: system.callerEnv(env),
+    cwd: options.cwd ?? system.scratch,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const run: Background = {
     child,
     stdout: '',
@@ -59,7 +83,8 @@ async function waitForLine(run: Background, line: string): Promise<void> {
   const stream = run.child.stdout;
   assert.ok(stream);
   while (!run.stdout.split('\n').includes(line)) {
-    if (stream.closed || stream.readableEnded) throw new Error(`glexec ended before the payload printed ${line}: ${run.stderr}`);
+    if (stream.closed || stream.readableEnded)
+      throw new Error(`glexec ended before the payload printed ${line}: ${run.stderr}`);
     await new Promise<void>((resolve) => {
       const done = (): void => {
         stream.off('data', done);
@@ -107,7 +132,10 @@ describe('start-up hardening', { skip: needsRoot }, () => {
     system = TestSystem.create();
     pki = TestPki.create(system);
     callerState = system.copyProgram(join(REPO, 'build/c/caller-state'), 'caller-state');
-    waitingPayload = system.installProgram('ready-then-wait.sh', '#!/bin/sh\ntrap "" USR1\necho ready\nread line\necho "done $line"\n');
+    waitingPayload = system.installProgram(
+      'ready-then-wait.sh',
+      '#!/bin/sh\ntrap "" USR1\necho ready\nread line\necho "done $line"\n',
+    );
   });
   after(() => system?.tearDown());
   beforeEach(() => {
@@ -117,7 +145,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
   });
 
   describe('the inspector', () => {
-    it('a SIGUSR1 from root at any moment of start-up never opens an inspector, and nothing reaches the caller\'s stderr', async () => {
+    it("a SIGUSR1 from root at any moment of start-up never opens an inspector, and nothing reaches the caller's stderr", async () => {
       const tries = 30;
       let payloadsRun = 0;
       for (let attempt = 0; attempt < tries; attempt++) {
@@ -152,19 +180,45 @@ describe('start-up hardening', { skip: needsRoot }, () => {
     });
   });
 
-  describe('the pilot\'s process state', () => {
+  describe("the pilot's process state", () => {
     it('interval timers the pilot armed (real, virtual, profiling) do not end glexec: the payload runs and the record is written', () => {
-      const [command, argv] = asAccount(system.pilot, [callerState, '--itimers', '--', system.shim, '/bin/sh', '-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo payload ran']);
-      const result = spawnSync(command, argv, { env: system.callerEnv(withProxy()), cwd: system.scratch, encoding: 'utf8' });
+      const [command, argv] = asAccount(system.pilot, [
+        callerState,
+        '--itimers',
+        '--',
+        system.shim,
+        '/bin/sh',
+        '-c',
+        'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo payload ran',
+      ]);
+      const result = spawnSync(command, argv, {
+        env: system.callerEnv(withProxy()),
+        cwd: system.scratch,
+        encoding: 'utf8',
+      });
       assert.equal(result.signal, null);
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stdout, 'payload ran\n');
       assert.equal(completion().exitCode, 0);
     });
 
-    it('the pilot\'s timer slack, oom_score_adj and stack limit stay with the pilot: glexec has the kernel\'s default slack, an oom_score_adj no higher than the payload\'s 0, its own stack; the payload gets the caller\'s stack limit back', async () => {
-      const probe = system.installProgram('state-probe.sh', '#!/bin/sh\necho "slack $(cat /proc/self/timerslack_ns) oom $(cat /proc/self/oom_score_adj) stack $(ulimit -s)"\necho ready\nread line\n');
-      const run = startGlexec([probe], withProxy(), { prefix: ['/bin/sh', '-c', 'ulimit -S -s 512; exec "$@"', 'sh', callerState, '--slack=500000000', '--oom=700', '--'] });
+    it("the pilot's timer slack, oom_score_adj and stack limit stay with the pilot: glexec has the kernel's default slack, an oom_score_adj no higher than the payload's 0, its own stack; the payload gets the caller's stack limit back", async () => {
+      const probe = system.installProgram(
+        'state-probe.sh',
+        '#!/bin/sh\necho "slack $(cat /proc/self/timerslack_ns) oom $(cat /proc/self/oom_score_adj) stack $(ulimit -s)"\necho ready\nread line\n',
+      );
+      const run = startGlexec([probe], withProxy(), {
+        prefix: [
+          '/bin/sh',
+          '-c',
+          'ulimit -S -s 512; exec "$@"',
+          'sh',
+          callerState,
+          '--slack=500000000',
+          '--oom=700',
+          '--',
+        ],
+      });
       await waitForLine(run, 'ready');
       const pid = run.child.pid ?? 0;
       const glexecSlack = readFileSync(`/proc/${pid}/timerslack_ns`, 'utf8').trim();
@@ -188,23 +242,49 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       // Linux (5.18 and later) turns an empty argv into one empty argument, so the shim's own
       // argc 0 message is for older kernels; here the shim passes no arguments on, and glexec says how to run it.
       const [command, argv] = asAccount(system.pilot, [callerState, '--empty-argv', '--', system.shim]);
-      const result = spawnSync(command, argv, { env: system.callerEnv(withProxy()), cwd: system.scratch, encoding: 'utf8' });
+      const result = spawnSync(command, argv, {
+        env: system.callerEnv(withProxy()),
+        cwd: system.scratch,
+        encoding: 'utf8',
+      });
       assertRefused(result, 201, 'glexec: usage: glexec /absolute/path/to/payload [arguments...]');
     });
   });
 
-  describe('the caller\'s terminal', () => {
+  describe("the caller's terminal", () => {
     it('a refused glexec in a background process group of a terminal with tostop exits (203) instead of spinning on SIGTTOU, and writes nothing there', () => {
-      const [command, argv] = asAccount(system.stranger, [callerState, '--background-tty', '--', system.shim, '/bin/true']);
-      const result = spawnSync(command, argv, { env: system.callerEnv(withProxy()), cwd: system.scratch, encoding: 'utf8' });
+      const [command, argv] = asAccount(system.stranger, [
+        callerState,
+        '--background-tty',
+        '--',
+        system.shim,
+        '/bin/true',
+      ]);
+      const result = spawnSync(command, argv, {
+        env: system.callerEnv(withProxy()),
+        cwd: system.scratch,
+        encoding: 'utf8',
+      });
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stdout, 'exited 203\n');
-      assert.ok(system.logRecords().some((entry) => String(entry.msg).includes('is not in user_white_list')), 'the refusal is logged');
+      assert.ok(
+        system.logRecords().some((entry) => String(entry.msg).includes('is not in user_white_list')),
+        'the refusal is logged',
+      );
     });
   });
 
-  describe('root\'s signals', () => {
-    const forwarded: [NodeJS.Signals, number][] = [['SIGPWR', 30], ['SIGIO', 29], ['SIGSYS', 31], ['SIGTRAP', 5], ['SIGABRT', 6], ['SIGPROF', 27], ['SIGVTALRM', 26], ['SIGSTKFLT', 16]];
+  describe("root's signals", () => {
+    const forwarded: [NodeJS.Signals, number][] = [
+      ['SIGPWR', 30],
+      ['SIGIO', 29],
+      ['SIGSYS', 31],
+      ['SIGTRAP', 5],
+      ['SIGABRT', 6],
+      ['SIGPROF', 27],
+      ['SIGVTALRM', 26],
+      ['SIGSTKFLT', 16],
+    ];
     for (const [signal, number] of forwarded) {
       it(`a ${signal} from root reaches the payload, and glexec still writes its record and exits ${128 + number}`, async () => {
         const payload = system.installProgram('signal-target.sh', '#!/bin/sh\necho ready\nexec sleep 60\n');
@@ -220,7 +300,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
   });
 
   describe('the working directory', () => {
-    it('the payload starts in the directory the pilot was in, even when the pilot swaps a component of its path for a symlink to another user\'s home while glexec waits', async () => {
+    it("the payload starts in the directory the pilot was in, even when the pilot swaps a component of its path for a symlink to another user's home while glexec waits", async () => {
       // Another user's 0700 home with a readable file: neither the pilot nor the target may reach it.
       const otherHome = join(system.root, 'home', system.stranger.name);
       mkdirSync(join(otherHome, 'work'), { recursive: true });
@@ -239,10 +319,17 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       const targetProxy = join(system.scratch, 'swap-target.pem');
       rmSync(targetProxy, { force: true });
       // The pilot holds a lock on its own source proxy: glexec waits for it.
-      const holder = spawn('flock', ['-x', source, '/bin/sh', '-c', 'echo locked; cat >/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const holder = spawn('flock', ['-x', source, '/bin/sh', '-c', 'echo locked; cat >/dev/null'], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
       await new Promise((resolve) => holder.stdout?.once('data', resolve));
-      const probe = system.installProgram('where-and-read.sh', '#!/bin/sh\npwd\ncat secret 2>/dev/null || echo no-secret\n');
-      const run = startGlexec([probe], withProxy({ GLEXEC_SOURCE_PROXY: source, GLEXEC_TARGET_PROXY: targetProxy }), { cwd: join(base, 'work') });
+      const probe = system.installProgram(
+        'where-and-read.sh',
+        '#!/bin/sh\npwd\ncat secret 2>/dev/null || echo no-secret\n',
+      );
+      const run = startGlexec([probe], withProxy({ GLEXEC_SOURCE_PROXY: source, GLEXEC_TARGET_PROXY: targetProxy }), {
+        cwd: join(base, 'work'),
+      });
       try {
         await waitForBlockedLock(source);
         renameSync(base, `${base}.old`);
@@ -256,7 +343,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       rmSync(base, { force: true });
     });
 
-    it('a directory the target may not enter is not entered for it: the payload starts in the target\'s home', () => {
+    it("a directory the target may not enter is not entered for it: the payload starts in the target's home", () => {
       const privateDir = join(system.scratch, 'pilot-only');
       mkdirSync(privateDir, { recursive: true });
       chownSync(privateDir, system.pilot.uid, system.pilot.gid);
@@ -270,7 +357,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
   });
 
   describe('the proxy', () => {
-    it('a relative GLEXEC_CLIENT_CERT is the pilot\'s file in its working directory, as the gLite certification test names it', () => {
+    it("a relative GLEXEC_CLIENT_CERT is the pilot's file in its working directory, as the gLite certification test names it", () => {
       const dir = join(system.scratch, 'glite');
       mkdirSync(dir, { recursive: true });
       chownSync(dir, system.pilot.uid, system.pilot.gid);
@@ -284,7 +371,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       assert.equal(result.stdout, `${system.target.name}\n`);
     });
 
-    it('a relative GLEXEC_CLIENT_CERT that is not in the pilot\'s working directory gives 201', () => {
+    it("a relative GLEXEC_CLIENT_CERT that is not in the pilot's working directory gives 201", () => {
       const result = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: 'x509up_u0_9' }, cwd: system.scratch });
       assertRefused(result, 201, 'glexec: GLEXEC_CLIENT_CERT x509up_u0_9 does not exist');
     });
@@ -298,13 +385,16 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       chmodSync(join(dir, 'proxy'), 0o600);
       const targetProxy = join(system.scratch, 'relative-copy.pem');
       rmSync(targetProxy, { force: true });
-      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"; cat "$X509_USER_PROXY"'], { env: { GLEXEC_CLIENT_CERT: 'proxy', GLEXEC_TARGET_PROXY: targetProxy }, cwd: dir });
+      const result = system.run(['/bin/sh', '-c', 'echo "$X509_USER_PROXY"; cat "$X509_USER_PROXY"'], {
+        env: { GLEXEC_CLIENT_CERT: 'proxy', GLEXEC_TARGET_PROXY: targetProxy },
+        cwd: dir,
+      });
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stdout, `${targetProxy}\n${readFileSync(pki.pilotProxy, 'latin1')}`);
     });
   });
 
-  describe('the payload\'s start', () => {
+  describe("the payload's start", () => {
     it('a payload in a directory the target cannot enter exits 126 with one line', () => {
       const hidden = join(system.root, 'root-only');
       mkdirSync(hidden, { recursive: true, mode: 0o700 });
@@ -312,17 +402,27 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       const payload = join(hidden, 'payload.sh');
       writeFileSync(payload, '#!/bin/sh\necho ran\n', { mode: 0o755 });
       const result = system.run([payload], { env: withProxy() });
-      assertRefused(result, 126, `glexec: payload ${payload} cannot be executed by ${system.target.name}: Permission denied`);
+      assertRefused(
+        result,
+        126,
+        `glexec: payload ${payload} cannot be executed by ${system.target.name}: Permission denied`,
+      );
       assert.equal(result.stdout, '');
     });
 
     for (const noNewPrivs of [true, false]) {
       it(`the payload's capability sets are empty, no signal is blocked or ignored (not even those the pilot ignored), and NoNewPrivs is ${noNewPrivs ? 1 : 0} with no_new_privs = ${noNewPrivs ? 'yes' : 'no'}`, () => {
         system.writeConfig(system.standardConfig([`no_new_privs = ${noNewPrivs ? 'yes' : 'no'}`]));
-        const result = system.run(['/bin/grep', '-E', '^(SigBlk|SigIgn|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):', '/proc/self/status'], { env: withProxy(), before: 'trap "" HUP INT QUIT TERM USR1 PIPE' });
+        const result = system.run(
+          ['/bin/grep', '-E', '^(SigBlk|SigIgn|CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):', '/proc/self/status'],
+          { env: withProxy(), before: 'trap "" HUP INT QUIT TERM USR1 PIPE' },
+        );
         assert.equal(result.status, 0, result.stderr);
         const zero = '0000000000000000';
-        assert.equal(result.stdout, `SigBlk:\t${zero}\nSigIgn:\t${zero}\nCapInh:\t${zero}\nCapPrm:\t${zero}\nCapEff:\t${zero}\nCapAmb:\t${zero}\nNoNewPrivs:\t${noNewPrivs ? 1 : 0}\n`);
+        assert.equal(
+          result.stdout,
+          `SigBlk:\t${zero}\nSigIgn:\t${zero}\nCapInh:\t${zero}\nCapPrm:\t${zero}\nCapEff:\t${zero}\nCapAmb:\t${zero}\nNoNewPrivs:\t${noNewPrivs ? 1 : 0}\n`,
+        );
       });
     }
 
@@ -333,11 +433,17 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       rmSync(link, { force: true });
       symlinkSync(script, link);
       const identity = [`--uid=${system.target.uid}`, `--gid=${system.target.gid}`, '--groups=', '--no-symlink', '--'];
-      const refused = spawnSync(helper, [...identity, link], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+      const refused = spawnSync(helper, [...identity, link], {
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+        encoding: 'utf8',
+      });
       assert.equal(refused.status, 126);
       assert.equal(String(refused.output[3]), `cwd /\nsymlink ${link}\n`);
       assert.equal(refused.stdout, '');
-      const ran = spawnSync(helper, [...identity, script], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+      const ran = spawnSync(helper, [...identity, script], {
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+        encoding: 'utf8',
+      });
       assert.equal(ran.status, 0, ran.stderr);
       assert.equal(ran.stdout, `${script}\n`);
     });
@@ -357,7 +463,9 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       const source = pki.copyProxy('payload-lock.pem', system.pilot.uid, 0o600);
       const targetProxy = join(system.scratch, 'payload-swap-target.pem');
       rmSync(targetProxy, { force: true });
-      const holder = spawn('flock', ['-x', source, '/bin/sh', '-c', 'echo locked; cat >/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const holder = spawn('flock', ['-x', source, '/bin/sh', '-c', 'echo locked; cat >/dev/null'], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
       await new Promise((resolve) => holder.stdout?.once('data', resolve));
       const run = startGlexec([payload], withProxy({ GLEXEC_SOURCE_PROXY: source, GLEXEC_TARGET_PROXY: targetProxy }));
       try {

@@ -5,7 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
@@ -23,7 +33,12 @@ function check(): { status: number | null; lines: string[] } {
 }
 
 /** The one `level` line for `item` whose message contains `text`: its message and its fix. */
-function finding(lines: string[], level: 'error' | 'warning', item: string, text: string): { message: string; fix: string } {
+function finding(
+  lines: string[],
+  level: 'error' | 'warning',
+  item: string,
+  text: string,
+): { message: string; fix: string } {
   const found = lines.filter((line) => line.startsWith(`${level.padEnd(7)} ${item}: `) && line.includes(text));
   assert.equal(found.length, 1, `expected one ${level} for ${item} with "${text}":\n${lines.join('\n')}`);
   const match = /^\S+\s+[^:]+: (.*) \(fix: (.*)\)$/.exec(found[0] ?? '');
@@ -87,7 +102,10 @@ describe('glexec --check gives each kind of problem its own fix', { skip: needsR
     system.writeConfig(system.standardConfig([`epilogue = ${link}/e`]));
     const { message, fix } = finding(check().lines, 'error', 'epilogue', 'is a symbolic link');
     assert.equal(message, `epilogue ${link}/e is not trusted: ${link} is a symbolic link (the path must be canonical)`);
-    assert.equal(fix, `use the canonical path: set epilogue = ${real}/e (e.g. /usr/bin/… rather than /bin/… on merged-/usr systems)`);
+    assert.equal(
+      fix,
+      `use the canonical path: set epilogue = ${real}/e (e.g. /usr/bin/… rather than /bin/… on merged-/usr systems)`,
+    );
     system.writeConfig(system.standardConfig([`epilogue = ${real}/e`]));
     allOk(check().lines, 'epilogue');
   });
@@ -129,15 +147,30 @@ describe('glexec --check gives each kind of problem its own fix', { skip: needsR
 
   it('a missing account or group: create it, or correct the key', () => {
     const epilogue = system.copyProgram('/bin/true', 'quiet-epilogue');
-    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, `epilogue_user = ${system.prefix}nosuch`, `log_file_group = ${system.prefix}nogroup`]));
+    system.writeConfig(
+      system.standardConfig([
+        `epilogue = ${epilogue}`,
+        `epilogue_user = ${system.prefix}nosuch`,
+        `log_file_group = ${system.prefix}nogroup`,
+      ]),
+    );
     const { lines } = check();
-    assert.equal(finding(lines, 'error', 'epilogue', `epilogue_user '${system.prefix}nosuch' does not exist`).fix, 'create the account, or correct epilogue_user');
-    assert.equal(finding(lines, 'error', 'log', `log_file_group '${system.prefix}nogroup' does not exist`).fix, 'create the group, or correct log_file_group');
+    assert.equal(
+      finding(lines, 'error', 'epilogue', `epilogue_user '${system.prefix}nosuch' does not exist`).fix,
+      'create the account, or correct epilogue_user',
+    );
+    assert.equal(
+      finding(lines, 'error', 'log', `log_file_group '${system.prefix}nogroup' does not exist`).fix,
+      'create the group, or correct log_file_group',
+    );
   });
 
   it('a white list naming an account that does not exist: create it, or correct user_white_list', () => {
     system.writeConfig(system.standardConfig([`user_white_list = ${system.pilot.name}, ${system.prefix}ghost`]));
-    assert.equal(finding(check().lines, 'warning', 'white lists', `do not exist: ${system.prefix}ghost`).fix, 'create them, or correct user_white_list');
+    assert.equal(
+      finding(check().lines, 'warning', 'white lists', `do not exist: ${system.prefix}ghost`).fix,
+      'create them, or correct user_white_list',
+    );
   });
 
   it('a value that does not parse: the file, the line, and what was expected', () => {
@@ -188,7 +221,10 @@ describe('glexec --check gives each kind of problem its own fix', { skip: needsR
     chmodSync(empty, 0o755);
     system.writeConfig(system.standardConfig([`certdir = ${empty}`]));
     const { fix } = finding(check().lines, 'error', 'certdir', 'has no CA certificates');
-    assert.equal(fix, `install the IGTF CA bundle (or your CA's certificate) into ${empty}, then run openssl rehash ${empty} (or c_rehash ${empty})`);
+    assert.equal(
+      fix,
+      `install the IGTF CA bundle (or your CA's certificate) into ${empty}, then run openssl rehash ${empty} (or c_rehash ${empty})`,
+    );
   });
 
   it('an epilogue its runner cannot execute: chmod a+x it', () => {
@@ -209,9 +245,16 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const lines = system.standardConfig([`user_white_list = ${spaced}`]);
     system.writeConfig(lines);
     const run = system.run(['/bin/true'], { env: withProxy() });
-    assertRefused(run, 202, `glexec: ${system.configPath}: value '${spaced}' for key 'user_white_list' not understood: user_white_list takes a comma-separated list; got '${spaced}'`);
+    assertRefused(
+      run,
+      202,
+      `glexec: ${system.configPath}: value '${spaced}' for key 'user_white_list' not understood: user_white_list takes a comma-separated list; got '${spaced}'`,
+    );
     const { fix } = finding(check().lines, 'error', 'config', 'user_white_list takes a comma-separated list');
-    assert.equal(fix, `correct ${system.configPath} line ${lines.findIndex((line) => line.startsWith('user_white_list')) + 2}: write user_white_list = ${system.pilot.name}, ${system.stranger.name}`);
+    assert.equal(
+      fix,
+      `correct ${system.configPath} line ${lines.findIndex((line) => line.startsWith('user_white_list')) + 2}: write user_white_list = ${system.pilot.name}, ${system.stranger.name}`,
+    );
   });
 
   it('a glexec key under another section: a warning that it is ignored there, in --check and in the log', () => {
@@ -229,13 +272,21 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
 
   it('the admin running glexec as root: run it as the pilot account', () => {
     const result = system.run(['/bin/true'], { as: root, env: withProxy() });
-    assertRefused(result, 203, 'glexec: glexec was run as root: run it as the pilot account; root is not in the white list');
+    assertRefused(
+      result,
+      203,
+      'glexec: glexec was run as root: run it as the pilot account; root is not in the white list',
+    );
   });
 
   it('a proxy root owns, which the pilot cannot open: owned by uid 0, chown it to the pilot', () => {
     const rootsProxy = pki.copyProxy('roots-proxy.pem', 0, 0o600);
     const result = system.run(['/bin/true'], { env: withProxy(rootsProxy) });
-    assertRefused(result, 201, `glexec: GLEXEC_CLIENT_CERT ${rootsProxy} is owned by uid 0: chown it to the pilot (uid ${system.pilot.uid}); the caller cannot open it`);
+    assertRefused(
+      result,
+      201,
+      `glexec: GLEXEC_CLIENT_CERT ${rootsProxy} is owned by uid 0: chown it to the pilot (uid ${system.pilot.uid}); the caller cannot open it`,
+    );
   });
 
   it('a proxy in a directory the pilot cannot enter: root tells nothing more than the errno', () => {
@@ -248,15 +299,22 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     assertRefused(result, 201, `glexec: GLEXEC_CLIENT_CERT ${proxy} cannot be opened by the caller (EACCES)`);
   });
 
-  it('syslog with nothing listening on /dev/log: a warning on the caller\'s run, and in --check', () => {
+  it("syslog with nothing listening on /dev/log: a warning on the caller's run, and in --check", () => {
     system.writeConfig(system.standardConfig(['log_destination = syslog']));
-    const warning = 'glexec: warning: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202)\n';
+    const warning =
+      'glexec: warning: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202)\n';
     const unheard = system.runWithSyslog(['/bin/true'], withProxy(), { listening: false });
-    assert.equal(unheard.stderr, `${warning}glexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`);
+    assert.equal(
+      unheard.stderr,
+      `${warning}glexec: the completion record could not be written to syslog (nothing listens on /dev/log); it was written to the log file instead\n`,
+    );
     assert.equal(unheard.status, 202);
     const checked = system.runWithSyslog(['--check'], {}, { as: root, listening: false });
     const [logLine] = checked.stdout.split('\n').filter((line) => line.includes(' log: '));
-    assert.equal(logLine, 'warning log: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202) (fix: start the syslog daemon, or set log_destination = file)');
+    assert.equal(
+      logLine,
+      'warning log: log_destination = syslog, but nothing listens on /dev/log: log records are lost, and the completion record goes to the log file instead (exit 202) (fix: start the syslog daemon, or set log_destination = file)',
+    );
   });
 
   it('syslog with a listener on /dev/log: no warning, and --check names the facility as glexec.conf writes it', () => {
@@ -275,20 +333,26 @@ describe('common mistakes are named', { skip: needsRoot }, () => {
     const { status, lines } = check();
     assert.equal(status, 202);
     const { message, fix } = finding(lines, 'error', 'grid-mapfile', 'double quotes');
-    assert.equal(message, `${system.gridmapPath} line 1: the DN must be in double quotes (unquoted, it ends at the first blank: "${pki.userDn.split(' ')[0]}")`);
+    assert.equal(
+      message,
+      `${system.gridmapPath} line 1: the DN must be in double quotes (unquoted, it ends at the first blank: "${pki.userDn.split(' ')[0]}")`,
+    );
     assert.equal(fix, 'write that line as "DN" account, the DN in double quotes');
     const run = system.run(['/bin/true'], { env: withProxy() });
     assert.equal(run.stderr, `glexec: ${message}\n`);
     assert.equal(run.status, 202);
   });
 
-  it('.pool entries in a grid-mapfile without lcmaps.db: an error in --check, with the run\'s own message', () => {
+  it(".pool entries in a grid-mapfile without lcmaps.db: an error in --check, with the run's own message", () => {
     system.writeGridMap([`"${pki.userDn}" .${system.prefix}pool`]);
     const { status, lines } = check();
     assert.equal(status, 202);
     const { message, fix } = finding(lines, 'error', 'grid-mapfile', 'pool');
     assert.match(fix, /lcmaps_db_file .*lcmaps_poolaccount\.mod/);
-    assert.match(message, /maps to pool '\.gx[0-9a-f]+pool': pool accounts need lcmaps_db_file with lcmaps_poolaccount\.mod \(see the README's LCMAPS section\)$/);
+    assert.match(
+      message,
+      /maps to pool '\.gx[0-9a-f]+pool': pool accounts need lcmaps_db_file with lcmaps_poolaccount\.mod \(see the README's LCMAPS section\)$/,
+    );
     const run = system.run(['/bin/true'], { env: withProxy() });
     assertRefused(run, 202, `glexec: ${message}`);
   });

@@ -25,7 +25,10 @@ export interface Finished {
  */
 export function assertRefused(result: Finished, status: number, message: string | RegExp): void {
   assert.equal(result.status, status, `exit code; stderr: ${result.stderr}`);
-  assert.ok(result.stderr.endsWith('\n') && result.stderr.indexOf('\n') === result.stderr.length - 1, `one line on stderr: ${JSON.stringify(result.stderr)}`);
+  assert.ok(
+    result.stderr.endsWith('\n') && result.stderr.indexOf('\n') === result.stderr.length - 1,
+    `one line on stderr: ${JSON.stringify(result.stderr)}`,
+  );
   const line = result.stderr.slice(0, -1);
   if (typeof message === 'string') assert.equal(line, message);
   else assert.match(line, message);

@@ -46,7 +46,9 @@ export class TestPki {
       USER_DN,
       pilotFile('proxy.pem', (path) => writeProxyFile(path, makeProxy(user, { kind: 'rfc3820' }))),
       pilotFile('legacy.pem', (path) => writeProxyFile(path, makeProxy(user, { kind: 'legacy' }))),
-      pilotFile('expired.pem', (path) => writeProxyFile(path, makeProxy(user, { kind: 'rfc3820', startOffsetHours: -48, hours: 12 }))),
+      pilotFile('expired.pem', (path) =>
+        writeProxyFile(path, makeProxy(user, { kind: 'rfc3820', startOffsetHours: -48, hours: 12 })),
+      ),
       pilotFile('usercert.pem', (path) => writeFileSync(path, user.certPem + user.keyPem)),
       pilotFile('rogue.pem', (path) => writeProxyFile(path, makeProxy(rogueUser, { kind: 'rfc3820' }))),
     );
@@ -56,7 +58,11 @@ export class TestPki {
    * A new user certificate for `subject` from the test CA, and a proxy of it in a file owned by
    * the pilot (mode 0600). Returns the file's path.
    */
-  proxyFor(name: string, subject: string, options: Omit<ProxyOptions, 'kind'> & { kind?: ProxyOptions['kind'] } = {}): string {
+  proxyFor(
+    name: string,
+    subject: string,
+    options: Omit<ProxyOptions, 'kind'> & { kind?: ProxyOptions['kind'] } = {},
+  ): string {
     const user = makeUserCert(this.ca, { subject });
     const path = join(this.system.scratch, name);
     writeProxyFile(path, makeProxy(user, { kind: 'rfc3820', ...options }));

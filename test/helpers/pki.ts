@@ -122,8 +122,25 @@ export function makeCa(dir: string, options: CaOptions): Credential {
   const csrPath = makeRequest(caDir, key.path, options.subject);
   const config = writeCaConfig(caDir, extensions);
   openssl([
-    'ca', '-batch', '-config', config, '-selfsign', '-keyfile', key.path, '-in', csrPath, '-out', certPath,
-    ...dateArguments(validity), '-preserveDN', '-rand_serial', '-extensions', 'ext', '-notext', '-md', 'sha256',
+    'ca',
+    '-batch',
+    '-config',
+    config,
+    '-selfsign',
+    '-keyfile',
+    key.path,
+    '-in',
+    csrPath,
+    '-out',
+    certPath,
+    ...dateArguments(validity),
+    '-preserveDN',
+    '-rand_serial',
+    '-extensions',
+    'ext',
+    '-notext',
+    '-md',
+    'sha256',
   ]);
   return credential(options.subject, caDir, dir, certPath, key, validity, undefined);
 }
@@ -148,7 +165,8 @@ export function makeUserCert(ca: Credential, options: UserCertOptions): Credenti
 /** A proxy of `issuer` (a user certificate or another proxy): subject = issuer's subject + one CN. */
 export function makeProxy(issuer: Credential, options: ProxyOptions): Credential {
   const legacy = options.kind === 'legacy' || options.kind === 'legacy-limited';
-  const defaultName = options.kind === 'legacy' ? 'proxy' : options.kind === 'legacy-limited' ? 'limited proxy' : String(randomSerial());
+  const defaultName =
+    options.kind === 'legacy' ? 'proxy' : options.kind === 'legacy-limited' ? 'limited proxy' : String(randomSerial());
   const subject = options.subject ?? `${issuer.subject}/CN=${options.commonName ?? defaultName}`;
   const extensions = ['keyUsage = critical,digitalSignature,keyEncipherment'];
   if (!legacy) {
@@ -240,9 +258,26 @@ function issue(
   const certPath = join(credentialDir, 'cert.pem');
   const config = writeCaConfig(issuer.dir, extensions);
   openssl([
-    'ca', '-batch', '-config', config, '-cert', issuer.certPath, '-keyfile', issuer.keyPath, '-in', csrPath,
-    '-out', certPath, ...dateArguments(validity), '-preserveDN', '-rand_serial', '-extensions', 'ext', '-notext',
-    '-md', 'sha256',
+    'ca',
+    '-batch',
+    '-config',
+    config,
+    '-cert',
+    issuer.certPath,
+    '-keyfile',
+    issuer.keyPath,
+    '-in',
+    csrPath,
+    '-out',
+    certPath,
+    ...dateArguments(validity),
+    '-preserveDN',
+    '-rand_serial',
+    '-extensions',
+    'ext',
+    '-notext',
+    '-md',
+    'sha256',
   ]);
   return credential(subject, credentialDir, issuer.workspace, certPath, key, validity, issuer);
 }

@@ -8,7 +8,10 @@ import { TestSystem } from './system';
  * test, the standard glexec.conf and grid-mapfile, and (unless `keepLog`) an empty log.
  * `use` receives them once they exist.
  */
-export function installForSuite(use: (system: TestSystem, pki: TestPki) => void, options: { keepLog?: boolean } = {}): void {
+export function installForSuite(
+  use: (system: TestSystem, pki: TestPki) => void,
+  options: { keepLog?: boolean } = {},
+): void {
   let system: TestSystem | undefined;
   let pki: TestPki | undefined;
   before(() => {

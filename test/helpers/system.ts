@@ -6,7 +6,19 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { requireTools } from './tools';
@@ -14,7 +26,9 @@ import { requireTools } from './tools';
 export const REPO = join(__dirname, '../../..');
 export const isRoot = process.getuid?.() === 0;
 /** For `{ skip }`: the reason end-to-end tests cannot run here. */
-export const needsRoot: string | false = isRoot ? false : 'needs root: creates users and groups and installs a setuid shim';
+export const needsRoot: string | false = isRoot
+  ? false
+  : 'needs root: creates users and groups and installs a setuid shim';
 
 export interface Account {
   readonly name: string;
@@ -103,7 +117,8 @@ export class TestSystem {
 
   private setUp(): void {
     requireTools('setpriv', 'useradd');
-    for (const dir of ['etc', 'log', 'bin', 'home', 'etc/certificates']) mkdirSync(join(this.root, dir), { mode: 0o755, recursive: true });
+    for (const dir of ['etc', 'log', 'bin', 'home', 'etc/certificates'])
+      mkdirSync(join(this.root, dir), { mode: 0o755, recursive: true });
     mkdirSync(this.scratch, { mode: 0o1777 });
     chmodSync(this.scratch, 0o1777);
     this.supplementaryGroup = this.addGroup('supp');
@@ -113,9 +128,17 @@ export class TestSystem {
     const home = join(this.root, 'home', this.target.name);
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, this.target.uid, this.target.gid);
-    execFileSync(process.execPath, [join(REPO, 'scripts/install-system.mjs'), `--prefix=${join(this.root, 'prefix')}`, `--config=${this.configPath}`], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    execFileSync(
+      process.execPath,
+      [
+        join(REPO, 'scripts/install-system.mjs'),
+        `--prefix=${join(this.root, 'prefix')}`,
+        `--config=${this.configPath}`,
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
   }
 
   addGroup(suffix: string): string {
@@ -201,12 +224,18 @@ export class TestSystem {
   /** The caller's environment: a minimal login-like one plus `env`; undefined values are removed. */
   callerEnv(env: Record<string, string | undefined> = {}): Record<string, string> {
     const merged: Record<string, string | undefined> = { PATH: '/usr/bin:/bin', ...env };
-    return Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined));
+    return Object.fromEntries(
+      Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined),
+    );
   }
 
   private callerCommand(args: readonly string[], as: Account, before?: string): [string, string[]] {
-    const command = before === undefined ? [this.shim, ...args] : ['/bin/sh', '-c', `${before}; exec "$0" "$@"`, this.shim, ...args];
-    return ['/usr/bin/setpriv', ['--reuid', String(as.uid), '--regid', String(as.gid), '--init-groups', '--', ...command]];
+    const command =
+      before === undefined ? [this.shim, ...args] : ['/bin/sh', '-c', `${before}; exec "$0" "$@"`, this.shim, ...args];
+    return [
+      '/usr/bin/setpriv',
+      ['--reuid', String(as.uid), '--regid', String(as.gid), '--init-groups', '--', ...command],
+    ];
   }
 
   /** Runs glexec as the pilot (or `as`), waits, and returns what it printed. */
@@ -228,13 +257,19 @@ export class TestSystem {
    * listener (or, with `listening: false`, absent), and returns what reached syslog (the raw
    * datagrams, each starting with `<priority>`).
    */
-  runWithSyslog(args: readonly string[], env: Record<string, string>, options: { as?: Account; listening?: boolean } = {}): { status: number | null; stdout: string; stderr: string; datagrams: string[] } {
+  runWithSyslog(
+    args: readonly string[],
+    env: Record<string, string>,
+    options: { as?: Account; listening?: boolean } = {},
+  ): { status: number | null; stdout: string; stderr: string; datagrams: string[] } {
     requireTools('unshare', 'mount', ...(options.listening === false ? [] : (['socat'] as const)));
     const as = options.as ?? this.pilot;
     const listening = options.listening ?? true;
     const capture = join(this.root, `syslog-${randomBytes(4).toString('hex')}.txt`);
     const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
-    const exports = Object.entries(this.callerEnv(env)).map(([name, value]) => `${name}=${quote(value)}`).join(' ');
+    const exports = Object.entries(this.callerEnv(env))
+      .map(([name, value]) => `${name}=${quote(value)}`)
+      .join(' ');
     const script = [
       'set -e',
       `aside=$(mktemp -d ${this.root}/dev-aside.XXXXXX)`,
@@ -244,7 +279,7 @@ export class TestSystem {
       ...(listening
         ? [
             `socat -u UNIX-RECV:/dev/log,mode=666 OPEN:${capture},creat,append </dev/null >/dev/null 2>&1 & listener=$!`,
-            'trap \'kill $listener\' EXIT',
+            "trap 'kill $listener' EXIT",
             'for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.02; done',
           ]
         : []),
@@ -255,7 +290,11 @@ export class TestSystem {
       'sleep 0.2',
       'exit $status',
     ].join('\n');
-    const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', ...args], { encoding: 'utf8', cwd: this.scratch, timeout: 120_000 });
+    const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', ...args], {
+      encoding: 'utf8',
+      cwd: this.scratch,
+      timeout: 120_000,
+    });
     let text = '';
     try {
       text = readFileSync(capture, 'utf8');
@@ -263,13 +302,22 @@ export class TestSystem {
       // Nothing was logged.
     }
     rmSync(capture, { force: true });
-    return { status: result.status, stdout: result.stdout, stderr: result.stderr, datagrams: text.split(/(?=<\d+>)/).filter(Boolean) };
+    return {
+      status: result.status,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      datagrams: text.split(/(?=<\d+>)/).filter(Boolean),
+    };
   }
 
   /** Starts glexec as the pilot in the background (for signal tests). */
   start(args: readonly string[], options: RunOptions = {}): ChildProcess {
     const [command, argv] = this.callerCommand(args, options.as ?? this.pilot);
-    return spawn(command, argv, { env: this.callerEnv(options.env), cwd: options.cwd ?? this.scratch, stdio: ['ignore', 'pipe', 'pipe'] });
+    return spawn(command, argv, {
+      env: this.callerEnv(options.env),
+      cwd: options.cwd ?? this.scratch,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   }
 
   /** The JSON records of the file log, parsed. */

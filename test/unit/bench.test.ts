@@ -10,16 +10,31 @@ describe('the bench table', () => {
     const met = toRow({ name: 'start-up', value: 40, unit: 'ms', baseline: 25, target: { on: 'ratio', atMost: 1.6 } });
     assert.equal(met.ratio, 1.6);
     assert.equal(met.met, true);
-    const missed = toRow({ name: 'start-up', value: 41, unit: 'ms', baseline: 25, target: { on: 'ratio', atMost: 1.6 } });
+    const missed = toRow({
+      name: 'start-up',
+      value: 41,
+      unit: 'ms',
+      baseline: 25,
+      target: { on: 'ratio', atMost: 1.6 },
+    });
     assert.equal(missed.met, false);
     assert.equal(verdict(missed), 'missed');
   });
 
   it('a value target is judged on the value, whatever the baseline says', () => {
-    const row = toRow({ name: 'memory per job', value: 10.5, unit: 'MB', baseline: 20, target: { on: 'value', atMost: 1 } });
+    const row = toRow({
+      name: 'memory per job',
+      value: 10.5,
+      unit: 'MB',
+      baseline: 20,
+      target: { on: 'value', atMost: 1 },
+    });
     assert.equal(row.ratio, 0.525);
     assert.equal(row.met, false);
-    assert.equal(toRow({ name: 'survivors', value: 0, unit: 'processes', target: { on: 'value', atMost: 0 } }).met, true);
+    assert.equal(
+      toRow({ name: 'survivors', value: 0, unit: 'processes', target: { on: 'value', atMost: 0 } }).met,
+      true,
+    );
   });
 
   it('a row that could not be measured is "not measured", not met and not missed', () => {
@@ -27,7 +42,13 @@ describe('the bench table', () => {
     assert.equal(row.value, null);
     assert.equal(row.met, null);
     assert.equal(verdict(row), 'not measured');
-    const noBaseline = toRow({ name: 'start-up', value: 40, unit: 'ms', baseline: NaN, target: { on: 'ratio', atMost: 1.6 } });
+    const noBaseline = toRow({
+      name: 'start-up',
+      value: 40,
+      unit: 'ms',
+      baseline: NaN,
+      target: { on: 'ratio', atMost: 1.6 },
+    });
     assert.equal(noBaseline.ratio, null);
     assert.equal(verdict(noBaseline), 'not measured');
   });
@@ -45,14 +66,23 @@ describe('the bench table', () => {
       toRow({ name: 'b', value: NaN, unit: 'MB', target: { on: 'value', atMost: 64 } }),
     ];
     const parsed = JSON.parse(JSON.stringify(rows)) as Record<string, unknown>[];
-    for (const row of parsed) assert.deepEqual(Object.keys(row), ['name', 'value', 'unit', 'baseline', 'ratio', 'target', 'met']);
+    for (const row of parsed)
+      assert.deepEqual(Object.keys(row), ['name', 'value', 'unit', 'baseline', 'ratio', 'target', 'met']);
     assert.deepEqual(parsed, [
       { name: 'a', value: 40, unit: 'ms', baseline: 20, ratio: 2, target: { on: 'ratio', atMost: 2 }, met: true },
-      { name: 'b', value: null, unit: 'MB', baseline: null, ratio: null, target: { on: 'value', atMost: 64 }, met: null },
+      {
+        name: 'b',
+        value: null,
+        unit: 'MB',
+        baseline: null,
+        ratio: null,
+        target: { on: 'value', atMost: 64 },
+        met: null,
+      },
     ]);
   });
 
-  it('the table prints each row\'s target and verdict', () => {
+  it("the table prints each row's target and verdict", () => {
     const table = formatTable([
       toRow({ name: 'start-up', value: 50, unit: 'ms', baseline: 25, target: { on: 'ratio', atMost: 1.6 } }),
       toRow({ name: 'survivors', value: 0, unit: 'processes', target: { on: 'value', atMost: 0 } }),
@@ -69,7 +99,7 @@ describe('the bench table', () => {
   });
 });
 
-describe('the bench\'s /proc reads', () => {
+describe("the bench's /proc reads", () => {
   it('a process that has already exited reads as gone, not as an exception', async () => {
     const child = spawn('/bin/true');
     await once(child, 'exit');
@@ -79,7 +109,7 @@ describe('the bench\'s /proc reads', () => {
     assert.equal(sampleTree(child.pid, new Set()), undefined);
   });
 
-  it('a live process\'s own memory and its child are read from /proc', async () => {
+  it("a live process's own memory and its child are read from /proc", async () => {
     const child = spawn('/bin/sh', ['-c', 'sleep 100000 & echo $!; wait'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const [line] = (await once(child.stdout, 'data')) as [Buffer];
@@ -98,9 +128,12 @@ describe('the bench\'s /proc reads', () => {
     }
   });
 
-  it('a zombie\'s empty smaps_rollup reads as gone', () => {
+  it("a zombie's empty smaps_rollup reads as gone", () => {
     assert.equal(parseRollup(''), undefined);
-    assert.deepEqual(parseRollup('Rss:  300 kB\nPrivate_Clean:  10 kB\nPrivate_Dirty:  20 kB\n'), { rssKb: 300, privateKb: 30 });
+    assert.deepEqual(parseRollup('Rss:  300 kB\nPrivate_Clean:  10 kB\nPrivate_Dirty:  20 kB\n'), {
+      rssKb: 300,
+      privateKb: 30,
+    });
   });
 
   it('a child that vanishes half-way makes the tree be read again, not thrown', () => {
@@ -114,7 +147,10 @@ describe('the bench\'s /proc reads', () => {
   });
 
   it('a tree that never holds still is "not measured" after the last try, and so is one whose root has gone', () => {
-    const restless: ProcReader = { memory: (pid) => (pid === 2 ? undefined : { rssKb: 1, privateKb: 1 }), children: (pid) => (pid === 1 ? [2] : []) };
+    const restless: ProcReader = {
+      memory: (pid) => (pid === 2 ? undefined : { rssKb: 1, privateKb: 1 }),
+      children: (pid) => (pid === 1 ? [2] : []),
+    };
     assert.equal(sampleTree(1, new Set(), restless, 3), undefined);
     assert.equal(sampleTree(1, new Set(), { memory: () => undefined, children: () => [] }), undefined);
   });

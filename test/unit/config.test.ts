@@ -22,17 +22,55 @@ describe('glexec.conf', () => {
     assert.deepEqual(
       { ...defaults },
       {
-        user_white_list: [], group_white_list: [], omission_private_key_white_list: [],
-        certdir: '', gridmapfile: '/etc/grid-security/grid-mapfile',
-        user_identity_switch_by: 'glexec', use_lcas: false, lcmaps_db_file: '', lcmaps_get_account_policy: '', lcmaps_backend: 'builtin',
-        lcmaps_verify_account_policy: '', lcmaps_libdir: '', lcmaps_log_file: '', lcmaps_debug_level: 0,
-        lcmaps_log_level: 0, lcmaps_voms_verification: true, lcas_libdir: '', lcas_db_file: '', lcas_log_file: '',
-        lcas_debug_level: 0, lcas_log_level: 0, vomsdir: '', linger: true, preserve_env_variables: [],
-        prohibit_exec_via_symlink: false, pedantic_security_checks: false, create_target_proxy: true,
-        target_lock_mechanism: 'flock', input_lock_mechanism: 'flock', lock_mechanism: 'flock', kill_grace: 5, containment: 'cgroup', cgroup_base: '', runtime_directory: '/run/glexec', kill_leftovers: true, max_processes: 0, no_new_privs: false,
-        epilogue: '', epilogue_user: 'root', epilogue_group: '', epilogue_timeout: 300, backlog_path: '',
-        log_destination: 'syslog', log_file: '/var/log/glexec/glexec_log', log_file_group: 'root', log_level: 3,
-        silent_logging: false, diff_syslog_levels: true, syslog_facility: 'daemon',
+        user_white_list: [],
+        group_white_list: [],
+        omission_private_key_white_list: [],
+        certdir: '',
+        gridmapfile: '/etc/grid-security/grid-mapfile',
+        user_identity_switch_by: 'glexec',
+        use_lcas: false,
+        lcmaps_db_file: '',
+        lcmaps_get_account_policy: '',
+        lcmaps_backend: 'builtin',
+        lcmaps_verify_account_policy: '',
+        lcmaps_libdir: '',
+        lcmaps_log_file: '',
+        lcmaps_debug_level: 0,
+        lcmaps_log_level: 0,
+        lcmaps_voms_verification: true,
+        lcas_libdir: '',
+        lcas_db_file: '',
+        lcas_log_file: '',
+        lcas_debug_level: 0,
+        lcas_log_level: 0,
+        vomsdir: '',
+        linger: true,
+        preserve_env_variables: [],
+        prohibit_exec_via_symlink: false,
+        pedantic_security_checks: false,
+        create_target_proxy: true,
+        target_lock_mechanism: 'flock',
+        input_lock_mechanism: 'flock',
+        lock_mechanism: 'flock',
+        kill_grace: 5,
+        containment: 'cgroup',
+        cgroup_base: '',
+        runtime_directory: '/run/glexec',
+        kill_leftovers: true,
+        max_processes: 0,
+        no_new_privs: false,
+        epilogue: '',
+        epilogue_user: 'root',
+        epilogue_group: '',
+        epilogue_timeout: 300,
+        backlog_path: '',
+        log_destination: 'syslog',
+        log_file: '/var/log/glexec/glexec_log',
+        log_file_group: 'root',
+        log_level: 3,
+        silent_logging: false,
+        diff_syslog_levels: true,
+        syslog_facility: 'daemon',
       },
     );
   });
@@ -43,7 +81,16 @@ describe('glexec.conf', () => {
 
   it('reads the keys of the [glexec] section with their types', () => {
     const { config } = parseConfigText(
-      ['# comment', '[glexec]', 'user_white_list = pilot, .ops , atlas*', 'log_level = 4', 'silent_logging = YES', 'log_destination = File', 'syslog_facility = LOG_AUTHPRIV', 'kill_grace = 0.25'].join('\n'),
+      [
+        '# comment',
+        '[glexec]',
+        'user_white_list = pilot, .ops , atlas*',
+        'log_level = 4',
+        'silent_logging = YES',
+        'log_destination = File',
+        'syslog_facility = LOG_AUTHPRIV',
+        'kill_grace = 0.25',
+      ].join('\n'),
       PATH,
     );
     assert.deepEqual(config.user_white_list, ['pilot', '.ops', 'atlas*']);
@@ -64,7 +111,10 @@ describe('glexec.conf', () => {
   it('a bad value is a 202 that names the key and the value', () => {
     const error = refusal('[glexec]\nlog_destination = foo\n');
     assert.equal(error.exitCode, 202);
-    assert.equal(error.message, "/etc/glexec.conf: value 'foo' for key 'log_destination' not understood: expected one of syslog, file");
+    assert.equal(
+      error.message,
+      "/etc/glexec.conf: value 'foo' for key 'log_destination' not understood: expected one of syslog, file",
+    );
   });
 
   it('a non-numeric log_level is a 202', () => {
@@ -104,13 +154,19 @@ describe('glexec.conf', () => {
   });
 
   it('lcmaps_db_file and lcmaps_get_account_policy are read', () => {
-    const { config } = parseConfigText('[glexec]\nlcmaps_db_file = /etc/lcmaps.db\nlcmaps_get_account_policy = glexec_get_account:fallback\n', PATH);
+    const { config } = parseConfigText(
+      '[glexec]\nlcmaps_db_file = /etc/lcmaps.db\nlcmaps_get_account_policy = glexec_get_account:fallback\n',
+      PATH,
+    );
     assert.equal(config.lcmaps_db_file, '/etc/lcmaps.db');
     assert.equal(config.lcmaps_get_account_policy, 'glexec_get_account:fallback');
   });
 
   it('keys that are safe to ignore are accepted and noted as ignored', () => {
-    const { notes } = parseConfigText('[glexec]\nvomsdir = /etc/grid-security/vomsdir\nlcmaps_log_file = /var/log/x\n', PATH);
+    const { notes } = parseConfigText(
+      '[glexec]\nvomsdir = /etc/grid-security/vomsdir\nlcmaps_log_file = /var/log/x\n',
+      PATH,
+    );
     assert.equal(notes.filter((note) => note.msg.includes('accepted and ignored')).length, 2);
   });
 

@@ -11,7 +11,9 @@ describe('example epilogues', () => {
   it('are shellcheck-clean', { skip: missingTool('shellcheck') }, () => {
     const scripts = readdirSync(examples).filter((name) => name.endsWith('.sh'));
     assert.ok(scripts.length >= 3);
-    const result = spawnSync('shellcheck', ['--shell=sh', ...scripts.map((name) => join(examples, name))], { encoding: 'utf8' });
+    const result = spawnSync('shellcheck', ['--shell=sh', ...scripts.map((name) => join(examples, name))], {
+      encoding: 'utf8',
+    });
     assert.equal(result.stdout + result.stderr, '');
     assert.equal(result.status, 0);
   });

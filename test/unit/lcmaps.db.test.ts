@@ -7,7 +7,6 @@ import { parseLcmapsDb, readLcmapsDb } from '../../src/lcmaps/db';
 import { compileAccountPolicies } from '../../src/lcmaps/modules';
 import { thrown } from '../helpers/assertions';
 
-
 const FILE = '/etc/lcmaps/lcmaps-glexec.db';
 const parse = (lines: string[]) => parseLcmapsDb(lines.join('\n'), FILE);
 const syntaxError = (lines: string[]) => {
@@ -55,7 +54,12 @@ describe('lcmaps.db parser: what it accepts', () => {
     assert.equal(db.file, FILE);
     assert.equal(db.path, undefined);
     assert.deepEqual([...db.modules.keys()], ['glexectracking', 'gridmapfile', 'verifyproxy', 'good', 'bad']);
-    assert.deepEqual(db.modules.get('glexectracking'), { name: 'glexectracking', file: 'lcmaps_glexec_tracking.mod', args: ['-exec', '/usr/sbin/glexec_monitor'], line: 8 });
+    assert.deepEqual(db.modules.get('glexectracking'), {
+      name: 'glexectracking',
+      file: 'lcmaps_glexec_tracking.mod',
+      args: ['-exec', '/usr/sbin/glexec_monitor'],
+      line: 8,
+    });
     assert.deepEqual(db.modules.get('verifyproxy'), {
       name: 'verifyproxy',
       file: 'lcmaps_verify_proxy.mod',
@@ -63,7 +67,11 @@ describe('lcmaps.db parser: what it accepts', () => {
       line: 18,
     });
     assert.deepEqual(db.policies, [
-      { name: 'authorize_only', line: 25, rules: [{ from: 'gridmapfile', onSuccess: 'good', onFailure: 'bad', line: 26 }] },
+      {
+        name: 'authorize_only',
+        line: 25,
+        rules: [{ from: 'gridmapfile', onSuccess: 'good', onFailure: 'bad', line: 26 }],
+      },
       {
         name: 'glexec',
         line: 28,
@@ -82,7 +90,13 @@ describe('lcmaps.db parser: what it accepts', () => {
       'poolaccount -> poolaccount2',
       'poolaccount2 = "/usr/lib64/lcmaps/liblcmaps_poolaccount.so"',
     ]);
-    assert.deepEqual(db.modules.get('poolaccount')?.args, ['-override_inconsistency', '-gridmapfile', '/etc/grid-security/grid-mapfile', '-gridmapdir', '/etc/grid-security/gridmapdir']);
+    assert.deepEqual(db.modules.get('poolaccount')?.args, [
+      '-override_inconsistency',
+      '-gridmapfile',
+      '/etc/grid-security/grid-mapfile',
+      '-gridmapdir',
+      '/etc/grid-security/gridmapdir',
+    ]);
     assert.equal(db.modules.get('poolaccount2')?.file, '/usr/lib64/lcmaps/liblcmaps_poolaccount.so');
   });
 
@@ -98,19 +112,41 @@ describe('lcmaps.db parser: what it accepts', () => {
       'glexec_get_account:',
       'verifyproxy -> posix_enf',
     ]);
-    assert.deepEqual(db.modules.get('verifyproxy')?.args, ['-certdir', '/etc/grid-security/certificates', '--max-proxy-level-ttl=L', '1d-13:37']);
-    assert.deepEqual(db.modules.get('posix_enf'), { name: 'posix_enf', file: 'lcmaps_posix_enf.mod', args: ['-maxuid', '1', '-maxpgid', '1'], line: 5 });
+    assert.deepEqual(db.modules.get('verifyproxy')?.args, [
+      '-certdir',
+      '/etc/grid-security/certificates',
+      '--max-proxy-level-ttl=L',
+      '1d-13:37',
+    ]);
+    assert.deepEqual(db.modules.get('posix_enf'), {
+      name: 'posix_enf',
+      file: 'lcmaps_posix_enf.mod',
+      args: ['-maxuid', '1', '-maxpgid', '1'],
+      line: 5,
+    });
   });
 
   it('path may be bare or quoted, and # inside quotes is not a comment', () => {
     assert.equal(parse(['path = /opt/glite/lib/modules # plug-ins']).path, '/opt/glite/lib/modules');
-    const db = parse(['path = "/usr/lib64/lcmaps"', 'a = "lcmaps_dummy_good.mod #1"', 'p:', 'a -> a2', 'a2 = "lcmaps_dummy_bad.mod"']);
+    const db = parse([
+      'path = "/usr/lib64/lcmaps"',
+      'a = "lcmaps_dummy_good.mod #1"',
+      'p:',
+      'a -> a2',
+      'a2 = "lcmaps_dummy_bad.mod"',
+    ]);
     assert.equal(db.path, '/usr/lib64/lcmaps');
     assert.deepEqual(db.modules.get('a')?.args, ['#1']);
   });
 
   it('rules may be written without spaces, and module definitions may follow the policies', () => {
-    const db = parse(['p:', 'a->b|c', 'a = "lcmaps_dummy_good.mod"', 'b = "lcmaps_dummy_good.mod"', 'c = "lcmaps_dummy_bad.mod"']);
+    const db = parse([
+      'p:',
+      'a->b|c',
+      'a = "lcmaps_dummy_good.mod"',
+      'b = "lcmaps_dummy_good.mod"',
+      'c = "lcmaps_dummy_bad.mod"',
+    ]);
     assert.deepEqual(db.policies[0]?.rules, [{ from: 'a', onSuccess: 'b', onFailure: 'c', line: 2 }]);
   });
 
@@ -129,43 +165,87 @@ describe('lcmaps.db parser: what it refuses, naming file, line and item', () => 
   });
 
   it('a module whose strings are empty or missing names no plug-in file', () => {
-    assert.equal(syntaxError(['a =', '', 'p:']).message, `${FILE} line 1: module 'a' names no plug-in file (its quoted string is empty or missing)`);
+    assert.equal(
+      syntaxError(['a =', '', 'p:']).message,
+      `${FILE} line 1: module 'a' names no plug-in file (its quoted string is empty or missing)`,
+    );
     assert.match(syntaxError(['a = "  "']).message, /line 1: module 'a' names no plug-in file/);
   });
 
   it('an unquoted module file is refused', () => {
-    assert.equal(syntaxError(['good = lcmaps_dummy_good.mod']).message, `${FILE} line 1: module 'good': expected quoted strings after '=', found 'lcmaps_dummy_good.mod'`);
+    assert.equal(
+      syntaxError(['good = lcmaps_dummy_good.mod']).message,
+      `${FILE} line 1: module 'good': expected quoted strings after '=', found 'lcmaps_dummy_good.mod'`,
+    );
   });
 
   it('a quoted string outside a module definition is refused', () => {
-    assert.equal(syntaxError(['p:', '"-certdir /x"']).message, `${FILE} line 2: the quoted string "-certdir /x" belongs to no module definition`);
+    assert.equal(
+      syntaxError(['p:', '"-certdir /x"']).message,
+      `${FILE} line 2: the quoted string "-certdir /x" belongs to no module definition`,
+    );
   });
 
   it('a rule before any policy line is refused', () => {
-    assert.equal(syntaxError(['a -> b']).message, `${FILE} line 1: the rule 'a -> b' comes before any 'policy_name:' line`);
+    assert.equal(
+      syntaxError(['a -> b']).message,
+      `${FILE} line 1: the rule 'a -> b' comes before any 'policy_name:' line`,
+    );
   });
 
   it('a rule missing its target or alternative is refused', () => {
-    assert.equal(syntaxError(['p:', 'a ->']).message, `${FILE} line 2: expected a module name after 'a ->', found the end of the line`);
-    assert.equal(syntaxError(['p:', 'a -> b |']).message, `${FILE} line 2: expected a module name after 'a -> b |', found the end of the line`);
-    assert.equal(syntaxError(['p:', 'a -> b c']).message, `${FILE} line 2: expected '|' or the end of the rule after 'a -> b', found 'c'`);
-    assert.equal(syntaxError(['p:', 'a -> b | c | d']).message, `${FILE} line 2: unexpected '|' after the rule 'a -> b | c'`);
+    assert.equal(
+      syntaxError(['p:', 'a ->']).message,
+      `${FILE} line 2: expected a module name after 'a ->', found the end of the line`,
+    );
+    assert.equal(
+      syntaxError(['p:', 'a -> b |']).message,
+      `${FILE} line 2: expected a module name after 'a -> b |', found the end of the line`,
+    );
+    assert.equal(
+      syntaxError(['p:', 'a -> b c']).message,
+      `${FILE} line 2: expected '|' or the end of the rule after 'a -> b', found 'c'`,
+    );
+    assert.equal(
+      syntaxError(['p:', 'a -> b | c | d']).message,
+      `${FILE} line 2: unexpected '|' after the rule 'a -> b | c'`,
+    );
   });
 
   it('a line that is none of the four forms is refused', () => {
-    assert.match(syntaxError(['verifyproxy lcmaps_verify_proxy.mod']).message, /line 1: cannot understand 'verifyproxy' 'lcmaps_verify_proxy\.mod': expected/);
+    assert.match(
+      syntaxError(['verifyproxy lcmaps_verify_proxy.mod']).message,
+      /line 1: cannot understand 'verifyproxy' 'lcmaps_verify_proxy\.mod': expected/,
+    );
     assert.match(syntaxError(['p: extra']).message, /line 1: unexpected 'extra' after the policy name 'p:'/);
   });
 
   it('a module, a policy or path given twice is refused with both lines', () => {
-    assert.equal(syntaxError(['a = "lcmaps_dummy_good.mod"', 'a = "lcmaps_dummy_bad.mod"']).message, `${FILE} line 2: module 'a' is defined twice (lines 1 and 2)`);
-    const twoPolicies = ['a = "lcmaps_dummy_good.mod"', 'b = "lcmaps_dummy_good.mod"', 'p:', 'a -> b', 'p:', 'b -> a2', 'a2 = "lcmaps_dummy_good.mod"'];
+    assert.equal(
+      syntaxError(['a = "lcmaps_dummy_good.mod"', 'a = "lcmaps_dummy_bad.mod"']).message,
+      `${FILE} line 2: module 'a' is defined twice (lines 1 and 2)`,
+    );
+    const twoPolicies = [
+      'a = "lcmaps_dummy_good.mod"',
+      'b = "lcmaps_dummy_good.mod"',
+      'p:',
+      'a -> b',
+      'p:',
+      'b -> a2',
+      'a2 = "lcmaps_dummy_good.mod"',
+    ];
     assert.equal(syntaxError(twoPolicies).message, `${FILE} line 5: policy 'p' is defined twice (lines 3 and 5)`);
-    assert.equal(syntaxError(['path = /a', 'path = /b']).message, `${FILE} line 2: 'path' is set twice (lines 1 and 2)`);
+    assert.equal(
+      syntaxError(['path = /a', 'path = /b']).message,
+      `${FILE} line 2: 'path' is set twice (lines 1 and 2)`,
+    );
   });
 
   it('a policy without rules is refused', () => {
-    assert.equal(syntaxError(['a = "lcmaps_dummy_good.mod"', 'glexec:']).message, `${FILE} line 2: policy 'glexec' has no rules`);
+    assert.equal(
+      syntaxError(['a = "lcmaps_dummy_good.mod"', 'glexec:']).message,
+      `${FILE} line 2: policy 'glexec' has no rules`,
+    );
   });
 
   it('two rules for the same module in one policy are refused', () => {
@@ -175,10 +255,21 @@ describe('lcmaps.db parser: what it refuses, naming file, line and item', () => 
 
   it('a rule naming an undefined module is a 202 naming the file, line and module', () => {
     // The gLite certification test's lcmaps-glexec.db defines verifyproxy but uses verify_proxy.
-    const error = syntaxError(['verifyproxy = "lcmaps_verify_proxy.mod"', 'scasclient = "lcmaps_scas_client.mod"', 'glexec_get_account:', 'verify_proxy -> scasclient']);
+    const error = syntaxError([
+      'verifyproxy = "lcmaps_verify_proxy.mod"',
+      'scasclient = "lcmaps_scas_client.mod"',
+      'glexec_get_account:',
+      'verify_proxy -> scasclient',
+    ]);
     assert.equal(error.code, 'lcmaps.undefined_module');
-    assert.equal(error.message, `${FILE} line 4: policy 'glexec_get_account' names module 'verify_proxy', which is not defined`);
-    assert.match(syntaxError(['a = "x.mod"', 'p:', 'a -> a | nowhere']).message, /line 3: policy 'p' names module 'nowhere', which is not defined/);
+    assert.equal(
+      error.message,
+      `${FILE} line 4: policy 'glexec_get_account' names module 'verify_proxy', which is not defined`,
+    );
+    assert.match(
+      syntaxError(['a = "x.mod"', 'p:', 'a -> a | nowhere']).message,
+      /line 3: policy 'p' names module 'nowhere', which is not defined/,
+    );
   });
 
   it('a policy that can run in a circle is refused, naming the circle', () => {
@@ -199,45 +290,52 @@ after(() => {
   if (trustedRoot !== undefined) rmSync(trustedRoot, { recursive: true, force: true });
 });
 
-describe('reading lcmaps.db from disk', { skip: trustedRoot === undefined ? 'needs root: the file must be root-owned' : false }, () => {
-  const root = trustedRoot ?? '';
+describe(
+  'reading lcmaps.db from disk',
+  { skip: trustedRoot === undefined ? 'needs root: the file must be root-owned' : false },
+  () => {
+    const root = trustedRoot ?? '';
 
-  it('a root-owned file in a root-only path is read and parsed', () => {
-    const file = join(root, 'ok.db');
-    writeFileSync(file, OSG_GLEXEC_DB, { mode: 0o644 });
-    const db = readLcmapsDb(file);
-    assert.equal(db.file, file);
-    assert.equal(db.policies.length, 2);
-  });
+    it('a root-owned file in a root-only path is read and parsed', () => {
+      const file = join(root, 'ok.db');
+      writeFileSync(file, OSG_GLEXEC_DB, { mode: 0o644 });
+      const db = readLcmapsDb(file);
+      assert.equal(db.file, file);
+      assert.equal(db.policies.length, 2);
+    });
 
-  it('a world-writable lcmaps.db is refused with 202 lcmaps.untrusted', () => {
-    const file = join(root, 'open.db');
-    writeFileSync(file, OSG_GLEXEC_DB);
-    chmodSync(file, 0o646);
-    const error = thrown(() => readLcmapsDb(file));
-    assert.equal(error.exitCode, 202);
-    assert.equal(error.code, 'lcmaps.untrusted');
-    assert.match(error.message, /lcmaps\.db .*open\.db is not trusted: .* is world-writable/);
-  });
+    it('a world-writable lcmaps.db is refused with 202 lcmaps.untrusted', () => {
+      const file = join(root, 'open.db');
+      writeFileSync(file, OSG_GLEXEC_DB);
+      chmodSync(file, 0o646);
+      const error = thrown(() => readLcmapsDb(file));
+      assert.equal(error.exitCode, 202);
+      assert.equal(error.code, 'lcmaps.untrusted');
+      assert.match(error.message, /lcmaps\.db .*open\.db is not trusted: .* is world-writable/);
+    });
 
-  it('a symbolic link to lcmaps.db is refused', () => {
-    const link = join(root, 'link.db');
-    symlinkSync(join(root, 'ok.db'), link);
-    assert.equal(thrown(() => readLcmapsDb(link)).code, 'lcmaps.untrusted');
-  });
+    it('a symbolic link to lcmaps.db is refused', () => {
+      const link = join(root, 'link.db');
+      symlinkSync(join(root, 'ok.db'), link);
+      assert.equal(thrown(() => readLcmapsDb(link)).code, 'lcmaps.untrusted');
+    });
 
-  it('a missing lcmaps.db is a 202 that says so', () => {
-    const error = thrown(() => readLcmapsDb(join(root, 'absent.db')));
-    assert.equal(error.exitCode, 202);
-    assert.match(error.message, /cannot be checked: ENOENT/);
-  });
+    it('a missing lcmaps.db is a 202 that says so', () => {
+      const error = thrown(() => readLcmapsDb(join(root, 'absent.db')));
+      assert.equal(error.exitCode, 202);
+      assert.match(error.message, /cannot be checked: ENOENT/);
+    });
 
-  it('a syntax error in the file names the file', () => {
-    const file = join(root, 'bad.db');
-    writeFileSync(file, 'p:\na -> b\n');
-    assert.equal(thrown(() => readLcmapsDb(file)).message, `${file} line 2: policy 'p' names module 'a', which is not defined`);
-  });
-});
+    it('a syntax error in the file names the file', () => {
+      const file = join(root, 'bad.db');
+      writeFileSync(file, 'p:\na -> b\n');
+      assert.equal(
+        thrown(() => readLcmapsDb(file)).message,
+        `${file} line 2: policy 'p' names module 'a', which is not defined`,
+      );
+    });
+  },
+);
 
 describe('reading lcmaps.db under a directory others can write', () => {
   it('is refused even when the file itself is fine', () => {
@@ -260,6 +358,9 @@ describe('the example etc/lcmaps.db', () => {
     const file = join(__dirname, '../../../etc/lcmaps.db');
     const db = parseLcmapsDb(readFileSync(file, 'utf8'), file);
     const compiled = compileAccountPolicies(db, 'glexec_get_account');
-    assert.deepEqual(compiled.policies.map((policy) => policy.name), ['glexec_get_account']);
+    assert.deepEqual(
+      compiled.policies.map((policy) => policy.name),
+      ['glexec_get_account'],
+    );
   });
 });

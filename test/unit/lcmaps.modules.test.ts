@@ -17,7 +17,6 @@ import type { LeaseOptions } from '../../src/mapping/pool';
 import { parseGridMap } from '../../src/mapping/gridmap';
 import { thrown } from '../helpers/assertions';
 
-
 const FILE = '/etc/lcmaps/lcmaps-glexec.db';
 const JANE = '/C=NL/O=Example/CN=Jane Doe';
 const POOLED = '/C=NL/O=Example/CN=Pool User';
@@ -68,7 +67,8 @@ const fakeAccounts: Pick<MappingEnvironment, 'lookupAccount' | 'lookupGroup'> = 
     const uid = 2000 + name.length;
     return { name, uid, gid: uid, groups: [uid, 3000] };
   },
-  lookupGroup: (nameOrGid) => (typeof nameOrGid === 'number' ? nameOrGid : /^g([0-9]+)$/.test(nameOrGid) ? Number(nameOrGid.slice(1)) : undefined),
+  lookupGroup: (nameOrGid) =>
+    typeof nameOrGid === 'number' ? nameOrGid : /^g([0-9]+)$/.test(nameOrGid) ? Number(nameOrGid.slice(1)) : undefined,
 };
 
 function environment(gridmapText: string, lease: (pool: string) => string = (pool) => `${pool}001`): Recorder {
@@ -102,7 +102,9 @@ const db = (text: string) => parseLcmapsDb(text, FILE);
 const summary = (mapping: AccountMapping) => ({ account: mapping.account, policy: mapping.policy, via: mapping.via });
 /** A one-policy db: verify_proxy with `options`, then a localaccount. */
 const verifyDb = (options: string) =>
-  db(`verifyproxy = "lcmaps_verify_proxy.mod ${options}"\nlocalaccount = "lcmaps_localaccount.mod -gridmapfile ${GRIDMAP}"\nglexec:\nverifyproxy -> localaccount\n`);
+  db(
+    `verifyproxy = "lcmaps_verify_proxy.mod ${options}"\nlocalaccount = "lcmaps_localaccount.mod -gridmapfile ${GRIDMAP}"\nglexec:\nverifyproxy -> localaccount\n`,
+  );
 
 describe('recognising modules by their plug-in file', () => {
   it('the .mod name, the liblcmaps .so name, a versioned .so and a directory all count', () => {
@@ -114,7 +116,7 @@ describe('recognising modules by their plug-in file', () => {
     assert.equal(moduleKindOf('lcmaps_dummy_good.mod'), 'dummy_good');
   });
 
-  it('OSG\'s numbered copy of a plug-in is the same module', () => {
+  it("OSG's numbered copy of a plug-in is the same module", () => {
     assert.equal(moduleKindOf('lcmaps_verify_proxy2.mod'), 'verify_proxy');
   });
 
@@ -128,38 +130,87 @@ describe('recognising modules by their plug-in file', () => {
 
 describe('checking the modules a policy uses', () => {
   it('an unknown plug-in in the selected policy is a 202 naming file, line, module and plug-in', () => {
-    const error = thrown(() => compileAccountPolicies(db('tracking = "lcmaps_glexec_tracking.mod" "-exec /usr/sbin/glexec_monitor"\ngood = "lcmaps_dummy_good.mod"\nglexec:\ngood -> tracking\n'), 'glexec'));
+    const error = thrown(() =>
+      compileAccountPolicies(
+        db(
+          'tracking = "lcmaps_glexec_tracking.mod" "-exec /usr/sbin/glexec_monitor"\ngood = "lcmaps_dummy_good.mod"\nglexec:\ngood -> tracking\n',
+        ),
+        'glexec',
+      ),
+    );
     assert.equal(error.exitCode, 202);
     assert.equal(error.code, 'lcmaps.unknown_module');
-    assert.match(error.message, /^\/etc\/lcmaps\/lcmaps-glexec\.db line 1: module 'tracking' \(lcmaps_glexec_tracking\.mod\): glexec has no built-in equivalent of this plug-in \(it has lcmaps_verify_proxy\.mod, /);
+    assert.match(
+      error.message,
+      /^\/etc\/lcmaps\/lcmaps-glexec\.db line 1: module 'tracking' \(lcmaps_glexec_tracking\.mod\): glexec has no built-in equivalent of this plug-in \(it has lcmaps_verify_proxy\.mod, /,
+    );
   });
 
   it('an unknown plug-in used only by another policy is not looked at', () => {
-    const text = 'ban = "lcmaps_ban_dn.mod -banmapfile /etc/grid-security/ban-mapfile"\nlocal = "lcmaps_localaccount.mod"\ngood = "lcmaps_dummy_good.mod"\nauthorize_only:\nban -> good\nglexec:\nlocal -> good\n';
+    const text =
+      'ban = "lcmaps_ban_dn.mod -banmapfile /etc/grid-security/ban-mapfile"\nlocal = "lcmaps_localaccount.mod"\ngood = "lcmaps_dummy_good.mod"\nauthorize_only:\nban -> good\nglexec:\nlocal -> good\n';
     assert.deepEqual([...compileAccountPolicies(db(text), 'glexec').modules.keys()], ['local', 'good']);
   });
 
   it('an unknown option is a 202 naming file, line, module and option', () => {
     const error = thrown(() => compileAccountPolicies(verifyDb('--allow-limited-proxies'), 'glexec'));
     assert.equal(error.code, 'lcmaps.unknown_option');
-    assert.match(error.message, /^\/etc\/lcmaps\/lcmaps-glexec\.db line 1: module 'verifyproxy' \(lcmaps_verify_proxy\.mod\): unknown option '--allow-limited-proxies' \(known: -certdir\|-cadir\|-capath\|--capath /);
+    assert.match(
+      error.message,
+      /^\/etc\/lcmaps\/lcmaps-glexec\.db line 1: module 'verifyproxy' \(lcmaps_verify_proxy\.mod\): unknown option '--allow-limited-proxies' \(known: -certdir\|-cadir\|-capath\|--capath /,
+    );
   });
 
   it('an option without its value is a 202', () => {
     const error = thrown(() => compileAccountPolicies(verifyDb('-certdir'), 'glexec'));
     assert.equal(error.code, 'lcmaps.bad_option');
     assert.match(error.message, /option '-certdir' needs a CA directory$/);
-    assert.match(thrown(() => compileAccountPolicies(db('p = "lcmaps_poolaccount.mod -gridmapdir -override_inconsistency"\nglexec:\np -> p2\np2 = "lcmaps_posix_enf.mod"\n'), 'glexec')).message, /option '-gridmapdir' needs a gridmapdir$/);
+    assert.match(
+      thrown(() =>
+        compileAccountPolicies(
+          db(
+            'p = "lcmaps_poolaccount.mod -gridmapdir -override_inconsistency"\nglexec:\np -> p2\np2 = "lcmaps_posix_enf.mod"\n',
+          ),
+          'glexec',
+        ),
+      ).message,
+      /option '-gridmapdir' needs a gridmapdir$/,
+    );
   });
 
   it('dummy_good takes its user and groups, and a user it cannot find is a 202 as in LCMAPS', () => {
-    const good = (options: string) => db(`good = "lcmaps_dummy_good.mod ${options}"\nbad = "lcmaps_dummy_bad.mod"\nglexec:\ngood -> bad\n`);
-    assert.deepEqual(compileAccountPolicies(good('--dummy-username jdoe --dummy-gid 7 --dummy-sec-group g9'), 'glexec', environment('')).modules.get('good')?.config, {
-      kind: 'dummy_good', account: { name: 'jdoe', uid: 2004, gid: 2004, groups: [2004, 3000] }, gid: 7, secondaryGid: 9,
-    });
-    assert.match(thrown(() => compileAccountPolicies(good('--dummy-group staff'), 'glexec', environment(''))).message, /option '--dummy-group' names a group 'staff', which does not exist$/);
-    assert.match(thrown(() => compileAccountPolicies(good('--dummy-uid root'), 'glexec', environment(''))).message, /option '--dummy-uid' value 'root' is not a number$/);
-    assert.match(thrown(() => compileAccountPolicies(db('bad = "lcmaps_dummy_bad.mod --dummy-uid 1"\nla = "lcmaps_localaccount.mod"\nglexec:\nla -> bad\n'), 'glexec')).message, /unknown option '--dummy-uid' \(it takes none\)/);
+    const good = (options: string) =>
+      db(`good = "lcmaps_dummy_good.mod ${options}"\nbad = "lcmaps_dummy_bad.mod"\nglexec:\ngood -> bad\n`);
+    assert.deepEqual(
+      compileAccountPolicies(
+        good('--dummy-username jdoe --dummy-gid 7 --dummy-sec-group g9'),
+        'glexec',
+        environment(''),
+      ).modules.get('good')?.config,
+      {
+        kind: 'dummy_good',
+        account: { name: 'jdoe', uid: 2004, gid: 2004, groups: [2004, 3000] },
+        gid: 7,
+        secondaryGid: 9,
+      },
+    );
+    assert.match(
+      thrown(() => compileAccountPolicies(good('--dummy-group staff'), 'glexec', environment(''))).message,
+      /option '--dummy-group' names a group 'staff', which does not exist$/,
+    );
+    assert.match(
+      thrown(() => compileAccountPolicies(good('--dummy-uid root'), 'glexec', environment(''))).message,
+      /option '--dummy-uid' value 'root' is not a number$/,
+    );
+    assert.match(
+      thrown(() =>
+        compileAccountPolicies(
+          db('bad = "lcmaps_dummy_bad.mod --dummy-uid 1"\nla = "lcmaps_localaccount.mod"\nglexec:\nla -> bad\n'),
+          'glexec',
+        ),
+      ).message,
+      /unknown option '--dummy-uid' \(it takes none\)/,
+    );
   });
 
   it('every documented option of the four plug-ins is accepted', () => {
@@ -173,36 +224,66 @@ la -> pe | pa
 pa -> pe
 `;
     const compiled = compileAccountPolicies(db(text), 'glexec');
-    assert.deepEqual(compiled.modules.get('la')?.config, { kind: 'localaccount', gridmapfile: '/etc/grid-security/grid-mapfile' });
-    assert.deepEqual(compiled.modules.get('pa')?.config, {
-      kind: 'poolaccount', gridmapfile: '/g', gridmapdir: '/etc/grid-security/gridmapdir', overrideInconsistency: true, strictPrefixMatch: false, wildcards: false,
+    assert.deepEqual(compiled.modules.get('la')?.config, {
+      kind: 'localaccount',
+      gridmapfile: '/etc/grid-security/grid-mapfile',
     });
-    assert.deepEqual(compiled.modules.get('pe')?.config, { kind: 'posix_enf', maxUids: 1, maxPrimaryGids: 1, maxSecondaryGids: 32 });
+    assert.deepEqual(compiled.modules.get('pa')?.config, {
+      kind: 'poolaccount',
+      gridmapfile: '/g',
+      gridmapdir: '/etc/grid-security/gridmapdir',
+      overrideInconsistency: true,
+      strictPrefixMatch: false,
+      wildcards: false,
+    });
+    assert.deepEqual(compiled.modules.get('pe')?.config, {
+      kind: 'posix_enf',
+      maxUids: 1,
+      maxPrimaryGids: 1,
+      maxSecondaryGids: 32,
+    });
     assert.deepEqual(compiled.modules.get('vp')?.config, {
       kind: 'verify_proxy',
       certdir: '/c',
       limitedProxies: 'allow',
       acceptMissingPrivateKey: false,
       onlyLifetimeChecks: true,
-      maxValiditySeconds: new Map<number | 'leaf', number>([[0, 14 * 86400], ['leaf', 86400]]),
+      maxValiditySeconds: new Map<number | 'leaf', number>([
+        [0, 14 * 86400],
+        ['leaf', 86400],
+      ]),
     });
   });
 
   it('bad option values are 202s that name the option and value', () => {
     const cases: [string, RegExp][] = [
-      ['vp = "lcmaps_verify_proxy.mod --max-proxy-level-ttl=L 24:00"', /option '--max-proxy-level-ttl=L' value '24:00' is not a time period like 1d-00:00/],
-      ['vp = "lcmaps_verify_proxy.mod --max-proxy-level-ttl=X 1d-00:00"', /has level 'X', which is not a number or L \(leaf\)/],
+      [
+        'vp = "lcmaps_verify_proxy.mod --max-proxy-level-ttl=L 24:00"',
+        /option '--max-proxy-level-ttl=L' value '24:00' is not a time period like 1d-00:00/,
+      ],
+      [
+        'vp = "lcmaps_verify_proxy.mod --max-proxy-level-ttl=X 1d-00:00"',
+        /has level 'X', which is not a number or L \(leaf\)/,
+      ],
       ['vp = "lcmaps_verify_proxy.mod --max-proxy-level-ttl@0 1d-24:00"', /value '1d-24:00' is not a time period/],
       ['vp = "lcmaps_posix_enf.mod -maxuid one"', /option '-maxuid' value 'one' is not a number/],
       ['vp = "lcmaps_posix_enf.mod -set_only_euid maybe"', /option '-set_only_euid' value 'maybe' is not yes or no/],
-      ['vp = "lcmaps_poolaccount.mod -gridmapdir /d -max_mappings_per_credential 0"', /value '0' is not a positive number/],
+      [
+        'vp = "lcmaps_poolaccount.mod -gridmapdir /d -max_mappings_per_credential 0"',
+        /value '0' is not a positive number/,
+      ],
       ['vp = "lcmaps_poolaccount.mod -gridmapdir /d -strict_poolprefix_match sure"', /value 'sure' is not yes or no/],
-      ['vp = "lcmaps_verify_proxy.mod --allow-limited-proxy --disallow-limited-proxy"', /'--disallow-limited-proxy' contradicts '--allow-limited-proxy'/],
+      [
+        'vp = "lcmaps_verify_proxy.mod --allow-limited-proxy --disallow-limited-proxy"',
+        /'--disallow-limited-proxy' contradicts '--allow-limited-proxy'/,
+      ],
       ['vp = "lcmaps_verify_proxy.mod --max-voms-ttl 1d"', /option '--max-voms-ttl' value '1d' is not a time period/],
       ['vp = "lcmaps_ban_dn.mod -banmapfile"', /option '-banmapfile' needs a ban list/],
     ];
     for (const [definition, message] of cases) {
-      const error = thrown(() => compileAccountPolicies(db(`${definition}\nglexec:\nvp -> vp2\nvp2 = "lcmaps_dummy_good.mod"\n`), 'glexec'));
+      const error = thrown(() =>
+        compileAccountPolicies(db(`${definition}\nglexec:\nvp -> vp2\nvp2 = "lcmaps_dummy_good.mod"\n`), 'glexec'),
+      );
       assert.equal(error.exitCode, 202, definition);
       assert.match(error.message, /^\/etc\/lcmaps\/lcmaps-glexec\.db line 1: module 'vp' /, definition);
       assert.match(error.message, message, definition);
@@ -212,7 +293,8 @@ pa -> pe
   it('LCMAPS time periods are days-hours:minutes', () => {
     assert.equal(parseTimePeriod('2d-13:37'), ((2 * 24 + 13) * 60 + 37) * 60);
     assert.equal(parseTimePeriod('0d-00:05'), 300);
-    for (const bad of ['13:37', '1d-13', '100d-00:00', '1d-00:60', '1d 00:00', '']) assert.equal(parseTimePeriod(bad), undefined, bad);
+    for (const bad of ['13:37', '1d-13', '100d-00:00', '1d-00:60', '1d 00:00', ''])
+      assert.equal(parseTimePeriod(bad), undefined, bad);
   });
 });
 
@@ -226,14 +308,30 @@ describe('choosing the policies', () => {
   it('a policy name that the file does not define is a 202 listing those it does', () => {
     const error = thrown(() => compileAccountPolicies(db(EMI_GLEXEC_DB), 'glexec'));
     assert.equal(error.code, 'lcmaps.unknown_policy');
-    assert.equal(error.message, `${FILE}: policy 'glexec' (from lcmaps_get_account_policy) is not defined (defined: glexec_get_account)`);
+    assert.equal(
+      error.message,
+      `${FILE}: policy 'glexec' (from lcmaps_get_account_policy) is not defined (defined: glexec_get_account)`,
+    );
   });
 
   it('policies run in the order of the file, not of the setting, and the first that maps wins', () => {
-    const text = 'good = "lcmaps_dummy_good.mod"\nla = "lcmaps_localaccount.mod -gridmap /a"\nlb = "lcmaps_localaccount2.mod -gridmap /b"\nfirst:\nla -> good\nsecond:\nlb -> good\n';
-    const env: MappingEnvironment = { ...fakeAccounts, readGridMap: (path) => parseGridMap(`"${JANE}" user_of_${path.slice(1)}`, path), leasePoolAccount: () => assert.fail('no pools here') };
-    assert.deepEqual(summary(mapAccount(db(text), 'second:first', input(), env)), { account: 'user_of_a', policy: 'first', via: 'localaccount' });
-    assert.deepEqual(summary(mapAccount(db(text), 'second', input(), env)), { account: 'user_of_b', policy: 'second', via: 'localaccount' });
+    const text =
+      'good = "lcmaps_dummy_good.mod"\nla = "lcmaps_localaccount.mod -gridmap /a"\nlb = "lcmaps_localaccount2.mod -gridmap /b"\nfirst:\nla -> good\nsecond:\nlb -> good\n';
+    const env: MappingEnvironment = {
+      ...fakeAccounts,
+      readGridMap: (path) => parseGridMap(`"${JANE}" user_of_${path.slice(1)}`, path),
+      leasePoolAccount: () => assert.fail('no pools here'),
+    };
+    assert.deepEqual(summary(mapAccount(db(text), 'second:first', input(), env)), {
+      account: 'user_of_a',
+      policy: 'first',
+      via: 'localaccount',
+    });
+    assert.deepEqual(summary(mapAccount(db(text), 'second', input(), env)), {
+      account: 'user_of_b',
+      policy: 'second',
+      via: 'localaccount',
+    });
   });
 });
 
@@ -242,19 +340,36 @@ describe('running the EMI gLExec policy', () => {
 
   it('a DN with its own account in the grid-mapfile is mapped by localaccount', () => {
     const env = environment(GRIDMAP_TEXT);
-    assert.deepEqual(summary(evaluateAccountPolicies(compiled, input(), env)), { account: 'jdoe', policy: 'glexec_get_account', via: 'localaccount' });
+    assert.deepEqual(summary(evaluateAccountPolicies(compiled, input(), env)), {
+      account: 'jdoe',
+      policy: 'glexec_get_account',
+      via: 'localaccount',
+    });
     assert.deepEqual(env.leases, []);
   });
 
-  it('a DN mapped to a pool falls through to poolaccount, which leases with the module\'s options', () => {
+  it("a DN mapped to a pool falls through to poolaccount, which leases with the module's options", () => {
     const env = environment(GRIDMAP_TEXT);
-    assert.deepEqual(summary(evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), env)), { account: 'atlas001', policy: 'glexec_get_account', via: 'poolaccount' });
-    assert.deepEqual(env.leases, [{ gridmapdir: '/etc/grid-security/gridmapdir', pool: 'atlas', dn: POOLED, options: { overrideInconsistency: true, strictPrefixMatch: true } }]);
+    assert.deepEqual(summary(evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), env)), {
+      account: 'atlas001',
+      policy: 'glexec_get_account',
+      via: 'poolaccount',
+    });
+    assert.deepEqual(env.leases, [
+      {
+        gridmapdir: '/etc/grid-security/gridmapdir',
+        pool: 'atlas',
+        dn: POOLED,
+        options: { overrideInconsistency: true, strictPrefixMatch: true },
+      },
+    ]);
     assert.deepEqual(env.gridmapReads, [GRIDMAP], 'the grid-mapfile is read once per request');
   });
 
   it('a DN without an entry is a 203 that says what each module found', () => {
-    const error = thrown(() => evaluateAccountPolicies(compiled, input({ identityDn: '/CN=Nobody' }), environment(GRIDMAP_TEXT)));
+    const error = thrown(() =>
+      evaluateAccountPolicies(compiled, input({ identityDn: '/CN=Nobody' }), environment(GRIDMAP_TEXT)),
+    );
     assert.equal(error.exitCode, 203);
     assert.equal(error.code, 'mapping.no_account');
     assert.equal(
@@ -263,13 +378,16 @@ describe('running the EMI gLExec policy', () => {
     );
   });
 
-  it('a full pool fails the policy with the lease\'s own message', () => {
+  it("a full pool fails the policy with the lease's own message", () => {
     const env = environment(GRIDMAP_TEXT, () => {
       throw authorizationError('mapping.pool_full', "pool 'atlas' is full");
     });
     const error = thrown(() => evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), env));
     assert.equal(error.exitCode, 203);
-    assert.match(error.message, /localaccount failed: grid-mapfile \/etc\/grid-security\/grid-mapfile line 2 maps the DN to pool '\.atlas', which is for a poolaccount module, then poolaccount failed: pool 'atlas' is full$/);
+    assert.match(
+      error.message,
+      /localaccount failed: grid-mapfile \/etc\/grid-security\/grid-mapfile line 2 maps the DN to pool '\.atlas', which is for a poolaccount module, then poolaccount failed: pool 'atlas' is full$/,
+    );
   });
 
   it('a site problem inside a module (202) stops the run instead of failing over', () => {
@@ -283,12 +401,23 @@ describe('running the EMI gLExec policy', () => {
     const error = thrown(() => evaluateAccountPolicies(compiled, input(), env));
     assert.equal(error.exitCode, 202);
     assert.equal(error.code, 'gridmap.untrusted');
-    const lease202: MappingEnvironment = { ...environment(GRIDMAP_TEXT), leasePoolAccount: () => { throw systemError('mapping.gridmapdir_untrusted', 'gridmapdir is group-writable'); } };
-    assert.equal(thrown(() => evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), lease202)).code, 'mapping.gridmapdir_untrusted');
+    const lease202: MappingEnvironment = {
+      ...environment(GRIDMAP_TEXT),
+      leasePoolAccount: () => {
+        throw systemError('mapping.gridmapdir_untrusted', 'gridmapdir is group-writable');
+      },
+    };
+    assert.equal(
+      thrown(() => evaluateAccountPolicies(compiled, input({ identityDn: POOLED }), lease202)).code,
+      'mapping.gridmapdir_untrusted',
+    );
   });
 
   it('a limited proxy is accepted because the module allows it', () => {
-    assert.equal(evaluateAccountPolicies(compiled, input({}, { limited: true }), environment(GRIDMAP_TEXT)).account, 'jdoe');
+    assert.equal(
+      evaluateAccountPolicies(compiled, input({}, { limited: true }), environment(GRIDMAP_TEXT)).account,
+      'jdoe',
+    );
   });
 });
 
@@ -303,21 +432,36 @@ describe('verify_proxy', () => {
 
   it('limited proxies are accepted unless --disallow-limited-proxy is set, as in verify_proxy 1.5.10', () => {
     assert.equal(run('', { limited: true }).account, 'jdoe');
-    assert.equal(refusal('--disallow-limited-proxy', { limited: true }), 'the chain has a limited proxy and --disallow-limited-proxy is set');
+    assert.equal(
+      refusal('--disallow-limited-proxy', { limited: true }),
+      'the chain has a limited proxy and --disallow-limited-proxy is set',
+    );
     assert.equal(run('--allow-limited-proxy', { limited: true }).account, 'jdoe');
     assert.equal(run('').account, 'jdoe');
   });
 
   it('--require-limited-proxy requires the last proxy to be limited', () => {
-    assert.equal(refusal('--require-limited-proxy', { limited: false }), 'the last proxy is not limited, and --require-limited-proxy is set');
-    assert.equal(refusal('--require-limited-proxy', { limited: true, leafLimited: false }), 'the last proxy is not limited, and --require-limited-proxy is set');
+    assert.equal(
+      refusal('--require-limited-proxy', { limited: false }),
+      'the last proxy is not limited, and --require-limited-proxy is set',
+    );
+    assert.equal(
+      refusal('--require-limited-proxy', { limited: true, leafLimited: false }),
+      'the last proxy is not limited, and --require-limited-proxy is set',
+    );
     assert.equal(run('--require-limited-proxy', { limited: true }).account, 'jdoe');
   });
 
   it('a chain without its private key passes only with --discard_private_key_absence, and not with --never_…', () => {
-    assert.equal(refusal('', { hasPrivateKey: false }), 'the private key is missing, and --discard_private_key_absence is not set');
+    assert.equal(
+      refusal('', { hasPrivateKey: false }),
+      'the private key is missing, and --discard_private_key_absence is not set',
+    );
     assert.equal(run('--discard_private_key_absence', { hasPrivateKey: false }).account, 'jdoe');
-    assert.match(refusal('--discard_private_key_absence --never_discard_private_key_absence', { hasPrivateKey: false }), /private key is missing/);
+    assert.match(
+      refusal('--discard_private_key_absence --never_discard_private_key_absence', { hasPrivateKey: false }),
+      /private key is missing/,
+    );
   });
 
   it('an expired proxy is refused', () => {
@@ -327,31 +471,54 @@ describe('verify_proxy', () => {
   it('-certdir must be the directory glexec verified the chain against, when glexec says which', () => {
     assert.equal(
       refusal('-certdir /etc/grid-security/certificates', {}, { verifiedAgainstCertdir: '/opt/certs' }),
-      'glexec verified the chain against /opt/certs, not against the module\'s -certdir /etc/grid-security/certificates',
+      "glexec verified the chain against /opt/certs, not against the module's -certdir /etc/grid-security/certificates",
     );
-    assert.equal(run('-certdir /etc/grid-security/certificates', {}, { verifiedAgainstCertdir: '/etc/grid-security/certificates' }).account, 'jdoe');
+    assert.equal(
+      run('-certdir /etc/grid-security/certificates', {}, { verifiedAgainstCertdir: '/etc/grid-security/certificates' })
+        .account,
+      'jdoe',
+    );
   });
 
   it('--max-proxy-level-ttl limits the validity of the leaf (L) and of a numbered delegation level', () => {
     const at = (hours: number) => ({ notBefore: NOW, notAfter: new Date(NOW.getTime() + hours * HOUR) });
     const leafOnly = '--max-proxy-level-ttl=L 1d-00:00';
-    assert.equal(refusal(leafOnly, { proxyValidity: [at(48)] }), 'the last proxy is valid for 2d-00:00, longer than --max-proxy-level-ttl allows (1d-00:00)');
+    assert.equal(
+      refusal(leafOnly, { proxyValidity: [at(48)] }),
+      'the last proxy is valid for 2d-00:00, longer than --max-proxy-level-ttl allows (1d-00:00)',
+    );
     assert.equal(run(leafOnly, { proxyValidity: [at(24)] }).account, 'jdoe');
     const both = '--max-proxy-level-ttl@0 7d-00:00 --max-proxy-level-ttl=L 0d-12:00';
-    assert.equal(refusal(both, { proxyValidity: [at(8 * 24), at(1)] }), 'the proxy at level 0 is valid for 8d-00:00, longer than --max-proxy-level-ttl allows (7d-00:00)');
-    assert.equal(refusal(both, { proxyValidity: [at(24), at(13)] }), 'the last proxy is valid for 0d-13:00, longer than --max-proxy-level-ttl allows (0d-12:00)');
+    assert.equal(
+      refusal(both, { proxyValidity: [at(8 * 24), at(1)] }),
+      'the proxy at level 0 is valid for 8d-00:00, longer than --max-proxy-level-ttl allows (7d-00:00)',
+    );
+    assert.equal(
+      refusal(both, { proxyValidity: [at(24), at(13)] }),
+      'the last proxy is valid for 0d-13:00, longer than --max-proxy-level-ttl allows (0d-12:00)',
+    );
     assert.equal(run(both, { proxyValidity: [at(24), at(12)] }).account, 'jdoe');
-    assert.equal(run('--max-proxy-level-ttl=3 0d-01:00', { proxyValidity: [at(24), at(12)] }).account, 'jdoe', 'a level the chain does not have is not checked');
+    assert.equal(
+      run('--max-proxy-level-ttl=3 0d-01:00', { proxyValidity: [at(24), at(12)] }).account,
+      'jdoe',
+      'a level the chain does not have is not checked',
+    );
   });
 
   it('--max-proxy-level-ttl fails closed when the validity periods were not given', () => {
-    assert.equal(refusal('--max-proxy-level-ttl=L 1d-00:00'), '--max-proxy-level-ttl is set, but the proxy validity periods were not given to it');
+    assert.equal(
+      refusal('--max-proxy-level-ttl=L 1d-00:00'),
+      '--max-proxy-level-ttl is set, but the proxy validity periods were not given to it',
+    );
   });
 
   it('--only-enforce-lifetime-checks skips the limited-proxy and key checks but not the lifetimes', () => {
     assert.equal(run('--only-enforce-lifetime-checks', { limited: true, hasPrivateKey: false }).account, 'jdoe');
     const validity = [{ notBefore: NOW, notAfter: new Date(NOW.getTime() + 48 * HOUR) }];
-    assert.match(refusal('--only-enforce-lifetime-checks --max-proxy-level-ttl=L 1d-00:00', { proxyValidity: validity }), /the last proxy is valid for 2d-00:00/);
+    assert.match(
+      refusal('--only-enforce-lifetime-checks --max-proxy-level-ttl=L 1d-00:00', { proxyValidity: validity }),
+      /the last proxy is valid for 2d-00:00/,
+    );
   });
 });
 
@@ -360,22 +527,33 @@ describe('how a policy runs', () => {
 
   it('a failure without an alternative ends the policy, and the next policy is tried', () => {
     const text = `vp = "lcmaps_verify_proxy.mod --disallow-limited-proxy"\nla = "lcmaps_localaccount.mod"\nstrict:\nvp -> la\nlenient:\nla -> la2\nla2 = "lcmaps_posix_enf.mod"\n`;
-    assert.deepEqual(summary(mapAccount(db(text), 'strict:lenient', input({}, { limited: true }), env())), { account: 'jdoe', policy: 'lenient', via: 'localaccount' });
+    assert.deepEqual(summary(mapAccount(db(text), 'strict:lenient', input({}, { limited: true }), env())), {
+      account: 'jdoe',
+      policy: 'lenient',
+      via: 'localaccount',
+    });
   });
 
   it('a failing module follows its | alternative', () => {
-    const text = 'bad = "lcmaps_dummy_bad.mod"\nla = "lcmaps_localaccount.mod"\nglexec:\nbad -> bad2 | la\nbad2 = "lcmaps_dummy_bad2.mod"\n';
+    const text =
+      'bad = "lcmaps_dummy_bad.mod"\nla = "lcmaps_localaccount.mod"\nglexec:\nbad -> bad2 | la\nbad2 = "lcmaps_dummy_bad2.mod"\n';
     assert.equal(mapAccount(db(text), 'glexec', input(), env()).account, 'jdoe');
   });
 
-  it('the module that ends the chain decides the policy\'s result', () => {
+  it("the module that ends the chain decides the policy's result", () => {
     const text = 'la = "lcmaps_localaccount.mod"\nbad = "lcmaps_dummy_bad.mod"\nglexec:\nla -> bad\n';
-    assert.equal(thrown(() => mapAccount(db(text), 'glexec', input(), env())).message, `no LCMAPS policy in ${FILE} maps ${JANE}: policy 'glexec': bad failed: lcmaps_dummy_bad always fails`);
+    assert.equal(
+      thrown(() => mapAccount(db(text), 'glexec', input(), env())).message,
+      `no LCMAPS policy in ${FILE} maps ${JANE}: policy 'glexec': bad failed: lcmaps_dummy_bad always fails`,
+    );
   });
 
   it('a policy that succeeds without a localaccount or poolaccount mapping maps nothing', () => {
     const text = 'vp = "lcmaps_verify_proxy.mod"\ngood = "lcmaps_dummy_good.mod"\nglexec:\nvp -> good\n';
-    assert.match(thrown(() => mapAccount(db(text), 'glexec', input(), env())).message, /policy 'glexec': it succeeded without mapping an account/);
+    assert.match(
+      thrown(() => mapAccount(db(text), 'glexec', input(), env())).message,
+      /policy 'glexec': it succeeded without mapping an account/,
+    );
   });
 
   it('two modules mapping two different accounts fail the policy', () => {
@@ -385,11 +563,17 @@ describe('how a policy runs', () => {
       readGridMap: (path) => parseGridMap(path === '/pools' ? `"${JANE}" .atlas` : `"${JANE}" jdoe`, path),
       leasePoolAccount: () => 'atlas007',
     };
-    assert.match(thrown(() => mapAccount(db(text), 'glexec', input(), twoMaps)).message, /pa mapped to 'atlas007' after localaccount mapped to 'jdoe'/);
+    assert.match(
+      thrown(() => mapAccount(db(text), 'glexec', input(), twoMaps)).message,
+      /pa mapped to 'atlas007' after localaccount mapped to 'jdoe'/,
+    );
   });
 
   it('poolaccount refuses a DN that the grid-mapfile maps to a plain account', () => {
     const text = 'pa = "lcmaps_poolaccount.mod -gridmapdir /d"\nglexec:\npa -> pe\npe = "lcmaps_posix_enf.mod"\n';
-    assert.match(thrown(() => mapAccount(db(text), 'glexec', input(), env())).message, /pa failed: grid-mapfile \/etc\/grid-security\/grid-mapfile line 1 maps the DN to 'jdoe', which is not a pool \(\.name\)$/);
+    assert.match(
+      thrown(() => mapAccount(db(text), 'glexec', input(), env())).message,
+      /pa failed: grid-mapfile \/etc\/grid-security\/grid-mapfile line 1 maps the DN to 'jdoe', which is not a pool \(\.name\)$/,
+    );
   });
 });

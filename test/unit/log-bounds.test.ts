@@ -15,7 +15,10 @@ describe('log record bounds', () => {
   });
 
   it('64 long arguments full of control characters give a record of at most 4 kB that counts what was cut', () => {
-    const { msg, fields } = boundRecord('job completed', { command: Array.from({ length: 100 }, () => '\u0001'.repeat(100_000)), exitCode: 3 });
+    const { msg, fields } = boundRecord('job completed', {
+      command: Array.from({ length: 100 }, () => '\u0001'.repeat(100_000)),
+      exitCode: 3,
+    });
     assert.equal(msg, 'job completed');
     assert.ok(Buffer.byteLength(JSON.stringify({ msg, ...fields })) <= MAX_RECORD_BYTES);
     assert.equal(fields.exitCode, 3);
@@ -32,6 +35,9 @@ describe('log record bounds', () => {
   });
 
   it('a small record is left as it is', () => {
-    assert.deepEqual(boundRecord('payload started', { payloadPid: 12, cwd: '/tmp' }), { msg: 'payload started', fields: { payloadPid: 12, cwd: '/tmp' } });
+    assert.deepEqual(boundRecord('payload started', { payloadPid: 12, cwd: '/tmp' }), {
+      msg: 'payload started',
+      fields: { payloadPid: 12, cwd: '/tmp' },
+    });
   });
 });

@@ -7,7 +7,16 @@ import { after, before, describe, test } from 'node:test';
 
 import fc from 'fast-check';
 
-import { DerError, Tag, childrenOf, readRoot, readElement, decodeOid, decodeTime, encodingOf } from '../../src/proxy/der';
+import {
+  DerError,
+  Tag,
+  childrenOf,
+  readRoot,
+  readElement,
+  decodeOid,
+  decodeTime,
+  encodingOf,
+} from '../../src/proxy/der';
 import { formatOneline, onelineFromDer, parseName, subjectHash } from '../../src/proxy/dn';
 import { makeCa, openssl, subjectHashOf } from '../helpers/pki';
 
@@ -56,19 +65,30 @@ function nameDer(...rdns: ReadonlyArray<readonly Attribute[]>): Buffer {
       tlv(
         Tag.set,
         ...rdn.map(([type, valueTag, value]) =>
-          tlv(Tag.sequence, oid(OIDS[type] ?? type), tlv(valueTag, typeof value === 'string' ? Buffer.from(value, 'latin1') : value)),
+          tlv(
+            Tag.sequence,
+            oid(OIDS[type] ?? type),
+            tlv(valueTag, typeof value === 'string' ? Buffer.from(value, 'latin1') : value),
+          ),
         ),
       ),
     ),
   );
 }
 
-const publicKeyInfo = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' });
+const publicKeyInfo = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+  type: 'spki',
+  format: 'der',
+});
 
 /** A certificate with `name` as subject and issuer and a dummy signature: enough for openssl to print names. */
 function certificateWithName(name: Buffer): Buffer {
   const ecdsaWithSha256 = tlv(Tag.sequence, oid('1.2.840.10045.4.3.2'));
-  const validity = tlv(Tag.sequence, tlv(Tag.utcTime, Buffer.from('250101000000Z')), tlv(Tag.utcTime, Buffer.from('350101000000Z')));
+  const validity = tlv(
+    Tag.sequence,
+    tlv(Tag.utcTime, Buffer.from('250101000000Z')),
+    tlv(Tag.utcTime, Buffer.from('350101000000Z')),
+  );
   const tbs = tlv(
     Tag.sequence,
     tlv(0xa0, tlv(Tag.integer, Buffer.from([2]))),
@@ -91,8 +111,16 @@ function opensslView(name: Buffer): { oneline: string; hash: string } {
   const base64 = certificateWithName(name).toString('base64').replace(/.{64}/g, '$&\n');
   const path = join(workspace, `name-${++fileCounter}.pem`);
   writeFileSync(path, `-----BEGIN CERTIFICATE-----\n${base64}\n-----END CERTIFICATE-----\n`);
-  const [subjectLine = '', hash = ''] = openssl(['x509', '-in', path, '-noout', '-subject', '-nameopt', 'compat', '-subject_hash'])
-    .split('\n');
+  const [subjectLine = '', hash = ''] = openssl([
+    'x509',
+    '-in',
+    path,
+    '-noout',
+    '-subject',
+    '-nameopt',
+    'compat',
+    '-subject_hash',
+  ]).split('\n');
   return { oneline: subjectLine.replace(/^subject=/, ''), hash };
 }
 
@@ -125,13 +153,31 @@ describe('the oneline DN', () => {
   });
 
   const cases: ReadonlyArray<readonly [string, Buffer]> = [
-    ['a multi-valued RDN is joined with +', nameDer([['O', Tag.utf8String, 'Example']], [['CN', Tag.utf8String, 'Jane'], ['UID', Tag.utf8String, 'jdoe']])],
+    [
+      'a multi-valued RDN is joined with +',
+      nameDer(
+        [['O', Tag.utf8String, 'Example']],
+        [
+          ['CN', Tag.utf8String, 'Jane'],
+          ['UID', Tag.utf8String, 'jdoe'],
+        ],
+      ),
+    ],
     ['slash and plus inside a value are escaped with a backslash', nameDer([['CN', Tag.utf8String, 'a/b+c d=e,f']])],
     ['UTF-8 bytes are written as uppercase \\xHH', nameDer([['CN', Tag.utf8String, Buffer.from('Jörg Ünal', 'utf8')]])],
-    ['a BMPString shows its zero bytes, as OpenSSL does', nameDer([['CN', Tag.bmpString, Buffer.from('\u0000J\u0000\u00f6', 'latin1')]])],
+    [
+      'a BMPString shows its zero bytes, as OpenSSL does',
+      nameDer([['CN', Tag.bmpString, Buffer.from('\u0000J\u0000\u00f6', 'latin1')]]),
+    ],
     ['a T61String byte above 0x7E is escaped', nameDer([['CN', Tag.t61String, 'Jos\xe9']])],
     ['an unknown attribute type is written as a dotted OID', nameDer([['1.3.6.1.4.1.99999.1', Tag.utf8String, 'x']])],
-    ['emailAddress and UID use OpenSSL short names', nameDer([['emailAddress', Tag.ia5String, 'jane@example.org'], ['UID', Tag.utf8String, 'jd']])],
+    [
+      'emailAddress and UID use OpenSSL short names',
+      nameDer([
+        ['emailAddress', Tag.ia5String, 'jane@example.org'],
+        ['UID', Tag.utf8String, 'jd'],
+      ]),
+    ],
   ];
   for (const [title, name] of cases) {
     test(`${title} (same as openssl)`, () => {
@@ -141,29 +187,62 @@ describe('the oneline DN', () => {
 
   test('the oneline DN never contains a control character, whatever the value bytes', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 0, maxLength: 40 }), fc.constantFrom(Tag.utf8String, Tag.octetString, Tag.bmpString), (bytes, tag) => {
-        const oneline = formatOneline(parseName(nameDer([['CN', tag, Buffer.from(bytes)]])));
-        // eslint-disable-next-line no-control-regex -- looking for control characters is the point
-        assert.doesNotMatch(oneline, /[\x00-\x1f\x7f-\uffff]/);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 40 }),
+        fc.constantFrom(Tag.utf8String, Tag.octetString, Tag.bmpString),
+        (bytes, tag) => {
+          const oneline = formatOneline(parseName(nameDer([['CN', tag, Buffer.from(bytes)]])));
+          // eslint-disable-next-line no-control-regex -- looking for control characters is the point
+          assert.doesNotMatch(oneline, /[\x00-\x1f\x7f-\uffff]/);
+        },
+      ),
     );
   });
 });
 
 describe('the subject hash', () => {
   const names: ReadonlyArray<readonly [string, Buffer]> = [
-    ['a plain grid DN', nameDer([['DC', Tag.ia5String, 'org']], [['DC', Tag.ia5String, 'example']], [['CN', Tag.utf8String, 'Test CA']])],
-    ['mixed case and extra spaces', nameDer([['O', Tag.printableString, '  Example   Org ']], [['CN', Tag.utf8String, 'TEST\t \nCa  ']])],
-    ['a multi-valued RDN in unsorted order', nameDer([['CN', Tag.utf8String, 'zeta'], ['UID', Tag.utf8String, 'Alpha']])],
-    ['emailAddress as IA5String', nameDer([['CN', Tag.utf8String, 'x'], ['emailAddress', Tag.ia5String, 'CA@Example.ORG']])],
+    [
+      'a plain grid DN',
+      nameDer([['DC', Tag.ia5String, 'org']], [['DC', Tag.ia5String, 'example']], [['CN', Tag.utf8String, 'Test CA']]),
+    ],
+    [
+      'mixed case and extra spaces',
+      nameDer([['O', Tag.printableString, '  Example   Org ']], [['CN', Tag.utf8String, 'TEST\t \nCa  ']]),
+    ],
+    [
+      'a multi-valued RDN in unsorted order',
+      nameDer([
+        ['CN', Tag.utf8String, 'zeta'],
+        ['UID', Tag.utf8String, 'Alpha'],
+      ]),
+    ],
+    [
+      'emailAddress as IA5String',
+      nameDer([
+        ['CN', Tag.utf8String, 'x'],
+        ['emailAddress', Tag.ia5String, 'CA@Example.ORG'],
+      ]),
+    ],
     ['a T61String with a Latin-1 byte', nameDer([['CN', Tag.t61String, 'Jos\xe9 GARC\xcdA']])],
-    ['a BMPString', nameDer([['CN', Tag.bmpString, Buffer.from('\u0000J\u0000\u00d6\u0000 \u0000 \u0000X', 'latin1')]])],
+    [
+      'a BMPString',
+      nameDer([['CN', Tag.bmpString, Buffer.from('\u0000J\u0000\u00d6\u0000 \u0000 \u0000X', 'latin1')]]),
+    ],
     ['a UniversalString', nameDer([['CN', Tag.universalString, Buffer.from([0, 0, 0, 0x41, 0, 1, 0xf6, 0x00])]])],
-    ['non-ASCII capitals, which are not lowercased', nameDer([['CN', Tag.utf8String, Buffer.from('ÜBER Straße', 'utf8')]])],
+    [
+      'non-ASCII capitals, which are not lowercased',
+      nameDer([['CN', Tag.utf8String, Buffer.from('ÜBER Straße', 'utf8')]]),
+    ],
     ['a NumericString, which is hashed as it is', nameDer([['serialNumber', Tag.numericString, ' 12  34 ']])],
     ['a value of only spaces', nameDer([['CN', Tag.utf8String, '   ']])],
     ['an empty name', nameDer()],
-    ['a long name (two-byte lengths)', nameDer(...Array.from({ length: 12 }, (_, i): Attribute[] => [['OU', Tag.utf8String, `Organisational Unit ${i}`]]))],
+    [
+      'a long name (two-byte lengths)',
+      nameDer(
+        ...Array.from({ length: 12 }, (_, i): Attribute[] => [['OU', Tag.utf8String, `Organisational Unit ${i}`]]),
+      ),
+    ],
   ];
   for (const [title, name] of names) {
     test(`the hash of ${title} equals openssl's`, () => {
@@ -194,7 +273,10 @@ describe('the DER reader', () => {
   test('indefinite, non-minimal and overlong lengths are refused', () => {
     assert.throws(() => readElement(Buffer.from([0x30, 0x80, 0x00, 0x00])), DerError);
     assert.throws(() => readElement(Buffer.from([0x04, 0x81, 0x05, 1, 2, 3, 4, 5])), DerError);
-    assert.throws(() => readElement(Buffer.from([0x04, 0x82, 0x00, 0x81, ...new Array<number>(0x81).fill(0)])), DerError);
+    assert.throws(
+      () => readElement(Buffer.from([0x04, 0x82, 0x00, 0x81, ...new Array<number>(0x81).fill(0)])),
+      DerError,
+    );
     assert.throws(() => readElement(Buffer.from([0x04, 0x05, 1, 2])), DerError);
     assert.throws(() => readRoot(Buffer.from([0x05, 0x00, 0x00])), DerError);
   });
@@ -202,9 +284,18 @@ describe('the DER reader', () => {
   test('an OID and a time decode to their usual forms', () => {
     assert.equal(decodeOid(readRoot(oid('1.3.6.1.5.5.7.1.14'))), '1.3.6.1.5.5.7.1.14');
     assert.equal(decodeOid(readRoot(oid('2.999.1'))), '2.999.1');
-    assert.equal(decodeTime(readRoot(tlv(Tag.utcTime, Buffer.from('491231235959Z')))).toISOString(), '2049-12-31T23:59:59.000Z');
-    assert.equal(decodeTime(readRoot(tlv(Tag.utcTime, Buffer.from('500101000000Z')))).toISOString(), '1950-01-01T00:00:00.000Z');
-    assert.equal(decodeTime(readRoot(tlv(Tag.generalizedTime, Buffer.from('20510101000000Z')))).toISOString(), '2051-01-01T00:00:00.000Z');
+    assert.equal(
+      decodeTime(readRoot(tlv(Tag.utcTime, Buffer.from('491231235959Z')))).toISOString(),
+      '2049-12-31T23:59:59.000Z',
+    );
+    assert.equal(
+      decodeTime(readRoot(tlv(Tag.utcTime, Buffer.from('500101000000Z')))).toISOString(),
+      '1950-01-01T00:00:00.000Z',
+    );
+    assert.equal(
+      decodeTime(readRoot(tlv(Tag.generalizedTime, Buffer.from('20510101000000Z')))).toISOString(),
+      '2051-01-01T00:00:00.000Z',
+    );
     assert.throws(() => decodeTime(readRoot(tlv(Tag.utcTime, Buffer.from('250230000000Z')))), DerError);
     assert.throws(() => decodeTime(readRoot(tlv(Tag.utcTime, Buffer.from('2501010000Z')))), DerError);
   });
@@ -238,7 +329,9 @@ function subjectNameOf(certPem: string): Buffer {
 }
 
 function opensslOneline(certPath: string): string {
-  return openssl(['x509', '-in', certPath, '-noout', '-subject', '-nameopt', 'compat']).replace(/^subject=/, '').replace(/\n$/, '');
+  return openssl(['x509', '-in', certPath, '-noout', '-subject', '-nameopt', 'compat'])
+    .replace(/^subject=/, '')
+    .replace(/\n$/, '');
 }
 
 describe('backslashes in the oneline form (issue 10 item 9)', () => {
@@ -251,9 +344,28 @@ describe('backslashes in the oneline form (issue 10 item 9)', () => {
   /** A self-signed certificate whose subject openssl -subj builds from `subject` (`\\` is one backslash). */
   const subjectOf = (name: string, subject: string): { ours: string; openssl: string; der: Buffer } => {
     const path = join(dir, `${name}.pem`);
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', path, '-subj', subject, '-utf8', '-days', '1']);
+    openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(dir, `${name}.key`),
+      '-out',
+      path,
+      '-subj',
+      subject,
+      '-utf8',
+      '-days',
+      '1',
+    ]);
     const der = new X509Certificate(openssl(['x509', '-in', path])).raw;
-    const subjectLine = openssl(['x509', '-in', path, '-noout', '-subject', '-nameopt', 'compat']).trim().replace(/^subject=/, '');
+    const subjectLine = openssl(['x509', '-in', path, '-noout', '-subject', '-nameopt', 'compat'])
+      .trim()
+      .replace(/^subject=/, '');
     return { ours: onelineFromDer(subjectDerOf(der)), openssl: subjectLine, der };
   };
 

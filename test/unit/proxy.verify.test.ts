@@ -47,10 +47,16 @@ after(() => {
  */
 function asRootOnly(path: string): Stats {
   const real = lstatSync(path);
-  return Object.assign(Object.create(Object.getPrototypeOf(real) as object) as Stats, real, { uid: 0, mode: real.mode & ~0o1022 });
+  return Object.assign(Object.create(Object.getPrototypeOf(real) as object) as Stats, real, {
+    uid: 0,
+    mode: real.mode & ~0o1022,
+  });
 }
 
-function verify(text: string, options: { certdir?: string; now?: Date; requirePrivateKey?: boolean } = {}): VerifiedProxy {
+function verify(
+  text: string,
+  options: { certdir?: string; now?: Date; requirePrivateKey?: boolean } = {},
+): VerifiedProxy {
   return verifyProxyChain(text, {
     lstat: asRootOnly,
     certdir: options.certdir ?? certdir,
@@ -72,7 +78,8 @@ function assertRefused(run: () => unknown, exitCode: number, code: string, ...me
   assert.equal(caught.exitCode, exitCode, caught.message);
   // eslint-disable-next-line no-control-regex -- looking for control characters is the point
   assert.doesNotMatch(caught.message, /[\x00-\x1f]/, 'the message must be one line without control characters');
-  for (const mention of mentions) assert.ok(caught.message.includes(mention), `message "${caught.message}" should mention "${mention}"`);
+  for (const mention of mentions)
+    assert.ok(caught.message.includes(mention), `message "${caught.message}" should mention "${mention}"`);
   return caught;
 }
 
@@ -172,7 +179,12 @@ describe('CA paths', () => {
     assert.equal(result.chainLength, 3);
 
     const withoutIntermediate = proxyFileText(proxy, { chain: [leafUser] });
-    assertRefused(() => verify(withoutIntermediate, { certdir: certdirWithRoot }), 203, 'proxy.unknown_ca', 'Example Issuing CA');
+    assertRefused(
+      () => verify(withoutIntermediate, { certdir: certdirWithRoot }),
+      203,
+      'proxy.unknown_ca',
+      'Example Issuing CA',
+    );
   });
 
   test('an intermediate CA installed in the certdir is a trust anchor by itself', () => {
@@ -181,14 +193,22 @@ describe('CA paths', () => {
     const certdirWithIntermediate = join(workspace, 'certdir-intermediate-only');
     installCa(intermediate, certdirWithIntermediate);
     const proxy = makeProxy(makeUserCert(intermediate, { subject: '/C=NL/O=Example/CN=Ivo' }), { kind: 'rfc3820' });
-    assert.equal(verify(proxyFileText(proxy), { certdir: certdirWithIntermediate }).identityDn, '/C=NL/O=Example/CN=Ivo');
+    assert.equal(
+      verify(proxyFileText(proxy), { certdir: certdirWithIntermediate }).identityDn,
+      '/C=NL/O=Example/CN=Ivo',
+    );
   });
 
   test('a self-signed root carried in the file is not trusted unless it is in the certdir', () => {
     const rogueRoot = makeCa(workspace, { subject: '/C=NL/O=Rogue/CN=Rogue CA' });
     const rogueUser = makeUserCert(rogueRoot, { subject: USER_SUBJECT.replace('Jane Doe', 'Mallory') });
     const proxy = makeProxy(rogueUser, { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(proxy, { chain: [rogueUser, rogueRoot] })), 203, 'proxy.unknown_ca', '/C=NL/O=Rogue/CN=Rogue CA');
+    assertRefused(
+      () => verify(proxyFileText(proxy, { chain: [rogueUser, rogueRoot] })),
+      203,
+      'proxy.unknown_ca',
+      '/C=NL/O=Rogue/CN=Rogue CA',
+    );
   });
 
   test('a CA with the same subject as the trusted one but another key is not trusted', () => {
@@ -217,7 +237,12 @@ describe('CA paths', () => {
     const renewalCertdir = join(workspace, 'certdir-renewal');
     installCa(expired, renewalCertdir);
     const proxy = makeProxy(makeUserCert(renewed, { subject: '/C=NL/O=Example/CN=Rene' }), { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(proxy), { certdir: renewalCertdir }), 201, 'proxy.expired', `CA certificate ${subject}`);
+    assertRefused(
+      () => verify(proxyFileText(proxy), { certdir: renewalCertdir }),
+      201,
+      'proxy.expired',
+      `CA certificate ${subject}`,
+    );
     installCa(renewed, renewalCertdir);
     assert.equal(verify(proxyFileText(proxy), { certdir: renewalCertdir }).issuerDn, subject);
   });
@@ -228,7 +253,12 @@ describe('CA paths', () => {
     const proxy = makeProxy(makeUserCert(notACa, { subject: '/C=NL/O=Example/CN=Nora' }), { kind: 'rfc3820' });
     const rootCertdir = join(workspace, 'certdir-not-a-ca');
     installCa(root, rootCertdir);
-    assertRefused(() => verify(proxyFileText(proxy), { certdir: rootCertdir }), 203, 'proxy.not_a_ca', '/C=NL/O=Example/CN=Not A CA');
+    assertRefused(
+      () => verify(proxyFileText(proxy), { certdir: rootCertdir }),
+      203,
+      'proxy.not_a_ca',
+      '/C=NL/O=Example/CN=Not A CA',
+    );
   });
 
   test('a root with pathlen 0 may not have an intermediate CA under it', () => {
@@ -237,42 +267,83 @@ describe('CA paths', () => {
     const proxy = makeProxy(makeUserCert(intermediate, { subject: '/C=NL/O=Example/CN=Pat' }), { kind: 'rfc3820' });
     const rootCertdir = join(workspace, 'certdir-pathlen');
     installCa(root, rootCertdir);
-    assertRefused(() => verify(proxyFileText(proxy), { certdir: rootCertdir }), 203, 'proxy.path_length', 'Pathlen Zero Root');
+    assertRefused(
+      () => verify(proxyFileText(proxy), { certdir: rootCertdir }),
+      203,
+      'proxy.path_length',
+      'Pathlen Zero Root',
+    );
   });
 
   test('an end-entity certificate marked as a CA is refused', () => {
     const caUser = makeUserCert(ca, { subject: '/DC=org/DC=example/CN=Carl', markAsCa: true });
-    assertRefused(() => verify(proxyFileText(makeProxy(caUser, { kind: 'rfc3820' }))), 203, 'proxy.eec_is_ca', '/DC=org/DC=example/CN=Carl');
+    assertRefused(
+      () => verify(proxyFileText(makeProxy(caUser, { kind: 'rfc3820' }))),
+      203,
+      'proxy.eec_is_ca',
+      '/DC=org/DC=example/CN=Carl',
+    );
   });
 
   test('an end-entity certificate whose keyUsage lacks digitalSignature may not sign a proxy', () => {
-    const encipherOnly = makeUserCert(ca, { subject: '/DC=org/DC=example/CN=Kim', keyUsage: 'critical,keyEncipherment' });
-    assertRefused(() => verify(proxyFileText(makeProxy(encipherOnly, { kind: 'rfc3820' }))), 203, 'proxy.key_usage', '/DC=org/DC=example/CN=Kim');
+    const encipherOnly = makeUserCert(ca, {
+      subject: '/DC=org/DC=example/CN=Kim',
+      keyUsage: 'critical,keyEncipherment',
+    });
+    assertRefused(
+      () => verify(proxyFileText(makeProxy(encipherOnly, { kind: 'rfc3820' }))),
+      203,
+      'proxy.key_usage',
+      '/DC=org/DC=example/CN=Kim',
+    );
   });
 });
 
 describe('refused proxies', () => {
   test('an expired proxy is refused with 201 and names the certificate', () => {
     const proxy = makeProxy(user, { kind: 'rfc3820', startOffsetHours: -48, hours: 24 });
-    const error = assertRefused(() => verify(proxyFileText(proxy)), 201, 'proxy.expired', `proxy certificate ${proxy.subject} expired at `);
+    const error = assertRefused(
+      () => verify(proxyFileText(proxy)),
+      201,
+      'proxy.expired',
+      `proxy certificate ${proxy.subject} expired at `,
+    );
     assert.match(error.message, /expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
   });
 
   test('an expired end-entity certificate is refused with 201', () => {
-    const oldUser = makeUserCert(ca, { subject: '/DC=org/DC=example/CN=Old Timer', notBefore: new Date(Date.now() - 30 * DAY_MS), days: 10 });
+    const oldUser = makeUserCert(ca, {
+      subject: '/DC=org/DC=example/CN=Old Timer',
+      notBefore: new Date(Date.now() - 30 * DAY_MS),
+      days: 10,
+    });
     const proxy = makeProxy(oldUser, { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(proxy)), 201, 'proxy.expired', 'end-entity certificate /DC=org/DC=example/CN=Old Timer expired at');
+    assertRefused(
+      () => verify(proxyFileText(proxy)),
+      201,
+      'proxy.expired',
+      'end-entity certificate /DC=org/DC=example/CN=Old Timer expired at',
+    );
   });
 
   test('a proxy that is not yet valid is refused with 201', () => {
     const proxy = makeProxy(user, { kind: 'rfc3820', startOffsetHours: 2 });
-    assertRefused(() => verify(proxyFileText(proxy)), 201, 'proxy.not_yet_valid', `proxy certificate ${proxy.subject} is not valid before`);
+    assertRefused(
+      () => verify(proxyFileText(proxy)),
+      201,
+      'proxy.not_yet_valid',
+      `proxy certificate ${proxy.subject} is not valid before`,
+    );
   });
 
   test('validity is judged at the given time, not at the clock', () => {
     const proxy = makeProxy(user, { kind: 'rfc3820', hours: 12 });
     assert.equal(verify(proxyFileText(proxy), { now: new Date(Date.now() + 11 * HOUR_MS) }).proxyDepth, 1);
-    assertRefused(() => verify(proxyFileText(proxy), { now: new Date(Date.now() + 13 * HOUR_MS) }), 201, 'proxy.expired');
+    assertRefused(
+      () => verify(proxyFileText(proxy), { now: new Date(Date.now() + 13 * HOUR_MS) }),
+      201,
+      'proxy.expired',
+    );
   });
 
   test('an invalid current time is refused rather than passing every validity check', () => {
@@ -288,14 +359,26 @@ describe('refused proxies', () => {
   test('a proxy signed by a different key with the same issuer name is refused with 203', () => {
     const twin = makeUserCert(ca, { subject: USER_SUBJECT }); // same name, other key
     const forged = makeProxy(twin, { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(forged, { chain: [user] })), 203, 'proxy.bad_signature', forged.subject, USER_SUBJECT);
+    assertRefused(
+      () => verify(proxyFileText(forged, { chain: [user] })),
+      203,
+      'proxy.bad_signature',
+      forged.subject,
+      USER_SUBJECT,
+    );
   });
 
   test('a certificate from a CA that is not in the certdir is refused with 203', () => {
     const otherCa = makeCa(workspace, { subject: '/C=XX/O=Elsewhere/CN=Unknown CA' });
     const stranger = makeUserCert(otherCa, { subject: '/C=XX/O=Elsewhere/CN=Stranger' });
     const proxy = makeProxy(stranger, { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(proxy)), 203, 'proxy.unknown_ca', '/C=XX/O=Elsewhere/CN=Unknown CA', '/C=XX/O=Elsewhere/CN=Stranger');
+    assertRefused(
+      () => verify(proxyFileText(proxy)),
+      203,
+      'proxy.unknown_ca',
+      '/C=XX/O=Elsewhere/CN=Unknown CA',
+      '/C=XX/O=Elsewhere/CN=Stranger',
+    );
   });
 
   test('an independent proxy is refused with 203', () => {
@@ -309,20 +392,46 @@ describe('refused proxies', () => {
   });
 
   test('an RFC 3820 proxy whose subject is not its issuer plus one CN is refused', () => {
-    const proxy = makeProxy(user, { kind: 'rfc3820', subject: '/DC=org/DC=example/C=NL/O=Example/OU=People/CN=Someone Else/CN=123' });
+    const proxy = makeProxy(user, {
+      kind: 'rfc3820',
+      subject: '/DC=org/DC=example/C=NL/O=Example/OU=People/CN=Someone Else/CN=123',
+    });
     assertRefused(() => verify(proxyFileText(proxy)), 203, 'proxy.invalid_proxy', 'CN=Someone Else');
   });
 
   test('a pre-RFC (GT3 draft) proxy is refused as not a proxy, with the reason', () => {
-    const draft = makeProxy(user, { kind: 'legacy', commonName: '12345', extraExtensions: ['1.3.6.1.4.1.3536.1.222 = critical,DER:30:00'] });
+    const draft = makeProxy(user, {
+      kind: 'legacy',
+      commonName: '12345',
+      extraExtensions: ['1.3.6.1.4.1.3536.1.222 = critical,DER:30:00'],
+    });
     assertRefused(() => verify(proxyFileText(draft)), 203, 'proxy.not_a_proxy', 'draft');
   });
 
   test('an unknown critical extension anywhere on the path is refused, a non-critical one is ignored', () => {
-    const strict = makeUserCert(ca, { subject: '/DC=org/DC=example/CN=Stella', extraExtensions: ['1.3.6.1.4.1.99999.7 = critical,DER:05:00'] });
-    assertRefused(() => verify(proxyFileText(makeProxy(strict, { kind: 'rfc3820' }))), 203, 'proxy.unsupported_extension', '1.3.6.1.4.1.99999.7', 'CN=Stella');
-    const relaxed = makeUserCert(ca, { subject: '/DC=org/DC=example/CN=Rex', extraExtensions: ['1.3.6.1.4.1.99999.7 = DER:05:00'] });
-    assert.equal(verify(proxyFileText(makeProxy(relaxed, { kind: 'rfc3820', extraExtensions: ['1.3.6.1.4.1.8005.100.100.5 = DER:30:00'] }))).identityDn, '/DC=org/DC=example/CN=Rex');
+    const strict = makeUserCert(ca, {
+      subject: '/DC=org/DC=example/CN=Stella',
+      extraExtensions: ['1.3.6.1.4.1.99999.7 = critical,DER:05:00'],
+    });
+    assertRefused(
+      () => verify(proxyFileText(makeProxy(strict, { kind: 'rfc3820' }))),
+      203,
+      'proxy.unsupported_extension',
+      '1.3.6.1.4.1.99999.7',
+      'CN=Stella',
+    );
+    const relaxed = makeUserCert(ca, {
+      subject: '/DC=org/DC=example/CN=Rex',
+      extraExtensions: ['1.3.6.1.4.1.99999.7 = DER:05:00'],
+    });
+    assert.equal(
+      verify(
+        proxyFileText(
+          makeProxy(relaxed, { kind: 'rfc3820', extraExtensions: ['1.3.6.1.4.1.8005.100.100.5 = DER:30:00'] }),
+        ),
+      ).identityDn,
+      '/DC=org/DC=example/CN=Rex',
+    );
   });
 
   test('a proxy made from a proxy with pathlen 0 is refused, pathlen 1 allows it', () => {
@@ -339,7 +448,11 @@ describe('refused proxies', () => {
     const widened = makeProxy(limited, { kind: 'rfc3820' });
     assertRefused(() => verify(proxyFileText(widened)), 203, 'proxy.limited_signs_unlimited', widened.subject);
     const legacyLimited = makeProxy(user, { kind: 'legacy-limited' });
-    assertRefused(() => verify(proxyFileText(makeProxy(legacyLimited, { kind: 'legacy' }))), 203, 'proxy.limited_signs_unlimited');
+    assertRefused(
+      () => verify(proxyFileText(makeProxy(legacyLimited, { kind: 'legacy' }))),
+      203,
+      'proxy.limited_signs_unlimited',
+    );
   });
 
   test('a chain that mixes legacy and RFC 3820 proxies is refused', () => {
@@ -353,8 +466,18 @@ describe('refused proxies', () => {
   });
 
   test('a hostile CN with a newline is escaped in the message', () => {
-    const proxy = makeProxy(user, { kind: 'rfc3820', commonName: 'evil\nglexec[1]: accepted', startOffsetHours: -30, hours: 1 });
-    const error = assertRefused(() => verify(proxyFileText(proxy)), 201, 'proxy.expired', '/CN=evil\\x0Aglexec[1]: accepted');
+    const proxy = makeProxy(user, {
+      kind: 'rfc3820',
+      commonName: 'evil\nglexec[1]: accepted',
+      startOffsetHours: -30,
+      hours: 1,
+    });
+    const error = assertRefused(
+      () => verify(proxyFileText(proxy)),
+      201,
+      'proxy.expired',
+      '/CN=evil\\x0Aglexec[1]: accepted',
+    );
     assert.ok(!error.message.includes('\n'));
   });
 });
@@ -367,7 +490,12 @@ describe('the private key', () => {
 
   test('a private key that belongs to another certificate is refused with 201', () => {
     const proxy = makeProxy(user, { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(proxy, { keyPem: user.keyPem })), 201, 'proxy.key_mismatch', proxy.subject);
+    assertRefused(
+      () => verify(proxyFileText(proxy, { keyPem: user.keyPem })),
+      201,
+      'proxy.key_mismatch',
+      proxy.subject,
+    );
   });
 
   test('two private keys are refused with 201', () => {
@@ -377,7 +505,12 @@ describe('the private key', () => {
 
   test('an encrypted private key is refused with 201', () => {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const encrypted = privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }) as string;
+    const encrypted = privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+      cipher: 'aes-256-cbc',
+      passphrase: 'secret',
+    }) as string;
     const proxy = makeProxy(user, { kind: 'rfc3820' });
     assertRefused(() => verify(proxyFileText(proxy, { keyPem: encrypted })), 201, 'proxy.encrypted_key');
   });
@@ -393,8 +526,17 @@ describe('malformed input and the certdir', () => {
     const proxyText = proxyFileText(makeProxy(user, { kind: 'rfc3820' }));
     assertRefused(() => verify(proxyText.replace(/-----END CERTIFICATE-----\n/, '')), 201, 'proxy.malformed');
     assertRefused(() => verify(proxyText.replace(/^(-----BEGIN CERTIFICATE-----\n)M/, '$1*')), 201, 'proxy.malformed');
-    assertRefused(() => verify('-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n'), 201, 'proxy.malformed');
-    assertRefused(() => verify(`-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n${proxyText}`), 201, 'proxy.malformed', 'X509 CRL');
+    assertRefused(
+      () => verify('-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n'),
+      201,
+      'proxy.malformed',
+    );
+    assertRefused(
+      () => verify(`-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n${proxyText}`),
+      201,
+      'proxy.malformed',
+      'X509 CRL',
+    );
   });
 
   test('a file with too many certificates is refused', () => {
@@ -405,20 +547,33 @@ describe('malformed input and the certdir', () => {
 
   test('a missing certdir is a system error (202)', () => {
     const proxy = makeProxy(user, { kind: 'rfc3820' });
-    assertRefused(() => verify(proxyFileText(proxy), { certdir: join(workspace, 'no-such-dir') }), 202, 'proxy.certdir', 'no-such-dir');
+    assertRefused(
+      () => verify(proxyFileText(proxy), { certdir: join(workspace, 'no-such-dir') }),
+      202,
+      'proxy.certdir',
+      'no-such-dir',
+    );
   });
 
   test('a certdir that is a file is a system error (202)', () => {
     const file = join(workspace, 'not-a-directory');
     writeFileSync(file, '');
-    assertRefused(() => verify(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: file }), 202, 'proxy.certdir');
+    assertRefused(
+      () => verify(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: file }),
+      202,
+      'proxy.certdir',
+    );
   });
 
   test('a certdir that someone other than root could change is a system error (202), and the real stat sees that', () => {
     const text = proxyFileText(makeProxy(user, { kind: 'rfc3820' }));
     assert.throws(
       () => verifyProxyChain(text, { certdir, now: new Date(), requirePrivateKey: true }),
-      (error: unknown) => error instanceof GlexecError && error.exitCode === 202 && error.code === 'proxy.certdir' && /is not trusted: .* is (world-writable|owned by uid|writable by group)/.test(error.message),
+      (error: unknown) =>
+        error instanceof GlexecError &&
+        error.exitCode === 202 &&
+        error.code === 'proxy.certdir' &&
+        /is not trusted: .* is (world-writable|owned by uid|writable by group)/.test(error.message),
     );
   });
 
@@ -427,11 +582,22 @@ describe('malformed input and the certdir', () => {
     const anchorPath = installCa(ca, openCertdir);
     const asRootOnlyExceptAnchor = (path: string): Stats => {
       const st = asRootOnly(path);
-      return path === anchorPath ? Object.assign(Object.create(Object.getPrototypeOf(st) as object) as Stats, st, { mode: st.mode | 0o002 }) : st;
+      return path === anchorPath
+        ? Object.assign(Object.create(Object.getPrototypeOf(st) as object) as Stats, st, { mode: st.mode | 0o002 })
+        : st;
     };
     assert.throws(
-      () => verifyProxyChain(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: openCertdir, now: new Date(), requirePrivateKey: true, lstat: asRootOnlyExceptAnchor }),
-      (error: unknown) => error instanceof GlexecError && error.code === 'proxy.certdir' && error.message.includes(`${anchorPath} is world-writable`),
+      () =>
+        verifyProxyChain(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), {
+          certdir: openCertdir,
+          now: new Date(),
+          requirePrivateKey: true,
+          lstat: asRootOnlyExceptAnchor,
+        }),
+      (error: unknown) =>
+        error instanceof GlexecError &&
+        error.code === 'proxy.certdir' &&
+        error.message.includes(`${anchorPath} is world-writable`),
     );
   });
 
@@ -440,6 +606,10 @@ describe('malformed input and the certdir', () => {
     const anchorPath = installCa(ca, brokenCertdir);
     rmSync(anchorPath);
     mkdirSync(anchorPath); // <hash>.0 is a directory now
-    assertRefused(() => verify(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: brokenCertdir }), 202, 'proxy.certdir');
+    assertRefused(
+      () => verify(proxyFileText(makeProxy(user, { kind: 'rfc3820' })), { certdir: brokenCertdir }),
+      202,
+      'proxy.certdir',
+    );
   });
 });

@@ -18,17 +18,22 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { thrown } from '../helpers/assertions';
 
-
 describe('resource limits', () => {
-  it('the shim\'s list of caller limits is parsed, malformed items ignored', () => {
+  it("the shim's list of caller limits is parsed, malformed items ignored", () => {
     assert.deepEqual(
       [...parseCallerLimits('cpu=1:2,fsize=unlimited:unlimited,bogus=1:1,nofile=x:1,as=5:unlimited')],
-      [['cpu', { soft: 1, hard: 2 }], ['fsize', { soft: 'unlimited', hard: 'unlimited' }], ['as', { soft: 5, hard: 'unlimited' }]],
+      [
+        ['cpu', { soft: 1, hard: 2 }],
+        ['fsize', { soft: 'unlimited', hard: 'unlimited' }],
+        ['as', { soft: 5, hard: 'unlimited' }],
+      ],
     );
   });
-  it('only limits that differ from glexec\'s own are given to start-payload for the payload', () => {
+  it("only limits that differ from glexec's own are given to start-payload for the payload", () => {
     const own = () => ({ soft: 'unlimited' as const, hard: 'unlimited' as const });
-    assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited,fsize=512:1024'), own), ['fsize=512:1024']);
+    assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited,fsize=512:1024'), own), [
+      'fsize=512:1024',
+    ]);
     assert.deepEqual(payloadLimitOptions(parseCallerLimits('cpu=unlimited:unlimited'), own), []);
   });
 });
@@ -74,10 +79,21 @@ describe('sanitizing log text', () => {
     assert.equal(escapeControl('a\nb\r\x1b[31m\x7f\u0085\u2028'), 'a\\x0Ab\\x0D\\x1B[31m\\x7F\\x85\\u2028');
   });
   it('nested strings and keys are sanitized too', () => {
-    assert.deepEqual(sanitizeDeep({ 'k\n': ['x\ny', 1], n: { m: '\t' } }), { 'k\\x0A': ['x\\x0Ay', 1], n: { m: '\\x09' } });
+    assert.deepEqual(sanitizeDeep({ 'k\n': ['x\ny', 1], n: { m: '\t' } }), {
+      'k\\x0A': ['x\\x0Ay', 1],
+      n: { m: '\\x09' },
+    });
   });
   it('the syslog text form quotes values with spaces and has no raw newline', () => {
-    const text = formatSyslogText({ level: 'notice', time: 't', pid: 1, msg: 'job completed', id: 'x\ny', exitCode: 0, command: ['/bin/a b'] });
+    const text = formatSyslogText({
+      level: 'notice',
+      time: 't',
+      pid: 1,
+      msg: 'job completed',
+      id: 'x\ny',
+      exitCode: 0,
+      command: ['/bin/a b'],
+    });
     assert.equal(formatSyslogText({ msg: 'm', dn: '/C=NL/CN=Jane "JD" Doe' }), 'm dn="/C=NL/CN=Jane \\"JD\\" Doe"');
     assert.equal(text, 'job completed id="x\\ny" exitCode=0 command=["/bin/a b"]');
     assert.ok(!text.includes('\n'));
@@ -104,27 +120,44 @@ describe('log injection and size', () => {
 });
 
 describe('log level', () => {
-  it('values out of range are clamped with gLExec\'s warnings', () => {
-    assert.deepEqual(clampLogLevel(9), { level: 5, warning: 'Specified loglevel 9 is too large, using max. log level 5.' });
-    assert.deepEqual(clampLogLevel(-1), { level: 0, warning: 'Specified loglevel -1 is too small, using min. log level 0.' });
+  it("values out of range are clamped with gLExec's warnings", () => {
+    assert.deepEqual(clampLogLevel(9), {
+      level: 5,
+      warning: 'Specified loglevel 9 is too large, using max. log level 5.',
+    });
+    assert.deepEqual(clampLogLevel(-1), {
+      level: 0,
+      warning: 'Specified loglevel -1 is too small, using min. log level 0.',
+    });
     assert.deepEqual(clampLogLevel(3), { level: 3 });
   });
 });
 
 describe('grid-mapfile', () => {
   it('a quoted DN and its accounts are read, the first account is the mapping', () => {
-    assert.deepEqual(parseGridMapLine('"/C=NL/O=Example/CN=Jane Doe" jane,other'), { dn: '/C=NL/O=Example/CN=Jane Doe', accounts: ['jane', 'other'], quoted: true });
+    assert.deepEqual(parseGridMapLine('"/C=NL/O=Example/CN=Jane Doe" jane,other'), {
+      dn: '/C=NL/O=Example/CN=Jane Doe',
+      accounts: ['jane', 'other'],
+      quoted: true,
+    });
   });
   it('an unquoted DN without spaces is read', () => {
     assert.deepEqual(parseGridMapLine('/C=NL/CN=x  acct'), { dn: '/C=NL/CN=x', accounts: ['acct'], quoted: false });
   });
   it('backslashes are kept as written, as LCMAPS keeps them: the DN ends at the next quote', () => {
-    assert.equal(parseGridMapLine('"/CN=Robot: host\\/node.example.org" acct')?.dn, '/CN=Robot: host\\/node.example.org');
+    assert.equal(
+      parseGridMapLine('"/CN=Robot: host\\/node.example.org" acct')?.dn,
+      '/CN=Robot: host\\/node.example.org',
+    );
     assert.equal(parseGridMapLine('"/CN=Jos\\xC3\\xA9" acct')?.dn, '/CN=Jos\\xC3\\xA9');
     assert.deepEqual(parseGridMapLine('"/CN=a \\"b" acct'), { dn: '/CN=a \\', accounts: ['b" acct'], quoted: true });
   });
   it('a # after the account starts a comment, and a carriage return stays part of the account', () => {
-    assert.deepEqual(parseGridMapLine('"/CN=x" acct # the payload account'), { dn: '/CN=x', accounts: ['acct'], quoted: true });
+    assert.deepEqual(parseGridMapLine('"/CN=x" acct # the payload account'), {
+      dn: '/CN=x',
+      accounts: ['acct'],
+      quoted: true,
+    });
     assert.deepEqual(parseGridMapLine('"/CN=x" acct#note'), { dn: '/CN=x', accounts: ['acct'], quoted: true });
     assert.deepEqual(parseGridMapLine('"/CN=x" acct\r'), { dn: '/CN=x', accounts: ['acct\r'], quoted: true });
   });
@@ -149,24 +182,60 @@ describe('grid-mapfile', () => {
     assert.equal(error.message, '/CN=b has no entry in grid-mapfile /etc/gm');
   });
   it('a pool account entry is refused until pool support exists', () => {
-    assert.equal(thrown(() => mapDn(parseGridMap('"/CN=a" .atlas\n', '/gm'), '/CN=a', '/gm')).code, 'mapping.pool_unsupported');
+    assert.equal(
+      thrown(() => mapDn(parseGridMap('"/CN=a" .atlas\n', '/gm'), '/CN=a', '/gm')).code,
+      'mapping.pool_unsupported',
+    );
     const unquoted = thrown(() => mapDn(parseGridMap('/C=NL/CN=Jane Doe jdoe\n', '/gm'), '/C=NL/CN=Jane Doe', '/gm'));
-    assert.deepEqual([unquoted.code, unquoted.message], ['gridmap.unquoted_dn', '/gm line 1: the DN must be in double quotes (unquoted, it ends at the first blank: "/C=NL/CN=Jane")']);
-    assert.equal(mapDn(parseGridMap('/C=NL/CN=Jane jdoe\n', '/gm'), '/C=NL/CN=Jane', '/gm'), 'jdoe', 'an unquoted DN without blanks is fine, as for LCMAPS');
+    assert.deepEqual(
+      [unquoted.code, unquoted.message],
+      [
+        'gridmap.unquoted_dn',
+        '/gm line 1: the DN must be in double quotes (unquoted, it ends at the first blank: "/C=NL/CN=Jane")',
+      ],
+    );
+    assert.equal(
+      mapDn(parseGridMap('/C=NL/CN=Jane jdoe\n', '/gm'), '/C=NL/CN=Jane', '/gm'),
+      'jdoe',
+      'an unquoted DN without blanks is fine, as for LCMAPS',
+    );
   });
 });
 
 describe('payload environment', () => {
-  const target: Target = { name: 'alice', uid: asUid(1001), gid: asGid(1001), home: '/home/alice', shell: '/bin/sh', groupName: 'alice', groups: [asGid(1001)] };
+  const target: Target = {
+    name: 'alice',
+    uid: asUid(1001),
+    gid: asGid(1001),
+    home: '/home/alice',
+    shell: '/bin/sh',
+    groupName: 'alice',
+    groups: [asGid(1001)],
+  };
   const config = (preserve: string[]): Config => ({ ...defaultConfig(), preserve_env_variables: preserve });
 
   it('keeps GLEXEC_* and preserved variables, drops the rest, and sets HOME, USER, LOGNAME and PATH', () => {
     const caller = new Map([
-      ['GLEXEC_ID', 'job 1'], ['GLEXEC_EPILOG_TARGET_RC', '0'], ['KEEP', 'k'], ['SECRET', 's'], ['HOME', '/home/pilot'],
-      ['X509_USER_PROXY', '/tmp/x509'], ['LD_PRELOAD', '/tmp/evil.so'],
+      ['GLEXEC_ID', 'job 1'],
+      ['GLEXEC_EPILOG_TARGET_RC', '0'],
+      ['KEEP', 'k'],
+      ['SECRET', 's'],
+      ['HOME', '/home/pilot'],
+      ['X509_USER_PROXY', '/tmp/x509'],
+      ['LD_PRELOAD', '/tmp/evil.so'],
     ]);
     const { env } = buildPayloadEnv(caller, config(['KEEP', 'X509_USER_PROXY']), target);
-    assert.deepEqual({ ...env }, { GLEXEC_ID: 'job 1', KEEP: 'k', HOME: '/home/alice', USER: 'alice', LOGNAME: 'alice', PATH: DEFAULT_PAYLOAD_PATH });
+    assert.deepEqual(
+      { ...env },
+      {
+        GLEXEC_ID: 'job 1',
+        KEEP: 'k',
+        HOME: '/home/alice',
+        USER: 'alice',
+        LOGNAME: 'alice',
+        PATH: DEFAULT_PAYLOAD_PATH,
+      },
+    );
   });
   it('drops values that look like shell functions', () => {
     const { env, dropped } = buildPayloadEnv(new Map([['GLEXEC_X', '() { :; }; echo pwned']]), config([]), target);
@@ -174,8 +243,19 @@ describe('payload environment', () => {
     assert.deepEqual(dropped, [{ name: 'GLEXEC_X', why: 'value looks like a shell function' }]);
   });
   it('drops a preserved locale or time zone whose value is a path', () => {
-    const { env } = buildPayloadEnv(new Map([['LC_ALL', '/tmp/evil'], ['LANG', 'en_US.UTF-8'], ['TZ', '/tmp/zone']]), config(['LC_ALL', 'LANG', 'TZ']), target);
-    assert.deepEqual({ ...env, HOME: undefined, USER: undefined, LOGNAME: undefined, PATH: undefined }, { LANG: 'en_US.UTF-8', HOME: undefined, USER: undefined, LOGNAME: undefined, PATH: undefined });
+    const { env } = buildPayloadEnv(
+      new Map([
+        ['LC_ALL', '/tmp/evil'],
+        ['LANG', 'en_US.UTF-8'],
+        ['TZ', '/tmp/zone'],
+      ]),
+      config(['LC_ALL', 'LANG', 'TZ']),
+      target,
+    );
+    assert.deepEqual(
+      { ...env, HOME: undefined, USER: undefined, LOGNAME: undefined, PATH: undefined },
+      { LANG: 'en_US.UTF-8', HOME: undefined, USER: undefined, LOGNAME: undefined, PATH: undefined },
+    );
   });
   it('a preserved PATH wins over the default', () => {
     assert.equal(buildPayloadEnv(new Map([['PATH', '/opt/bin']]), config(['PATH']), target).env.PATH, '/opt/bin');
@@ -183,11 +263,34 @@ describe('payload environment', () => {
 });
 
 describe('shim arguments and the command line', () => {
-  it('the shim arguments are read, and the caller\'s arguments follow -- unchanged', () => {
-    const shim = parseShimArgs(['--config=/etc/glexec.conf', '--caller-uid=1000', '--caller-gid=100', '--caller-groups=100,27', '--caller-cwd=/home/p q', '--caller-cwd-fd=5', '--caller-stderr-fd=4', '--caller-rlimits=cpu=10:unlimited', '--caller-env-fd=3', '--', '/bin/echo', '--', '-V']);
+  it("the shim arguments are read, and the caller's arguments follow -- unchanged", () => {
+    const shim = parseShimArgs([
+      '--config=/etc/glexec.conf',
+      '--caller-uid=1000',
+      '--caller-gid=100',
+      '--caller-groups=100,27',
+      '--caller-cwd=/home/p q',
+      '--caller-cwd-fd=5',
+      '--caller-stderr-fd=4',
+      '--caller-rlimits=cpu=10:unlimited',
+      '--caller-env-fd=3',
+      '--',
+      '/bin/echo',
+      '--',
+      '-V',
+    ]);
     assert.deepEqual(shim, {
-      configPath: '/etc/glexec.conf', callerUid: 1000, callerGid: 100, callerGroups: [100, 27], callerCwd: '/home/p q', cwdFd: 5, stderrFd: 4, envFd: 3,
-      callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]), proxy: undefined, argv: ['/bin/echo', '--', '-V'],
+      configPath: '/etc/glexec.conf',
+      callerUid: 1000,
+      callerGid: 100,
+      callerGroups: [100, 27],
+      callerCwd: '/home/p q',
+      cwdFd: 5,
+      stderrFd: 4,
+      envFd: 3,
+      callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]),
+      proxy: undefined,
+      argv: ['/bin/echo', '--', '-V'],
     });
   });
   it('a working directory the shim could not open (-1) is no descriptor at all', () => {
@@ -198,21 +301,37 @@ describe('shim arguments and the command line', () => {
     assert.equal(thrown(() => parseShimArgs(['--caller-uid=x', '--'])).code, 'shim.bad_args');
   });
   it('the environment block keeps the first of a repeated name', () => {
-    assert.deepEqual([...parseEnvironmentBlock(Buffer.from('A=1\0B=x=y\0A=2\0junk\0'))], [['A', '1'], ['B', 'x=y']]);
+    assert.deepEqual(
+      [...parseEnvironmentBlock(Buffer.from('A=1\0B=x=y\0A=2\0junk\0'))],
+      [
+        ['A', '1'],
+        ['B', 'x=y'],
+      ],
+    );
   });
   it('options after the payload path belong to the payload', () => {
-    assert.deepEqual(toAction(['/bin/ls', '-V', '--help']), { kind: 'run', payload: '/bin/ls', args: ['-V', '--help'] });
+    assert.deepEqual(toAction(['/bin/ls', '-V', '--help']), {
+      kind: 'run',
+      payload: '/bin/ls',
+      args: ['-V', '--help'],
+    });
   });
-  it('-V asks for the version with the built-in paths', () => assert.deepEqual(toAction(['-V']), { kind: 'version', builtIns: true }));
-  it('-v asks for the version line only', () => assert.deepEqual(toAction(['-v']), { kind: 'version', builtIns: false }));
-  it('no payload asks for a proxy renewal (the pipeline decides whether it is one)', () => assert.deepEqual(toAction([]), { kind: 'renew' }));
+  it('-V asks for the version with the built-in paths', () =>
+    assert.deepEqual(toAction(['-V']), { kind: 'version', builtIns: true }));
+  it('-v asks for the version line only', () =>
+    assert.deepEqual(toAction(['-v']), { kind: 'version', builtIns: false }));
+  it('no payload asks for a proxy renewal (the pipeline decides whether it is one)', () =>
+    assert.deepEqual(toAction([]), { kind: 'renew' }));
   it('an unknown option before the payload is a 201', () => {
     const error = thrown(() => toAction(['--frobnicate', '/bin/true']));
     assert.equal(error.exitCode, 201);
     assert.equal(error.message, "unknown option '--frobnicate'");
   });
   it('setpriv gets numeric ids and the groups list, then the payload after --', () => {
-    assert.deepEqual(setprivArgs({ uid: asUid(1001), gid: asGid(1002), groups: [asGid(1002), asGid(1003)] }, '/bin/x', ['-a']), ['--reuid', '1001', '--regid', '1002', '--groups', '1002,1003', '--', '/bin/x', '-a']);
+    assert.deepEqual(
+      setprivArgs({ uid: asUid(1001), gid: asGid(1002), groups: [asGid(1002), asGid(1003)] }, '/bin/x', ['-a']),
+      ['--reuid', '1001', '--regid', '1002', '--groups', '1002,1003', '--', '/bin/x', '-a'],
+    );
   });
   it('the version constant matches package.json', () => {
     const pkg = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };
