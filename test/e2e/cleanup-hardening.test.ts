@@ -5,7 +5,7 @@
  * list can neither park root glexec on a stderr pipe that never drains nor grow root's log.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -16,7 +16,7 @@ import { cgroupMounts } from '../../src/sys/cgroup';
 import { SYSLOG_UNHEARD } from '../../src/sys/syslog';
 import { TestPki } from '../helpers/pki-fixtures';
 import { installForSuite } from '../helpers/suite';
-import { waitUntil } from '../helpers/processes';
+import { startAsAccount, waitUntil } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -146,20 +146,7 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
   });
 
   it('a process of the same account whose start time differs from the one a scan saw is not signalled; the one it saw is', async () => {
-    const sleeper = spawn(
-      '/usr/bin/setpriv',
-      [
-        '--reuid',
-        String(system.target.uid),
-        '--regid',
-        String(system.target.gid),
-        '--clear-groups',
-        '--',
-        '/bin/sleep',
-        '300',
-      ],
-      { stdio: 'ignore' },
-    );
+    const sleeper = startAsAccount(system.target, ['/bin/sleep', '300'], { detached: false });
     const ended = new Promise<NodeJS.Signals | null>((resolve) =>
       sleeper.once('exit', (_code, signal) => resolve(signal)),
     );

@@ -4,14 +4,14 @@
  * fallback.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { TestPki } from '../helpers/pki-fixtures';
-import { killAccountProcesses, waitUntil, waitUntilRunning } from '../helpers/processes';
+import { killAccountProcesses, startAsAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -39,24 +39,6 @@ function jobCgroups(): string[] {
   return cgroupBase && existsSync(cgroupBase) ? readdirSync(cgroupBase).filter((name) => name.startsWith('job-')) : [];
 }
 
-/** An unrelated process of the payload account, started outside glexec. */
-function unrelatedProcess(seconds: number) {
-  return spawn(
-    '/usr/bin/setpriv',
-    [
-      '--reuid',
-      String(system.target.uid),
-      '--regid',
-      String(system.target.gid),
-      '--clear-groups',
-      '--',
-      '/bin/sleep',
-      String(seconds),
-    ],
-    { stdio: 'ignore', detached: true },
-  );
-}
-
 describe('containment', { skip: noCgroup }, () => {
   before(() => {
     system = TestSystem.create();
@@ -78,7 +60,7 @@ describe('containment', { skip: noCgroup }, () => {
       `#!/bin/sh\ncp "$GLEXEC_EPILOG_LEFTOVER_FILE" ${out}/list\necho "$GLEXEC_EPILOG_LEFTOVER_COUNT $GLEXEC_EPILOG_TARGET_CGROUP" > ${out}/vars\n`,
     );
     system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, 'epilogue_timeout = 30']));
-    const unrelated = unrelatedProcess(402);
+    const unrelated = startAsAccount(system.target, ['/bin/sleep', '402']);
     try {
       await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
       const daemon = system.installProgram(

@@ -3,7 +3,7 @@
  * environment it runs with, its timeout, and what its result does to glexec's exit code.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
-import { hasEnded, processesOfAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
+import { hasEnded, processesOfAccount, startAsAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -634,20 +634,7 @@ describe('the epilogue', { skip: needsRoot }, () => {
       );
       const path = epilogueScript('nikhef.sh', source.replace(/^#!\/bin\/sh\n/, ''));
       configWithEpilogue(path);
-      const unrelated = spawn(
-        '/usr/bin/setpriv',
-        [
-          '--reuid',
-          String(system.target.uid),
-          '--regid',
-          String(system.target.gid),
-          '--clear-groups',
-          '--',
-          '/bin/sleep',
-          '301',
-        ],
-        { stdio: 'ignore', detached: true },
-      );
+      const unrelated = startAsAccount(system.target, ['/bin/sleep', '301']);
       try {
         await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
         const result = system.run(['/bin/sh', '-c', '/bin/sleep 300 & exit 0'], { env: proxyEnv() });
@@ -699,20 +686,7 @@ describe('the example epilogues in etc/epilogue', { skip: needsRoot }, () => {
       readFileSync(join(REPO, 'etc/epilogue/reap-leftovers.sh'), 'utf8').replace(/^#!\/bin\/sh\n/, ''),
     );
     configWithEpilogue(path);
-    const unrelated = spawn(
-      '/usr/bin/setpriv',
-      [
-        '--reuid',
-        String(system.target.uid),
-        '--regid',
-        String(system.target.gid),
-        '--clear-groups',
-        '--',
-        '/bin/sleep',
-        '303',
-      ],
-      { stdio: 'ignore', detached: true },
-    );
+    const unrelated = startAsAccount(system.target, ['/bin/sleep', '303']);
     try {
       await waitUntilRunning(unrelated.pid, '/usr/bin/sleep');
       const { status, stderr, datagrams } = system.runWithSyslog(['/bin/sh', '-c', '/bin/sleep 302 & exit 0'], {

@@ -2,6 +2,7 @@
  * Waiting by handshake and looking at processes the tests own: by pid or by the test's own
  * account, never by a name pattern across the machine.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -75,4 +76,17 @@ export function hasEnded(pid: number): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * A process of `account` started outside glexec (setpriv, no supplementary groups), in a session
+ * of its own unless `detached` is false: e.g. an unrelated process that cleanup must spare.
+ */
+export function startAsAccount(
+  account: { readonly uid: number; readonly gid: number },
+  command: readonly string[],
+  { detached = true }: { detached?: boolean } = {},
+): ChildProcess {
+  const ids = ['--reuid', String(account.uid), '--regid', String(account.gid), '--clear-groups'];
+  return spawn('/usr/bin/setpriv', [...ids, '--', ...command], { stdio: 'ignore', detached });
 }
