@@ -1,5 +1,5 @@
-// Lint rules. The one that matters most: only src/sys/ may spawn, kill, switch identity or load
-// the native addon (the TypeScript counterpart of sudo-rs's walled-off unsafe code).
+// Lint rules. The one that matters most: only src/sys/ may spawn, kill, switch identity, touch
+// files or load the native addon (the TypeScript counterpart of sudo-rs's walled-off unsafe code).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -11,6 +11,11 @@ const privileged = {
         { name: 'node:child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
         { name: 'child_process', message: 'Spawning lives in src/sys/proc.ts.', allowTypeImports: true },
         { name: 'posix', message: 'The native addon is loaded in src/sys/posix.ts.' },
+        ...['node:fs', 'fs', 'node:fs/promises', 'fs/promises'].map((name) => ({
+          name,
+          message: 'Files are read and written through the gateway, src/sys/files.ts.',
+          allowTypeImports: true,
+        })),
       ],
     },
   ],

@@ -4,7 +4,6 @@
  * problem what is wrong and how to fix it. It runs nothing and changes nothing.
  */
 import { X509Certificate } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseConfigText } from './config/load';
 import type { Config } from './config/schema';
@@ -18,7 +17,8 @@ import { lcmapsHelper } from './sys/lcmaps-helper';
 import { mapDn, readGridMap, unquotedDnMistake } from './mapping/gridmap';
 import { childrenOf, contextTag, encodingOf, readRoot, Tag } from './proxy/der';
 import { subjectHash } from './proxy/dn';
-import { readCheckedFile } from './sys/files';
+import { readAnchorFile } from './proxy/verify';
+import { listDirectory, lstatPath, pathExists, readUnfollowedFile, realPath } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
 import { SETPRIV, startPayloadHelper } from './sys/proc';
@@ -78,7 +78,7 @@ interface Setting {
 
 function canonicalPath(path: string): string | undefined {
   try {
-    return realpathSync(path);
+    return realPath(path);
   } catch {
     return undefined;
   }
@@ -143,7 +143,7 @@ function checkConfig(
         'configuration file',
         path,
         { ...rootOnly, trustedUids },
-        lstatSync,
+        lstatPath,
         'config.untrusted',
       );
       return ok(
@@ -174,7 +174,7 @@ function checkConfig(
   if (missing) return { findings, config: undefined };
   let text: string;
   try {
-    text = readCheckedFile(path, lstatSync(path), 1024 * 1024).toString('utf8');
+    text = readUnfollowedFile(path, 1024 * 1024).toString('utf8');
   } catch (caught) {
     findings.push(
       error('config', `cannot read ${path}: ${messageOf(caught)}`, `make ${path} a regular file root can read`),
@@ -245,7 +245,10 @@ const HASH_NAME = /^[0-9a-f]{8}\.\d+$/;
 
 /** The certificate in `path` (the first, for a bundle), or undefined when there is none. */
 function readCaFile(path: string, name: string): CaFile | undefined {
-  const certificate = new X509Certificate(readFileSync(path));
+  const text = readAnchorFile(path);
+  if (text === undefined) return undefined;
+  // The run's own reader (links followed to a file only root can change), so --check sees what a run sees.
+  const certificate = new X509Certificate(Buffer.from(text, 'latin1'));
   const [tbs] = childrenOf(readRoot(certificate.raw, Tag.sequence));
   if (tbs === undefined) return undefined;
   const fields = childrenOf(tbs);
@@ -271,8 +274,8 @@ function certdirToCheck(config: Config): string {
 
 function checkCertdir(certdir: string): Finding[] {
   return attempt('certdir', { key: 'certdir', value: certdir }, () => {
-    requireTrustedPath('certdir', certdir, rootOnlyDirectory, lstatSync, 'proxy.certdir');
-    const names = readdirSync(certdir);
+    requireTrustedPath('certdir', certdir, rootOnlyDirectory, lstatPath, 'proxy.certdir');
+    const names = listDirectory(certdir);
     const anchors = names.filter((name) => HASH_NAME.test(name));
     const unreadable: string[] = [];
     const misnamed: string[] = [];
@@ -393,7 +396,7 @@ function checkLcmaps(config: Config): Finding[] {
       const db = readLcmapsDb(config.lcmaps_db_file);
       parsePolicyNames(config.lcmaps_get_account_policy);
       const library = checkLibraryTrust(config, db);
-      if (!existsSync(lcmapsHelper()))
+      if (!pathExists(lcmapsHelper()))
         return error('lcmaps', `${lcmapsHelper()} is missing`, 'run npm run install-system again');
       const plugins = pluginFiles(db);
       return ok(
@@ -490,14 +493,14 @@ async function checkLog(config: Config): Promise<Finding[]> {
         'create the group, or correct log_file_group',
       );
     }
-    if (!existsSync(dirname(path))) {
-      requireTrustedPath('log directory parent', dirname(dirname(path)), rootOnlyDirectory, lstatSync, 'log.untrusted');
+    if (!pathExists(dirname(path))) {
+      requireTrustedPath('log directory parent', dirname(dirname(path)), rootOnlyDirectory, lstatPath, 'log.untrusted');
       return ok('log', `${path}: its directory will be created on the first run`);
     }
-    requireTrustedPath('log directory', dirname(path), rootOnlyDirectory, lstatSync, 'log.untrusted');
+    requireTrustedPath('log directory', dirname(path), rootOnlyDirectory, lstatPath, 'log.untrusted');
     let st;
     try {
-      st = lstatSync(path);
+      st = lstatPath(path);
     } catch {
       return ok('log', `${path}: will be created on the first run`);
     }
@@ -535,12 +538,12 @@ function checkContainment(config: Config): Finding[] {
 
 function checkTools(): Finding[] {
   // setpriv runs the epilogue; start-payload starts every payload.
-  const findings = existsSync(SETPRIV)
+  const findings = pathExists(SETPRIV)
     ? [ok('tools', `${SETPRIV} present`)]
     : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
   const helper = startPayloadHelper();
   findings.push(
-    existsSync(helper)
+    pathExists(helper)
       ? ok('tools', `${helper} present`)
       : error('tools', `${helper} is missing`, 'run npm run install-system again'),
   );

@@ -11,7 +11,6 @@
  * file, its interpreters, or any directory above them, so nobody else can swap one in between;
  * an interpreter that opens the script by its path gets the same file for the same reason.
  */
-import { lstatSync, type Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Caller } from './caller';
 import { monotonicMs } from './clock';
@@ -20,6 +19,7 @@ import { systemError } from './errors';
 import { type Ending, rawReturnCode } from './exitcode';
 import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
+import { lstatPath, type Stats } from './sys/files';
 import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
 import { ownProcessIds, signalGroup, spawnEpilogueProgram } from './sys/proc';
 import type { Target } from './target';
@@ -93,7 +93,7 @@ export interface EpilogueCheck {
  * refusal is a 202 naming the program, the component and the rule.
  */
 export function checkEpilogue(runner: EpilogueRunner): EpilogueCheck {
-  const stats = requireTrustedPath('epilogue', runner.path, runner.policy, lstatSync, 'epilogue.untrusted');
+  const stats = requireTrustedPath('epilogue', runner.path, runner.policy, lstatPath, 'epilogue.untrusted');
   if (!mayRun(stats, runner))
     throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
   try {

@@ -5,9 +5,8 @@
  * the interpreter that reads it: one that another account can replace runs that account's code
  * with the script's identity.
  */
-import { closeSync, lstatSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import { basename } from 'node:path';
-import { openChecked } from './sys/files';
+import { lstatPath, readCheckedHead, readLink, type Stats } from './sys/files';
 import { type TrustPolicy, UntrustedPath, walkTrustedPathFollowingLinks } from './trust';
 
 /** Why a program of the chain is refused: one line, naming the program and the rule. */
@@ -80,16 +79,6 @@ export function mayRun(st: Stats, runner: Runner): boolean {
   return (st.mode & 0o001) !== 0;
 }
 
-function readHead(path: string, st: Stats): Buffer {
-  const fd = openChecked(path, st);
-  try {
-    const head = Buffer.alloc(HEAD_BYTES);
-    return head.subarray(0, readSync(fd, head, 0, HEAD_BYTES, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
 
 function errorCode(error: unknown): string {
@@ -104,7 +93,7 @@ interface Found {
 /** The trust walk of a path the kernel resolves (links followed); `what` names it in a refusal. */
 function walkTrusted(path: string, what: string, policy: TrustPolicy): Found {
   try {
-    return walkTrustedPathFollowingLinks(path, policy, lstatSync, readlinkSync);
+    return walkTrustedPathFollowingLinks(path, policy, lstatPath, readLink);
   } catch (error) {
     const rule = error instanceof UntrustedPath ? error.message : `cannot be checked: ${errorCode(error)}`;
     throw new UntrustedProgram(`${what}: ${rule}`);
@@ -143,7 +132,7 @@ function programFoundByEnv(line: InterpreterLine, options: ChainOptions): Found 
     });
     const candidate = `${directory}/${name}`;
     try {
-      lstatSync(candidate);
+      lstatPath(candidate);
     } catch {
       continue;
     }
@@ -164,7 +153,7 @@ export function walkInterpreters(first: string, firstStats: Stats, options: Chai
   let byExecvp = true;
   let scripts = 0;
   for (;;) {
-    const head = readHead(program.path, program.stats);
+    const head = readCheckedHead(program.path, program.stats, HEAD_BYTES);
     let line = parseInterpreterLine(head, program.path);
     if (line === undefined) {
       if (head.subarray(0, 4).equals(ELF_MAGIC)) return chain;

@@ -5,7 +5,8 @@
  * over a fake file system.
  */
 import { type Problem, systemError } from './errors';
-import { fileConstants as constants, type Stats } from './sys/inspect';
+import { S_IWGRP, S_IWOTH } from './mode-bits';
+import type { Stats } from './sys/files';
 
 /** The sticky bit (not in Node's fs.constants). */
 const STICKY = 0o1000;
@@ -72,14 +73,14 @@ export function checkComponent(component: string, st: Stats, policy: TrustPolicy
       { kind: 'owner', path: component },
     );
   }
-  if (st.mode & constants.S_IWOTH) {
+  if (st.mode & S_IWOTH) {
     const sticky = st.mode & STICKY ? ' (sticky or not)' : '';
     throw new UntrustedPath(component, `is world-writable${sticky} (mode ${describeMode(st.mode)})`, {
       kind: 'writable',
       path: component,
     });
   }
-  if (st.mode & constants.S_IWGRP && !policy.trustedGids.includes(st.gid)) {
+  if (st.mode & S_IWGRP && !policy.trustedGids.includes(st.gid)) {
     throw new UntrustedPath(
       component,
       `is writable by group gid ${st.gid}, which is not trusted (mode ${describeMode(st.mode)})`,

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import type { Config } from '../config/schema';
 import { authorizationError, systemError } from '../errors';
-import { pathExists, readLink, statEntry } from '../sys/inspect';
+import { pathExists, readLink, lstatPath } from '../sys/files';
 import { type TrustPolicy, UntrustedPath, walkTrustedPath, walkTrustedPathFollowingLinks } from '../trust';
 import { type LcmapsDb, readLcmapsDb } from './db';
 import type { AccountMapping } from './modules';
@@ -43,7 +43,7 @@ export function requireRootOnlyFile(what: string, path: string): string {
   try {
     // Every directory that holds a link on the way is checked too: a link in a directory someone
     // else can write could be pointed elsewhere after this check.
-    return walkTrustedPathFollowingLinks(path, rootOnly, statEntry, readLink).resolved;
+    return walkTrustedPathFollowingLinks(path, rootOnly, lstatPath, readLink).resolved;
   } catch (error) {
     if (error instanceof UntrustedPath)
       throw systemError(
@@ -81,7 +81,7 @@ export function checkLibraryTrust(config: Config, db: LcmapsDb): string {
   const library = requireRootOnlyFile('LCMAPS library', libraryFile(config));
   if (db.path !== undefined) {
     try {
-      walkTrustedPath(db.path, { ...rootOnly, finalType: 'directory' }, statEntry);
+      walkTrustedPath(db.path, { ...rootOnly, finalType: 'directory' }, lstatPath);
     } catch (error) {
       if (error instanceof UntrustedPath)
         throw systemError('lcmaps.untrusted', `LCMAPS plug-in directory ${db.path} is not trusted: ${error.message}`);

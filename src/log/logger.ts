@@ -3,22 +3,12 @@
  * the root process), to a JSON-lines file or to syslog as plain text. Every string is sanitized.
  * The completion record is an audit record: it is written whatever log_level says.
  */
-import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fchownSync,
-  fstatSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  writeSync,
-} from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/schema';
 import { systemError } from '../errors';
+import { lstatPath, makeDirectory, openRootLogFile, UntrustedFile, writeAll } from '../sys/files';
 import { findGroup } from '../sys/identity';
 import { openSyslog, type SyslogPriority, writeSyslog } from '../sys/syslog';
 import { requireTrustedPath } from '../trust';
@@ -133,48 +123,37 @@ function openLogFile(config: Config): number {
   const path = config.log_file;
   const dir = dirname(path);
   try {
-    lstatSync(dir);
+    lstatPath(dir);
   } catch {
     // Create the last directory only; its parent must already be trusted.
     requireTrustedPath(
       'log directory parent',
       dirname(dir),
       { trustedUids: [], trustedGids: [], finalType: 'directory' },
-      lstatSync,
+      lstatPath,
       'log.untrusted',
     );
-    mkdirSync(dir, { mode: 0o755 });
+    makeDirectory(dir, 0o755);
   }
   requireTrustedPath(
     'log directory',
     dir,
     { trustedUids: [], trustedGids: [], finalType: 'directory' },
-    lstatSync,
+    lstatPath,
     'log.untrusted',
   );
   const group = findGroup(config.log_file_group);
   if (group === undefined)
     throw systemError('log.bad_group', `log_file_group '${config.log_file_group}' does not exist`);
-  let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    return openRootLogFile(path, group.gid);
   } catch (error) {
+    if (error instanceof UntrustedFile) throw systemError('log.untrusted', error.message);
     throw systemError(
       'log.unopenable',
       `cannot open log file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
     );
   }
-  const st = fstatSync(fd);
-  if (!st.isFile() || st.uid !== 0 || st.nlink !== 1 || st.mode & 0o022) {
-    closeSync(fd);
-    throw systemError(
-      'log.untrusted',
-      `log file ${path} must be a regular root-owned file with one link, not writable by group or others`,
-    );
-  }
-  if (st.gid !== group.gid) fchownSync(fd, 0, group.gid);
-  fchmodSync(fd, group.gid === 0 ? 0o600 : 0o640);
-  return fd;
 }
 
 function fileSink(config: Config): Sink {
@@ -183,8 +162,7 @@ function fileSink(config: Config): Sink {
     destination: 'file',
     write(line: string) {
       // One record, written in full or reported (ENOSPC, EIO, EFBIG): never dropped unseen.
-      const bytes = Buffer.from(line);
-      for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done);
+      writeAll(fd, Buffer.from(line));
     },
   };
 }

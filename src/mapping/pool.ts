@@ -20,42 +20,11 @@
  * that a lease glexec publishes is final.
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, lstatSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { authorizationError, systemError } from '../errors';
+import { type EntryStatus, type GridmapdirFs, gridmapdirLinks, lstatPath } from '../sys/files';
 import { requireTrustedPath } from '../trust';
-
-/** What glexec needs to know of a gridmapdir entry. */
-export interface EntryStatus {
-  readonly dev: bigint;
-  readonly ino: bigint;
-  readonly nlink: number;
-  readonly isFile: boolean;
-}
-
-/** The file operations a lease uses; injectable so tests can interleave a competitor. */
-export interface GridmapdirFs {
-  readdir(dir: string): string[];
-  /** Throws an error with code ENOENT if the name does not exist. */
-  lstat(path: string): EntryStatus;
-  link(existingPath: string, newPath: string): void;
-  unlink(path: string): void;
-  /** rename(2): atomic; throws an error with code ENOENT if `from` does not exist. */
-  rename(from: string, to: string): void;
-}
-
-export const realGridmapdirFs: GridmapdirFs = {
-  readdir: (dir) => readdirSync(dir),
-  lstat: (path) => {
-    // bigint: inode numbers above 2^53 (XFS, NFS) must not compare equal by rounding.
-    const st = lstatSync(path, { bigint: true });
-    return { dev: st.dev, ino: st.ino, nlink: Number(st.nlink), isFile: st.isFile() };
-  },
-  link: (existingPath, newPath) => linkSync(existingPath, newPath),
-  unlink: (path) => unlinkSync(path),
-  rename: (from, to) => renameSync(from, to),
-};
 
 export interface LeaseOptions {
   /**
@@ -122,7 +91,7 @@ function defaultCheckGridmapdir(gridmapdir: string): void {
     'gridmapdir',
     gridmapdir,
     { trustedUids: [], trustedGids: [], finalType: 'directory' },
-    lstatSync,
+    lstatPath,
     'mapping.gridmapdir_untrusted',
   );
 }
@@ -365,7 +334,7 @@ export function leasePoolAccount(
   const gmd = new Gridmapdir(
     gridmapdir,
     pool,
-    options.fs ?? realGridmapdirFs,
+    options.fs ?? gridmapdirLinks,
     options.strictPrefixMatch ?? true,
     options.now ?? Date.now,
   );

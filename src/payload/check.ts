@@ -3,14 +3,15 @@
  * be able to execute it by its mode bits (else 126). The kernel has the last word at exec time;
  * an exec failure there also ends as 126.
  */
+import { S_IXGRP, S_IXOTH, S_IXUSR } from '../mode-bits';
 import { ExitCode, GlexecError, clientError } from '../errors';
-import { fileConstants as constants, type Stats, statEntry, statFollowing } from '../sys/inspect';
+import { type Stats, lstatPath, statFollowing } from '../sys/files';
 import type { Target } from '../target';
 
 export function mayExecute(st: Stats, target: Pick<Target, 'uid' | 'groups' | 'gid'>): boolean {
-  if (st.uid === target.uid) return (st.mode & constants.S_IXUSR) !== 0;
-  if (st.gid === target.gid || target.groups.some((gid) => gid === st.gid)) return (st.mode & constants.S_IXGRP) !== 0;
-  return (st.mode & constants.S_IXOTH) !== 0;
+  if (st.uid === target.uid) return (st.mode & S_IXUSR) !== 0;
+  if (st.gid === target.gid || target.groups.some((gid) => gid === st.gid)) return (st.mode & S_IXGRP) !== 0;
+  return (st.mode & S_IXOTH) !== 0;
 }
 
 export function checkPayload(path: string, target: Target, prohibitSymlink: boolean): void {
@@ -27,7 +28,7 @@ export function checkPayload(path: string, target: Target, prohibitSymlink: bool
       `payload ${path} cannot be reached (${code ?? 'error'})`,
     );
   }
-  if (prohibitSymlink && statEntry(path).isSymbolicLink()) {
+  if (prohibitSymlink && lstatPath(path).isSymbolicLink()) {
     throw clientError('payload.symlink', `payload ${path} is a symbolic link and prohibit_exec_via_symlink is set`);
   }
   if (!st.isFile())

@@ -4,13 +4,11 @@
  * following a symlink and makes every check on the opened descriptor.
  */
 import { clientError } from '../errors';
-import { closeDescriptor, FileTooLarge, readAllAndClose } from '../sys/files';
+import { S_IRUSR, S_IRWXG, S_IRWXO, SPECIAL_MODE_BITS } from '../mode-bits';
+import { closeDescriptor, FileTooLarge, lstatPath, readAllAndClose, statDescriptor } from '../sys/files';
 import { type Identity, withEffectiveIdentity } from '../sys/identity';
-import { fileConstants as constants, statDescriptor, statEntry } from '../sys/inspect';
 
 const MAX_PROXY_BYTES = 256 * 1024;
-/** setuid, setgid and sticky (not in Node's fs.constants). */
-const SPECIAL_MODE_BITS = 0o7000;
 
 export interface ProxyLocation {
   readonly variable: 'GLEXEC_CLIENT_CERT' | 'X509_USER_PROXY';
@@ -54,7 +52,7 @@ const ERRNO_NAMES: Record<number, string> = {
  */
 export function ownerSeenByCaller(caller: Identity, path: string): number | undefined {
   try {
-    return withEffectiveIdentity(caller, () => statEntry(path).uid);
+    return withEffectiveIdentity(caller, () => lstatPath(path).uid);
   } catch {
     return undefined;
   }
@@ -98,14 +96,13 @@ export function readProxyFile(
   if (!st.isFile()) reject('proxy.not_a_file', 'is not a regular file');
   if (st.uid !== callerUid)
     reject('proxy.wrong_owner', `is owned by uid ${st.uid}, not by the caller (uid ${callerUid})`);
-  if (st.mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
+  if (st.mode & (S_IRWXG | S_IRWXO | SPECIAL_MODE_BITS)) {
     reject(
       'proxy.bad_mode',
       `has mode ${octal(st.mode)}: group, other and special bits are not allowed (use chmod 600)`,
     );
   }
-  if (!(st.mode & constants.S_IRUSR))
-    reject('proxy.bad_mode', `has mode ${octal(st.mode)}: it is not readable by its owner`);
+  if (!(st.mode & S_IRUSR)) reject('proxy.bad_mode', `has mode ${octal(st.mode)}: it is not readable by its owner`);
   if (st.size === 0) reject('proxy.empty', 'is empty');
   try {
     return readAllAndClose(fd, MAX_PROXY_BYTES).toString('latin1');

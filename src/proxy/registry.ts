@@ -11,22 +11,22 @@
  * (killed by root with SIGKILL) is dropped when a renewal comes across it; its file is left alone.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  ftruncateSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { systemError } from '../errors';
-import { readAllAndClose } from '../sys/files';
+import {
+  closeDescriptor,
+  createRecordFile,
+  isUnlinked,
+  listDirectory,
+  lstatPath,
+  makePrivateRootDirectory,
+  openRecordFile,
+  readCheckedFile,
+  readRecord,
+  removeFile,
+  removeFileQuietly,
+  rewriteRecord,
+} from '../sys/files';
 import { flockDescriptor } from '../sys/lock';
 import { describeProcess } from '../sys/procinfo';
 import type { FileIdentity } from './target';
@@ -47,7 +47,6 @@ export interface Registration {
 
 const MAX_RECORD_BYTES = 4096;
 const LOCK_WAIT_SECONDS = 30;
-const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
 /** The key of a copy: who asked, for whom, from which source file (the path as the caller gave it). */
 export function registryKey(callerUid: number, targetUid: number, sourcePath: string): string {
@@ -59,25 +58,13 @@ export function registryKey(callerUid: number, targetUid: number, sourcePath: st
  * the leftover lists need it), and refuses either if anybody but root could write it.
  */
 function registryDirectory(directory: string): string {
-  const parent = dirname(directory);
   try {
-    mkdirSync(parent, { recursive: true, mode: 0o755 });
-    mkdirSync(directory, { mode: 0o700 });
+    makePrivateRootDirectory(directory);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw systemError(
-        'target_proxy.registry',
-        `cannot create ${directory}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
-        error,
-      );
-    }
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === undefined ? (error as Error).message : `cannot create ${directory}: ${code}`;
+    throw systemError('target_proxy.registry', why, error);
   }
-  const above = lstatSync(parent);
-  if (!above.isDirectory() || above.uid !== 0 || above.mode & 0o022)
-    throw systemError('target_proxy.registry', `${parent} must be a root-owned directory that only root can write`);
-  const st = lstatSync(directory);
-  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o077)
-    throw systemError('target_proxy.registry', `${directory} must be a directory of root's with mode 0700`);
   return directory;
 }
 
@@ -104,20 +91,10 @@ function decode(text: string): CreatedProxy | undefined {
   }
 }
 
-function rewrite(fd: number, copy: CreatedProxy): void {
-  ftruncateSync(fd, 0);
-  writeSync(fd, encode(copy), 0);
-}
-
 /** Records this run's copy; returns the record for renewLocked/removeLocked. */
 export function registerCreatedProxy(directory: string, key: string, copy: CreatedProxy): Registration {
   const recordPath = join(registryDirectory(directory), `${key}-${copy.glexecPid}-${randomBytes(4).toString('hex')}`);
-  const fd = openSync(recordPath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-  try {
-    rewrite(fd, copy);
-  } finally {
-    closeSync(fd);
-  }
+  createRecordFile(recordPath, encode(copy));
   return { recordPath, copy };
 }
 
@@ -133,30 +110,20 @@ export function ownStartTime(): string {
 
 /** The records under `key` whose glexec still runs; records of dead runs are removed on the way. */
 export function findCreatedProxies(directory: string, key: string): Registration[] {
-  const names = readdirSync(registryDirectory(directory));
+  const names = listDirectory(registryDirectory(directory));
   const found: Registration[] = [];
   for (const name of names.filter((entry) => entry.startsWith(`${key}-`)).sort()) {
     const recordPath = join(directory, name);
     let copy: CreatedProxy | undefined;
     try {
-      copy = decode(
-        readAllAndClose(openSync(recordPath, constants.O_RDONLY | O_NOFOLLOW), MAX_RECORD_BYTES).toString('utf8'),
-      );
+      copy = decode(readCheckedFile(recordPath, lstatPath(recordPath), MAX_RECORD_BYTES).toString('utf8'));
     } catch {
       continue; // Removed meanwhile by its run.
     }
     if (copy !== undefined && stillRunning(copy)) found.push({ recordPath, copy });
-    else unlinkQuietly(recordPath);
+    else removeFileQuietly(recordPath);
   }
   return found;
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone.
-  }
 }
 
 /**
@@ -168,23 +135,24 @@ export function renewLocked(
   registration: Registration,
   fn: (copy: CreatedProxy) => FileIdentity | undefined,
 ): FileIdentity | undefined {
-  let fd: number;
+  let fd: number | undefined;
   try {
-    fd = openSync(registration.recordPath, O_RDWR | O_NOFOLLOW);
+    fd = openRecordFile(registration.recordPath);
   } catch {
     return undefined;
   }
+  if (fd === undefined) return undefined;
   try {
     flockDescriptor(fd, 'exclusive', LOCK_WAIT_SECONDS);
-    if (fstatSync(fd).nlink === 0) return undefined;
-    const copy = decode(readRecord(fd));
+    if (isUnlinked(fd)) return undefined;
+    const copy = decode(readRecord(fd, MAX_RECORD_BYTES));
     if (copy === undefined) return undefined;
     const file = fn(copy);
     if (file !== undefined && (file.dev !== copy.file.dev || file.ino !== copy.file.ino))
-      rewrite(fd, { ...copy, file });
+      rewriteRecord(fd, encode({ ...copy, file }));
     return file;
   } finally {
-    closeSync(fd);
+    closeDescriptor(fd);
   }
 }
 
@@ -194,30 +162,14 @@ export function renewLocked(
  * `fn`, with the identity the run registered.
  */
 export function removeLocked<T>(registration: Registration, fn: (copy: CreatedProxy) => T): T {
-  let fd: number;
-  try {
-    fd = openSync(registration.recordPath, O_RDWR | O_NOFOLLOW);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fn(registration.copy);
-    throw error;
-  }
+  const fd = openRecordFile(registration.recordPath);
+  if (fd === undefined) return fn(registration.copy);
   try {
     flockDescriptor(fd, 'exclusive', LOCK_WAIT_SECONDS);
-    const result = fn(decode(readRecord(fd)) ?? registration.copy);
-    unlinkSync(registration.recordPath);
+    const result = fn(decode(readRecord(fd, MAX_RECORD_BYTES)) ?? registration.copy);
+    removeFile(registration.recordPath);
     return result;
   } finally {
-    closeSync(fd);
-  }
-}
-
-/** The whole record, read from offset 0 (positional reads: the write position stays untouched). */
-function readRecord(fd: number): string {
-  const buffer = Buffer.alloc(MAX_RECORD_BYTES);
-  let total = 0;
-  for (;;) {
-    const count = readSync(fd, buffer, total, buffer.length - total, total);
-    total += count;
-    if (count === 0 || total >= buffer.length) return buffer.subarray(0, total).toString('utf8');
+    closeDescriptor(fd);
   }
 }

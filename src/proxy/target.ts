@@ -34,24 +34,27 @@
  * variable and the path.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fstatSync,
-  fsyncSync,
-  ftruncateSync,
-  lstatSync,
-  openSync,
-  readSync,
-  renameSync,
-  type Stats,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { LockMechanism } from '../config/schema';
 import { GlexecError, clientError, systemError } from '../errors';
+import { S_IRWXG, S_IRWXO, SPECIAL_MODE_BITS } from '../mode-bits';
+import {
+  closeDescriptor,
+  lstatPath,
+  O_CREAT,
+  O_EXCL,
+  O_NONBLOCK,
+  O_RDONLY,
+  O_WRONLY,
+  openNoFollow,
+  readInto,
+  removeFile,
+  renamePath,
+  replaceContents,
+  type Stats,
+  statDescriptor,
+  statDescriptorExact,
+} from '../sys/files';
 import { type Identity, withEffectiveIdentity } from '../sys/identity';
 import { LockTimeout, flockDescriptor } from '../sys/lock';
 import { locateProxy } from './read';
@@ -74,15 +77,12 @@ export const sameFile = (st: { readonly dev: number; readonly ino: number }, fil
 const NULL_DEVICE = { major: 1, minor: 3 };
 
 const MAX_PROXY_BYTES = 256 * 1024;
-/** setuid, setgid and sticky (not in Node's fs.constants). */
-const SPECIAL_MODE_BITS = 0o7000;
 const PROXY_MODE = 0o600;
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = constants;
 // O_NONBLOCK: a FIFO at the path fails (or opens) at once instead of blocking glexec, and a file
-// lease makes the open fail instead of waiting. Node adds O_CLOEXEC itself.
-const SOURCE_OPEN_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+// lease makes the open fail instead of waiting. openNoFollow adds O_NOFOLLOW and O_NOCTTY.
+const SOURCE_OPEN_FLAGS = O_RDONLY | O_NONBLOCK;
 // No O_TRUNC: an existing file is truncated only after it proved to be the target's own.
-const TARGET_OPEN_FLAGS = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+const TARGET_OPEN_FLAGS = O_WRONLY | O_CREAT | O_NONBLOCK;
 
 export type SourceVariable = 'GLEXEC_SOURCE_PROXY' | 'GLEXEC_CLIENT_CERT' | 'X509_USER_PROXY';
 
@@ -232,7 +232,7 @@ function checkedWait(locks: TargetProxyLocks): number {
 function requireNullDevice(): void {
   let st: Stats | undefined;
   try {
-    st = lstatSync(DISCARD_TARGET);
+    st = lstatPath(DISCARD_TARGET);
   } catch {
     st = undefined;
   }
@@ -272,15 +272,15 @@ export function renewCreatedProxy(
   const proxy = readSourceProxy(request, caller, locks.input, waitSeconds);
   try {
     if (locks.target === 'fcntl') return replaceAtomically(destination, proxy, target, copy.file);
-    const opened = openAs(target, copy.path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    const opened = openAs(target, copy.path, O_WRONLY | O_NONBLOCK);
     if (typeof opened !== 'number') return undefined;
     try {
-      if (!sameFile(fstatSync(opened), copy.file)) return undefined;
+      if (!sameFile(statDescriptor(opened), copy.file)) return undefined;
       if (locks.target === 'flock') lockOrRefuse(opened, 'exclusive', waitSeconds, destination.label);
       as(target, () => fillFile(opened, proxy, destination));
       return copy.file;
     } finally {
-      closeSync(opened);
+      closeDescriptor(opened);
     }
   } finally {
     proxy.fill(0);
@@ -298,13 +298,13 @@ export function removeCreatedProxy(
   return as(target, () => {
     let st: Stats;
     try {
-      st = lstatSync(copy.path);
+      st = lstatPath(copy.path);
     } catch {
       return 'gone';
     }
     if (!sameFile(st, copy.file)) return 'replaced';
     try {
-      unlinkSync(copy.path);
+      removeFile(copy.path);
       return 'removed';
     } catch {
       return 'gone';
@@ -335,15 +335,9 @@ function errnoOf(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? 'EIO';
 }
 
-/** openSync with the identity of `who`; the errno code instead of an exception. */
-function openAs(who: Identity, path: string, flags: number, mode?: number): number | { errno: string } {
-  return as(who, () => {
-    try {
-      return openSync(path, flags, mode);
-    } catch (error) {
-      return { errno: errnoOf(error) };
-    }
-  });
+/** open(2) with the identity of `who`, never following a link; the errno code instead of an exception. */
+function openAs(who: Identity, path: string, flags: number, mode?: number): number | { readonly errno: string } {
+  return as(who, () => openNoFollow(path, flags, mode));
 }
 
 function lockOrRefuse(fd: number, mode: 'shared' | 'exclusive', waitSeconds: number, label: string): void {
@@ -380,12 +374,12 @@ function readSourceProxy(
   }
   const fd = opened;
   try {
-    const before = fstatSync(fd, { bigint: true });
+    const before = statDescriptorExact(fd);
     const mode = Number(before.mode);
     if (!before.isFile()) refuse('source_not_a_file', 'is not a regular file');
     if (before.uid !== BigInt(caller.uid))
       refuse('source_wrong_owner', `is owned by uid ${before.uid}, not by the caller (uid ${caller.uid})`);
-    if (mode & (constants.S_IRWXG | constants.S_IRWXO | SPECIAL_MODE_BITS)) {
+    if (mode & (S_IRWXG | S_IRWXO | SPECIAL_MODE_BITS)) {
       refuse(
         'source_bad_mode',
         `has mode ${octal(mode)}: group, other and special bits are not allowed (use chmod 600)`,
@@ -397,7 +391,7 @@ function readSourceProxy(
     const contents = readAll(fd, label);
     if (mechanism === 'fcntl') {
       // No fcntl read lock can be taken (see the file comment): refuse a copy that may be torn.
-      const after = fstatSync(fd, { bigint: true });
+      const after = statDescriptorExact(fd);
       if (
         after.size !== before.size ||
         after.mtimeNs !== before.mtimeNs ||
@@ -410,28 +404,23 @@ function readSourceProxy(
     }
     return contents;
   } finally {
-    closeSync(fd); // also releases the shared flock lock
+    closeDescriptor(fd); // also releases the shared flock lock
   }
 }
 
 /** The whole file in one zero-initialised buffer, so that zeroing it later erases every copy. */
 function readAll(fd: number, label: string): Buffer {
   const buffer = Buffer.alloc(MAX_PROXY_BYTES + 1);
-  let total = 0;
+  let total: number;
   try {
-    for (;;) {
-      const count = readSync(fd, buffer, total, buffer.length - total, null);
-      if (count === 0) break;
-      total += count;
-      if (total > MAX_PROXY_BYTES) {
-        buffer.fill(0);
-        throw clientError('target_proxy.source_too_large', `${label} is larger than ${MAX_PROXY_BYTES} bytes`);
-      }
-    }
+    total = readInto(fd, buffer);
   } catch (error) {
-    if (error instanceof GlexecError) throw error;
     buffer.fill(0);
     throw clientError('target_proxy.source_unreadable', `${label} cannot be read: ${errnoOf(error)}`);
+  }
+  if (total > MAX_PROXY_BYTES) {
+    buffer.fill(0);
+    throw clientError('target_proxy.source_too_large', `${label} is larger than ${MAX_PROXY_BYTES} bytes`);
   }
   if (total === 0) throw clientError('target_proxy.source_empty', `${label} is empty`);
   return buffer.subarray(0, total);
@@ -499,10 +488,7 @@ function checkExisting(destination: Destination, st: Stats, target: Identity): v
 /** Mode 0600 (the umask may have taken more), then the bytes from offset 0, then to disk. Runs as the target. */
 function fillFile(fd: number, proxy: Buffer, destination: Destination): void {
   try {
-    fchmodSync(fd, PROXY_MODE);
-    ftruncateSync(fd, 0);
-    for (let offset = 0; offset < proxy.length;) offset += writeSync(fd, proxy, offset, proxy.length - offset, offset);
-    fsyncSync(fd);
+    replaceContents(fd, proxy, PROXY_MODE);
   } catch (error) {
     refuseDestination(destination, 'write_failed', `cannot be written: ${errnoOf(error)}`);
   }
@@ -527,14 +513,14 @@ function writeInPlace(
   const fd = opened;
   let written = false;
   try {
-    const st = fstatSync(fd);
+    const st = statDescriptor(fd);
     checkExisting(destination, st, target);
     if (options.lockSeconds !== undefined) lockOrRefuse(fd, 'exclusive', options.lockSeconds, destination.label);
     as(target, () => fillFile(fd, proxy, destination));
     written = true;
     return { dev: st.dev, ino: st.ino };
   } finally {
-    closeSync(fd); // also releases the exclusive flock lock
+    closeDescriptor(fd); // also releases the exclusive flock lock
     // A file this call created must not stay behind empty or half written.
     if (options.exclusive && !written) removeAs(target, destination.path);
   }
@@ -544,7 +530,7 @@ function writeInPlace(
 function removeAs(target: Identity, path: string): void {
   as(target, () => {
     try {
-      unlinkSync(path);
+      removeFile(path);
     } catch {
       // Already gone: nothing to clean up.
     }
@@ -592,7 +578,7 @@ function replaceAtomically(
 ): FileIdentity | undefined {
   const existing = as(target, () => {
     try {
-      return lstatSync(destination.path);
+      return lstatPath(destination.path);
     } catch (error) {
       return { errno: errnoOf(error) };
     }
@@ -611,11 +597,11 @@ function replaceAtomically(
   const fd = opened;
   let renamed = false;
   try {
-    const st = fstatSync(fd);
+    const st = statDescriptor(fd);
     as(target, () => {
       fillFile(fd, proxy, destination);
       try {
-        renameSync(temporary, destination.path);
+        renamePath(temporary, destination.path);
         renamed = true;
       } catch (error) {
         refuseDestination(
@@ -627,7 +613,7 @@ function replaceAtomically(
     });
     return { dev: st.dev, ino: st.ino };
   } finally {
-    closeSync(fd);
+    closeDescriptor(fd);
     if (!renamed) removeAs(target, temporary);
   }
 }

@@ -10,12 +10,11 @@
  */
 
 import { X509Certificate, type KeyObject, createPrivateKey } from 'node:crypto';
-import { lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { authorizationError, clientError, systemError } from '../errors';
 import { escapeControl } from '../log/sanitize';
-import { readCheckedFile } from '../sys/files';
+import { lstatPath, readCheckedFile, realPath } from '../sys/files';
 import { type Lstat, requireTrustedPath } from '../trust';
 import {
   DerError,
@@ -172,7 +171,7 @@ interface PemBlock {
 
 export function verifyProxyChain(pem: string, opts: VerifyOptions): VerifiedProxy {
   const { now, requirePrivateKey } = opts;
-  const certdir: Certdir = { path: opts.certdir, lstat: opts.lstat ?? lstatSync };
+  const certdir: Certdir = { path: opts.certdir, lstat: opts.lstat ?? lstatPath };
   // An Invalid Date compares false both ways and would let every validity check pass.
   if (Number.isNaN(now.getTime())) throw systemError('proxy.clock', 'the current time is not a valid date');
   checkCertdir(certdir);
@@ -735,10 +734,10 @@ function findAnchor(certdir: Certdir, certificate: Certificate, now: Date): Cert
  * but the file they lead to, and every directory above it, must be root's alone; it is opened
  * without following anything further and compared with what was checked.
  */
-function readAnchorFile(path: string, lstat: Lstat): string | undefined {
+export function readAnchorFile(path: string, lstat: Lstat = lstatPath): string | undefined {
   let real: string;
   try {
-    real = realpathSync(path);
+    real = realPath(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw systemError(

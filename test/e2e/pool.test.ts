@@ -16,13 +16,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  type GridmapdirFs,
-  type LeaseOptions,
-  encodeLeaseName,
-  leasePoolAccount,
-  realGridmapdirFs,
-} from '../../src/mapping/pool';
+import { type LeaseOptions, encodeLeaseName, leasePoolAccount } from '../../src/mapping/pool';
+import { type GridmapdirFs, gridmapdirLinks } from '../../src/sys/files';
 import type { LeaseReport, LeaseRequest } from './pool-lease-child';
 import { thrown } from '../helpers/assertions';
 
@@ -200,9 +195,9 @@ describe('races, played out step by step', () => {
   /** The real file operations, with a hook that runs right after each successful link. */
   function fsWithHook(afterLink: (existingPath: string, newPath: string) => void): GridmapdirFs {
     return {
-      ...realGridmapdirFs,
+      ...gridmapdirLinks,
       link: (existingPath, newPath) => {
-        realGridmapdirFs.link(existingPath, newPath);
+        gridmapdirLinks.link(existingPath, newPath);
         afterLink(existingPath, newPath);
       },
     };
@@ -245,7 +240,7 @@ describe('races, played out step by step', () => {
     writeFileSync(join(dir, leaseName), '');
     let raced = false;
     const fs: GridmapdirFs = {
-      ...realGridmapdirFs,
+      ...gridmapdirLinks,
       rename: (from, to) => {
         if (!raced) {
           // Another request for this DN removes the solitary lease and leases atlas002 first.
@@ -253,7 +248,7 @@ describe('races, played out step by step', () => {
           rmSync(join(dir, leaseName));
           linkSync(join(dir, 'atlas002'), join(dir, leaseName));
         }
-        realGridmapdirFs.rename(from, to);
+        gridmapdirLinks.rename(from, to);
       },
     };
     assert.equal(lease(dir, 'atlas', dnOf(1), { fs }), 'atlas002');
@@ -270,9 +265,9 @@ describe('races, played out step by step', () => {
   it('a link reported as EEXIST though it was made (a retried NFS LINK) still counts as made', () => {
     const dir = gridmapdir(range('atlas', 2));
     const fs: GridmapdirFs = {
-      ...realGridmapdirFs,
+      ...gridmapdirLinks,
       link: (existingPath, newPath) => {
-        realGridmapdirFs.link(existingPath, newPath);
+        gridmapdirLinks.link(existingPath, newPath);
         throw Object.assign(new Error(`EEXIST: ${newPath}`), { code: 'EEXIST' });
       },
     };
