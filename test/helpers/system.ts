@@ -287,7 +287,14 @@ export class TestSystem {
       // The arguments come in as "$@", so that each may be as large as exec allows.
       `env -i ${exports} /usr/bin/setpriv --reuid ${as.uid} --regid ${as.gid} --init-groups -- ${quote(this.shim)} "$@"`,
       'status=$?',
-      'sleep 0.2',
+      // Handshake instead of a sleep: datagrams on one socket arrive in order, so once the
+      // sentinel is in the capture, everything glexec sent is there too.
+      ...(listening
+        ? [
+            `printf '%s' ${SYSLOG_SENTINEL} | socat -u - UNIX-SENDTO:/dev/log`,
+            `until grep -q ${SYSLOG_SENTINEL} ${capture} 2>/dev/null; do sleep 0.01; done`,
+          ]
+        : []),
       'exit $status',
     ].join('\n');
     const result = spawnSync('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', ...args], {
@@ -306,7 +313,10 @@ export class TestSystem {
       status: result.status,
       stdout: result.stdout,
       stderr: result.stderr,
-      datagrams: text.split(/(?=<\d+>)/).filter(Boolean),
+      datagrams: text
+        .replace(SYSLOG_SENTINEL, '')
+        .split(/(?=<\d+>)/)
+        .filter(Boolean),
     };
   }
 
@@ -360,6 +370,9 @@ export class TestSystem {
     removeCgroupDirectory(base);
   }
 }
+
+/** The last datagram runWithSyslog sends itself, to know that the capture holds all of glexec's. */
+const SYSLOG_SENTINEL = 'glexec-test-syslog-sentinel';
 
 /** rmdir of a cgroup succeeds once its killed processes are reaped: retried for a while. */
 function removeCgroupDirectory(path: string): void {
