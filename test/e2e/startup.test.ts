@@ -146,15 +146,18 @@ describe('start-up hardening', { skip: needsRoot }, () => {
 
   describe('the inspector', () => {
     it("a SIGUSR1 from root at any moment of start-up never opens an inspector, and nothing reaches the caller's stderr", async () => {
-      const tries = 30;
+      // On a loaded machine more signals land before the payload's `trap` (a legitimate end, checked
+      // below), so the test goes on until enough runs got past the shim, with a bound.
+      const wanted = 27;
+      const maxTries = 120;
       let payloadsRun = 0;
-      for (let attempt = 0; attempt < tries; attempt++) {
+      for (let attempt = 0; attempt < maxTries && payloadsRun < wanted; attempt++) {
         system.clearLog();
         const run = startGlexec([waitingPayload], withProxy());
         const pid = run.child.pid ?? 0;
         // Not a wait for anything: the signal is sent at a different moment of the start each
         // time, from at once to after the payload started.
-        await sleep(attempt * 12);
+        await sleep((attempt % 30) * 12);
         process.kill(pid, 'SIGUSR1');
         let killed = false;
         try {
@@ -176,7 +179,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
         }
         assert.equal(run.stderr, '', `try ${attempt}`);
       }
-      assert.ok(payloadsRun >= tries - 3, `only ${payloadsRun} of ${tries} tries got past the shim`);
+      assert.ok(payloadsRun >= wanted, `only ${payloadsRun} of ${maxTries} tries got past the shim`);
     });
   });
 
