@@ -12,6 +12,7 @@ import {
   mkdirSync,
   openSync,
   readSync,
+  readdirSync,
   rmSync,
   type Stats,
   writeSync,
@@ -120,4 +121,11 @@ export function removeRootFile(path: string): void {
 /** Closes a descriptor the shim passed, once what needed it is done. */
 export function closeDescriptor(fd: number): void {
   closeSync(fd);
+}
+
+/** The names in a directory root reads (the vomsdir's host certificates), at most `max` of them. */
+export function listDirectory(directory: string, max: number): string[] {
+  const names = readdirSync(directory);
+  if (names.length > max) throw new FileTooLarge(`${directory} holds more than ${max} entries`);
+  return names;
 }
