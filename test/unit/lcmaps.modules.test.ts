@@ -120,8 +120,16 @@ describe('recognising modules by their plug-in file', () => {
     assert.equal(moduleKindOf('lcmaps_verify_proxy2.mod'), 'verify_proxy');
   });
 
+  it('the VOMS plug-ins are recognised by their files', () => {
+    assert.equal(moduleKindOf('lcmaps_voms_localaccount.mod'), 'voms_localaccount');
+    assert.equal(moduleKindOf('/usr/lib64/lcmaps/liblcmaps_voms_poolaccount.so'), 'voms_poolaccount');
+    assert.equal(moduleKindOf('lcmaps_voms_localgroup.mod'), 'voms_localgroup');
+    assert.equal(moduleKindOf('lcmaps_voms.mod'), 'voms');
+    assert.equal(moduleKindOf('lcmaps_ban_fqan.mod'), 'ban_fqan');
+  });
+
   it('other plug-ins and look-alikes are not recognised', () => {
-    assert.equal(moduleKindOf('lcmaps_voms_localaccount.mod'), undefined);
+    assert.equal(moduleKindOf('lcmaps_scas_client.mod'), undefined);
     assert.equal(moduleKindOf('lcmaps_glexec_tracking.mod'), undefined);
     assert.equal(moduleKindOf('lcmaps_verify_proxy.mod.bak'), undefined);
     assert.equal(moduleKindOf('my_lcmaps_localaccount.mod'), undefined);
