@@ -511,9 +511,9 @@ function compileModuleConfig(
         ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
         // The pool account's own groups only with --use-account-gid: VOMS decides the groups.
         accountGroups: lastFlag(options, ['--use-voms-gid', '--use-account-gid']) === '--use-account-gid',
+        // Measured: without --require-primary-gid the real plug-in leases (the lease then has no `:group`).
         requirePrimaryGid:
-          lastFlag(options, ['--do-not-require-primary-gid', '--require-primary-gid']) !==
-          '--do-not-require-primary-gid',
+          lastFlag(options, ['--do-not-require-primary-gid', '--require-primary-gid']) === '--require-primary-gid',
         secondaryGidsInLease: !has('--do-not-use-secondary-gids'),
         overrideInconsistency: has('-override_inconsistency'),
         strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
@@ -693,8 +693,10 @@ interface Gathered {
   readonly fqansUsed?: readonly string[];
 }
 
+/** A module that fails may still have gathered groups: LCMAPS keeps them for the modules after it. */
 type ModuleResult =
-  { readonly ok: true; readonly gathered?: Gathered } | { readonly ok: false; readonly reason: string };
+  | { readonly ok: true; readonly gathered?: Gathered }
+  | { readonly ok: false; readonly reason: string; readonly gathered?: Gathered };
 
 const failed = (reason: string): ModuleResult => ({ ok: false, reason });
 
@@ -846,14 +848,17 @@ function runVomsLocalGroup(
     (index === 0 && !config.mapToSecondary ? primary : secondary).push(gid);
     used.push(fqan);
   });
-  if (config.mapAll && used.length < fqans.length)
-    return failed(`-mapall is set, and only ${used.length} of ${fqans.length} FQANs map to a group`);
-  if (used.length < config.mapMin)
-    return failed(`-mapmin is ${config.mapMin}, and only ${used.length} FQANs map to a group`);
-  return {
-    ok: true,
-    gathered: { secondaryGids: [], vomsPrimaryGids: primary, vomsSecondaryGids: secondary, fqansUsed: used },
+  const gathered: Gathered = {
+    secondaryGids: [],
+    vomsPrimaryGids: primary,
+    vomsSecondaryGids: secondary,
+    fqansUsed: used,
   };
+  if (config.mapAll && used.length < fqans.length)
+    return { ...failed(`-mapall is set, and only ${used.length} of ${fqans.length} FQANs map to a group`), gathered };
+  if (used.length < config.mapMin)
+    return { ...failed(`-mapmin is ${config.mapMin}, and only ${used.length} FQANs map to a group`), gathered };
+  return { ok: true, gathered };
 }
 
 function runVomsLocalAccount(
@@ -899,7 +904,7 @@ function runVomsPoolAccount(
   const credential = credentialOf(gathered);
   const primary = credential.primaryGids[0];
   if (primary === undefined && config.requirePrimaryGid)
-    return failed('no module before it gave a primary group, and --do-not-require-primary-gid is not set');
+    return failed('no module before it gave a primary group, and --require-primary-gid is set');
   if (config.gridmapdir === undefined)
     return failed(
       'the gridmapdir is unset: give the module -gridmapdir (LCMAPS would read $GRIDMAPDIR, which gLExec never set)',
@@ -1110,7 +1115,7 @@ function runPolicy(
     const result = runModule(module, input, env, gathered);
     let ok = result.ok;
     if (!result.ok) failures.push(`${label} failed: ${result.reason}`);
-    if (result.ok && result.gathered !== undefined) {
+    if (result.gathered !== undefined) {
       const next = gather(gathered, result.gathered, label);
       if (typeof next === 'string') {
         failures.push(next);

@@ -153,7 +153,9 @@ function parseFqans(ac: AttributeCertificate): { vo: string; host: string; port:
   if (syntax.values.length === 0) fail('the AC holds no FQAN');
   if (syntax.values.length > MAX_FQANS) fail(`the AC holds more than ${MAX_FQANS} FQANs`);
   const fqans = syntax.values.map((value) => text(value, 'an FQAN'));
-  for (const fqan of fqans) if (!fqan.startsWith('/')) fail(`the FQAN '${fqan}' does not start with /`);
+  // A comma or blank would make the comma-separated GLEXEC_EPILOG_TARGET_FQANS ambiguous; no VOMS server writes one.
+  for (const fqan of fqans)
+    if (!/^\/[^\s,]+$/.test(fqan)) fail(`the FQAN '${fqan}' does not start with / or holds a comma or blank`);
   return { ...where, fqans };
 }
 
