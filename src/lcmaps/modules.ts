@@ -26,6 +26,7 @@ export type ModuleKind =
   | 'dummy_bad'
   | 'voms'
   | 'voms_localgroup'
+  | 'voms_poolgroup'
   | 'voms_localaccount'
   | 'voms_poolaccount'
   | 'ban_fqan';
@@ -40,6 +41,7 @@ const KINDS: readonly ModuleKind[] = [
   'dummy_bad',
   'voms',
   'voms_localgroup',
+  'voms_poolgroup',
   'voms_localaccount',
   'voms_poolaccount',
   'ban_fqan',
@@ -190,6 +192,16 @@ type ModuleConfig =
       readonly mapAll: boolean;
       readonly mapMin: number;
     }
+  | {
+      readonly kind: 'voms_poolgroup';
+      readonly groupmapfile: string;
+      readonly groupmapdir?: string;
+      readonly mapToSecondary: boolean;
+      readonly mapAll: boolean;
+      readonly mapMin: number;
+      readonly overrideInconsistency: boolean;
+      readonly strictPrefixMatch: boolean;
+    }
   | { readonly kind: 'voms_localaccount'; readonly gridmapfile: string; readonly accountGroups: boolean }
   | {
       readonly kind: 'voms_poolaccount';
@@ -293,6 +305,15 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     { names: ['--map-to-secondary-groups'] },
     { names: ['-mapall'] },
     { names: ['-mapmin'], value: 'a number' },
+  ],
+  voms_poolgroup: [
+    { names: ['-groupmapfile', '-GROUPMAPFILE'], value: 'a group-mapfile' },
+    { names: ['-groupmapdir', '-GROUPMAPDIR'], value: 'a groupmapdir' },
+    { names: ['--map-to-secondary-groups'] },
+    { names: ['-override_inconsistency'] },
+    { names: ['-mapall'] },
+    { names: ['-mapmin'], value: 'a number' },
+    { names: ['-strict_poolprefix_match'], value: 'yes or no' },
   ],
   voms_localaccount: [
     { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
@@ -490,6 +511,22 @@ function compileModuleConfig(
         mapToSecondary: has('--map-to-secondary-groups'),
         mapAll: has('-mapall'),
         mapMin: mapMin === undefined ? 0 : Number(mapMin.value),
+      };
+    }
+    case 'voms_poolgroup': {
+      const mapMin = value('-mapmin');
+      if (mapMin !== undefined && !/^[0-9]+$/.test(mapMin.value)) throw badValue(db, module, mapMin, 'is not a number');
+      const groupmapdir = value('-groupmapdir');
+      const strict = value('-strict_poolprefix_match');
+      return {
+        kind,
+        groupmapfile: gridSecurityPath(value('-groupmapfile')?.value ?? DEFAULT_GROUPMAPFILE),
+        ...(groupmapdir === undefined ? {} : { groupmapdir: gridSecurityPath(groupmapdir.value) }),
+        mapToSecondary: has('--map-to-secondary-groups'),
+        mapAll: has('-mapall'),
+        mapMin: mapMin === undefined ? 0 : Number(mapMin.value),
+        overrideInconsistency: has('-override_inconsistency'),
+        strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
       };
     }
     case 'voms_localaccount':
@@ -829,20 +866,24 @@ function findFqanEntry(
   );
 }
 
-/** The first FQAN's group is the primary gid (unless --map-to-secondary-groups), the others secondary. */
-function runVomsLocalGroup(
-  config: Extract<ModuleConfig, { kind: 'voms_localgroup' }>,
+/**
+ * voms_localgroup and voms_poolgroup: the group of each FQAN (`groupOf`), the first FQAN's as the
+ * primary gid (unless --map-to-secondary-groups), the others secondary. A module that fails
+ * -mapall or -mapmin keeps the groups it found for the modules after it.
+ */
+function runVomsGroups(
+  config: { readonly mapToSecondary: boolean; readonly mapAll: boolean; readonly mapMin: number },
   input: MappingInput,
   env: MappingEnvironment,
+  groupOf: (fqan: string) => string | undefined,
 ): ModuleResult {
   const fqans = fqansOf(input);
   if (fqans.length === 0) return failed(NO_FQANS);
-  const entries = env.readGridMap(config.groupmapfile);
   const primary: number[] = [];
   const secondary: number[] = [];
   const used: string[] = [];
   fqans.forEach((fqan, index) => {
-    const group = findFqanEntry(entries, fqan, false)?.accounts[0];
+    const group = groupOf(fqan);
     const gid = group === undefined ? undefined : env.lookupGroup(group);
     if (gid === undefined) return;
     (index === 0 && !config.mapToSecondary ? primary : secondary).push(gid);
@@ -859,6 +900,43 @@ function runVomsLocalGroup(
   if (used.length < config.mapMin)
     return { ...failed(`-mapmin is ${config.mapMin}, and only ${used.length} FQANs map to a group`), gathered };
   return { ok: true, gathered };
+}
+
+function runVomsLocalGroup(
+  config: Extract<ModuleConfig, { kind: 'voms_localgroup' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  if (fqansOf(input).length === 0) return failed(NO_FQANS);
+  const entries = env.readGridMap(config.groupmapfile);
+  return runVomsGroups(config, input, env, (fqan) => findFqanEntry(entries, fqan, false)?.accounts[0]);
+}
+
+/** Pool groups: each FQAN's lease in the groupmapdir is named by the encoded FQAN itself. */
+function runVomsPoolGroup(
+  config: Extract<ModuleConfig, { kind: 'voms_poolgroup' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  if (fqansOf(input).length === 0) return failed(NO_FQANS);
+  const { groupmapdir } = config;
+  if (groupmapdir === undefined)
+    return failed('the groupmapdir is unset: give the module -groupmapdir (LCMAPS would read $GROUPMAPDIR)');
+  const entries = env.readGridMap(config.groupmapfile);
+  return runVomsGroups(config, input, env, (fqan) => {
+    const pool = findFqanEntry(entries, fqan, true)?.accounts[0];
+    if (pool === undefined) return undefined;
+    try {
+      return env.leasePoolAccount(groupmapdir, pool.slice(1), fqan, {
+        overrideInconsistency: config.overrideInconsistency,
+        strictPrefixMatch: config.strictPrefixMatch,
+      });
+    } catch (error) {
+      // A full group pool leaves that FQAN unmapped; a site problem (202) stops everything.
+      if (error instanceof GlexecError && error.exitCode === 203) return undefined;
+      throw error;
+    }
+  });
 }
 
 function runVomsLocalAccount(
@@ -1048,6 +1126,8 @@ function runModule(
       return { ok: true };
     case 'voms_localgroup':
       return runVomsLocalGroup(config, input, env);
+    case 'voms_poolgroup':
+      return runVomsPoolGroup(config, input, env);
     case 'voms_localaccount':
       return runVomsLocalAccount(config, input, env);
     case 'voms_poolaccount':

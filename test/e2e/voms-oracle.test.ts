@@ -29,7 +29,15 @@ import { missingTool } from '../helpers/tools';
 import { makeVomsProxy, makeVomsServer, type VomsServer, writeLsc } from '../helpers/voms';
 
 const LIBRARY = '/usr/lib/x86_64-linux-gnu/liblcmaps.so.0';
-const PLUGINS = ['voms_localgroup', 'voms_localaccount', 'voms_poolaccount', 'voms', 'ban_fqan', 'verify_proxy'];
+const PLUGINS = [
+  'voms_localgroup',
+  'voms_poolgroup',
+  'voms_localaccount',
+  'voms_poolaccount',
+  'voms',
+  'ban_fqan',
+  'verify_proxy',
+];
 const missing = [LIBRARY, ...PLUGINS.map((name) => `/usr/lib/lcmaps/lcmaps_${name}.mod`)].filter(
   (path) => !existsSync(path),
 );
@@ -59,6 +67,9 @@ interface World {
   readonly groupmap: string;
   readonly banmap: string;
   readonly gridmapdir: string;
+  readonly groupPool: string;
+  readonly groupPoolGroups: readonly string[];
+  readonly groupmapdir: string;
   readonly vomsdir: string;
 }
 
@@ -73,6 +84,8 @@ interface Case {
   readonly banmap?: string[];
   /** Leases made before the run: [lease name, account]. */
   readonly leases?: (w: World) => [string, string][];
+  /** Group leases made before the run: [lease name, group]. */
+  readonly groupLeases?: (w: World) => [string, string][];
 }
 
 const standardModules = (w: World): Record<string, string> => ({
@@ -112,6 +125,16 @@ const withModule =
   (label: string, line: (w: World) => string) =>
   (w: World): string[] =>
     Object.entries({ ...standardModules(w), [label]: line(w) }).map(([name, text]) => `${name} = ${text}`);
+
+const poolGroupModules = (w: World): string[] => [
+  ...Object.entries(standardModules(w)).map(([name, text]) =>
+    name === 'posix_enf'
+      ? `${name} = "lcmaps_posix_enf.mod" "-maxuid 1" "-maxpgid 2" "-maxsgid 32"`
+      : `${name} = ${text}`,
+  ),
+  `vomspoolgroup = "lcmaps_voms_poolgroup.mod" "-groupmapfile ${w.groupmap}" "-groupmapdir ${w.groupmapdir}"`,
+];
+const POOLGROUP_POLICY = ['verifyproxy -> vomspoolgroup', 'vomspoolgroup -> localaccount', 'localaccount -> posix_enf'];
 
 const CASES: Case[] = [
   {
@@ -215,6 +238,32 @@ const CASES: Case[] = [
     gridmap: (w) => [`"/testvo*" ${w.local}`, `"${JANE}" ${w.dnAccount}`],
   },
   {
+    name: 'voms_poolgroup leases a pool group per FQAN, named by the encoded FQAN; the first is the primary gid',
+    proxy: 'pilot',
+    groupmap: (w) => [
+      `"/testvo/Role=pilot" .${w.groupPool}`,
+      `"/testvo" .${w.groupPool}`,
+      `"/testvo/prod/Role=production" ${w.prod}`,
+    ],
+    modules: poolGroupModules,
+    policy: POOLGROUP_POLICY,
+  },
+  {
+    name: 'voms_poolgroup: a first FQAN without a pool group gives no primary gid',
+    proxy: 'prod',
+    groupmap: (w) => [`"/testvo" .${w.groupPool}`],
+    modules: poolGroupModules,
+    policy: POOLGROUP_POLICY,
+  },
+  {
+    name: 'voms_poolgroup: a full group pool leaves that FQAN unmapped',
+    proxy: 'pilot',
+    groupmap: (w) => [`"/testvo/Role=pilot" .${w.groupPool}`, `"/testvo" .${w.groupPool}`],
+    modules: poolGroupModules,
+    policy: POOLGROUP_POLICY,
+    groupLeases: (w) => [[encodeLeaseName('/othervo'), w.groupPoolGroups[0] ?? '']],
+  },
+  {
     name: 'ban_fqan refuses a proxy with a banned FQAN',
     proxy: 'pilot',
     banmap: ['"/testvo/prod/Role=production"'],
@@ -257,9 +306,14 @@ let world: World;
 let helper: string;
 const proxies = new Map<ProxyName, string>();
 
+/** `lease -> account` in the gridmapdir, then `lease -> group` in the groupmapdir. */
 function gridmapdirState(): string[] {
-  const names = readdirSync(world.gridmapdir);
-  const inode = (name: string): number => lstatSync(join(world.gridmapdir, name)).ino;
+  return [...leases(world.gridmapdir), ...leases(world.groupmapdir)];
+}
+
+function leases(directory: string): string[] {
+  const names = readdirSync(directory);
+  const inode = (name: string): number => lstatSync(join(directory, name)).ino;
   return names
     .filter((name) => name.startsWith('%'))
     .map(
@@ -286,8 +340,13 @@ function prepare(c: Case): string {
   mkdirSync(world.gridmapdir, { mode: 0o755 });
   for (const account of [...world.poolAccounts, ...world.smallPoolAccounts])
     writeFileSync(join(world.gridmapdir, account), '', { mode: 0o644 });
+  rmSync(world.groupmapdir, { recursive: true, force: true });
+  mkdirSync(world.groupmapdir, { mode: 0o755 });
+  for (const group of world.groupPoolGroups) writeFileSync(join(world.groupmapdir, group), '', { mode: 0o644 });
   for (const [lease, account] of c.leases?.(world) ?? [])
     linkSync(join(world.gridmapdir, account), join(world.gridmapdir, lease));
+  for (const [lease, group] of c.groupLeases?.(world) ?? [])
+    linkSync(join(world.groupmapdir, group), join(world.groupmapdir, lease));
   return db;
 }
 
@@ -346,7 +405,10 @@ function withPoolsOnly(outcome: Outcome): unknown {
   const pools = [
     [world.pool, world.poolAccounts],
     [world.smallPool, world.smallPoolAccounts],
+    [world.groupPool, world.groupPoolGroups],
   ] as const;
+  const groupPoolGids = new Map(world.groupPoolGroups.map((group) => [gidOf(group), world.groupPool]));
+  const asPool = (gid: number): number | string => groupPoolGids.get(gid) ?? gid;
   const poolOf = (account: string): string | undefined => pools.find(([, accounts]) => accounts.includes(account))?.[0];
   const poolOfUid = (uid: number): string | undefined =>
     pools.find(([, accounts]) => accounts.some((account) => uidOf(account) === uid))?.[0];
@@ -355,8 +417,15 @@ function withPoolsOnly(outcome: Outcome): unknown {
     return `${lease} -> ${poolOf(account ?? '') ?? account}`;
   });
   if (!('mapped' in outcome)) return { ...outcome, gridmapdir };
-  return { mapped: { ...outcome.mapped, uid: poolOfUid(outcome.mapped.uid) ?? outcome.mapped.uid }, gridmapdir };
+  const { uid, gid, groups } = outcome.mapped;
+  return {
+    mapped: { uid: poolOfUid(uid) ?? uid, gid: asPool(gid), groups: groups.map(asPool).map(String).sort() },
+    gridmapdir,
+  };
 }
+
+const gidOf = (group: string): number =>
+  Number(spawnSync('getent', ['group', group], { encoding: 'utf8' }).stdout.split(':')[2]);
 
 const uidOf = (name: string): number => Number(spawnSync('id', ['-u', name], { encoding: 'utf8' }).stdout.trim());
 
@@ -410,6 +479,9 @@ describe('the built-in VOMS mapping agrees with the real LCMAPS VOMS plug-ins', 
       groupmap: join(system.root, 'etc/voms-group-mapfile'),
       banmap: join(system.root, 'etc/voms-ban-fqan'),
       gridmapdir: join(system.root, 'etc/voms-gridmapdir'),
+      groupPool: `${system.prefix}vg`,
+      groupPoolGroups: [system.addGroup('vg001'), system.addGroup('vg002')],
+      groupmapdir: join(system.root, 'etc/voms-groupmapdir'),
       vomsdir,
     };
   });
