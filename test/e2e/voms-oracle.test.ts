@@ -23,7 +23,8 @@ import {
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeLeaseName } from '../../src/mapping/pool';
-import { type Credential, installCa, makeCa, makeUserCert } from '../helpers/pki';
+import { verifyProxyChain } from '../../src/proxy/verify';
+import { type Credential, installCa, makeCa, makeProxy, makeUserCert, writeProxyFile } from '../helpers/pki';
 import { isRoot, TestSystem } from '../helpers/system';
 import { missingTool } from '../helpers/tools';
 import { makeVomsProxy, makeVomsServer, type VomsServer, writeLsc } from '../helpers/voms';
@@ -48,9 +49,23 @@ const skip: string | false = !isRoot
     : missingTool('voms-proxy-fake', 'openssl');
 
 const JANE = '/C=NL/O=Example/CN=Jane Doe';
+const JOHN = '/C=NL/O=Example/CN=John Roe';
 const OTHER_DN = '/C=NL/O=Example/CN=Somebody Else';
 
-type ProxyName = 'vo' | 'pilot' | 'prod' | 'longForm' | 'subgroup' | 'unknownVo' | 'unvouched' | 'expired';
+type ProxyName =
+  | 'vo'
+  | 'pilot'
+  | 'prod'
+  | 'longForm'
+  | 'subgroup'
+  | 'unknownVo'
+  | 'unvouched'
+  | 'expired'
+  | 'garbage'
+  | 'truncated'
+  | 'nested'
+  | 'forged'
+  | 'foreign';
 
 interface World {
   readonly vo: string;
@@ -119,6 +134,7 @@ const standardGridmap = (w: World): string[] => [
   `"/othervo/Role=pilot" ${w.local}`,
   `"/testvo/prod/Role=production" .${w.pool}`,
   `"${JANE}" ${w.dnAccount}`,
+  `"${JOHN}" ${w.dnAccount}`,
 ];
 /** One module in place of the standard one of that label. */
 const withModule =
@@ -151,6 +167,11 @@ const CASES: Case[] = [
   { name: 'YAIM policy: an AC from a VO without an .lsc is dropped, the DN rules still apply', proxy: 'unknownVo' },
   { name: 'YAIM policy: an AC whose signer nothing vouches for is dropped', proxy: 'unvouched' },
   { name: 'YAIM policy: an expired AC is dropped', proxy: 'expired' },
+  { name: 'hostile AC: an extension that is not an AC list is ignored, the DN maps', proxy: 'garbage' },
+  { name: 'hostile AC: a truncated AC is ignored', proxy: 'truncated' },
+  { name: 'hostile AC: 3000 levels of nesting are ignored', proxy: 'nested' },
+  { name: 'hostile AC: an FQAN changed after signing fails the signature', proxy: 'forged' },
+  { name: "hostile AC: another user's AC (the holder is not the proxy's EEC) is dropped", proxy: 'foreign' },
   {
     name: 'a full pool for the first FQAN falls through to the pool of the next',
     proxy: 'pilot',
@@ -429,6 +450,17 @@ const gidOf = (group: string): number =>
 
 const uidOf = (name: string): number => Number(spawnSync('id', ['-u', name], { encoding: 'utf8' }).stdout.trim());
 
+/** The content of the VOMS extension of a proxy file's first certificate. */
+function vomsExtensionOf(path: string): Buffer {
+  const proxy = verifyProxyChain(readFileSync(path, 'latin1'), {
+    certdir: system.certdir,
+    now: new Date(),
+    requirePrivateKey: false,
+  });
+  assert.ok(proxy.voms, path);
+  return Buffer.from(proxy.voms.extension);
+}
+
 const describeOutcome = (outcome: Outcome): string =>
   'mapped' in outcome
     ? `${JSON.stringify(outcome.mapped)} ${outcome.gridmapdir.join(' ')}`
@@ -462,6 +494,31 @@ describe('the built-in VOMS mapping agrees with the real LCMAPS VOMS plug-ins', 
     // Another host certificate of the same CA claims to be voms.example.org: the .lsc names another DN.
     write('unvouched', { vo: 'testvo', fqans: ['/testvo/Role=pilot'] }, { ...stranger, host: 'voms.example.org' });
     write('expired', { vo: 'testvo', fqans: ['/testvo/Role=pilot'], pastAcSeconds: 100000 });
+
+    // Hostile extensions in proxies that openssl signs properly: only the AC is bad.
+    const realAc = vomsExtensionOf(proxies.get('pilot') ?? '');
+    const forged = Buffer.from(realAc);
+    forged.write('/testvo/Role=admin', forged.indexOf('/testvo/Role=pilot'), 'latin1');
+    const nested = Buffer.concat(Array.from({ length: 3000 }, () => Buffer.from([0x30, 0x80])));
+    const john = makeUserCert(ca, { subject: JOHN, keyType: 'rsa' });
+    const withExtension = (name: ProxyName, value: Uint8Array, holder: Credential = user): void => {
+      const path = join(system.scratch, `voms-${name}.pem`);
+      writeProxyFile(
+        path,
+        makeProxy(holder, {
+          kind: 'rfc3820',
+          extraExtensions: [`1.3.6.1.4.1.8005.100.100.5 = DER:${Buffer.from(value).toString('hex')}`],
+        }),
+      );
+      chownSync(path, system.pilot.uid, system.pilot.gid);
+      chmodSync(path, 0o600);
+      proxies.set(name, path);
+    };
+    withExtension('garbage', Buffer.from('30030201ff', 'hex'));
+    withExtension('truncated', realAc.subarray(0, Math.floor(realAc.byteLength / 2)));
+    withExtension('nested', nested);
+    withExtension('forged', forged);
+    withExtension('foreign', realAc, john);
 
     const extra = system.addGroup('vextra');
     world = {
