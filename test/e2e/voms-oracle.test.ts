@@ -559,6 +559,34 @@ describe('the built-in VOMS mapping agrees with the real LCMAPS VOMS plug-ins', 
     });
   }
 
+  it('the epilogue gets the FQANs the policy used in GLEXEC_EPILOG_TARGET_FQANS, and none for a DN mapping', () => {
+    const dir = join(system.root, 'voms-epilogues');
+    mkdirSync(dir, { mode: 0o755, recursive: true });
+    const out = join(system.scratch, 'voms-epilogue-fqans');
+    const epilogue = join(dir, 'fqans.sh');
+    writeFileSync(epilogue, `#!/bin/sh\nprintf '%s' "\${GLEXEC_EPILOG_TARGET_FQANS-unset}" > ${out}\n`, {
+      mode: 0o755,
+    });
+    const db = prepare(CASES[1] as Case);
+    const configWith = (extra: string[]): void =>
+      system.writeConfig(
+        system.standardConfig([
+          `lcmaps_db_file = ${db}`,
+          'lcmaps_get_account_policy = glexec_get_account',
+          `vomsdir = ${world.vomsdir}`,
+          `epilogue = ${epilogue}`,
+          ...extra,
+        ]),
+      );
+    configWith([]);
+    const pilot = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: proxies.get('pilot') } });
+    assert.equal(pilot.status, 0, pilot.stderr);
+    assert.equal(readFileSync(out, 'utf8'), '/testvo/Role=pilot,/testvo,/testvo/prod/Role=production');
+    const dnOnly = system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: proxies.get('subgroup') } });
+    assert.equal(dnOnly.status, 0, dnOnly.stderr);
+    assert.equal(readFileSync(out, 'utf8'), 'unset');
+  });
+
   it('the completion record names the FQANs the policy used, and dropped ACs are logged with the reason', () => {
     system.clearLog();
     const mapped = runGlexec(CASES[1] as Case);
