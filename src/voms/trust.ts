@@ -257,3 +257,41 @@ export function judgeAcs(acs: readonly ParsedAc[], options: VomsTrustOptions): A
   }
   return { trusted, dropped };
 }
+
+/** What `glexec --check` reports of a vomsdir: its VOs' .lsc files, and those that vouch for nothing. */
+export interface VomsdirSummary {
+  readonly lscFiles: readonly string[];
+  readonly emptyLscFiles: readonly string[];
+  readonly certificateFiles: number;
+}
+
+/**
+ * Reads the vomsdir as a run would (root-only trust, the same caps): a 202 for a vomsdir or file
+ * others could change, an ENOENT error when it does not exist.
+ */
+export function summarizeVomsdir(vomsdir: string, lstat: Lstat = statEntry): VomsdirSummary {
+  lstat(vomsdir);
+  requireTrustedPath('vomsdir', vomsdir, { ...ROOT_ONLY, finalType: 'directory' }, lstat, 'voms.vomsdir');
+  const lscFiles: string[] = [];
+  const emptyLscFiles: string[] = [];
+  let certificateFiles = 0;
+  for (const name of listDirectory(vomsdir, MAX_VOMSDIR_ENTRIES).sort()) {
+    const path = join(vomsdir, name);
+    const st = lstat(path);
+    if (st.isFile()) {
+      const text = readVomsdirFile(path, MAX_VOMSDIR_CERTIFICATE_BYTES, lstat)?.toString('latin1') ?? '';
+      if (text.includes('-----BEGIN CERTIFICATE-----')) certificateFiles++;
+      continue;
+    }
+    if (!st.isDirectory()) continue;
+    requireTrustedPath('vomsdir', path, { ...ROOT_ONLY, finalType: 'directory' }, lstat, 'voms.vomsdir');
+    for (const file of listDirectory(path, MAX_VOMSDIR_ENTRIES)
+      .filter((entry) => entry.endsWith('.lsc'))
+      .sort()) {
+      const lsc = join(path, file);
+      const chains = parseLsc(readVomsdirFile(lsc, MAX_LSC_BYTES, lstat)?.toString('latin1') ?? '');
+      (chains.some((chain) => chain.length >= 2) ? lscFiles : emptyLscFiles).push(`${name}/${file}`);
+    }
+  }
+  return { lscFiles, emptyLscFiles, certificateFiles };
+}
