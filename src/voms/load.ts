@@ -2,8 +2,12 @@
  * The VOMS attributes of a verified proxy: its ACs parsed (src/voms/ac.ts, which loads the ASN.1
  * libraries, so only for a proxy that carries the extension) and judged (src/voms/trust.ts).
  */
+import { join } from 'node:path';
+
 import type { VerifiedProxy } from '../proxy/verify';
 import { type AcJudgement, judgeAcs } from './trust';
+
+declare const GLEXEC_BUNDLED: boolean | undefined;
 
 export interface VomsReadOptions {
   readonly vomsdir: string;
@@ -15,8 +19,12 @@ export interface VomsReadOptions {
 export function readVomsAttributes(proxy: VerifiedProxy, options: VomsReadOptions): AcJudgement | undefined {
   if (proxy.voms === undefined) return undefined;
   // Loaded here, not imported above: most runs never need the ASN.1 libraries (docs/performance.md).
+  // Installed, it is glexec-voms.js next to the bundle, by absolute path (as posix.node).
+  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { AcParseError, parseVomsExtension } = require('./ac') as typeof import('./ac');
+  const { AcParseError, parseVomsExtension } = require(
+    join(__dirname, bundled ? 'glexec-voms.js' : 'ac'),
+  ) as typeof import('./ac');
   let acs;
   try {
     acs = parseVomsExtension(proxy.voms.extension);
