@@ -51,6 +51,9 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
+  // The libraries' ES module builds: esbuild can then leave out the schemas the parser never uses,
+  // which cut the bundle's evaluation from about 40 ms to 3 ms (docs/performance.md).
+  mainFields: ['module', 'main'],
   minify: true,
   legalComments: 'none',
   logLevel: 'warning',

@@ -9,7 +9,7 @@
  * `<vo>://<host>:<port>` and whose values are the FQANs, in the order the server gave them.
  */
 import { AsnParser, AsnProp, AsnPropTypes, AsnSerializer, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
-import { Certificate, GeneralName, type Name } from '@peculiar/asn1-x509';
+import { GeneralName, type Name } from '@peculiar/asn1-x509';
 import { AttributeCertificate } from '@peculiar/asn1-x509-attr';
 import * as asn1js from 'asn1js';
 
@@ -180,11 +180,8 @@ function parseAcCertificates(value: ArrayBuffer): Uint8Array[] {
   if (inner === undefined || rest.length > 0) return fail('the AC certificates are not one SEQUENCE OF');
   const certificates = sequenceItems(inner, 'the AC certificate list');
   if (certificates.length > MAX_AC_CERTIFICATES) fail(`the AC carries more than ${MAX_AC_CERTIFICATES} certificates`);
-  return certificates.map((certificate) => {
-    const der = encodingOf(certificate);
-    AsnParser.parse(der, Certificate);
-    return der;
-  });
+  // node:crypto's X509Certificate parses each one when the AC is judged (src/voms/trust.ts).
+  return certificates.map(encodingOf);
 }
 
 function parseOneAc(der: Uint8Array, signedElement: asn1js.AsnType): ParsedAc {
