@@ -258,7 +258,7 @@ export const configSchema = {
     parse: yesNo,
     default: true,
     status: 'ignored',
-    doc: 'VOMS AC verification (no VOMS support).',
+    doc: 'VOMS AC verification. glexec always verifies ACs (`vomsdir`); `no` (OSG) does not make it believe unverified ones.',
   }),
   lcas_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCAS plugin directory.' }),
   lcas_db_file: spec({
