@@ -214,6 +214,9 @@ function judgeOne(ac: ParsedAc, eec: X509Certificate, options: VomsTrustOptions,
   checkValidity(ac, options.now);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(ac.vo) || !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(ac.host))
     throw new Untrusted(`its VO '${ac.vo}' or host '${ac.host}' cannot name a vomsdir file`);
+  // A VO's server vouches for its own VO only (the VOMS library refuses such an AC as malformed).
+  const foreign = ac.fqans.find((fqan) => fqan !== `/${ac.vo}` && !fqan.startsWith(`/${ac.vo}/`));
+  if (foreign !== undefined) throw new Untrusted(`its FQAN ${foreign} is not of its VO ${ac.vo}`);
   const lscPath = join(options.vomsdir, ac.vo, `${ac.host}.lsc`);
   const lsc = readVomsdirFile(lscPath, MAX_LSC_BYTES, lstat);
   const serverDn = lsc === undefined ? signerInVomsdir(ac, options, lstat) : signerByLsc(ac, lsc, lscPath, options);

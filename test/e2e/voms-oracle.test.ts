@@ -65,7 +65,8 @@ type ProxyName =
   | 'truncated'
   | 'nested'
   | 'forged'
-  | 'foreign';
+  | 'foreign'
+  | 'crossVo';
 
 interface World {
   readonly vo: string;
@@ -169,6 +170,7 @@ const CASES: Case[] = [
   { name: 'YAIM policy: an expired AC is dropped', proxy: 'expired' },
   { name: 'hostile AC: an extension that is not an AC list is ignored, the DN maps', proxy: 'garbage' },
   { name: 'hostile AC: a truncated AC is ignored', proxy: 'truncated' },
+  { name: "hostile AC: an FQAN of another VO than the AC's is dropped", proxy: 'crossVo' },
   { name: 'hostile AC: 3000 levels of nesting are ignored', proxy: 'nested' },
   { name: 'hostile AC: an FQAN changed after signing fails the signature', proxy: 'forged' },
   { name: "hostile AC: another user's AC (the holder is not the proxy's EEC) is dropped", proxy: 'foreign' },
@@ -494,6 +496,7 @@ describe('the built-in VOMS mapping agrees with the real LCMAPS VOMS plug-ins', 
     // Another host certificate of the same CA claims to be voms.example.org: the .lsc names another DN.
     write('unvouched', { vo: 'testvo', fqans: ['/testvo/Role=pilot'] }, { ...stranger, host: 'voms.example.org' });
     write('expired', { vo: 'testvo', fqans: ['/testvo/Role=pilot'], pastAcSeconds: 100000 });
+    write('crossVo', { vo: 'testvo', fqans: ['/othervo/Role=pilot'] });
 
     // Hostile extensions in proxies that openssl signs properly: only the AC is bad.
     const realAc = vomsExtensionOf(proxies.get('pilot') ?? '');

@@ -151,6 +151,15 @@ describe('VOMS attribute certificates', { skip }, () => {
     assert.match(dropped[0]?.reason ?? '', /not a trusted CA|signature/);
   });
 
+  test("an AC with an FQAN outside its VO is dropped: a VO's server vouches for its own VO only", () => {
+    const vomsdir = freshVomsdir();
+    writeLsc(vomsdir, 'testvo', server);
+    const proxy = proxyWith({ vo: 'testvo', fqans: ['/testvo', '/atlas/Role=pilot'] });
+    const { trusted, dropped } = judge(proxy, vomsdir);
+    assert.equal(trusted.length, 0);
+    assert.equal(dropped[0]?.reason, 'its FQAN /atlas/Role=pilot is not of its VO testvo');
+  });
+
   test('an expired AC is dropped', () => {
     const vomsdir = freshVomsdir();
     writeLsc(vomsdir, 'testvo', server);
