@@ -670,7 +670,7 @@ dn -> pe
     const text = YAIM().replace('-groupmapfile', '-mapall -groupmapfile');
     assert.match(
       thrown(() => mapAccount(db(text), 'glexec', vomsInput(), env)).message,
-      /lg failed: -mapall is set, and only 1 of 3 FQANs map to a group, then dn failed|pe failed: the mapping has 2 primary gids, more than its limit \(-maxpgid 1\)/,
+      /lg failed: -mapall is set, and only 1 of 3 FQANs map to a group, then pe failed: the mapping has 2 primary gids, more than its limit \(-maxpgid 1\)$/,
     );
   });
 
