@@ -190,6 +190,17 @@ const CASES: Case[] = [
     ),
   },
   {
+    name: 'voms_localaccount: an FQAN mapped to an account that does not exist fails the module',
+    proxy: 'pilot',
+    gridmap: (w) => [`"/testvo/Role=pilot" ${w.local}-none`, `"/testvo" ${w.local}`, `"${JANE}" ${w.dnAccount}`],
+  },
+  {
+    name: 'voms_localaccount skips pool entries and takes the next FQAN',
+    proxy: 'pilot',
+    gridmap: (w) => [`"/testvo/Role=pilot" .${w.pool}`, `"/testvo" ${w.local}`],
+    policy: ['verifyproxy -> vomslocalgroup', 'vomslocalgroup -> vomslocalaccount', 'vomslocalaccount -> posix_enf'],
+  },
+  {
     name: 'voms_localaccount without -use_voms_gid adds the account groups after the VOMS ones',
     proxy: 'pilot',
     modules: withModule('vomslocalaccount', (w) => `"lcmaps_voms_localaccount.mod" "-gridmapfile ${w.gridmap}"`),
@@ -399,13 +410,14 @@ function runOracle(c: Case): Outcome {
   };
 }
 
-function runGlexec(c: Case): Outcome {
+function runGlexec(c: Case, backend: 'builtin' | 'library' = 'builtin'): Outcome {
   const db = prepare(c);
   system.writeConfig(
     system.standardConfig([
       `lcmaps_db_file = ${db}`,
       'lcmaps_get_account_policy = glexec_get_account',
       `vomsdir = ${world.vomsdir}`,
+      `lcmaps_backend = ${backend}`,
     ]),
   );
   const result = system.run(['/usr/bin/id'], { env: { GLEXEC_CLIENT_CERT: proxies.get(c.proxy) } });
@@ -557,6 +569,20 @@ describe('the built-in VOMS mapping agrees with the real LCMAPS VOMS plug-ins', 
       assert.deepEqual(
         withPoolsOnly(glexec),
         withPoolsOnly({ ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) }),
+        summary,
+      );
+    });
+  }
+
+  // The library backend runs the real plug-ins with glexec's vomsdir as X509_VOMS_DIR.
+  for (const c of CASES.filter((candidate) => candidate.name.startsWith('YAIM policy'))) {
+    it(`library backend: ${c.name}`, () => {
+      const oracle = runOracle(c);
+      const glexec = runGlexec(c, 'library');
+      const summary = `LCMAPS: ${describeOutcome(oracle)}\nglexec: ${describeOutcome(glexec)}`;
+      assert.deepEqual(
+        glexec,
+        { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) },
         summary,
       );
     });
