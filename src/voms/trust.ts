@@ -165,6 +165,8 @@ function signerByLsc(ac: ParsedAc, lsc: Buffer, lscPath: string, options: VomsTr
   );
   if (!vouched)
     throw new Untrusted(`its signer ${server.subjectDn} (issuer ${server.issuerDn}) is not listed in ${lscPath}`);
+  if (!namesEqual(parseName(ac.issuerName), server.subject))
+    throw new Untrusted(`its issuer ${formatOneline(parseName(ac.issuerName))} is not the certificate it carries`);
   if (!signatureVerifies(ac, server.x509))
     throw new Untrusted(`its signature does not verify with the certificate of ${server.subjectDn}`);
   return server.subjectDn;

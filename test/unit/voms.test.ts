@@ -200,6 +200,22 @@ describe('VOMS attribute certificates', { skip }, () => {
     assert.match(dropped[0]?.reason ?? '', /^its signature does not verify/);
   });
 
+  test('an AC whose issuer is not the server certificate it carries is dropped', () => {
+    const vomsdir = freshVomsdir();
+    writeLsc(vomsdir, 'testvo', server);
+    const [ac] = parseVomsExtension(extensionOf(standard));
+    assert.ok(ac?.holder);
+    const renamed: ParsedAc = { ...ac, issuerName: ac.holder.names[0] ?? new Uint8Array(0) };
+    const { dropped } = judgeAcs([renamed], {
+      vomsdir,
+      certdir,
+      now: new Date(),
+      eecDer: standard.voms?.eecDer ?? new Uint8Array(0),
+      lstat: asRootOnly,
+    });
+    assert.equal(dropped[0]?.reason, `its issuer ${USER} is not the certificate it carries`);
+  });
+
   test('a missing vomsdir drops every AC; a vomsdir others can write is a 202', () => {
     const missing = judge(standard, join(workspace, 'no-such-vomsdir'));
     assert.match(missing.dropped[0]?.reason ?? '', /does not exist/);
