@@ -5,6 +5,9 @@
  * is loaded. Each module knows its options exactly as the LCMAPS man pages list them; anything
  * else is a 202, so a site never runs with a setting glexec silently ignores.
  *
+ * The VOMS modules map by the trusted FQANs of the proxy (src/voms/), as lcmaps-plugins-voms
+ * 1.7.1 does (test/e2e/voms-oracle.test.ts).
+ *
  * Running (as LCMAPS does, checked against Debian's LCMAPS 1.6.6 by test/e2e/lcmaps-oracle.test.ts): the policies named by lcmaps_get_account_policy run in the order of
  * the file; the first that maps an account wins. A policy starts at the left side of its first
  * rule; a module's success follows `->`, its failure `|` (no `|`: the policy fails); a module
@@ -202,12 +205,12 @@ type ModuleConfig =
       readonly overrideInconsistency: boolean;
       readonly strictPrefixMatch: boolean;
     }
-  | { readonly kind: 'voms_localaccount'; readonly gridmapfile: string; readonly accountGroups: boolean }
+  | { readonly kind: 'voms_localaccount'; readonly gridmapfile: string; readonly accountGids: AccountGids }
   | {
       readonly kind: 'voms_poolaccount';
       readonly gridmapfile: string;
       readonly gridmapdir?: string;
-      readonly accountGroups: boolean;
+      readonly accountGids: AccountGids;
       readonly requirePrimaryGid: boolean;
       readonly secondaryGidsInLease: boolean;
       readonly overrideInconsistency: boolean;
@@ -319,12 +322,22 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
     { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
     { names: ['--use-account-gid'] },
+    { names: ['--add-primary-gid-from-mapped-account'] },
+    { names: ['--do-not-add-primary-gid-from-mapped-account'] },
+    { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
+    { names: ['--add-secondary-gids-from-mapped-account'] },
+    { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
   ],
   voms_poolaccount: [
     { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
     { names: ['-gridmapdir'], value: 'a gridmapdir' },
     { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
     { names: ['--use-account-gid'] },
+    { names: ['--add-primary-gid-from-mapped-account'] },
+    { names: ['--do-not-add-primary-gid-from-mapped-account'] },
+    { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
+    { names: ['--add-secondary-gids-from-mapped-account'] },
+    { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
     { names: ['--do-not-require-primary-gid', '-do_not_require_primary_gid'] },
     { names: ['--require-primary-gid'] },
     { names: ['--do-not-use-secondary-gids', '-do_not_use_secondary_gids'] },
@@ -533,8 +546,11 @@ function compileModuleConfig(
       return {
         kind,
         gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
-        // The account's own groups unless --use-voms-gid (later flag wins, as LCMAPS parses them in order).
-        accountGroups: lastFlag(options, ['--use-voms-gid', '--use-account-gid']) !== '--use-voms-gid',
+        // The account's own groups unless --use-voms-gid.
+        accountGids: accountGidsOf(
+          options,
+          lastFlag(options, ['--use-voms-gid', '--use-account-gid']) !== '--use-voms-gid',
+        ),
       };
     case 'voms_poolaccount': {
       const gridmapdir = value('-gridmapdir');
@@ -547,7 +563,10 @@ function compileModuleConfig(
         gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
         ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
         // The pool account's own groups only with --use-account-gid: VOMS decides the groups.
-        accountGroups: lastFlag(options, ['--use-voms-gid', '--use-account-gid']) === '--use-account-gid',
+        accountGids: accountGidsOf(
+          options,
+          lastFlag(options, ['--use-voms-gid', '--use-account-gid']) === '--use-account-gid',
+        ),
         // Measured: without --require-primary-gid the real plug-in leases (the lease then has no `:group`).
         requirePrimaryGid:
           lastFlag(options, ['--do-not-require-primary-gid', '--require-primary-gid']) === '--require-primary-gid',
@@ -563,6 +582,26 @@ function compileModuleConfig(
         wildcards: !has('-no_wildcard'),
       };
   }
+}
+
+/**
+ * Which of the mapped account's own gids a VOMS account module adds: the default (all or none,
+ * from --use-account-gid/--use-voms-gid), then each --add-…/--do-not-add-… flag given.
+ */
+function accountGidsOf(options: readonly GivenOption[], byDefault: boolean): AccountGids {
+  const flag = (add: string, doNotAdd: string | undefined, fallback: boolean): boolean => {
+    const last = lastFlag(options, doNotAdd === undefined ? [add] : [add, doNotAdd]);
+    return last === undefined ? fallback : last === add;
+  };
+  return {
+    primary: flag('--add-primary-gid-from-mapped-account', '--do-not-add-primary-gid-from-mapped-account', byDefault),
+    primaryAsSecondary: flag('--add-primary-gid-as-secondary-gid-from-mapped-account', undefined, false),
+    secondary: flag(
+      '--add-secondary-gids-from-mapped-account',
+      '--do-not-add-secondary-gids-from-mapped-account',
+      byDefault,
+    ),
+  };
 }
 
 /** Of two opposite flags, the one given last (undefined: neither). */
@@ -713,6 +752,15 @@ export function compileAccountPolicies(
 // ---------------------------------------------------------------------------------------------
 // Running
 
+/** Which of a mapped account's own gids go into the mapping. */
+interface AccountGids {
+  readonly primary: boolean;
+  readonly primaryAsSecondary: boolean;
+  readonly secondary: boolean;
+}
+
+const ALL_ACCOUNT_GIDS: AccountGids = { primary: true, primaryAsSecondary: false, secondary: true };
+
 /** What acquisition modules gathered so far, as LCMAPS's credential data holds it. */
 interface Gathered {
   readonly account?: ResolvedAccount;
@@ -721,8 +769,8 @@ interface Gathered {
   readonly gid?: number;
   /** Secondary gids given apart from an account (dummy_good --dummy-sec-gid). */
   readonly secondaryGids: readonly number[];
-  /** Whether the account brings its own primary and secondary gids (VOMS account modules may not). */
-  readonly accountGroups?: boolean;
+  /** Which of its own gids the account brings (all, unless a VOMS account module says otherwise). */
+  readonly accountGids?: AccountGids;
   /** Gids VOMS modules gave, in LCMAPS's order: they come before any an account brings. */
   readonly vomsPrimaryGids?: readonly number[];
   readonly vomsSecondaryGids?: readonly number[];
@@ -957,7 +1005,7 @@ function runVomsLocalAccount(
       gathered: {
         account,
         via: 'voms_localaccount',
-        accountGroups: config.accountGroups,
+        accountGids: config.accountGids,
         secondaryGids: [],
         fqansUsed: [fqan],
       },
@@ -1019,7 +1067,7 @@ function runVomsPoolAccount(
       gathered: {
         account,
         via: 'voms_poolaccount',
-        accountGroups: config.accountGroups,
+        accountGids: config.accountGids,
         secondaryGids: [],
         fqansUsed: [fqan],
       },
@@ -1064,20 +1112,20 @@ interface Credential {
 }
 
 function credentialOf(gathered: Gathered): Credential {
-  const account = gathered.accountGroups === false ? undefined : gathered.account;
+  const { account, gid } = gathered;
+  const own = gathered.accountGids ?? ALL_ACCOUNT_GIDS;
+  // dummy_good's --dummy-gid replaces the account's groups.
+  const accountPrimary = account !== undefined && gid === undefined && own.primary ? [account.gid] : [];
+  const accountSecondary =
+    account === undefined || gid !== undefined
+      ? []
+      : [...(own.primaryAsSecondary ? [account.gid] : []), ...(own.secondary ? account.groups : [])];
   // LCMAPS keeps a primary gid per module that adds one (posix_enf -maxpgid counts them all).
   return {
-    uids: gathered.account === undefined ? [] : [gathered.account.uid],
-    primaryGids: [
-      ...(gathered.vomsPrimaryGids ?? []),
-      ...(gathered.gid !== undefined ? [gathered.gid] : account === undefined ? [] : [account.gid]),
-    ],
+    uids: account === undefined ? [] : [account.uid],
+    primaryGids: [...(gathered.vomsPrimaryGids ?? []), ...(gid === undefined ? accountPrimary : [gid])],
     secondaryGids: [
-      ...new Set([
-        ...(gathered.vomsSecondaryGids ?? []),
-        ...(gathered.gid === undefined ? (account?.groups ?? []) : []),
-        ...gathered.secondaryGids,
-      ]),
+      ...new Set([...(gathered.vomsSecondaryGids ?? []), ...accountSecondary, ...gathered.secondaryGids]),
     ],
   };
 }
@@ -1145,12 +1193,12 @@ function gather(so: Gathered, add: Gathered, label: string): Gathered | string {
   const account = so.account ?? add.account;
   const via = so.via ?? add.via;
   const gid = so.gid ?? add.gid;
-  const accountGroups = so.account !== undefined ? so.accountGroups : add.accountGroups;
+  const accountGids = so.account !== undefined ? so.accountGids : add.accountGids;
   return {
     ...(account === undefined ? {} : { account }),
     ...(via === undefined ? {} : { via }),
     ...(gid === undefined ? {} : { gid }),
-    ...(accountGroups === undefined ? {} : { accountGroups }),
+    ...(accountGids === undefined ? {} : { accountGids }),
     secondaryGids: [...so.secondaryGids, ...add.secondaryGids],
     vomsPrimaryGids: [...(so.vomsPrimaryGids ?? []), ...(add.vomsPrimaryGids ?? [])],
     vomsSecondaryGids: [...(so.vomsSecondaryGids ?? []), ...(add.vomsSecondaryGids ?? [])],

@@ -145,6 +145,19 @@ const withModule =
   (w: World): string[] =>
     Object.entries({ ...standardModules(w), [label]: line(w) }).map(([name, text]) => `${name} = ${text}`);
 
+/** withModule, and posix_enf allowing two primary gids (one from VOMS, one from the account). */
+const withModuleTwoPgids =
+  (label: string, line: (w: World) => string) =>
+  (w: World): string[] =>
+    withModule(
+      label,
+      line,
+    )(w).map((text) =>
+      text.startsWith('posix_enf = ')
+        ? 'posix_enf = "lcmaps_posix_enf.mod" "-maxuid 1" "-maxpgid 2" "-maxsgid 32"'
+        : text,
+    );
+
 const poolGroupModules = (w: World): string[] => [
   ...Object.entries(standardModules(w)).map(([name, text]) =>
     name === 'posix_enf'
@@ -208,6 +221,42 @@ const CASES: Case[] = [
     name: 'voms_localaccount without -use_voms_gid adds the account groups after the VOMS ones',
     proxy: 'pilot',
     modules: withModule('vomslocalaccount', (w) => `"lcmaps_voms_localaccount.mod" "-gridmapfile ${w.gridmap}"`),
+  },
+  {
+    name: 'voms_localaccount -use_voms_gid --add-primary-gid-from-mapped-account adds the account gid as a second primary',
+    proxy: 'pilot',
+    modules: withModuleTwoPgids(
+      'vomslocalaccount',
+      (w) =>
+        `"lcmaps_voms_localaccount.mod" "-gridmapfile ${w.gridmap}" "-use_voms_gid" "--add-primary-gid-from-mapped-account"`,
+    ),
+  },
+  {
+    name: 'voms_localaccount --do-not-add-secondary-gids-from-mapped-account keeps only the account primary gid of its own',
+    proxy: 'pilot',
+    modules: withModuleTwoPgids(
+      'vomslocalaccount',
+      (w) =>
+        `"lcmaps_voms_localaccount.mod" "-gridmapfile ${w.gridmap}" "--do-not-add-secondary-gids-from-mapped-account"`,
+    ),
+  },
+  {
+    name: 'voms_poolaccount --add-primary-gid-as-secondary-gid-from-mapped-account adds the pool group as a secondary gid',
+    proxy: 'prod',
+    modules: withModule(
+      'vomspoolaccount',
+      (w) =>
+        `"lcmaps_voms_poolaccount.mod" "-gridmapfile ${w.gridmap}" "-gridmapdir ${w.gridmapdir}" "--add-primary-gid-as-secondary-gid-from-mapped-account"`,
+    ),
+  },
+  {
+    name: 'voms_poolaccount --use-account-gid adds the pool account groups after the VOMS ones',
+    proxy: 'prod',
+    modules: withModuleTwoPgids(
+      'vomspoolaccount',
+      (w) =>
+        `"lcmaps_voms_poolaccount.mod" "-gridmapfile ${w.gridmap}" "-gridmapdir ${w.gridmapdir}" "--use-account-gid"`,
+    ),
   },
   {
     name: 'voms_localaccount with the VOMS gids but no group for the first FQAN has no primary gid',

@@ -702,9 +702,9 @@ dn -> pe
   });
 
   it('an option the real plug-in does not have is a 202', () => {
-    const text = `pa = "lcmaps_voms_poolaccount.mod --add-primary-gid-from-mapped-account"\nglexec:\npa -> pa2\npa2 = "lcmaps_posix_enf.mod"\n`;
+    const text = `pa = "lcmaps_voms_poolaccount.mod --map-to-secondary-groups"\nglexec:\npa -> pa2\npa2 = "lcmaps_posix_enf.mod"\n`;
     const error = thrown(() => compileAccountPolicies(db(text), 'glexec', vomsEnv({})));
     assert.equal(error.exitCode, 202);
-    assert.match(error.message, /unknown option '--add-primary-gid-from-mapped-account'/);
+    assert.match(error.message, /unknown option '--map-to-secondary-groups'/);
   });
 });
