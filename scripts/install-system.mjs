@@ -90,8 +90,10 @@ function requireRootOnly(path, what) {
 
 const loader = join(root, 'build/dist/glexec.js');
 const bundle = join(root, 'build/dist/glexec-main.js');
+const vomsBundle = join(root, 'build/dist/glexec-voms.js');
 const installedPrograms = programs.filter((program) => program.installMode !== undefined);
-if (!existsSync(loader) || !existsSync(bundle)) fail('build/dist/ is missing: run npm run build first');
+if (!existsSync(loader) || !existsSync(bundle) || !existsSync(vomsBundle))
+  fail('build/dist/ is missing: run npm run build first');
 for (const { name } of installedPrograms) {
   if (!existsSync(join(root, 'build/c', name))) fail(`build/c/${name} is missing: run npm run build first`);
 }
@@ -134,6 +136,7 @@ if (existsSync(lib))
 for (const [from, to] of [
   [loader, program],
   [bundle, join(lib, 'glexec-main.js')],
+  [vomsBundle, join(lib, 'glexec-voms.js')],
   [addon, join(lib, 'posix.node')],
 ]) {
   copyFileSync(from, to);

@@ -25,6 +25,7 @@ import { SETPRIV, startPayloadHelper } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 import { DEFAULT_CERTDIR, effectiveCertdir } from './lcmaps/certdir';
+import { summarizeVomsdir, type VomsdirSummary } from './voms/trust';
 
 export interface Finding {
   readonly level: 'ok' | 'warning' | 'error';
@@ -442,6 +443,51 @@ function modulesWithoutBuiltin(config: Config): string[] {
   }
 }
 
+/** The vomsdir, when the built-in lcmaps.db policies use VOMS modules (src/voms/trust.ts reads it). */
+function checkVomsdir(config: Config): Finding[] {
+  if (config.lcmaps_db_file === '' || config.lcmaps_backend !== 'builtin' || !usesVomsModules(config)) return [];
+  return attempt('vomsdir', { key: 'vomsdir', value: config.vomsdir }, () => {
+    let summary: VomsdirSummary;
+    try {
+      summary = summarizeVomsdir(config.vomsdir);
+    } catch (caught) {
+      if ((caught as NodeJS.ErrnoException).code !== 'ENOENT') throw caught;
+      return warning(
+        'vomsdir',
+        `${config.vomsdir} does not exist: every VOMS AC is dropped, so only the DN rules map`,
+        'create it with a <vo>/<host>.lsc file per VOMS server (or set vomsdir)',
+      );
+    }
+    const findings = [
+      ok(
+        'vomsdir',
+        `${config.vomsdir}: ${summary.lscFiles.length} .lsc file(s) (${summary.lscFiles.join(', ') || 'none'}) and ${summary.certificateFiles} server certificate file(s); only root can change them`,
+      ),
+    ];
+    if (summary.emptyLscFiles.length > 0)
+      findings.push(
+        warning(
+          'vomsdir',
+          `.lsc files without a DN chain (subject and issuer lines) vouch for no server: ${summary.emptyLscFiles.join(', ')}`,
+          'write the server certificate subject DN, then its issuer DN, one per line',
+        ),
+      );
+    return findings;
+  });
+}
+
+function usesVomsModules(config: Config): boolean {
+  try {
+    const compiled = compileAccountPolicies(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy);
+    return [...compiled.modules.values()].some(
+      (module) => module.config.kind.startsWith('voms') || module.config.kind === 'ban_fqan',
+    );
+  } catch {
+    // The lcmaps.db check reports why it cannot be read.
+    return false;
+  }
+}
+
 function checkEpilogueSetting(config: Config): Finding[] {
   return attempt('epilogue', { key: 'epilogue', value: config.epilogue }, () => {
     const runner = resolveEpilogueRunner(config);
@@ -558,6 +604,7 @@ export async function checkInstallation(configPath: string, trustedUids: readonl
     ...findWhiteListProblems(config),
     ...checkCertdir(certdirToCheck(config)),
     ...(config.lcmaps_db_file === '' ? checkGridMap(config.gridmapfile) : checkLcmaps(config)),
+    ...checkVomsdir(config),
     ...checkEpilogueSetting(config),
     ...(await checkLog(config)),
     ...checkContainment(config),

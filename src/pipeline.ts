@@ -42,7 +42,7 @@ import { payloadLimitOptions } from './caller-limits';
 import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
 import { readLcmapsDb } from './lcmaps/db';
-import { mapAccount } from './lcmaps/modules';
+import { type MappingInput, mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { targetFromMapping } from './mapping/mapped-target';
 import { runLcmapsLibrary } from './lcmaps/library';
@@ -78,6 +78,7 @@ import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
 import { VERSION } from './version';
 import { checkCallerWhiteLists } from './whitelist';
+import { readVomsAttributes } from './voms/load';
 
 /** What the entry point needs to print: the output streams, and whether the site wants silence. */
 export interface Reporter {
@@ -444,11 +445,14 @@ function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Co
     });
     return targetFromMapping(run.mapping, proxy.identityDn);
   }
+  const now = new Date();
+  const voms = trustedVomsAttributes(proxy, config, now, log);
   const mapping = mapAccount(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy, {
     identityDn: proxy.identityDn,
     proxy,
-    now: new Date(),
+    now,
     verifiedAgainstCertdir: effectiveCertdir(config),
+    ...(voms === undefined ? {} : { voms }),
   });
   log.info('lcmaps policy mapped', {
     policy: mapping.policy,
@@ -456,8 +460,20 @@ function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Co
     account: mapping.account,
     gid: mapping.gid,
     groups: mapping.groups,
+    ...(mapping.fqans === undefined ? {} : { fqans: mapping.fqans }),
   });
   return targetFromMapping(mapping, proxy.identityDn);
+}
+
+/** The FQANs of the proxy's trusted ACs for the VOMS modules; each dropped AC is logged with why. */
+function trustedVomsAttributes(proxy: VerifiedProxy, config: Config, now: Date, log: Log): MappingInput['voms'] {
+  const judgement = readVomsAttributes(proxy, { vomsdir: config.vomsdir, certdir: effectiveCertdir(config), now });
+  if (judgement === undefined) return undefined;
+  for (const dropped of judgement.dropped) log.warn('VOMS AC dropped', { ...dropped });
+  return {
+    fqans: judgement.trusted.flatMap((ac) => ac.fqans),
+    validity: judgement.trusted.map(({ notBefore, notAfter }) => ({ notBefore, notAfter })),
+  };
 }
 
 /** A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before anything runs. */
@@ -662,6 +678,7 @@ async function runEpilogueStage(
   try {
     const containmentVariables: Record<string, string> = {
       ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),
+      ...(target.fqans === undefined ? {} : { GLEXEC_EPILOG_TARGET_FQANS: target.fqans.join(',') }),
       ...(leftoverFile
         ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile }
         : {}),
@@ -742,6 +759,7 @@ function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditD
     caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
     target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
     dn: context.proxy.identityDn,
+    ...(target.fqans === undefined ? {} : { fqans: target.fqans }),
     id: caller.env.get('GLEXEC_ID'),
     command: [action.payload, ...action.args],
     cwd: payload.cwd,

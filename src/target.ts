@@ -6,6 +6,8 @@ export interface Target extends Account, Identity {
   readonly groupName: string;
   /** Supplementary groups from the group database, the primary gid included. */
   readonly groups: readonly Gid[];
+  /** The VOMS FQANs the lcmaps.db policy mapped (then `groups` are the policy's, not the group database's). */
+  readonly fqans?: readonly string[];
 }
 
 export function resolveTarget(accountName: string, dn: string): Target {

@@ -258,7 +258,7 @@ export const configSchema = {
     parse: yesNo,
     default: true,
     status: 'ignored',
-    doc: 'VOMS AC verification (no VOMS support).',
+    doc: 'VOMS AC verification. glexec always verifies ACs (`vomsdir`); `no` (OSG) does not make it believe unverified ones.',
   }),
   lcas_libdir: spec({ parse: optionalAbsolutePath, default: '', status: 'ignored', doc: 'LCAS plugin directory.' }),
   lcas_db_file: spec({
@@ -271,10 +271,10 @@ export const configSchema = {
   lcas_debug_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCAS debug level.' }),
   lcas_log_level: spec({ parse: integer, default: 0, status: 'ignored', doc: 'LCAS log level.' }),
   vomsdir: spec({
-    parse: optionalAbsolutePath,
-    default: '',
-    status: 'ignored',
-    doc: 'VOMS server certificate directory (no VOMS support).',
+    parse: absolutePath,
+    default: '/etc/grid-security/vomsdir',
+    status: 'used',
+    doc: "Directory that vouches for VOMS servers: `<vo>/<host>.lsc` files (the server certificate's DN chain) or the servers' certificates themselves. An AC that it does not vouch for is dropped; root-only, like the certdir.",
   }),
 
   // --- payload ---

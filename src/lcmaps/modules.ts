@@ -5,19 +5,34 @@
  * is loaded. Each module knows its options exactly as the LCMAPS man pages list them; anything
  * else is a 202, so a site never runs with a setting glexec silently ignores.
  *
+ * The VOMS modules map by the trusted FQANs of the proxy (src/voms/), as lcmaps-plugins-voms
+ * 1.7.1 does (test/e2e/voms-oracle.test.ts).
+ *
  * Running (as LCMAPS does, checked against Debian's LCMAPS 1.6.6 by test/e2e/lcmaps-oracle.test.ts): the policies named by lcmaps_get_account_policy run in the order of
  * the file; the first that maps an account wins. A policy starts at the left side of its first
  * rule; a module's success follows `->`, its failure `|` (no `|`: the policy fails); a module
  * that starts no rule ends the policy with its own result.
  */
 import { GlexecError, authorizationError, systemError } from '../errors';
-import { findGridMapEntry, type GridMapEntry, readGridMap } from '../mapping/gridmap';
+import { findGridMapEntry, type GridMapEntry, gridMapDnMatches, readGridMap } from '../mapping/gridmap';
 import { type LeaseOptions, leasePoolAccount } from '../mapping/pool';
 import { findAccount, findGroup, groupsOf } from '../sys/identity';
 import type { LcmapsDb, LcmapsModule, LcmapsRule } from './db';
 
 export type ModuleKind =
-  'verify_proxy' | 'localaccount' | 'poolaccount' | 'posix_enf' | 'ban_dn' | 'dummy_good' | 'dummy_bad';
+  | 'verify_proxy'
+  | 'localaccount'
+  | 'poolaccount'
+  | 'posix_enf'
+  | 'ban_dn'
+  | 'dummy_good'
+  | 'dummy_bad'
+  | 'voms'
+  | 'voms_localgroup'
+  | 'voms_poolgroup'
+  | 'voms_localaccount'
+  | 'voms_poolaccount'
+  | 'ban_fqan';
 
 const KINDS: readonly ModuleKind[] = [
   'verify_proxy',
@@ -27,12 +42,19 @@ const KINDS: readonly ModuleKind[] = [
   'ban_dn',
   'dummy_good',
   'dummy_bad',
+  'voms',
+  'voms_localgroup',
+  'voms_poolgroup',
+  'voms_localaccount',
+  'voms_poolaccount',
+  'ban_fqan',
 ];
 
 /** Where LCMAPS takes relative grid-mapfile and gridmapdir paths from in a setuid program. */
 const GRID_SECURITY = '/etc/grid-security';
 const DEFAULT_GRIDMAPFILE = `${GRID_SECURITY}/grid-mapfile`;
 const DEFAULT_BANMAPFILE = `${GRID_SECURITY}/ban-mapfile`;
+const DEFAULT_GROUPMAPFILE = `${GRID_SECURITY}/groupmapfile`;
 
 /**
  * The module a plug-in file implements: `[lib]lcmaps_<name>[digits].mod|.so[.N…]`, any directory.
@@ -69,6 +91,11 @@ export interface MappingInput {
   readonly now: Date;
   /** The CA directory glexec verified the chain against; a verify_proxy -certdir must match it. */
   readonly verifiedAgainstCertdir?: string;
+  /** The trusted VOMS attributes (src/voms/): FQANs of every trusted AC in order, and their validity. */
+  readonly voms?: {
+    readonly fqans: readonly string[];
+    readonly validity: readonly { readonly notBefore: Date; readonly notAfter: Date }[];
+  };
 }
 
 /** An account with the groups LCMAPS gives it: the primary gid and every group it is a member of. */
@@ -87,6 +114,8 @@ export interface MappingEnvironment {
   lookupAccount(nameOrUid: string | number): ResolvedAccount | undefined;
   /** A group's gid by name or gid; undefined if there is no such group. */
   lookupGroup(nameOrGid: string | number): number | undefined;
+  /** A gid's group name (for VOMS pool lease names); the number when absent. */
+  groupNameOf?(gid: number): string | undefined;
 }
 
 function lookupSystemAccount(nameOrUid: string | number): ResolvedAccount | undefined {
@@ -101,9 +130,11 @@ export const systemMappingEnvironment: MappingEnvironment = {
   leasePoolAccount,
   lookupAccount: lookupSystemAccount,
   lookupGroup: (nameOrGid) => findGroup(nameOrGid)?.gid,
+  groupNameOf: (gid) => findGroup(gid)?.name,
 };
 
-export type MappedBy = 'localaccount' | 'poolaccount' | 'dummy_good' | 'library';
+export type MappedBy =
+  'localaccount' | 'poolaccount' | 'voms_localaccount' | 'voms_poolaccount' | 'dummy_good' | 'library';
 
 export interface AccountMapping {
   readonly account: string;
@@ -114,6 +145,8 @@ export interface AccountMapping {
   readonly gid: number;
   /** The groups the payload gets, the primary gid included, sorted. */
   readonly groups: readonly number[];
+  /** The FQANs that VOMS modules mapped to the account or its groups, in the proxy's order. */
+  readonly fqans?: readonly string[];
 }
 
 type LimitedProxyRule = 'deny' | 'allow' | 'require';
@@ -127,6 +160,8 @@ type ModuleConfig =
       readonly onlyLifetimeChecks: boolean;
       /** Level (0 = first delegation after the EEC, 'leaf' = last) to the longest validity allowed. */
       readonly maxValiditySeconds: ReadonlyMap<number | 'leaf', number>;
+      /** --max-voms-ttl: the longest validity a trusted AC may have. */
+      readonly maxVomsSeconds?: number;
     }
   | { readonly kind: 'localaccount'; readonly gridmapfile: string }
   | {
@@ -151,7 +186,37 @@ type ModuleConfig =
       readonly gid?: number;
       readonly secondaryGid?: number;
     }
-  | { readonly kind: 'dummy_bad' };
+  | { readonly kind: 'dummy_bad' }
+  | { readonly kind: 'voms' }
+  | {
+      readonly kind: 'voms_localgroup';
+      readonly groupmapfile: string;
+      readonly mapToSecondary: boolean;
+      readonly mapAll: boolean;
+      readonly mapMin: number;
+    }
+  | {
+      readonly kind: 'voms_poolgroup';
+      readonly groupmapfile: string;
+      readonly groupmapdir?: string;
+      readonly mapToSecondary: boolean;
+      readonly mapAll: boolean;
+      readonly mapMin: number;
+      readonly overrideInconsistency: boolean;
+      readonly strictPrefixMatch: boolean;
+    }
+  | { readonly kind: 'voms_localaccount'; readonly gridmapfile: string; readonly accountGids: AccountGids }
+  | {
+      readonly kind: 'voms_poolaccount';
+      readonly gridmapfile: string;
+      readonly gridmapdir?: string;
+      readonly accountGids: AccountGids;
+      readonly requirePrimaryGid: boolean;
+      readonly secondaryGidsInLease: boolean;
+      readonly overrideInconsistency: boolean;
+      readonly strictPrefixMatch: boolean;
+    }
+  | { readonly kind: 'ban_fqan'; readonly banmapfile: string; readonly wildcards: boolean };
 
 export interface CompiledModule {
   readonly label: string;
@@ -234,6 +299,53 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     { names: ['--dummy-sec-group'], value: 'a group name' },
   ],
   dummy_bad: [],
+  voms: [
+    { names: ['-vomsdir'], value: 'a vomsdir' },
+    { names: ['-certdir'], value: 'a CA directory' },
+  ],
+  voms_localgroup: [
+    { names: ['-groupmapfile', '-GROUPMAPFILE'], value: 'a group-mapfile' },
+    { names: ['--map-to-secondary-groups'] },
+    { names: ['-mapall'] },
+    { names: ['-mapmin'], value: 'a number' },
+  ],
+  voms_poolgroup: [
+    { names: ['-groupmapfile', '-GROUPMAPFILE'], value: 'a group-mapfile' },
+    { names: ['-groupmapdir', '-GROUPMAPDIR'], value: 'a groupmapdir' },
+    { names: ['--map-to-secondary-groups'] },
+    { names: ['-override_inconsistency'] },
+    { names: ['-mapall'] },
+    { names: ['-mapmin'], value: 'a number' },
+    { names: ['-strict_poolprefix_match'], value: 'yes or no' },
+  ],
+  voms_localaccount: [
+    { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
+    { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
+    { names: ['--use-account-gid'] },
+    { names: ['--add-primary-gid-from-mapped-account'] },
+    { names: ['--do-not-add-primary-gid-from-mapped-account'] },
+    { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
+    { names: ['--add-secondary-gids-from-mapped-account'] },
+    { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
+  ],
+  voms_poolaccount: [
+    { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
+    { names: ['-gridmapdir'], value: 'a gridmapdir' },
+    { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
+    { names: ['--use-account-gid'] },
+    { names: ['--add-primary-gid-from-mapped-account'] },
+    { names: ['--do-not-add-primary-gid-from-mapped-account'] },
+    { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
+    { names: ['--add-secondary-gids-from-mapped-account'] },
+    { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
+    { names: ['--do-not-require-primary-gid', '-do_not_require_primary_gid'] },
+    { names: ['--require-primary-gid'] },
+    { names: ['--do-not-use-secondary-gids', '-do_not_use_secondary_gids'] },
+    { names: ['-override_inconsistency'] },
+    { names: ['-max_mappings_per_credential'], value: 'a positive number' },
+    { names: ['-strict_poolprefix_match'], value: 'yes or no' },
+  ],
+  ban_fqan: [{ names: ['-banmapfile'], value: 'a ban list' }, { names: ['-no_wildcard', '-disablewildcard'] }],
 };
 
 function where(db: LcmapsDb, module: LcmapsModule): string {
@@ -300,6 +412,7 @@ function gridSecurityPath(path: string): string {
 
 function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonly GivenOption[]): ModuleConfig {
   let certdir: string | undefined;
+  let maxVomsSeconds: number | undefined;
   const flags = new Set<string>();
   const maxValiditySeconds = new Map<number | 'leaf', number>();
   for (const option of options) {
@@ -307,8 +420,8 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
     if (name === '-certdir') {
       certdir = option.value;
     } else if (name === '--max-voms-ttl') {
-      // LCMAPS checks it only when the proxy has VOMS attributes, which glexec does not read yet.
-      if (parseTimePeriod(option.value) === undefined)
+      maxVomsSeconds = parseTimePeriod(option.value);
+      if (maxVomsSeconds === undefined)
         throw badValue(db, module, option, 'is not a time period like 1d-00:00 (days-hours:minutes)');
     } else if (option.spec.matches !== undefined) {
       const level = option.word.slice('--max-proxy-level-ttl='.length);
@@ -339,6 +452,7 @@ function compileVerifyProxy(db: LcmapsDb, module: LcmapsModule, options: readonl
       flags.has('--discard_private_key_absence') && !flags.has('--never_discard_private_key_absence'),
     onlyLifetimeChecks: flags.has('--only-enforce-lifetime-checks'),
     maxValiditySeconds,
+    ...(maxVomsSeconds === undefined ? {} : { maxVomsSeconds }),
   };
 }
 
@@ -399,8 +513,100 @@ function compileModuleConfig(
     case 'dummy_good':
       return compileDummyGood(db, module, options, env);
     case 'dummy_bad':
+    case 'voms':
       return { kind };
+    case 'voms_localgroup': {
+      const mapMin = value('-mapmin');
+      if (mapMin !== undefined && !/^[0-9]+$/.test(mapMin.value)) throw badValue(db, module, mapMin, 'is not a number');
+      return {
+        kind,
+        groupmapfile: gridSecurityPath(value('-groupmapfile')?.value ?? DEFAULT_GROUPMAPFILE),
+        mapToSecondary: has('--map-to-secondary-groups'),
+        mapAll: has('-mapall'),
+        mapMin: mapMin === undefined ? 0 : Number(mapMin.value),
+      };
+    }
+    case 'voms_poolgroup': {
+      const mapMin = value('-mapmin');
+      if (mapMin !== undefined && !/^[0-9]+$/.test(mapMin.value)) throw badValue(db, module, mapMin, 'is not a number');
+      const groupmapdir = value('-groupmapdir');
+      const strict = value('-strict_poolprefix_match');
+      return {
+        kind,
+        groupmapfile: gridSecurityPath(value('-groupmapfile')?.value ?? DEFAULT_GROUPMAPFILE),
+        ...(groupmapdir === undefined ? {} : { groupmapdir: gridSecurityPath(groupmapdir.value) }),
+        mapToSecondary: has('--map-to-secondary-groups'),
+        mapAll: has('-mapall'),
+        mapMin: mapMin === undefined ? 0 : Number(mapMin.value),
+        overrideInconsistency: has('-override_inconsistency'),
+        strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
+      };
+    }
+    case 'voms_localaccount':
+      return {
+        kind,
+        gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
+        // The account's own groups unless --use-voms-gid.
+        accountGids: accountGidsOf(
+          options,
+          lastFlag(options, ['--use-voms-gid', '--use-account-gid']) !== '--use-voms-gid',
+        ),
+      };
+    case 'voms_poolaccount': {
+      const gridmapdir = value('-gridmapdir');
+      const maxMappings = value('-max_mappings_per_credential');
+      if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value))
+        throw badValue(db, module, maxMappings, 'is not a positive number');
+      const strict = value('-strict_poolprefix_match');
+      return {
+        kind,
+        gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
+        ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
+        // The pool account's own groups only with --use-account-gid: VOMS decides the groups.
+        accountGids: accountGidsOf(
+          options,
+          lastFlag(options, ['--use-voms-gid', '--use-account-gid']) === '--use-account-gid',
+        ),
+        // Measured: without --require-primary-gid the real plug-in leases (the lease then has no `:group`).
+        requirePrimaryGid:
+          lastFlag(options, ['--do-not-require-primary-gid', '--require-primary-gid']) === '--require-primary-gid',
+        secondaryGidsInLease: !has('--do-not-use-secondary-gids'),
+        overrideInconsistency: has('-override_inconsistency'),
+        strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
+      };
+    }
+    case 'ban_fqan':
+      return {
+        kind,
+        banmapfile: gridSecurityPath(value('-banmapfile')?.value ?? DEFAULT_BANMAPFILE),
+        wildcards: !has('-no_wildcard'),
+      };
   }
+}
+
+/**
+ * Which of the mapped account's own gids a VOMS account module adds: the default (all or none,
+ * from --use-account-gid/--use-voms-gid), then each --add-…/--do-not-add-… flag given.
+ */
+function accountGidsOf(options: readonly GivenOption[], byDefault: boolean): AccountGids {
+  const flag = (add: string, doNotAdd: string | undefined, fallback: boolean): boolean => {
+    const last = lastFlag(options, doNotAdd === undefined ? [add] : [add, doNotAdd]);
+    return last === undefined ? fallback : last === add;
+  };
+  return {
+    primary: flag('--add-primary-gid-from-mapped-account', '--do-not-add-primary-gid-from-mapped-account', byDefault),
+    primaryAsSecondary: flag('--add-primary-gid-as-secondary-gid-from-mapped-account', undefined, false),
+    secondary: flag(
+      '--add-secondary-gids-from-mapped-account',
+      '--do-not-add-secondary-gids-from-mapped-account',
+      byDefault,
+    ),
+  };
+}
+
+/** Of two opposite flags, the one given last (undefined: neither). */
+function lastFlag(options: readonly GivenOption[], names: readonly string[]): string | undefined {
+  return options.filter((option) => names.includes(option.spec.names[0] ?? '')).at(-1)?.spec.names[0];
 }
 
 /**
@@ -546,6 +752,15 @@ export function compileAccountPolicies(
 // ---------------------------------------------------------------------------------------------
 // Running
 
+/** Which of a mapped account's own gids go into the mapping. */
+interface AccountGids {
+  readonly primary: boolean;
+  readonly primaryAsSecondary: boolean;
+  readonly secondary: boolean;
+}
+
+const ALL_ACCOUNT_GIDS: AccountGids = { primary: true, primaryAsSecondary: false, secondary: true };
+
 /** What acquisition modules gathered so far, as LCMAPS's credential data holds it. */
 interface Gathered {
   readonly account?: ResolvedAccount;
@@ -554,10 +769,19 @@ interface Gathered {
   readonly gid?: number;
   /** Secondary gids given apart from an account (dummy_good --dummy-sec-gid). */
   readonly secondaryGids: readonly number[];
+  /** Which of its own gids the account brings (all, unless a VOMS account module says otherwise). */
+  readonly accountGids?: AccountGids;
+  /** Gids VOMS modules gave, in LCMAPS's order: they come before any an account brings. */
+  readonly vomsPrimaryGids?: readonly number[];
+  readonly vomsSecondaryGids?: readonly number[];
+  /** FQANs that VOMS modules mapped. */
+  readonly fqansUsed?: readonly string[];
 }
 
+/** A module that fails may still have gathered groups: LCMAPS keeps them for the modules after it. */
 type ModuleResult =
-  { readonly ok: true; readonly gathered?: Gathered } | { readonly ok: false; readonly reason: string };
+  | { readonly ok: true; readonly gathered?: Gathered }
+  | { readonly ok: false; readonly reason: string; readonly gathered?: Gathered };
 
 const failed = (reason: string): ModuleResult => ({ ok: false, reason });
 
@@ -597,6 +821,15 @@ function runVerifyProxy(config: Extract<ModuleConfig, { kind: 'verify_proxy' }>,
           `${name} is valid for ${formatPeriod(seconds)}, longer than --max-proxy-level-ttl allows (${formatPeriod(maxSeconds)})`,
         );
       }
+    }
+  }
+  if (config.maxVomsSeconds !== undefined) {
+    for (const { notBefore, notAfter } of input.voms?.validity ?? []) {
+      const seconds = Math.floor((notAfter.getTime() - notBefore.getTime()) / 1000);
+      if (seconds > config.maxVomsSeconds)
+        return failed(
+          `a VOMS AC is valid for ${formatPeriod(seconds)}, longer than --max-voms-ttl allows (${formatPeriod(config.maxVomsSeconds)})`,
+        );
     }
   }
   return { ok: true };
@@ -666,6 +899,200 @@ function runBanDn(
   return entry === undefined ? { ok: true } : failed(`the DN is banned by line ${entry.line} of ${config.banmapfile}`);
 }
 
+const fqansOf = (input: MappingInput): readonly string[] => input.voms?.fqans ?? [];
+const NO_FQANS = 'the proxy has no trusted VOMS attributes (FQANs)';
+
+/** The first entry for `fqan` whose mapping is (pool) or is not (exclude) a `.pool`, wildcards allowed. */
+function findFqanEntry(
+  entries: readonly GridMapEntry[],
+  fqan: string,
+  pool: boolean,
+  wildcards = true,
+): GridMapEntry | undefined {
+  return entries.find(
+    (entry) => gridMapDnMatches(entry.dn, fqan, wildcards) && (entry.accounts[0] ?? '').startsWith('.') === pool,
+  );
+}
+
+/**
+ * voms_localgroup and voms_poolgroup: the group of each FQAN (`groupOf`), the first FQAN's as the
+ * primary gid (unless --map-to-secondary-groups), the others secondary. A module that fails
+ * -mapall or -mapmin keeps the groups it found for the modules after it.
+ */
+function runVomsGroups(
+  config: { readonly mapToSecondary: boolean; readonly mapAll: boolean; readonly mapMin: number },
+  input: MappingInput,
+  env: MappingEnvironment,
+  groupOf: (fqan: string) => string | undefined,
+): ModuleResult {
+  const fqans = fqansOf(input);
+  if (fqans.length === 0) return failed(NO_FQANS);
+  const primary: number[] = [];
+  const secondary: number[] = [];
+  const used: string[] = [];
+  fqans.forEach((fqan, index) => {
+    const group = groupOf(fqan);
+    const gid = group === undefined ? undefined : env.lookupGroup(group);
+    if (gid === undefined) return;
+    (index === 0 && !config.mapToSecondary ? primary : secondary).push(gid);
+    used.push(fqan);
+  });
+  const gathered: Gathered = {
+    secondaryGids: [],
+    vomsPrimaryGids: primary,
+    vomsSecondaryGids: secondary,
+    fqansUsed: used,
+  };
+  if (config.mapAll && used.length < fqans.length)
+    return { ...failed(`-mapall is set, and only ${used.length} of ${fqans.length} FQANs map to a group`), gathered };
+  if (used.length < config.mapMin)
+    return { ...failed(`-mapmin is ${config.mapMin}, and only ${used.length} FQANs map to a group`), gathered };
+  return { ok: true, gathered };
+}
+
+function runVomsLocalGroup(
+  config: Extract<ModuleConfig, { kind: 'voms_localgroup' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  if (fqansOf(input).length === 0) return failed(NO_FQANS);
+  const entries = env.readGridMap(config.groupmapfile);
+  return runVomsGroups(config, input, env, (fqan) => findFqanEntry(entries, fqan, false)?.accounts[0]);
+}
+
+/** Pool groups: each FQAN's lease in the groupmapdir is named by the encoded FQAN itself. */
+function runVomsPoolGroup(
+  config: Extract<ModuleConfig, { kind: 'voms_poolgroup' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  if (fqansOf(input).length === 0) return failed(NO_FQANS);
+  const { groupmapdir } = config;
+  if (groupmapdir === undefined)
+    return failed('the groupmapdir is unset: give the module -groupmapdir (LCMAPS would read $GROUPMAPDIR)');
+  const entries = env.readGridMap(config.groupmapfile);
+  return runVomsGroups(config, input, env, (fqan) => {
+    const pool = findFqanEntry(entries, fqan, true)?.accounts[0];
+    if (pool === undefined) return undefined;
+    try {
+      return env.leasePoolAccount(groupmapdir, pool.slice(1), fqan, {
+        overrideInconsistency: config.overrideInconsistency,
+        strictPrefixMatch: config.strictPrefixMatch,
+      });
+    } catch (error) {
+      // A full group pool leaves that FQAN unmapped; a site problem (202) stops everything.
+      if (error instanceof GlexecError && error.exitCode === 203) return undefined;
+      throw error;
+    }
+  });
+}
+
+function runVomsLocalAccount(
+  config: Extract<ModuleConfig, { kind: 'voms_localaccount' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  const fqans = fqansOf(input);
+  if (fqans.length === 0) return failed(NO_FQANS);
+  const entries = env.readGridMap(config.gridmapfile);
+  for (const fqan of fqans) {
+    const name = findFqanEntry(entries, fqan, false)?.accounts[0];
+    if (name === undefined) continue;
+    const account = env.lookupAccount(name);
+    if (account === undefined) return failed(`no user account found with the name '${name}'`);
+    return {
+      ok: true,
+      gathered: {
+        account,
+        via: 'voms_localaccount',
+        accountGids: config.accountGids,
+        secondaryGids: [],
+        fqansUsed: [fqan],
+      },
+    };
+  }
+  return failed(`no FQAN of the proxy has an account in grid-mapfile ${config.gridmapfile}`);
+}
+
+/**
+ * Leases from the pool of the first FQAN that has one; a full pool falls through to the next
+ * FQAN. The lease is named by the encoded DN plus `:group` for the primary gid (and the
+ * secondary gids unless --do-not-use-secondary-gids) gathered so far.
+ */
+function runVomsPoolAccount(
+  config: Extract<ModuleConfig, { kind: 'voms_poolaccount' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+  gathered: Gathered,
+): ModuleResult {
+  const fqans = fqansOf(input);
+  if (fqans.length === 0) return failed(NO_FQANS);
+  const credential = credentialOf(gathered);
+  const primary = credential.primaryGids[0];
+  if (primary === undefined && config.requirePrimaryGid)
+    return failed('no module before it gave a primary group, and --require-primary-gid is set');
+  if (config.gridmapdir === undefined)
+    return failed(
+      'the gridmapdir is unset: give the module -gridmapdir (LCMAPS would read $GRIDMAPDIR, which gLExec never set)',
+    );
+  const leaseGids = [
+    ...(primary === undefined ? [] : [primary]),
+    ...(config.secondaryGidsInLease ? credential.secondaryGids : []),
+  ];
+  const suffix = leaseGids.map((gid) => `:${env.groupNameOf?.(gid) ?? String(gid)}`).join('');
+  const entries = env.readGridMap(config.gridmapfile);
+  const reasons: string[] = [];
+  for (const fqan of fqans) {
+    const pool = findFqanEntry(entries, fqan, true)?.accounts[0];
+    if (pool === undefined) continue;
+    let name: string;
+    try {
+      name = env.leasePoolAccount(config.gridmapdir, pool.slice(1), input.identityDn, {
+        overrideInconsistency: config.overrideInconsistency,
+        strictPrefixMatch: config.strictPrefixMatch,
+        leaseSuffix: suffix,
+      });
+    } catch (error) {
+      // A full pool (203) tries the next FQAN; a site problem (202) stops everything.
+      if (error instanceof GlexecError && error.exitCode === 203) {
+        reasons.push(`${fqan}: ${error.message}`);
+        continue;
+      }
+      throw error;
+    }
+    const account = env.lookupAccount(name);
+    if (account === undefined) return failed(`no user account found with the name '${name}'`);
+    return {
+      ok: true,
+      gathered: {
+        account,
+        via: 'voms_poolaccount',
+        accountGids: config.accountGids,
+        secondaryGids: [],
+        fqansUsed: [fqan],
+      },
+    };
+  }
+  return failed(
+    reasons.length > 0
+      ? reasons.join('; ')
+      : `no FQAN of the proxy has a pool (.name) in grid-mapfile ${config.gridmapfile}`,
+  );
+}
+
+function runBanFqan(
+  config: Extract<ModuleConfig, { kind: 'ban_fqan' }>,
+  input: MappingInput,
+  env: MappingEnvironment,
+): ModuleResult {
+  const entries = env.readGridMap(config.banmapfile, { accountRequired: false });
+  for (const fqan of fqansOf(input)) {
+    const entry = entries.find((candidate) => gridMapDnMatches(candidate.dn, fqan, config.wildcards));
+    if (entry !== undefined) return failed(`the FQAN ${fqan} is banned by line ${entry.line} of ${config.banmapfile}`);
+  }
+  return { ok: true };
+}
+
 function runDummyGood(config: Extract<ModuleConfig, { kind: 'dummy_good' }>): ModuleResult {
   return {
     ok: true,
@@ -685,12 +1112,20 @@ interface Credential {
 }
 
 function credentialOf(gathered: Gathered): Credential {
-  const { account } = gathered;
+  const { account, gid } = gathered;
+  const own = gathered.accountGids ?? ALL_ACCOUNT_GIDS;
+  // dummy_good's --dummy-gid replaces the account's groups.
+  const accountPrimary = account !== undefined && gid === undefined && own.primary ? [account.gid] : [];
+  const accountSecondary =
+    account === undefined || gid !== undefined
+      ? []
+      : [...(own.primaryAsSecondary ? [account.gid] : []), ...(own.secondary ? account.groups : [])];
+  // LCMAPS keeps a primary gid per module that adds one (posix_enf -maxpgid counts them all).
   return {
     uids: account === undefined ? [] : [account.uid],
-    primaryGids: gathered.gid !== undefined ? [gathered.gid] : account === undefined ? [] : [account.gid],
+    primaryGids: [...(gathered.vomsPrimaryGids ?? []), ...(gid === undefined ? accountPrimary : [gid])],
     secondaryGids: [
-      ...new Set([...(gathered.gid === undefined ? (account?.groups ?? []) : []), ...gathered.secondaryGids]),
+      ...new Set([...(gathered.vomsSecondaryGids ?? []), ...accountSecondary, ...gathered.secondaryGids]),
     ],
   };
 }
@@ -734,6 +1169,19 @@ function runModule(
       return runDummyGood(config);
     case 'dummy_bad':
       return failed('lcmaps_dummy_bad always fails');
+    case 'voms':
+      // Deprecated since LCMAPS 1.4: the core reads the VOMS attributes; the module always succeeds.
+      return { ok: true };
+    case 'voms_localgroup':
+      return runVomsLocalGroup(config, input, env);
+    case 'voms_poolgroup':
+      return runVomsPoolGroup(config, input, env);
+    case 'voms_localaccount':
+      return runVomsLocalAccount(config, input, env);
+    case 'voms_poolaccount':
+      return runVomsPoolAccount(config, input, env, gathered);
+    case 'ban_fqan':
+      return runBanFqan(config, input, env);
   }
 }
 
@@ -745,11 +1193,16 @@ function gather(so: Gathered, add: Gathered, label: string): Gathered | string {
   const account = so.account ?? add.account;
   const via = so.via ?? add.via;
   const gid = so.gid ?? add.gid;
+  const accountGids = so.account !== undefined ? so.accountGids : add.accountGids;
   return {
     ...(account === undefined ? {} : { account }),
     ...(via === undefined ? {} : { via }),
     ...(gid === undefined ? {} : { gid }),
+    ...(accountGids === undefined ? {} : { accountGids }),
     secondaryGids: [...so.secondaryGids, ...add.secondaryGids],
+    vomsPrimaryGids: [...(so.vomsPrimaryGids ?? []), ...(add.vomsPrimaryGids ?? [])],
+    vomsSecondaryGids: [...(so.vomsSecondaryGids ?? []), ...(add.vomsSecondaryGids ?? [])],
+    fqansUsed: [...new Set([...(so.fqansUsed ?? []), ...(add.fqansUsed ?? [])])],
   };
 }
 
@@ -758,7 +1211,10 @@ function finalMapping(gathered: Gathered, policy: string): AccountMapping | stri
   if (account === undefined || via === undefined)
     return 'it succeeded without mapping an account (no localaccount, poolaccount or dummy_good --dummy-username module gave one)';
   const credential = credentialOf(gathered);
-  const gid = credential.primaryGids[0] ?? account.gid;
+  const gid = credential.primaryGids[0];
+  // LCMAPS maps nothing without a primary gid (a VOMS account module that leaves the groups to VOMS).
+  if (gid === undefined) return `it mapped account '${account.name}' but no primary group`;
+  const fqans = gathered.fqansUsed ?? [];
   return {
     account: account.name,
     policy,
@@ -766,6 +1222,7 @@ function finalMapping(gathered: Gathered, policy: string): AccountMapping | stri
     uid: account.uid,
     gid,
     groups: [...new Set([gid, ...credential.secondaryGids])].sort((a, b) => a - b),
+    ...(fqans.length === 0 ? {} : { fqans }),
   };
 }
 
@@ -786,7 +1243,7 @@ function runPolicy(
     const result = runModule(module, input, env, gathered);
     let ok = result.ok;
     if (!result.ok) failures.push(`${label} failed: ${result.reason}`);
-    if (result.ok && result.gathered !== undefined) {
+    if (result.gathered !== undefined) {
       const next = gather(gathered, result.gathered, label);
       if (typeof next === 'string') {
         failures.push(next);

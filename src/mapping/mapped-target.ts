@@ -28,5 +28,11 @@ export function targetFromMapping(mapping: AccountMapping, dn: string): Target {
       `${dn} maps to ${name} with group 0 among its groups; glexec never runs payloads in the root group`,
     );
   const gid = asGid(mapping.gid);
-  return { ...account, gid, groupName: findGroup(gid)?.name ?? String(gid), groups: mapping.groups.map(asGid) };
+  return {
+    ...account,
+    gid,
+    groupName: findGroup(gid)?.name ?? String(gid),
+    groups: mapping.groups.map(asGid),
+    ...(mapping.fqans === undefined ? {} : { fqans: mapping.fqans }),
+  };
 }

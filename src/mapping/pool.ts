@@ -41,6 +41,8 @@ export interface LeaseOptions {
   /** Throws a 202 unless only root can change the gridmapdir; replaced in unit tests run without root. */
   readonly checkGridmapdir?: (gridmapdir: string) => void;
   readonly fs?: GridmapdirFs;
+  /** Appended to the DN's lease name: lcmaps_voms_poolaccount's `:group` names. */
+  readonly leaseSuffix?: string;
   /** Milliseconds since the epoch, for claim names and their expiry. */
   readonly now?: () => number;
 }
@@ -338,7 +340,7 @@ export function leasePoolAccount(
     options.strictPrefixMatch ?? true,
     options.now ?? Date.now,
   );
-  const leaseName = encodeLeaseName(dn);
+  const leaseName = encodeLeaseName(dn) + (options.leaseSuffix ?? '');
   if (Buffer.byteLength(leaseName) > NAME_MAX) {
     throw authorizationError(
       'mapping.dn_too_long',

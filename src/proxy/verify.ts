@@ -63,6 +63,11 @@ export interface VerifiedProxy {
   proxyValidity: { notBefore: Date; notAfter: Date }[];
   /** The file holds a private key. */
   hasPrivateKey: boolean;
+  /**
+   * The VOMS extension's value (src/voms/) of the proxy nearest the leaf that carries one, with
+   * the DER of the EEC, which the ACs must name as their holder.
+   */
+  voms?: { readonly extension: Uint8Array; readonly eecDer: Uint8Array };
 }
 
 export interface VerifyOptions {
@@ -98,6 +103,8 @@ const OID = {
   policyInheritAll: '1.3.6.1.5.5.7.21.1',
   policyIndependent: '1.3.6.1.5.5.7.21.2',
   policyLimited: '1.3.6.1.4.1.3536.1.1.1.9',
+  /** VOMS attribute certificates (parsed by src/voms/ac.ts only when present). */
+  vomsAttributeCertificates: '1.3.6.1.4.1.8005.100.100.5',
 } as const;
 
 /**
@@ -153,6 +160,8 @@ interface Certificate {
   readonly keyUsage: ((bit: number) => boolean) | undefined;
   readonly proxyCertInfo: ProxyCertInfo | undefined;
   readonly unacceptedCriticalExtensions: readonly string[];
+  /** The content of the VOMS extension's OCTET STRING, undecoded. */
+  readonly vomsExtension: Uint8Array | undefined;
 }
 
 type ProxyKind = VerifiedProxy['kind'];
@@ -202,7 +211,43 @@ export function verifyProxyChain(pem: string, opts: VerifyOptions): VerifiedProx
       .reverse()
       .map(({ certificate }) => ({ notBefore: certificate.notBefore, notAfter: certificate.notAfter })),
     hasPrivateKey: blocks.some((block) => PRIVATE_KEY_LABELS.has(block.label)),
+    ...vomsOf(proxies, eec),
   };
+}
+
+function vomsOf(proxies: readonly ProxyLink[], eec: Certificate): Pick<VerifiedProxy, 'voms'> {
+  const extension = proxies.find((link) => link.certificate.vomsExtension !== undefined)?.certificate.vomsExtension;
+  return extension === undefined ? {} : { voms: { extension, eecDer: new Uint8Array(eec.x509.raw) } };
+}
+
+/** A certificate that verify.ts checked up to a trust anchor of the certdir. */
+export interface TrustedServerCertificate {
+  readonly x509: X509Certificate;
+  readonly subject: X509Name;
+  readonly issuer: X509Name;
+  readonly subjectDn: string;
+  readonly issuerDn: string;
+  /** Subject DNs from the certificate up to the anchor, as an .lsc file lists them. */
+  readonly chainDns: readonly string[];
+}
+
+/**
+ * A server's certificate (a VOMS server's, from its AC) verified as the EEC of a proxy is: a CA
+ * path to the certdir, every certificate valid at `now`, no critical extension left unprocessed.
+ * Throws a GlexecError saying why not.
+ */
+export function verifyServerCertificate(
+  der: Uint8Array,
+  opts: Pick<VerifyOptions, 'certdir' | 'lstat' | 'now'>,
+): TrustedServerCertificate {
+  const certdir: Certdir = { path: opts.certdir, lstat: opts.lstat ?? lstatPath };
+  checkCertdir(certdir);
+  const certificate = parseCertificate(Buffer.from(der));
+  if (certificate === undefined) throw clientError('voms.server_certificate', 'the certificate cannot be parsed');
+  const path = [certificate, ...verifyCaPath([certificate], 0, certdir, opts.now)];
+  for (const member of path) checkCriticalExtensions(member);
+  checkValidity(path, 0, opts.now);
+  return Object.assign(certificate, { chainDns: path.map((member) => member.subjectDn) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,13 +445,19 @@ function parseTbsCertificate(der: Buffer): TbsFields {
 
 type ExtensionFields = Pick<
   TbsFields,
-  'basicConstraints' | 'keyUsage' | 'proxyCertInfo' | 'unacceptedCriticalExtensions'
+  'basicConstraints' | 'keyUsage' | 'proxyCertInfo' | 'unacceptedCriticalExtensions' | 'vomsExtension'
 >;
 
 function parseExtensions(wrapper: DerElement | undefined): ExtensionFields {
   const result: {
     -readonly [K in keyof ExtensionFields]: ExtensionFields[K];
-  } = { basicConstraints: undefined, keyUsage: undefined, proxyCertInfo: undefined, unacceptedCriticalExtensions: [] };
+  } = {
+    basicConstraints: undefined,
+    keyUsage: undefined,
+    proxyCertInfo: undefined,
+    unacceptedCriticalExtensions: [],
+    vomsExtension: undefined,
+  };
   if (wrapper === undefined) return result;
   const [list, ...extra] = childrenOf(wrapper);
   if (list === undefined || extra.length > 0) throw new DerError('bad extensions wrapper');
@@ -434,6 +485,9 @@ function parseExtensions(wrapper: DerElement | undefined): ExtensionFields {
         break;
       case OID.proxyCertInfo:
         result.proxyCertInfo = { critical, ...parseProxyCertInfo(value()) };
+        break;
+      case OID.vomsAttributeCertificates:
+        result.vomsExtension = contentOf(expectTag(valueElement, Tag.octetString));
         break;
     }
     if (critical && !ACCEPTED_CRITICAL_EXTENSIONS.has(oid)) unaccepted.push(oid);

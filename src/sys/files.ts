@@ -48,7 +48,12 @@ export const lstatPath = (path: string): Stats => lstatSync(path);
 export const statFollowing = (path: string): Stats => statSync(path);
 export const readLink = (path: string): string => readlinkSync(path);
 export const realPath = (path: string): string => realpathSync(path);
-export const listDirectory = (directory: string): string[] => readdirSync(directory);
+/** The names in a directory, refused (FileTooLarge) when there are more than `max`. */
+export function listDirectory(directory: string, max = Number.POSITIVE_INFINITY): string[] {
+  const names = readdirSync(directory);
+  if (names.length > max) throw new FileTooLarge(`${directory} holds more than ${max} entries`);
+  return names;
+}
 /** Whether `path` names something, following links (for --check's "is it installed" questions). */
 export const pathExists = (path: string): boolean => existsSync(path);
 /** The file behind a descriptor already open (checks on what was opened, not on a name). */

@@ -210,6 +210,55 @@ describe('glexec --check', { skip: needsRoot }, () => {
     assert.ok(!check().lines.some((line) => line.startsWith('warning epilogue:')));
   });
 
+  it('with VOMS modules in lcmaps.db, the vomsdir is checked: missing is a warning, a vouching .lsc is ok, one others can write is an error', () => {
+    const db = join(system.root, 'etc/check-voms-lcmaps.db');
+    writeFileSync(
+      db,
+      [
+        `vomslocalgroup = "lcmaps_voms_localgroup.mod" "-groupmapfile ${system.gridmapPath}"`,
+        `localaccount = "lcmaps_localaccount.mod" "-gridmapfile ${system.gridmapPath}"`,
+        'glexec_get_account:',
+        'vomslocalgroup -> localaccount',
+        '',
+      ].join('\n'),
+      { mode: 0o644 },
+    );
+    const vomsdir = join(system.root, 'etc/check-vomsdir');
+    const configure = (): void =>
+      system.writeConfig(
+        system.standardConfig([
+          `lcmaps_db_file = ${db}`,
+          'lcmaps_get_account_policy = glexec_get_account',
+          `vomsdir = ${vomsdir}`,
+        ]),
+      );
+    configure();
+    const missing = check();
+    assert.equal(missing.status, 0, missing.lines.join('\n'));
+    assert.match(
+      missing.lines.find((line) => line.startsWith('warning vomsdir')) ?? '',
+      /does not exist: every VOMS AC is dropped/,
+    );
+
+    mkdirSync(join(vomsdir, 'testvo'), { recursive: true, mode: 0o755 });
+    writeFileSync(join(vomsdir, 'testvo/voms.example.org.lsc'), '/C=NL/CN=voms.example.org\n/C=NL/CN=CA\n', {
+      mode: 0o644,
+    });
+    const sound = check();
+    assert.equal(sound.status, 0, sound.lines.join('\n'));
+    assert.match(
+      sound.lines.find((line) => line.startsWith('ok      vomsdir')) ?? '',
+      /1 \.lsc file\(s\) \(testvo\/voms\.example\.org\.lsc\)/,
+    );
+
+    chmodSync(join(vomsdir, 'testvo'), 0o777);
+    const open = check();
+    assert.equal(open.status, 202);
+    assert.match(errorLine(open.lines, 'vomsdir'), /testvo/);
+    chmodSync(join(vomsdir, 'testvo'), 0o755);
+    system.writeConfig(system.standardConfig());
+  });
+
   it('a log file owned by someone else is an error', () => {
     system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy } });
     chownSync(system.logFile, system.pilot.uid, 0);

@@ -498,6 +498,7 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         'lib root root 755 d',
         'lib/glexec root root 755 d',
         'lib/glexec/glexec-main.js root root 644 f',
+        'lib/glexec/glexec-voms.js root root 644 f',
         'lib/glexec/glexec.js root root 644 f',
         'lib/glexec/lcmaps-helper root root 700 f',
         'lib/glexec/posix.node root root 644 f',

@@ -1095,7 +1095,7 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       const { db } = prepare(janeCase);
       writeFileSync(
         db,
-        `${readFileSync(db, 'utf8')}\nvoms = "lcmaps_voms_localgroup.mod"\nvoms_policy:\nverify -> voms\n`,
+        `${readFileSync(db, 'utf8')}\nscas = "lcmaps_scas_client.mod"\nscas_policy:\nverify -> scas\n`,
         { mode: 0o644 },
       );
       system.writeConfig(
@@ -1104,7 +1104,7 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
       const result = system.run(['--check'], { as: { name: 'root', uid: 0, gid: 0 } });
       assert.match(
         result.stdout,
-        /^error +lcmaps: backend builtin lacks the plug-in\(s\) voms \(lcmaps_voms_localgroup\.mod\) of .* \(fix: set lcmaps_backend = library, so that the real LCMAPS runs them\)$/m,
+        /^error +lcmaps: backend builtin lacks the plug-in\(s\) scas \(lcmaps_scas_client\.mod\) of .* \(fix: set lcmaps_backend = library, so that the real LCMAPS runs them\)$/m,
       );
       assert.notEqual(result.status, 0);
     });

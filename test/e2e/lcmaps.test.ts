@@ -197,13 +197,11 @@ describe('mapping through lcmaps.db', { skip: needsRoot }, () => {
       expectRefusal(system.run(['/bin/true'], { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy } }), 202, pattern);
 
     it('a module glexec does not know names the file, line and module', () => {
-      writeLcmapsDb(
-        `${siteLcmapsDb()}\nvoms = "lcmaps_voms_localaccount.mod"\nglexec_get_account2:\nvoms -> posix_enf\n`,
-      );
+      writeLcmapsDb(`${siteLcmapsDb()}\nscas = "lcmaps_scas_client.mod"\nglexec_get_account2:\nscas -> posix_enf\n`);
       system.writeConfig(
         system.standardConfig([`lcmaps_db_file = ${lcmapsDb}`, 'lcmaps_get_account_policy = glexec_get_account2']),
       );
-      expectSystemError(new RegExp(`^glexec: ${lcmapsDb}.* line \\d+.*lcmaps_voms_localaccount\\.mod`));
+      expectSystemError(new RegExp(`^glexec: ${lcmapsDb}.* line \\d+.*lcmaps_scas_client\\.mod`));
     });
 
     it('an option glexec does not know names it', () => {

@@ -14,6 +14,7 @@ const packages = {
   setpriv: 'util-linux',
   mount: 'mount',
   useradd: 'passwd',
+  'voms-proxy-fake': 'voms-clients',
 } as const;
 export type Tool = keyof typeof packages;
 

@@ -43,7 +43,7 @@ describe('glexec.conf', () => {
         lcas_log_file: '',
         lcas_debug_level: 0,
         lcas_log_level: 0,
-        vomsdir: '',
+        vomsdir: '/etc/grid-security/vomsdir',
         linger: true,
         preserve_env_variables: [],
         prohibit_exec_via_symlink: false,
@@ -163,10 +163,7 @@ describe('glexec.conf', () => {
   });
 
   it('keys that are safe to ignore are accepted and noted as ignored', () => {
-    const { notes } = parseConfigText(
-      '[glexec]\nvomsdir = /etc/grid-security/vomsdir\nlcmaps_log_file = /var/log/x\n',
-      PATH,
-    );
+    const { notes } = parseConfigText('[glexec]\nlcas_log_file = /var/log/y\nlcmaps_log_file = /var/log/x\n', PATH);
     assert.equal(notes.filter((note) => note.msg.includes('accepted and ignored')).length, 2);
   });
 

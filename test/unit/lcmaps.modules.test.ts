@@ -120,8 +120,16 @@ describe('recognising modules by their plug-in file', () => {
     assert.equal(moduleKindOf('lcmaps_verify_proxy2.mod'), 'verify_proxy');
   });
 
+  it('the VOMS plug-ins are recognised by their files', () => {
+    assert.equal(moduleKindOf('lcmaps_voms_localaccount.mod'), 'voms_localaccount');
+    assert.equal(moduleKindOf('/usr/lib64/lcmaps/liblcmaps_voms_poolaccount.so'), 'voms_poolaccount');
+    assert.equal(moduleKindOf('lcmaps_voms_localgroup.mod'), 'voms_localgroup');
+    assert.equal(moduleKindOf('lcmaps_voms.mod'), 'voms');
+    assert.equal(moduleKindOf('lcmaps_ban_fqan.mod'), 'ban_fqan');
+  });
+
   it('other plug-ins and look-alikes are not recognised', () => {
-    assert.equal(moduleKindOf('lcmaps_voms_localaccount.mod'), undefined);
+    assert.equal(moduleKindOf('lcmaps_scas_client.mod'), undefined);
     assert.equal(moduleKindOf('lcmaps_glexec_tracking.mod'), undefined);
     assert.equal(moduleKindOf('lcmaps_verify_proxy.mod.bak'), undefined);
     assert.equal(moduleKindOf('my_lcmaps_localaccount.mod'), undefined);
@@ -575,5 +583,128 @@ describe('how a policy runs', () => {
       thrown(() => mapAccount(db(text), 'glexec', input(), env())).message,
       /pa failed: grid-mapfile \/etc\/grid-security\/grid-mapfile line 1 maps the DN to 'jdoe', which is not a pool \(\.name\)$/,
     );
+  });
+});
+
+describe('the VOMS modules (held to the real plug-ins by test/e2e/voms-oracle.test.ts)', () => {
+  const GROUPMAP = '/etc/grid-security/groupmapfile';
+  const FQANS = ['/atlas/Role=pilot', '/atlas', '/atlas/prod/Role=production'];
+  const vomsInput = (fqans: readonly string[] = FQANS, validity = [{ notBefore: NOW, notAfter: NOW }]) =>
+    input({ voms: { fqans, validity } });
+  /** Files by path; leases from `lease`, which may throw; group names `g<gid>`. */
+  function vomsEnv(
+    files: Record<string, string>,
+    lease: (pool: string, name: string) => string = (pool) => `${pool}001`,
+  ): Recorder {
+    const leases: Recorder['leases'] = [];
+    return {
+      ...fakeAccounts,
+      leases,
+      gridmapReads: [],
+      groupNameOf: (gid) => `g${gid}`,
+      readGridMap: (path, options) => parseGridMap(files[path] ?? '', path, options),
+      leasePoolAccount(gridmapdir, pool, dn, options) {
+        leases.push({ gridmapdir, pool, dn, options });
+        return lease(pool, dn);
+      },
+    };
+  }
+  const groupmap = ['"/atlas/Role=pilot" g500', '"/atlas" g501', '"/atlas/prod/Role=production" g502'].join('\n');
+  const YAIM = (poolOptions = '-do_not_use_secondary_gids') => `
+lg = "lcmaps_voms_localgroup.mod -groupmapfile ${GROUPMAP}"
+la = "lcmaps_voms_localaccount.mod -gridmapfile ${GRIDMAP} -use_voms_gid"
+pa = "lcmaps_voms_poolaccount.mod -gridmapfile ${GRIDMAP} -gridmapdir /gmd ${poolOptions}"
+dn = "lcmaps_localaccount.mod -gridmapfile ${GRIDMAP}"
+pe = "lcmaps_posix_enf.mod -maxuid 1 -maxpgid 1 -maxsgid 32"
+glexec:
+lg -> la | dn
+la -> pe | pa
+pa -> pe | dn
+dn -> pe
+`;
+
+  it('the first FQAN gives the primary gid, the others secondary gids, and -use_voms_gid keeps only those', () => {
+    const env = vomsEnv({ [GROUPMAP]: groupmap, [GRIDMAP]: '"/atlas/Role=pilot" pilot' });
+    const mapping = mapAccount(db(YAIM()), 'glexec', vomsInput(), env);
+    assert.deepEqual(
+      { account: mapping.account, via: mapping.via, gid: mapping.gid, groups: mapping.groups, fqans: mapping.fqans },
+      {
+        account: 'pilot',
+        via: 'voms_localaccount',
+        gid: 500,
+        groups: [500, 501, 502],
+        fqans: ['/atlas/Role=pilot', '/atlas', '/atlas/prod/Role=production'],
+      },
+    );
+  });
+
+  it('"/atlas" does not match the long form, "/atlas/*" does', () => {
+    const env = vomsEnv({ [GROUPMAP]: '"/atlas" g501\n"/atlas/*" g503', [GRIDMAP]: `"${JANE}" jdoe` });
+    const text = `lg = "lcmaps_voms_localgroup.mod -groupmapfile ${GROUPMAP}"\ndn = "lcmaps_localaccount.mod"\nglexec:\nlg -> dn\n`;
+    const mapping = mapAccount(db(text), 'glexec', vomsInput(['/atlas/Role=NULL/Capability=NULL']), env);
+    assert.equal(mapping.gid, 503);
+  });
+
+  it('a pool lease is named by the DN plus :group names; a full pool for the first FQAN falls through to the next', () => {
+    const env = vomsEnv({ [GROUPMAP]: groupmap, [GRIDMAP]: '"/atlas/Role=pilot" .pilots\n"/atlas" .atlas' }, (pool) => {
+      if (pool === 'pilots') throw authorizationError('mapping.pool_full', "pool 'pilots' is full");
+      return `${pool}007`;
+    });
+    const mapping = mapAccount(db(YAIM('')), 'glexec', vomsInput(), env);
+    assert.equal(mapping.account, 'atlas007');
+    assert.deepEqual(mapping.fqans, FQANS);
+    assert.deepEqual(
+      env.leases.map((lease) => [lease.pool, lease.dn, lease.options.leaseSuffix]),
+      [
+        ['pilots', JANE, ':g500:g501:g502'],
+        ['atlas', JANE, ':g500:g501:g502'],
+      ],
+    );
+    const primaryOnly = vomsEnv({ [GROUPMAP]: groupmap, [GRIDMAP]: '"/atlas" .atlas' });
+    mapAccount(db(YAIM()), 'glexec', vomsInput(), primaryOnly);
+    assert.equal(primaryOnly.leases[0]?.options.leaseSuffix, ':g500');
+  });
+
+  it('groups of a module that failed are carried on: -mapall fails, the DN account adds a second primary gid, posix_enf refuses', () => {
+    const env = vomsEnv({ [GROUPMAP]: '"/atlas/Role=pilot" g500', [GRIDMAP]: `"${JANE}" jdoe` });
+    const text = YAIM().replace('-groupmapfile', '-mapall -groupmapfile');
+    assert.match(
+      thrown(() => mapAccount(db(text), 'glexec', vomsInput(), env)).message,
+      /lg failed: -mapall is set, and only 1 of 3 FQANs map to a group, then pe failed: the mapping has 2 primary gids, more than its limit \(-maxpgid 1\)$/,
+    );
+  });
+
+  it('without trusted FQANs the VOMS modules fail and the DN rules map', () => {
+    const env = vomsEnv({ [GROUPMAP]: groupmap, [GRIDMAP]: `"${JANE}" jdoe` });
+    const mapping = mapAccount(db(YAIM()), 'glexec', input(), env);
+    assert.deepEqual([mapping.account, mapping.via, mapping.fqans], ['jdoe', 'localaccount', undefined]);
+  });
+
+  it('ban_fqan refuses a banned FQAN, by wildcard too', () => {
+    const env = vomsEnv({ '/ban': '"/atlas/prod/*"', [GRIDMAP]: `"${JANE}" jdoe` });
+    const text = `ban = "lcmaps_ban_fqan.mod -banmapfile /ban"\ndn = "lcmaps_localaccount.mod"\nglexec:\nban -> dn\n`;
+    assert.match(
+      thrown(() => mapAccount(db(text), 'glexec', vomsInput(), env)).message,
+      /ban failed: the FQAN \/atlas\/prod\/Role=production is banned by line 1 of \/ban/,
+    );
+    assert.equal(mapAccount(db(text), 'glexec', vomsInput(['/atlas']), env).account, 'jdoe');
+  });
+
+  it('--max-voms-ttl fails an AC valid for longer', () => {
+    const env = vomsEnv({ [GRIDMAP]: `"${JANE}" jdoe` });
+    const text = `vp = "lcmaps_verify_proxy.mod --max-voms-ttl 0d-12:00"\ndn = "lcmaps_localaccount.mod"\nglexec:\nvp -> dn\n`;
+    const long = [{ notBefore: NOW, notAfter: new Date(NOW.getTime() + 13 * HOUR) }];
+    assert.match(
+      thrown(() => mapAccount(db(text), 'glexec', vomsInput(FQANS, long), env)).message,
+      /a VOMS AC is valid for 0d-13:00, longer than --max-voms-ttl allows \(0d-12:00\)/,
+    );
+    assert.equal(mapAccount(db(text), 'glexec', vomsInput(FQANS), env).account, 'jdoe');
+  });
+
+  it('an option the real plug-in does not have is a 202', () => {
+    const text = `pa = "lcmaps_voms_poolaccount.mod --map-to-secondary-groups"\nglexec:\npa -> pa2\npa2 = "lcmaps_posix_enf.mod"\n`;
+    const error = thrown(() => compileAccountPolicies(db(text), 'glexec', vomsEnv({})));
+    assert.equal(error.exitCode, 202);
+    assert.match(error.message, /unknown option '--map-to-secondary-groups'/);
   });
 });
