@@ -16,7 +16,6 @@ import {
   isCgroup2Directory,
   type JobCgroup,
   killCgroup,
-  killCgroupNow,
   removeJobCgroup,
   removeJobCgroupWhenEmpty,
 } from './sys/cgroup';
@@ -75,11 +74,6 @@ export function cgroupProcsFiles(containment: PayloadContainment): string[] {
   if (containment.mode !== 'cgroup') return [];
   const { job } = containment;
   return [job.path, ...(job.pidsPath ? [job.pidsPath] : [])].map((directory) => join(directory, 'cgroup.procs'));
-}
-
-/** What ends the whole payload at once if glexec must stop while it runs. */
-export function emergencyKill(containment: PayloadContainment): (() => void) | undefined {
-  return containment.mode === 'cgroup' ? () => killCgroupNow(containment.job.path) : undefined;
 }
 
 /** Removes the payload's cgroup when the payload never started. */

@@ -21,7 +21,8 @@ import { type Ending, rawReturnCode } from './exitcode';
 import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
 import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
-import { ownProcessIds, signalGroup, spawnEpilogueProgram } from './sys/proc';
+import { glexecProcessIds } from './sys/handover';
+import { signalGroup, spawnEpilogueProgram } from './sys/proc';
 import type { Target } from './target';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -149,7 +150,7 @@ const colonList = (gids: readonly number[], primary: number): string => gids.fil
 export function epilogueVariables(context: EpilogueContext, epiloguePath: string): Record<string, string> {
   const { caller, target } = context;
   const argv = [context.payloadPath, ...context.payloadArgs];
-  const self = ownProcessIds();
+  const self = glexecProcessIds();
   const variables: Record<string, string> = {
     GLEXEC_EPILOG_ARGC: String(argv.length),
     GLEXEC_EPILOG_GLEXEC_USER: caller.name,

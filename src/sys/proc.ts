@@ -1,17 +1,17 @@
 /**
  * Starting and signalling processes: the only place that spawns or kills.
  */
-import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Identity } from './identity';
-import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
-import { basename, join } from 'node:path';
+import { isSameProcess, type ProcessIdentity } from './procinfo';
+import { join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
 
 declare const GLEXEC_BUNDLED: boolean | undefined;
 
-/** The root-only helper that starts the payload (shim/start-payload.c). */
+/** The root-only helper that starts the payload (shim/start-payload.c; the monitor has its path compiled in). */
 export function startPayloadHelper(): string {
   const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
   return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');
@@ -53,8 +53,6 @@ export interface PayloadStart {
   readonly home: string;
   /** prohibit_exec_via_symlink: the exec itself refuses a symlink. */
   readonly noSymlink: boolean;
-  /** The caller's stderr, the payload's descriptor 2. */
-  readonly stderrFd: number;
 }
 
 /** start-payload's arguments (see shim/start-payload.c). */
@@ -80,37 +78,8 @@ export function startPayloadArgs(
   ];
 }
 
-/** The slot of the caller's working directory in start-payload (after the status pipe). */
+/** The slot of the caller's working directory in start-payload (after the status pipe); the monitor puts it there. */
 const CWD_FD = 4;
-
-/**
- * PRIVILEGE: start-payload is root only until it has switched to `who` (docs/security.md,
- * "Starting the payload"). `detached`: a new session and group, so pid = pgid = sid.
- */
-export function spawnAsTarget(
-  who: TargetIdentity,
-  program: string,
-  args: readonly string[],
-  env: Record<string, string>,
-  start: PayloadStart,
-): ChildProcess {
-  const helper = startPayloadHelper();
-  // Descriptor 3: the helper's status pipe (closed on exec when all is well).
-  const stdio: StdioOptions = [
-    'inherit',
-    'inherit',
-    start.stderrFd,
-    'pipe',
-    ...(start.cwdFd === undefined ? [] : [start.cwdFd]),
-  ];
-  return spawn(helper, startPayloadArgs(who, program, args, start), {
-    detached: true,
-    env,
-    cwd: '/',
-    stdio,
-    argv0: basename(helper),
-  });
-}
 
 /** What start-payload reported: the directory it entered, and its failure if it had one. */
 export interface HelperStatus {
@@ -131,15 +100,6 @@ export function parseHelperStatus(text: string): HelperStatus {
     else if (line !== '') failure = { kind: 'system', message: line };
   }
   return { cwd, failure };
-}
-
-/** What start-payload wrote on its status pipe, once it closed (at the payload's exec, or its own exit). */
-export function helperStatus(child: ChildProcess): Promise<HelperStatus> {
-  const pipe = child.stdio[3];
-  if (!pipe || !('on' in pipe)) return Promise.resolve({ cwd: undefined, failure: undefined });
-  let text = '';
-  pipe.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-  return new Promise((resolve) => pipe.once('close', () => resolve(parseHelperStatus(text))));
 }
 
 /**
@@ -188,13 +148,6 @@ export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Rec
     stdio: 'ignore',
     argv0: 'setpriv',
   });
-}
-
-/** This process's pid, process group and session (posix has no getsid). */
-export function ownProcessIds(): { pid: number; pgid: number; sid: number } {
-  const self = describeProcess(process.pid);
-  if (self === undefined) throw new Error('cannot read /proc/self');
-  return { pid: process.pid, pgid: self.pgid, sid: self.sid };
 }
 
 /** How long one message to the caller's stdout or stderr may take before glexec gives it up. */
