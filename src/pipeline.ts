@@ -37,7 +37,15 @@ import {
   writeLeftoverFile,
 } from './containment';
 import { payloadLimitOptions } from './caller-limits';
-import { type AuditDelivery, clampLogLevel, formatSyslogText, type Log, logEarlyError, openLog } from './log/logger';
+import {
+  type AuditDelivery,
+  clampLogLevel,
+  formatSyslogText,
+  type Log,
+  logEarlyError,
+  type LogUsage,
+  openLog,
+} from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
 import { readLcmapsDb } from './lcmaps/db';
 import { mapAccount } from './lcmaps/modules';
@@ -173,7 +181,7 @@ async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
   const { state, outcome } = takeBack(shim);
   const { config } = state;
   if (config.silent_logging) reporter.silence();
-  const log = openLog(config, clampLogLevel(config.log_level).level);
+  const log = openLog(config, clampLogLevel(config.log_level).level, state.logUsage);
   const context: RunContext = {
     shim,
     action: state.action,
@@ -631,6 +639,8 @@ interface HandedOverState {
   readonly containment: PayloadContainment;
   readonly targetProxy: TargetProxyCopy | undefined;
   readonly payloadEnv: Record<string, string>;
+  /** What phase 1 logged: the per-call bound covers both phases. */
+  readonly logUsage: LogUsage;
 }
 
 /** The end of phase 1: the plan for the monitor, which starts the payload as start-payload's options say. */
@@ -650,6 +660,7 @@ function handOver(context: PlannedRun): void {
     home: target.home,
     noSymlink: config.prohibit_exec_via_symlink,
   });
+  log.info('payload start handed to the monitor', { glexecPid: context.glexecPid, target: target.name });
   const state: HandedOverState = {
     action,
     config,
@@ -660,6 +671,7 @@ function handOver(context: PlannedRun): void {
     containment,
     targetProxy: context.targetProxy,
     payloadEnv,
+    logUsage: log.usage(),
   };
   const known = recordBeforeStart(context);
   writePlan(
@@ -676,7 +688,6 @@ function handOver(context: PlannedRun): void {
       state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
     }),
   );
-  log.info('payload start handed to the monitor', { glexecPid: context.glexecPid, target: target.name });
 }
 
 /** Phase 2's state and the payload's outcome, from the record the monitor handed back. */
