@@ -22,7 +22,7 @@ import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
 import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
 import { glexecProcessIds } from './sys/handover';
-import { signalGroup, spawnEpilogueProgram } from './sys/proc';
+import { helperStatus, signalGroup, spawnEpilogueProgram } from './sys/proc';
 import type { Target } from './target';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -256,8 +256,13 @@ export async function runEpilogue(
     return report({ result: 'failed', reason: `could not start: ${reason}` });
   }
   const pid = child.pid;
+  const status = helperStatus(child);
   const ending = await endOrTimeOut(pid, exited, timeoutSeconds, graceSeconds);
   const leftovers = (await endProcesses(() => groupMembersOf(pid, runner.uid), graceSeconds)).outcome;
+  // start-payload's own failure (the identity, the exec): the epilogue never ran.
+  const { failure } = await status;
+  if (failure !== undefined)
+    return report({ result: 'failed', reason: `could not start: ${failure.message}` }, leftovers);
   return report(ending, leftovers);
 }
 

@@ -22,22 +22,6 @@ export interface TargetIdentity extends Identity {
   readonly noNewPrivs?: boolean;
 }
 
-/** setpriv's arguments that switch to `who` and exec `program` with `args`. */
-export function setprivArgs(who: TargetIdentity, program: string, args: readonly string[]): string[] {
-  const groups = who.groups.length > 0 ? ['--groups', who.groups.join(',')] : ['--clear-groups'];
-  return [
-    '--reuid',
-    String(who.uid),
-    '--regid',
-    String(who.gid),
-    ...groups,
-    ...(who.noNewPrivs ? ['--no-new-privs'] : []),
-    '--',
-    program,
-    ...args,
-  ];
-}
-
 export function setprivAvailable(): boolean {
   return existsSync(SETPRIV);
 }
@@ -135,19 +119,31 @@ export function signalProcesses(processes: readonly ProcessIdentity[], signal: N
 }
 
 /**
- * PRIVILEGE: runs the epilogue as `who`, through setpriv, by its configured path (argv[0] and a
- * script's $0 are that path, as under gLExec), with stdio on /dev/null, in its own session and
- * process group. Only a path that was trust-walked just before, with its interpreters, is passed
- * here: no account but root and the trusted epilogue account and group can change what it names.
+ * PRIVILEGE: runs the epilogue as `who` through start-payload, the payload's own starter (a new
+ * session and process group, oom_score_adj 0, default signals, identity, `/`, no descriptor of
+ * glexec's but its status pipe), by its configured path (argv[0] and a script's $0 are that path,
+ * as under gLExec), with stdio on /dev/null. Only a path that was trust-walked just before, with
+ * its interpreters, is passed here: no account but root and the trusted epilogue account and
+ * group can change what it names.
  */
 export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Record<string, string>): ChildProcess {
-  return spawn(SETPRIV, setprivArgs(who, path, []), {
+  const args = [`--uid=${who.uid}`, `--gid=${who.gid}`, `--groups=${who.groups.join(',')}`, '--epilogue', '--', path];
+  return spawn(startPayloadHelper(), args, {
     detached: true,
     env,
     cwd: '/',
-    stdio: 'ignore',
-    argv0: 'setpriv',
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    argv0: 'start-payload',
   });
+}
+
+/** What start-payload wrote on its status pipe, once it closed (at the exec, or its own exit). */
+export function helperStatus(child: ChildProcess): Promise<HelperStatus> {
+  const pipe = child.stdio[3];
+  if (!pipe || !('on' in pipe)) return Promise.resolve({ cwd: undefined, failure: undefined });
+  let text = '';
+  pipe.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+  return new Promise((resolve) => pipe.once('close', () => resolve(parseHelperStatus(text))));
 }
 
 /** How long one message to the caller's stdout or stderr may take before glexec gives it up. */
