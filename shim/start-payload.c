@@ -287,6 +287,12 @@ int main(int argc, char **argv) {
     else
         (void)execve(program, payload_argv, environ);
     int error = errno;
+    /* An epilogue that is neither ELF nor #! runs under /bin/sh, as execvp(3) (and setpriv) ran it. */
+    if (epilogue && error == ENOEXEC) {
+        payload_argv[-1] = "/bin/sh";
+        (void)execve("/bin/sh", payload_argv - 1, environ);
+        error = errno;
+    }
     if (no_symlink && error == ELOOP)
         report("symlink", "%s", program);
     else

@@ -170,6 +170,8 @@ async function decide(shim: ShimArgs, action: RunAction, reporter: Reporter): Pr
   const context: RunContext = { shim, action, config: loaded.config, log, reporter, glexecPid: process.ppid };
   try {
     handOver(prepareStart(admit(context)));
+    // As at the end of phase 2: this run went through its stages, so the loader's code cache is worth keeping.
+    (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
     return 0;
   } catch (error) {
     return await finishRun(context, { failed: true, error });

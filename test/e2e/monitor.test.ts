@@ -183,4 +183,25 @@ describe('the monitor', { skip: needsRoot }, () => {
       assert.equal((record.target as { uid: number }).uid, system.target.uid);
     },
   );
+
+  it('starts the epilogue as it starts the payload: only stdio on /dev/null, oom_score_adj 0, and a file without #! runs under /bin/sh', () => {
+    const out = join(system.scratch, 'epilogue-start');
+    spawnSync('rm', ['-f', out]);
+    // No #! line: execve refuses it (ENOEXEC), and it runs under /bin/sh as execvp would run it.
+    const epilogue = system.installProgram(
+      'no-shebang-epilogue',
+      `for fd in /proc/$$/fd/*; do readlink "$fd"; done > ${out}.tmp\ncat /proc/$$/oom_score_adj >> ${out}.tmp\nmv ${out}.tmp ${out}\n`,
+    );
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    const result = system.run(['/bin/true'], { env: proxyEnv() });
+    assert.equal(result.status, 0, result.stderr);
+    const lines = readFileSync(out, 'utf8').trimEnd().split('\n');
+    assert.equal(lines.pop(), '0');
+    // Besides its own redirection and the script /bin/sh reads, nothing of glexec's (the caller's stderr, a plan) is open.
+    assert.deepEqual(
+      lines.filter((target) => ![epilogue, '/dev/null', `${out}.tmp`].includes(target)),
+      [],
+    );
+    assert.ok(lines.filter((target) => target === '/dev/null').length >= 3, lines.join(', '));
+  });
 });
