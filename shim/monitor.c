@@ -291,12 +291,15 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
         int directory = cwd_fd >= 0 ? high_copy(cwd_fd) : -1;
         if (setsid() < 0 || dup2(stderr_fd, 2) != 2 || dup2(status_fd, 3) != 3 ||
             (directory >= 0 && dup2(directory, 4) != 4)) {
-            int written = dprintf(status_fd, "system cannot set up the payload's start: %s\n", strerror(errno));
-            _exit(written < 0 ? EXIT_CANNOT_EXECUTE : EXIT_CANNOT_EXECUTE);
+            /* Phase 2 reads this as start-payload's own failure; if even this write fails, the exit code remains. */
+            if (dprintf(status_fd, "system cannot set up the payload's start: %s\n", strerror(errno)) < 0)
+                _exit(EXIT_CANNOT_EXECUTE);
+            _exit(EXIT_CANNOT_EXECUTE);
         }
         execve(GLEXEC_START_PAYLOAD, plan.helper_argv, plan.env);
-        int written = dprintf(3, "system cannot execute " GLEXEC_START_PAYLOAD ": %s\n", strerror(errno));
-        _exit(written < 0 ? EXIT_CANNOT_EXECUTE : EXIT_CANNOT_EXECUTE);
+        if (dprintf(3, "system cannot execute " GLEXEC_START_PAYLOAD ": %s\n", strerror(errno)) < 0)
+            _exit(EXIT_CANNOT_EXECUTE);
+        _exit(EXIT_CANNOT_EXECUTE);
     }
     if (close(pipe_fds[1]) != 0)
         fail("close");

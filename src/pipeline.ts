@@ -77,7 +77,7 @@ import {
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { glexecStartTime, readRecord, tellMonitorDone, writePlan } from './sys/handover';
 import { asPid, findAccount, type Pid } from './sys/identity';
-import { type HelperStatus, parseHelperStatus, setprivAvailable, startPayloadArgs } from './sys/proc';
+import { type HelperStatus, parseHelperStatus, startPayloadArgs } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogFacilityCode, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
 import { decodeRecord, encodePlan, type Outcome } from './plan';
@@ -241,7 +241,6 @@ function admit(context: RunContext): AdmittedRun {
   log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
   const epilogue = checkEpilogueTrust(config, target);
   checkPayload(action.payload, target, config.prohibit_exec_via_symlink);
-  requireSetpriv();
   const containment = prepareContainment(config);
   return Object.assign(context, { caller, dn: proxy.identityDn, target, epilogue, containment });
 }
@@ -623,11 +622,6 @@ interface PayloadRun {
   readonly cwd: string;
   readonly ending: Ending;
   readonly durationMs: number;
-}
-
-function requireSetpriv(): void {
-  if (!setprivAvailable())
-    throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
 }
 
 /** What phase 2 needs of phase 1's context, carried through the monitor as JSON. */

@@ -2,7 +2,6 @@
  * Starting and signalling processes: the only place that spawns or kills.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import type { Identity } from './identity';
 import { isSameProcess, type ProcessIdentity } from './procinfo';
 import { join } from 'node:path';
@@ -20,10 +19,6 @@ export function startPayloadHelper(): string {
 export interface TargetIdentity extends Identity {
   /** PR_SET_NO_NEW_PRIVS: setuid and file-capability programs give it nothing. */
   readonly noNewPrivs?: boolean;
-}
-
-export function setprivAvailable(): boolean {
-  return existsSync(SETPRIV);
 }
 
 export interface PayloadStart {
