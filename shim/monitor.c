@@ -69,6 +69,8 @@ struct plan {
 
 static int caller_stderr = 2;
 static pid_t payload_pid;
+/* Once reaped, the payload's pid (its group's id) may be reused: its group is never signalled again. */
+static int payload_reaped;
 /* Set once the payload is being ended, so that a failure on the way does not start it again. */
 static int ending;
 static struct plan plan;
@@ -350,8 +352,10 @@ static int wait_for_payload(const sigset_t *waited) {
     for (;;) {
         int status;
         pid_t done = waitpid(payload_pid, &status, WNOHANG);
-        if (done == payload_pid)
+        if (done == payload_pid) {
+            payload_reaped = 1;
             return status;
+        }
         if (done < 0 && errno != EINTR)
             fail("waitpid");
         int sig = sigwaitinfo(waited, NULL);
@@ -402,7 +406,7 @@ static int wait_for_child(pid_t pid) {
  * The minimal completion record, when phase 2 could not write its own: the fields phase 1
  * prepared, with what the monitor knows. Appended to the log file, else sent to syslog.
  */
-static void write_minimal_record(const char *error) {
+static void write_minimal_record(const char *error, const char *cleanup) {
     char time_text[64] = "";
     struct timespec now;
     struct tm utc;
@@ -417,34 +421,48 @@ static void write_minimal_record(const char *error) {
         if (fd >= 0) {
             int written = dprintf(fd,
                                   "{\"level\":\"notice\",\"time\":\"%s.%03ldZ\",\"pid\":%d,\"msg\":\"job completed\",%s%s"
-                                  "\"glexecPid\":%d,\"payloadPid\":%d,\"cleanup\":\"killed\",\"error\":\"%s\",\"exitCode\":%d}\n",
+                                  "\"glexecPid\":%d,\"payloadPid\":%d,\"cleanup\":\"%s\",\"error\":\"%s\",\"exitCode\":%d}\n",
                                   time_text, now.tv_nsec / 1000000, (int)getpid(), json, json[0] ? "," : "",
-                                  (int)getpid(), (int)payload_pid, error, EXIT_SYSTEM_ERROR);
+                                  (int)getpid(), (int)payload_pid, cleanup, error, EXIT_SYSTEM_ERROR);
             if (close(fd) == 0 && written > 0)
                 return;
         }
     }
     openlog("glexec", LOG_PID | LOG_NDELAY, plan.record_facility ? plan.record_facility : LOG_DAEMON);
-    syslog(LOG_NOTICE, "job completed %s%sglexecPid=%d payloadPid=%d cleanup=killed error=%s exitCode=%d", text,
-           text[0] ? " " : "", (int)getpid(), (int)payload_pid, error, EXIT_SYSTEM_ERROR);
+    syslog(LOG_NOTICE, "job completed %s%sglexecPid=%d payloadPid=%d cleanup=%s error=%s exitCode=%d", text,
+           text[0] ? " " : "", (int)getpid(), (int)payload_pid, cleanup, error, EXIT_SYSTEM_ERROR);
     closelog();
 }
 
-/* PRIVILEGE: ends everything of the payload at once (cgroup.kill, and its process group), then records it. */
+/*
+ * PRIVILEGE: ends everything of the payload at once, then records it: its cgroup by cgroup.kill
+ * (gone already: phase 2 removed it, nothing is left), and its process group while the payload is
+ * not reaped (its id cannot be anyone else's then). Without a cgroup, what left the group after
+ * the payload ended is not reached.
+ */
 static void emergency_end(const char *error) {
     ending = 1;
+    const char *cleanup = "none";
     if (plan.cgroup && plan.cgroup[0] == '/') {
         char path[PATH_MAX];
         int length = snprintf(path, sizeof path, "%s/cgroup.kill", plan.cgroup);
         int fd = length > 0 && (size_t)length < sizeof path ? open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
-        if (fd < 0 || write(fd, "1", 1) != 1)
+        if (fd >= 0 && write(fd, "1", 1) == 1)
+            cleanup = "killed";
+        else if (errno != ENOENT) {
+            cleanup = "failed";
             say("cannot kill the payload's cgroup %s: %s", plan.cgroup, strerror(errno));
+        }
         if (fd >= 0 && close(fd) != 0)
             say("close: %s", strerror(errno));
     }
-    if (kill(-payload_pid, SIGKILL) != 0 && errno != ESRCH)
-        say("cannot kill the payload's process group: %s", strerror(errno));
-    write_minimal_record(error);
+    if (!payload_reaped) {
+        if (kill(-payload_pid, SIGKILL) == 0)
+            cleanup = "killed";
+        else if (errno != ESRCH)
+            say("cannot kill the payload's process group: %s", strerror(errno));
+    }
+    write_minimal_record(error, cleanup);
 }
 
 /* Phase 2 runs until it exits; its SIGUSR2 says its record is written. Other signals are dropped. */

@@ -1,6 +1,11 @@
 /**
  * The whole run of glexec, one stage after another. Each stage takes what it needs and returns
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
+ *
+ * A run is two processes, children of the C monitor (docs/architecture.md):
+ *   decide:   admit → prepareStart → handOver (the plan)
+ *             [the monitor starts the payload from the plan, forwards signals, waits]
+ *   conclude: takeBack (plan and outcome) → payloadOutcome → afterPayload → finishRun
  */
 import { monotonicMs } from './clock';
 import { join } from 'node:path';
@@ -184,7 +189,7 @@ async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
   const { config } = state;
   if (config.silent_logging) reporter.silence();
   const log = openLog(config, clampLogLevel(config.log_level).level, state.logUsage);
-  const context: RunContext = {
+  const base: RunContext = {
     shim,
     action: state.action,
     config,
@@ -193,27 +198,26 @@ async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
     glexecPid: outcome.glexecPid,
     startedMs: outcome.startedMs,
     finished: tellMonitorDone,
-    caller: state.caller,
-    target: state.target,
-    containment: state.containment,
-    targetProxy: state.targetProxy,
-    payloadEnv: state.payloadEnv,
   };
+  // Phase 1's decisions as it handed them over: the caller admitted, the start planned.
+  const { caller, dn, target, epilogue, containment, targetProxy, payloadEnv } = state;
+  const planned: PlannedRun = Object.assign(base, {
+    caller,
+    dn,
+    target,
+    epilogue,
+    containment,
+    targetProxy,
+    payloadEnv,
+  });
   let result: RunOutcome;
   try {
-    const admitted: AdmittedRun = Object.assign(context, {
-      caller: state.caller,
-      dn: state.dn,
-      target: state.target,
-      epilogue: state.epilogue,
-      containment: state.containment,
-    });
-    const ran = Object.assign(admitted, { payloadEnv: state.payloadEnv, payload: payloadOutcome(admitted, outcome) });
+    const ran = Object.assign(planned, { payload: payloadOutcome(planned, outcome) });
     result = { ran, exitCode: await afterPayload(ran) };
   } catch (error) {
     result = { failed: true, error };
   }
-  return await finishRun(context, result);
+  return await finishRun(planned, result);
 }
 
 type RunOutcome =

@@ -12,8 +12,9 @@ import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
 import { processesOfAccount, waitUntil } from '../helpers/processes';
 import { installForSuite } from '../helpers/suite';
-import { needsRoot, TestSystem } from '../helpers/system';
+import { needsRoot, REPO, TestSystem } from '../helpers/system';
 import { cgroupMounts } from '../../src/sys/cgroup';
+import { encodePlan, type Plan } from '../../src/plan';
 
 let system: TestSystem;
 let pki: TestPki;
@@ -175,6 +176,7 @@ describe('the monitor', { skip: needsRoot }, () => {
       await waitUntil(() => processesOfAccount(system.target.uid).length === 0, "the payload's leftover to be killed");
       const record = completion();
       assert.equal(record.error, 'monitor.conclusion_failed');
+      assert.equal(record.cleanup, 'killed');
       assert.equal(record.exitCode, 202);
       assert.equal(typeof record.glexecPid, 'number');
       assert.equal(typeof record.payloadPid, 'number');
@@ -203,5 +205,65 @@ describe('the monitor', { skip: needsRoot }, () => {
       [],
     );
     assert.ok(lines.filter((target) => target === '/dev/null').length >= 3, lines.join(', '));
+  });
+});
+
+describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixture)", () => {
+  const check = (input: Buffer | string) =>
+    spawnSync(join(REPO, 'build/c/plan-check'), [], { input, encoding: 'utf8' });
+  const plan: Plan = {
+    helperArgs: ['--uid=1001', '--', '/bin/echo', 'two\nlines', 'é'],
+    env: ['PATH=/usr/bin:/bin', 'EMPTY='],
+    cgroup: '/sys/fs/cgroup/glexec/job-1',
+    recordFile: '/var/log/glexec/glexec_log',
+    recordFacility: 24,
+    recordJson: '"dn":"/CN=x"',
+    recordText: 'dn=/CN=x',
+    state: '{}',
+  };
+  const refusal = (why: string): string =>
+    `glexec: internal error: the plan of the decision phase is not valid (${why}); nothing was run`;
+
+  it('reads what phase 1 writes, value for value', () => {
+    const encoded = encodePlan(plan);
+    const result = check(encoded);
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(
+      result.stdout,
+      [
+        'arg start-payload',
+        ...plan.helperArgs.map((arg) => `arg ${arg}`),
+        ...plan.env.map((entry) => `env ${entry}`),
+        `cgroup ${plan.cgroup}`,
+        `record-file ${plan.recordFile}`,
+        'record-facility 24',
+        // The part handed back to phase 2: all but the end.
+        `body ${encoded.length - 'end 0\n\n'.length}`,
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('refuses another version, a field out of order, repeated or missing, a bad length, a NUL, and bytes after the end', () => {
+    const text = encodePlan(plan).toString('latin1');
+    const cases: [string, string][] = [
+      [text.replace('glexec-plan 1', 'glexec-plan 2'), 'not a version 1 plan'],
+      [text.replace('cgroup 27\n/sys/fs/cgroup/glexec/job-1\n', ''), 'field missing, repeated or out of order'],
+      [text.replace('state 2\n{}\n', 'state 2\n{}\nstate 2\n{}\n'), 'field missing, repeated or out of order'],
+      [text.replace('record-file ', 'env 3\nA=b\nrecord-file '), 'field missing, repeated or out of order'],
+      [text.replace('cgroup 27\n', 'cgroup 28\n'), 'bad field value'],
+      [text.replace('cgroup 27\n', 'cgroup 027\n'), 'bad field length'],
+      [text.replace('cgroup 27\n', 'cgroup 99999\n'), 'bad field length'],
+      [text.replace('EMPTY=', 'EMPTY\0'), 'bad field value'],
+      [`${text}x`, 'bad end'],
+      [text.slice(0, -'end 0\n\n'.length), 'bad field name'],
+      [text.replace('end 0', 'extra 0\n\nend 0'), 'unknown field'],
+      [text.replace('record-facility 2\n24', 'record-facility 2\n-1'), 'bad record-facility'],
+    ];
+    for (const [input, why] of cases) {
+      const result = check(Buffer.from(input, 'latin1'));
+      assertRefused(result, 202, refusal(why));
+      assert.equal(result.stdout, '');
+    }
   });
 });

@@ -162,7 +162,8 @@ describe('start-up hardening', { skip: needsRoot }, () => {
         } catch (error) {
           // Only before the shim's first instruction (the test's setpriv, the dynamic loader) does
           // SIGUSR1 still have its default action: nothing of glexec ran then. Or glexec forwarded
-          // it to a payload that had not yet reached its `trap`: the payload died of it (128+10).
+          // it to a payload that had not yet reached its `trap` (a signal that came while glexec
+          // decided waits for the payload's start): the payload died of it (128+10).
           const code = await run.exited;
           if (run.child.signalCode !== 'SIGUSR1') assert.equal(code, 128 + 10, `${String(error)} (exit ${code})`);
           killed = true;
@@ -176,7 +177,9 @@ describe('start-up hardening', { skip: needsRoot }, () => {
         }
         assert.equal(run.stderr, '', `try ${attempt}`);
       }
-      assert.ok(payloadsRun >= tries - 3, `only ${payloadsRun} of ${tries} tries got past the shim`);
+      // A SIGUSR1 that reaches the monitor before the payload exists is kept and forwarded at its start
+      // (before its trap), so only the tries after the payload's start run it to the end: the later third.
+      assert.ok(payloadsRun >= tries / 3, `only ${payloadsRun} of ${tries} tries got past the start`);
     });
   });
 
