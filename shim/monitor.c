@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -276,15 +277,50 @@ static int high_copy(int fd) {
 }
 
 /*
- * PRIVILEGE: starts start-payload as root in a new session (pid = pgid = sid), with the caller's
- * stderr on 2, its status pipe on 3 and the caller's directory on 4; it switches to the target.
- * Returns its pid; `status` gets what it wrote on the status pipe (closed at the payload's exec).
+ * A child born in `cgroup` (clone3 with CLONE_INTO_CGROUP): no migration, so no fork of the
+ * payload can happen outside it, and none of the RCU wait a move into a cgroup costs (10-18 ms).
+ * Without a cgroup, a plain fork. -1 with errno on failure.
+ */
+static pid_t fork_into(const char *cgroup) {
+    if (cgroup[0] == '\0')
+        return fork();
+    int directory = open(cgroup, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (directory < 0)
+        return -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)directory;
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid != 0) {
+        int error = errno;
+        if (close(directory) != 0)
+            fail("close");
+        errno = error;
+    }
+    return pid;
+}
+
+/*
+ * PRIVILEGE: starts start-payload as root in the payload's cgroup and a new session (pid = pgid =
+ * sid), with the caller's stderr on 2, its status pipe on 3 and the caller's directory on 4; it
+ * switches to the target. Returns its pid; `status` gets what it wrote on the status pipe (closed
+ * at the payload's exec). A child that cannot be made in the cgroup is start-payload's "join"
+ * failure (phase 2 reports it), with no pid.
  */
 static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
     int pipe_fds[2];
     if (pipe2(pipe_fds, O_CLOEXEC) != 0)
         fail("pipe2");
-    pid_t pid = fork();
+    pid_t pid = fork_into(plan.cgroup);
+    if (pid < 0 && plan.cgroup[0] != '\0') {
+        if (snprintf(status, status_size, "join cannot start in %s: %s\n", plan.cgroup, strerror(errno)) < 0)
+            fail("snprintf");
+        if (close(pipe_fds[0]) != 0 || close(pipe_fds[1]) != 0)
+            fail("close");
+        return 0;
+    }
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
@@ -456,7 +492,7 @@ static void emergency_end(const char *error) {
         if (fd >= 0 && close(fd) != 0)
             say("close: %s", strerror(errno));
     }
-    if (!payload_reaped) {
+    if (payload_pid > 0 && !payload_reaped) {
         if (kill(-payload_pid, SIGKILL) == 0)
             cleanup = "killed";
         else if (errno != ESRCH)
@@ -523,7 +559,8 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     payload_pid = start_payload(cwd_fd, helper_status, sizeof helper_status);
     if (cwd_fd >= 0 && close(cwd_fd) != 0)
         fail("close");
-    int payload_status = wait_for_payload(&waited);
+    /* Not started: start-payload's exit code, as if it had failed to join the cgroup itself. */
+    int payload_status = payload_pid > 0 ? wait_for_payload(&waited) : EXIT_CANNOT_EXECUTE << 8;
     long long payload_ended = monotonic_ms();
 
     /* Phase 2: conclude, with the outcome appended to the plan. */
