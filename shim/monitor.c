@@ -66,6 +66,7 @@ struct plan {
     int record_facility;
     char *record_json; /* the completion record's JSON fields so far, without braces */
     char *record_text; /* the same as syslog's key=value text */
+    int silent;        /* silent_logging: nothing on the caller's stderr */
 };
 
 static int caller_stderr = 2;
@@ -77,6 +78,8 @@ static int ending;
 static struct plan plan;
 
 static void say(const char *format, ...) {
+    if (plan.silent)
+        return;
     char line[512];
     va_list args;
     va_start(args, format);
@@ -189,7 +192,7 @@ static const struct {
     int repeated;
 } plan_keys[] = {
     {"helper-arg", 1}, {"env", 1}, {"cgroup", 0}, {"record-file", 0}, {"record-facility", 0},
-    {"record-json", 0}, {"record-text", 0}, {"state", 0}, {"end", 0},
+    {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"state", 0}, {"end", 0},
 };
 #define PLAN_KEY_COUNT (sizeof plan_keys / sizeof plan_keys[0])
 
@@ -264,6 +267,11 @@ static size_t parse_plan(char *data, size_t length) {
             plan.record_json = value;
         else if (strcmp(key, "record-text") == 0)
             plan.record_text = value;
+        else if (strcmp(key, "silent") == 0) {
+            if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0)
+                refuse_plan("bad silent");
+            plan.silent = value[0] == '1';
+        }
         /* state: phase 2's, carried unread. */
     }
 }

@@ -684,6 +684,7 @@ function handOver(context: PlannedRun): void {
       recordFacility: syslogFacilityCode(config.syslog_facility),
       recordJson: JSON.stringify(known).slice(1, -1),
       recordText: formatSyslogText(known).trimStart(),
+      silent: config.silent_logging,
       // The caller's environment is a Map: carried as its entries.
       state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
     }),

@@ -22,6 +22,8 @@ export interface Plan {
   /** The completion record's fields known before the start: JSON members without braces, and syslog text. */
   readonly recordJson: string;
   readonly recordText: string;
+  /** silent_logging: the monitor's own messages stay off the caller's stderr too. */
+  readonly silent: boolean;
   /** Phase 2's state (JSON); the monitor carries it unread. */
   readonly state: string;
 }
@@ -59,6 +61,7 @@ export function encodePlan(plan: Plan): Buffer {
     ['record-facility', String(plan.recordFacility)],
     ['record-json', plan.recordJson],
     ['record-text', plan.recordText],
+    ['silent', plan.silent ? '1' : '0'],
     ['state', plan.state],
   ];
   for (const [key, value] of fields)
@@ -111,6 +114,11 @@ function number(value: string, key: string): number {
   return Number(value);
 }
 
+function flag(value: string): boolean {
+  if (value !== '0' && value !== '1') throw new Error('field silent of the glexec plan is not 0 or 1');
+  return value === '1';
+}
+
 /** The record phase 2 gets back: the plan, then the outcome. */
 export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
   const fields = splitFields(bytes);
@@ -135,6 +143,7 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
     recordFacility: number(take('record-facility'), 'record-facility'),
     recordJson: take('record-json'),
     recordText: take('record-text'),
+    silent: flag(take('silent')),
     state: take('state'),
   };
   const values = OUTCOME_KEYS.map((key) => take(key));

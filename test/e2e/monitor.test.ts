@@ -186,6 +186,15 @@ describe('the monitor', { skip: needsRoot }, () => {
     },
   );
 
+  it('says nothing on stderr under silent_logging when phase 2 dies, and still exits 202 with the record', () => {
+    const epilogue = system.installProgram('kill-phase-2.sh', '#!/bin/sh\nkill -KILL $PPID\n');
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, 'silent_logging = yes']));
+    const result = system.run(['/bin/true'], { env: proxyEnv() });
+    assert.equal(result.status, 202);
+    assert.equal(result.stderr, '');
+    assert.equal(completion().error, 'monitor.conclusion_failed');
+  });
+
   it('starts the epilogue as it starts the payload: only stdio on /dev/null, oom_score_adj 0, and a file without #! runs under /bin/sh', () => {
     const out = join(system.scratch, 'epilogue-start');
     spawnSync('rm', ['-f', out]);
@@ -219,6 +228,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
     recordFacility: 24,
     recordJson: '"dn":"/CN=x"',
     recordText: 'dn=/CN=x',
+    silent: false,
     state: '{}',
   };
   const refusal = (why: string): string =>
@@ -259,6 +269,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       [text.slice(0, -'end 0\n\n'.length), 'bad field name'],
       [text.replace('end 0', 'extra 0\n\nend 0'), 'unknown field'],
       [text.replace('record-facility 2\n24', 'record-facility 2\n-1'), 'bad record-facility'],
+      [text.replace('silent 1\n0\n', 'silent 1\nx\n'), 'bad silent'],
     ];
     for (const [input, why] of cases) {
       const result = check(Buffer.from(input, 'latin1'));

@@ -11,6 +11,7 @@ const plan: Plan = {
   recordFacility: 24,
   recordJson: '"caller":{"user":"pilot"}',
   recordText: 'caller={"user":"pilot"}',
+  silent: true,
   state: '{"action":{"payload":"/usr/bin/printf"}}',
 };
 
@@ -77,6 +78,7 @@ describe('the plan handed between the phases and the monitor', () => {
       ['bytes after the end', Buffer.concat([good, Buffer.from('x')])],
       ['no end', good.subarray(0, good.length - 'end 0\n\n'.length)],
       ['an unknown field', Buffer.from(text.replace('end 0\n\n', 'extra 1\nx\nend 0\n\n'))],
+      ['a silent flag that is not 0 or 1', Buffer.from(text.replace('silent 1\n1\n', 'silent 1\n2\n'))],
       ['an outcome that is not a number', handedBack(encodePlan(plan), { ...outcome, 'payload-pid': '12a' })],
     ];
     for (const [what, bytes] of cases) assert.throws(() => decodeRecord(bytes), Error, what);
