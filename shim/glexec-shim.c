@@ -455,5 +455,6 @@ int main(int argc, char **argv) {
 
     char *node_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
     /* From here the shim is the monitor: the glexec process for the whole run. */
-    monitor_run(node_argv, fixed_count - 3, node_env, stderr_fd, cwd_fd);
+    const int decide_only[2] = {env_fd, proxy_fd};
+    monitor_run(node_argv, fixed_count - 3, node_env, stderr_fd, cwd_fd, decide_only);
 }

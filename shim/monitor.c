@@ -527,7 +527,8 @@ static int wait_for_conclusion(pid_t phase, const sigset_t *waited, int *done) {
     }
 }
 
-_Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[], int stderr_fd, int cwd_fd) {
+_Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[], int stderr_fd, int cwd_fd,
+                           const int decide_only[2]) {
     caller_stderr = stderr_fd;
     long long started = monotonic_ms();
     sigset_t waited;
@@ -541,6 +542,10 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     char *data = read_memfd(plan_fd, &length);
     if (close(plan_fd) != 0)
         fail("close");
+    /* The caller's environment and proxy were phase 1's: neither the payload's start nor phase 2 gets them. */
+    for (int i = 0; i < 2; i++)
+        if (decide_only[i] >= 0 && close(decide_only[i]) != 0)
+            fail("close");
     if (length == 0) {
         /* Nothing to run: a refusal, -v, --check, a renewal; phase 1 has said what to say. */
         if (WIFEXITED(status))
