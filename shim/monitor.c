@@ -8,7 +8,7 @@
  *      limits, identity, working directory, exec: the same code as without the monitor),
  *      forwards the batch system's signals to its process group and waits for it;
  *   3. phase 2 (node, a child) gets the plan back with the outcome appended: leftovers, epilogue,
- *      kill, completion record; it tells the monitor with a SIGUSR2 once its record is written;
+ *      kill, completion record; it tells the monitor with a signal once its record is written;
  *   4. a phase 2 that ends without that signal: the monitor kills the payload's cgroup (or
  *      process group) and writes a minimal completion record itself.
  * The plan: "glexec-plan 1\n", then fields "KEY LENGTH\nBYTES\n" in a fixed order, then "end 0\n\n".
@@ -47,8 +47,12 @@
 #define FIELD_MAX (16UL << 20)
 #define MAX_ITEMS 65536
 #define STATUS_MAX 4096
-/* Phase 2's "record written": SIGUSR2 from phase 2's own pid (si_pid), so no other process can fake it. */
-#define DONE_SIGNAL SIGUSR2
+/*
+ * Phase 2's "record written": this real-time signal from phase 2's own pid (si_pid), so no other
+ * process can fake it; real-time signals queue, so none sent by another can hide it. A kernel
+ * number (src/sys/handover.ts sends it by number), within glibc's SIGRTMIN..SIGRTMAX.
+ */
+#define DONE_SIGNAL 40
 
 /* The signals forwarded to the payload's process group: the list of src/linger.ts. */
 static const int forwarded[] = {
@@ -369,6 +373,13 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
     return pid;
 }
 
+static int is_forwarded(int sig) {
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        if (forwarded[i] == sig)
+            return 1;
+    return 0;
+}
+
 static void signal_payload(int sig) {
     if (kill(-payload_pid, sig) != 0 && errno != ESRCH)
         fail("cannot signal the payload");
@@ -405,7 +416,7 @@ static int wait_for_payload(const sigset_t *waited) {
         int sig = sigwaitinfo(waited, NULL);
         if (sig < 0 && errno != EINTR)
             fail("sigwaitinfo");
-        if (sig > 0 && sig != SIGCHLD)
+        if (sig > 0 && is_forwarded(sig))
             signal_payload(sig);
     }
 }
@@ -509,13 +520,23 @@ static void emergency_end(const char *error) {
     write_minimal_record(error, cleanup);
 }
 
-/* Phase 2 runs until it exits; its SIGUSR2 says its record is written. Other signals are dropped. */
+/* Phase 2 runs until it exits; its DONE_SIGNAL says its record is written. Other signals are dropped. */
 static int wait_for_conclusion(pid_t phase, const sigset_t *waited, int *done) {
+    sigset_t done_only;
+    if (sigemptyset(&done_only) != 0 || sigaddset(&done_only, DONE_SIGNAL) != 0)
+        fail("sigaddset");
     for (;;) {
         int status;
         pid_t ended = waitpid(phase, &status, WNOHANG);
-        if (ended == phase)
+        if (ended == phase) {
+            /* Its signal may still be queued behind its exit. */
+            const struct timespec now = {0, 0};
+            siginfo_t info;
+            while (sigtimedwait(&done_only, &info, &now) == DONE_SIGNAL)
+                if (info.si_pid == phase)
+                    *done = 1;
             return status;
+        }
         if (ended < 0 && errno != EINTR)
             fail("waitpid");
         siginfo_t info;
@@ -531,6 +552,10 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
                            const int decide_only[2]) {
     caller_stderr = stderr_fd;
     long long started = monotonic_ms();
+    if (DONE_SIGNAL < SIGRTMIN || DONE_SIGNAL > SIGRTMAX) {
+        errno = 0;
+        fail("internal error: the phases' signal is not a real-time signal here");
+    }
     sigset_t waited;
     if (sigfillset(&waited) != 0)
         fail("sigfillset");

@@ -24,12 +24,15 @@ export function readRecord(fd: number): Buffer {
   return readAllAndClose(fd, MAX_PLAN_BYTES);
 }
 
+/** DONE_SIGNAL of shim/monitor.c: a real-time signal (glibc's SIGRTMIN is 34), which Node sends by number only. */
+const DONE_SIGNAL = 40;
+
 /**
  * PRIVILEGE: tells the monitor (the parent) that the completion record is written and the
  * cleanup done; it checks that the signal came from this very pid, so nothing else can say it.
  */
 export function tellMonitorDone(): void {
-  process.kill(process.ppid, 'SIGUSR2');
+  process.kill(process.ppid, DONE_SIGNAL);
 }
 
 /** glexec's process (the monitor, parent of both phases): its pid, process group and session. */
