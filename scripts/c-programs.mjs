@@ -37,10 +37,18 @@ export const programs = [
   { name: 'stall-stderr', source: 'test/fixtures/stall-stderr.c', link: pie },
   { name: 'forge-comm', source: 'test/fixtures/forge-comm.c', link: pie },
   { name: 'print-euid', source: 'test/fixtures/print-euid.c', link: pie },
+  // The monitor's plan parser on its own (it includes shim/monitor.c).
+  { name: 'plan-check', source: 'test/fixtures/plan-check.c', link: pie },
 ];
 
 /** The setuid shim: built by install-system, with the installed paths as `defines`. */
-export const shim = { name: 'glexec', source: 'shim/glexec-shim.c', link: pie };
+export const shim = {
+  name: 'glexec',
+  source: 'shim/glexec-shim.c',
+  // The monitor (the glexec process while the payload runs) is part of the shim's binary.
+  extraSources: ['shim/monitor.c'],
+  link: pie,
+};
 
 /** Compiles `program` (one of the above) from the repository at `root` into `output`. */
 export function compile(root, program, output, defines = []) {
@@ -51,6 +59,7 @@ export function compile(root, program, output, defines = []) {
     '-o',
     output,
     join(root, program.source),
+    ...(program.extraSources ?? []).map((source) => join(root, source)),
     ...(program.libraries ?? []),
   ];
   try {

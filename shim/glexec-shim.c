@@ -18,9 +18,10 @@
  *      its completion record is written) or refuse to run, no core files, and pass the caller's
  *      values on for the payload;
  *   7. move the caller's stderr off descriptor 2 (Node's own C++ messages go to /dev/null) and
- *      exec the node and the program fixed at build time, with a fixed environment and an
+ *      become the monitor (monitor.c), which runs the node and the program fixed at build time
+ *      twice, as its children (decide, then conclude), with a fixed environment and an
  *      inspector address that can never be bound, so a SIGUSR1 before glexec's own handler is
- *      in place cannot open a root inspector.
+ *      in place cannot open a root inspector; between them it starts and waits for the payload.
  *
  * Paths are compiled in (-D), so no caller input can choose the interpreter, the program or the
  * configuration file.
@@ -42,6 +43,8 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "monitor.h"
 
 #ifndef GLEXEC_CONFIG_FILE
 #error "GLEXEC_CONFIG_FILE must be defined at build time"
@@ -435,6 +438,8 @@ int main(int argc, char **argv) {
         limits_arg,
         env_arg,
         proxy_arg,
+        "--phase=",   /* the monitor's slots: which phase, and its plan descriptor */
+        "--plan-fd=",
         "--",
     };
     size_t fixed_count = sizeof fixed / sizeof fixed[0];
@@ -449,6 +454,7 @@ int main(int argc, char **argv) {
     node_argv[fixed_count + (size_t)argc - 1] = NULL;
 
     char *node_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-    execve(GLEXEC_NODE, node_argv, node_env);
-    die("cannot execute " GLEXEC_NODE);
+    /* From here the shim is the monitor: the glexec process for the whole run. */
+    const int decide_only[2] = {env_fd, proxy_fd};
+    monitor_run(node_argv, fixed_count - 3, node_env, stderr_fd, cwd_fd, decide_only);
 }

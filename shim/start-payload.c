@@ -1,7 +1,8 @@
 /*
- * glexec's helper that starts the payload. The Node program spawns it as root (it is installed
+ * glexec's helper that starts the payload, and the epilogue (--epilogue). The monitor
+ * (shim/monitor.c) runs it as root for the payload, phase 2 for the epilogue (it is installed
  * root-only, 0700, and linked statically, so no loader variable of the payload's environment is
- * ever read while it is root); it keeps its pid, so the payload is the process glexec spawned.
+ * ever read while it is root); it keeps its pid, so the payload is the process glexec started.
  * In this order, every call checked:
  *   1. join the payload's cgroup(s), so the payload is born there and no fork of it escapes;
  *   2. give the payload the caller's resource limits and oom_score_adj 0, default signal
@@ -22,7 +23,9 @@
  *
  * Usage (built by glexec, never by a user):
  *   start-payload [--cgroup-procs=PATH]... [--rlimit=NAME=SOFT:HARD]... --uid=N --gid=N
- *     --groups=G,G,... [--no-new-privs] [--cwd-fd=N] [--home=PATH] [--no-symlink] -- PROGRAM [ARG]...
+ *     --groups=G,G,... [--no-new-privs] [--cwd-fd=N] [--home=PATH] [--no-symlink] [--epilogue]
+ *     -- PROGRAM [ARG]...
+ * --epilogue: the site's epilogue, which may run as root (epilogue_user); a payload never can.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -182,8 +185,9 @@ static size_t parse_groups(char *text, gid_t *groups) {
     return count;
 }
 
-static void switch_identity(uid_t uid, gid_t gid, const gid_t *groups, size_t group_count, int no_new_privs) {
-    if (uid == 0 || gid == 0) {
+static void switch_identity(uid_t uid, gid_t gid, const gid_t *groups, size_t group_count, int no_new_privs,
+                            int epilogue) {
+    if (!epilogue && (uid == 0 || gid == 0)) {
         errno = EPERM;
         fail("system", "the payload never runs as root");
     }
@@ -234,7 +238,7 @@ int main(int argc, char **argv) {
     static gid_t groups[MAX_GROUPS];
     size_t group_count = 0;
     long uid = -1, gid = -1;
-    int no_new_privs = 0, no_symlink = 0, cwd_fd = -1;
+    int no_new_privs = 0, no_symlink = 0, epilogue = 0, cwd_fd = -1;
     const char *home = NULL;
     int separator = 1;
     for (; separator < argc && strcmp(argv[separator], "--") != 0; separator++) {
@@ -257,6 +261,8 @@ int main(int argc, char **argv) {
             no_new_privs = 1;
         else if (strcmp(arg, "--no-symlink") == 0)
             no_symlink = 1;
+        else if (strcmp(arg, "--epilogue") == 0)
+            epilogue = 1;
         else
             usage("unknown argument");
     }
@@ -268,7 +274,7 @@ int main(int argc, char **argv) {
 
     write_file("/proc/self/oom_score_adj", "0");
     default_signals();
-    switch_identity((uid_t)uid, (gid_t)gid, groups, group_count, no_new_privs);
+    switch_identity((uid_t)uid, (gid_t)gid, groups, group_count, no_new_privs, epilogue);
     enter_working_directory(cwd_fd, home);
 
     /* No descriptor of glexec's but stdio (and the status pipe, closed on exec) reaches the payload. */
@@ -281,6 +287,12 @@ int main(int argc, char **argv) {
     else
         (void)execve(program, payload_argv, environ);
     int error = errno;
+    /* An epilogue that is neither ELF nor #! runs under /bin/sh, as execvp(3) (and setpriv) ran it. */
+    if (epilogue && error == ENOEXEC) {
+        payload_argv[-1] = "/bin/sh";
+        (void)execve("/bin/sh", payload_argv - 1, environ);
+        error = errno;
+    }
     if (no_symlink && error == ELOOP)
         report("symlink", "%s", program);
     else

@@ -26,6 +26,9 @@ export interface ShimArgs {
   readonly callerLimits: ReadonlyMap<LiftedResource, Limit>;
   /** The caller's own arguments, unchanged. */
   readonly argv: readonly string[];
+  /** Which of the monitor's two phases this process is (docs/architecture.md), and its plan's descriptor. */
+  readonly phase: 'decide' | 'conclude' | undefined;
+  readonly planFd: number | undefined;
 }
 
 export interface Caller extends Identity {
@@ -60,6 +63,11 @@ function proxyArg(named: ReadonlyMap<string, string>): ShimArgs['proxy'] {
   return errno === undefined ? undefined : { errno: idArg(errno, 'proxy errno') };
 }
 
+function phaseArg(value: string | undefined): ShimArgs['phase'] {
+  if (value === undefined || value === 'decide' || value === 'conclude') return value;
+  throw systemError('shim.bad_args', 'glexec was not started by its shim (bad phase)');
+}
+
 /** Parses what the setuid shim passed; anything unexpected means glexec.js was not run by it. */
 export function parseShimArgs(args: readonly string[]): ShimArgs {
   const separator = args.indexOf('--');
@@ -84,6 +92,8 @@ export function parseShimArgs(args: readonly string[]): ShimArgs {
     callerLimits: parseCallerLimits(named.get('caller-rlimits') ?? ''),
     proxy: proxyArg(named),
     argv: args.slice(separator + 1),
+    phase: phaseArg(named.get('phase')),
+    planFd: fdArg(named.get('plan-fd'), 'plan descriptor'),
   };
 }
 

@@ -16,7 +16,6 @@ import {
   isCgroup2Directory,
   type JobCgroup,
   killCgroup,
-  killCgroupNow,
   removeJobCgroup,
   removeJobCgroupWhenEmpty,
 } from './sys/cgroup';
@@ -70,16 +69,13 @@ export function prepareContainment(config: Config): PayloadContainment {
   return { mode: 'cgroup', job };
 }
 
-/** The cgroup.procs files the payload joins before it runs (none without a cgroup). */
+/**
+ * The cgroup.procs files start-payload joins before anything else: the v1 pids cgroup of a hybrid
+ * host. The monitor starts it inside the v2 cgroup itself (CLONE_INTO_CGROUP, the plan's cgroup).
+ */
 export function cgroupProcsFiles(containment: PayloadContainment): string[] {
-  if (containment.mode !== 'cgroup') return [];
-  const { job } = containment;
-  return [job.path, ...(job.pidsPath ? [job.pidsPath] : [])].map((directory) => join(directory, 'cgroup.procs'));
-}
-
-/** What ends the whole payload at once if glexec must stop while it runs. */
-export function emergencyKill(containment: PayloadContainment): (() => void) | undefined {
-  return containment.mode === 'cgroup' ? () => killCgroupNow(containment.job.path) : undefined;
+  if (containment.mode !== 'cgroup' || containment.job.pidsPath === undefined) return [];
+  return [join(containment.job.pidsPath, 'cgroup.procs')];
 }
 
 /** Removes the payload's cgroup when the payload never started. */

@@ -21,7 +21,8 @@ import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
 import { lstatPath, type Stats } from './sys/files';
 import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
-import { ownProcessIds, signalGroup, spawnEpilogueProgram } from './sys/proc';
+import { glexecProcessIds } from './sys/handover';
+import { helperStatus, signalGroup, spawnEpilogueProgram } from './sys/proc';
 import type { Target } from './target';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -149,7 +150,7 @@ const colonList = (gids: readonly number[], primary: number): string => gids.fil
 export function epilogueVariables(context: EpilogueContext, epiloguePath: string): Record<string, string> {
   const { caller, target } = context;
   const argv = [context.payloadPath, ...context.payloadArgs];
-  const self = ownProcessIds();
+  const self = glexecProcessIds();
   const variables: Record<string, string> = {
     GLEXEC_EPILOG_ARGC: String(argv.length),
     GLEXEC_EPILOG_GLEXEC_USER: caller.name,
@@ -255,8 +256,13 @@ export async function runEpilogue(
     return report({ result: 'failed', reason: `could not start: ${reason}` });
   }
   const pid = child.pid;
+  const status = helperStatus(child);
   const ending = await endOrTimeOut(pid, exited, timeoutSeconds, graceSeconds);
   const leftovers = (await endProcesses(() => groupMembersOf(pid, runner.uid), graceSeconds)).outcome;
+  // start-payload's own failure (the identity, the exec): the epilogue never ran.
+  const { failure } = await status;
+  if (failure !== undefined)
+    return report({ result: 'failed', reason: `could not start: ${failure.message}` }, leftovers);
   return report(ending, leftovers);
 }
 

@@ -13,3 +13,11 @@ export function exitCodeOf(ending: Ending): number {
 export function rawReturnCode(ending: Ending): number {
   return 'signal' in ending ? 128 + (constants.signals[ending.signal] ?? 0) : ending.code;
 }
+
+/** The ending in a wait status as waitpid(2) gives it (the monitor's, for the payload). */
+export function endingOfWaitStatus(status: number): Ending {
+  const signal = status & 0x7f;
+  if (signal === 0) return { code: (status >> 8) & 0xff };
+  const name = Object.entries(constants.signals).find(([, number]) => number === signal)?.[0];
+  return name === undefined ? { code: 128 + signal } : { signal: name as NodeJS.Signals };
+}

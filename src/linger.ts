@@ -1,13 +1,12 @@
 /**
- * Lingering: glexec stays, root-only, while the payload runs; it forwards the signals a batch
- * system sends to the payload's process group, and turns the payload's ending into data.
- * Then it ends what is left of the payload's process group: SIGTERM, a grace, SIGKILL.
+ * Signals and process groups: the signals glexec forwards (the C monitor forwards them while the
+ * payload runs, shim/monitor.c), and ending what is left of a process group: SIGTERM, a grace, SIGKILL.
  */
 import { monotonicMs } from './clock';
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ending } from './exitcode';
-import { signalGroup, signalProcesses } from './sys/proc';
+import { signalProcesses } from './sys/proc';
 import { isRunning, type ProcessIdentity, scanProcesses } from './sys/procinfo';
 
 /**
@@ -45,44 +44,12 @@ export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
 ];
 
 /**
- * Installed first thing, before anything is loaded that could take time, so that no signal
- * (SIGUSR1 above all: Node would open its inspector) finds a default handler. Signals that arrive
- * before the payload exists are kept and delivered to it as soon as it is spawned.
+ * Installed first thing in both phases, before anything is loaded that could take time. The batch
+ * system signals glexec's pid, the monitor, which forwards to the payload; a signal sent to a
+ * phase process itself must not end it half-way, and SIGUSR1 must not find Node's inspector.
  */
-export class SignalRelay {
-  private pgid: number | undefined;
-  private readonly pending: NodeJS.Signals[] = [];
-  readonly received: NodeJS.Signals[] = [];
-
-  install(): void {
-    for (const signal of FORWARDED_SIGNALS) process.on(signal, () => this.deliver(signal));
-  }
-
-  private emergencyKill: (() => void) | undefined;
-
-  /** `emergencyKill` ends everything the payload started (its cgroup), for killPayload. */
-  attach(pgid: number, emergencyKill?: () => void): void {
-    this.pgid = pgid;
-    this.emergencyKill = emergencyKill;
-    for (const signal of this.pending.splice(0)) signalGroup(pgid, signal);
-  }
-
-  detach(): void {
-    this.pgid = undefined;
-    this.emergencyKill = undefined;
-  }
-
-  /** Backstop for an internal error while the payload runs: it must not outlive glexec unseen. */
-  killPayload(): void {
-    if (this.pgid !== undefined) signalGroup(this.pgid, 'SIGKILL');
-    this.emergencyKill?.();
-  }
-
-  private deliver(signal: NodeJS.Signals): void {
-    this.received.push(signal);
-    if (this.pgid === undefined) this.pending.push(signal);
-    else signalGroup(this.pgid, signal);
-  }
+export function holdSignals(): void {
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, () => undefined);
 }
 
 export function waitForExit(child: ChildProcess): Promise<Ending> {

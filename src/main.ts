@@ -2,12 +2,11 @@
  * Entry point of the program the setuid shim runs (as root, with all ids 0). The only place that
  * prints errors and exits.
  */
-import { SignalRelay } from './linger';
+import { holdSignals } from './linger';
 
-// First of all, so that signals for the payload are kept from the start. (SIGUSR1 can no longer
-// open Node's inspector before this: the shim gives Node an inspector address that never binds.)
-const relay = new SignalRelay();
-relay.install();
+// First of all, so that no signal ends this phase half-way. (SIGUSR1 can no longer open Node's
+// inspector before this: the shim gives Node an inspector address that never binds.)
+holdSignals();
 
 import { parseShimArgs } from './caller';
 import { ExitCode, GlexecError } from './errors';
@@ -26,7 +25,6 @@ function tellCaller(message: string): void {
 function fail(error: unknown): never {
   const known = error instanceof GlexecError;
   const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
-  relay.killPayload();
   tellCaller(message);
   process.exit(known ? error.exitCode : ExitCode.system);
 }
@@ -43,7 +41,7 @@ function main(): void {
   } catch (error) {
     fail(error);
   }
-  dispatch(shim, relay, {
+  dispatch(shim, {
     out: (text) => writeWithDeadline(1, text),
     silence: () => {
       silent = true;

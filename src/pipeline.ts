@@ -1,6 +1,11 @@
 /**
  * The whole run of glexec, one stage after another. Each stage takes what it needs and returns
  * data; refusals are GlexecErrors, which only the entry point (main.ts) prints.
+ *
+ * A run is two processes, children of the C monitor (docs/architecture.md):
+ *   decide:   admit → prepareStart → handOver (the plan)
+ *             [the monitor starts the payload from the plan, forwards signals, waits]
+ *   conclude: takeBack (plan and outcome) → payloadOutcome → afterPayload → finishRun
  */
 import { monotonicMs } from './clock';
 import { join } from 'node:path';
@@ -10,7 +15,7 @@ import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
 import { authorizationError, clientError, ExitCode, GlexecError, systemError } from './errors';
 import { checkInstallation, formatFinding } from './check';
-import { type Ending, exitCodeOf, rawReturnCode } from './exitcode';
+import { endingOfWaitStatus, type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import {
   checkEpilogue,
   describeEpilogueFailure,
@@ -23,11 +28,9 @@ import {
   runEpilogue,
 } from './epilogue';
 import { checkEpilogueEnvironment } from './epilogue-env';
-import { type SignalRelay, waitForExit } from './linger';
 import {
   abandonContainment,
   cgroupProcsFiles,
-  emergencyKill,
   endLeftovers,
   findLeftovers,
   type LeftoverCleanup,
@@ -39,7 +42,15 @@ import {
   writeLeftoverFile,
 } from './containment';
 import { payloadLimitOptions } from './caller-limits';
-import { type AuditDelivery, clampLogLevel, type Log, logEarlyError, openLog } from './log/logger';
+import {
+  type AuditDelivery,
+  clampLogLevel,
+  formatSyslogText,
+  type Log,
+  logEarlyError,
+  type LogUsage,
+  openLog,
+} from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
 import { readLcmapsDb } from './lcmaps/db';
 import { type MappingInput, mapAccount } from './lcmaps/modules';
@@ -51,7 +62,6 @@ import { buildPayloadEnv } from './payload/env';
 import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import {
   findCreatedProxies,
-  ownStartTime,
   registerCreatedProxy,
   type Registration,
   registryKey,
@@ -70,12 +80,12 @@ import {
   writeTargetProxy,
 } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
-import { closeDescriptor } from './sys/files';
+import { glexecStartTime, readRecord, tellMonitorDone, writePlan } from './sys/handover';
 import { asPid, findAccount, type Pid } from './sys/identity';
-import { helperStatus, type HelperStatus, setprivAvailable, spawnAsTarget } from './sys/proc';
-import { callerStderrFd } from './sys/stderr';
-import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
+import { type HelperStatus, parseHelperStatus, startPayloadArgs } from './sys/proc';
+import { SYSLOG_UNHEARD, syslogFacilityCode, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
+import { decodeRecord, encodePlan, type Outcome } from './plan';
 import { VERSION } from './version';
 import { checkCallerWhiteLists } from './whitelist';
 import { readVomsAttributes } from './voms/load';
@@ -92,7 +102,9 @@ export interface Reporter {
 }
 
 /** What the command line asks for: a payload run, the version, a check, a proxy renewal or help. */
-export async function dispatch(shim: ShimArgs, relay: SignalRelay, reporter: Reporter): Promise<number> {
+export async function dispatch(shim: ShimArgs, reporter: Reporter): Promise<number> {
+  // Phase 2 of a run: the monitor has run the payload of the plan phase 1 handed over.
+  if (shim.phase === 'conclude') return await conclude(shim, reporter);
   const action = toAction(shim.argv);
   switch (action.kind) {
     case 'version':
@@ -104,7 +116,7 @@ export async function dispatch(shim: ShimArgs, relay: SignalRelay, reporter: Rep
     case 'check':
       return await runCheck(shim, reporter);
     case 'run':
-      return await run(shim, action, relay, reporter);
+      return await decide(shim, action, reporter);
   }
 }
 
@@ -113,14 +125,22 @@ type RunAction = Extract<Action, { kind: 'run' }>;
 /**
  * One payload run, shared by its stages. Each stage sets what it made; the cleanup section
  * (finishRun) ends and removes whatever is set, so nothing depends on where a stage failed.
+ * The run has two phases, two processes (docs/architecture.md): `decide` admits the caller and
+ * hands a plan to the C monitor, which runs the payload; `conclude` gets it back, with the
+ * payload's outcome, for the stages after the payload.
  */
 interface RunContext {
   readonly shim: ShimArgs;
   readonly action: RunAction;
   readonly config: Config;
   readonly log: Log;
-  readonly relay: SignalRelay;
   readonly reporter: Reporter;
+  /** glexec's own pid: the monitor's, parent of both phases. */
+  readonly glexecPid: number;
+  /** In phase 2: tells the monitor that the record is written, or that there is none to write. */
+  readonly finished?: () => void;
+  /** In phase 2: glexec's start, CLOCK_MONOTONIC milliseconds. */
+  readonly startedMs?: number;
   /** Read as the caller before the checks; zeroed once the target proxy is written, and by the cleanup. */
   targetProxySource?: Buffer;
   caller?: Caller;
@@ -136,7 +156,8 @@ interface RunContext {
 /** The context once the caller is admitted: who runs what, as whom, contained how. */
 type AdmittedRun = RunContext & {
   readonly caller: Caller;
-  readonly proxy: VerifiedProxy;
+  /** The proxy owner's DN. */
+  readonly dn: string;
   readonly target: Target;
   readonly epilogue: EpilogueRunner | undefined;
   readonly containment: PayloadContainment;
@@ -145,18 +166,59 @@ type AdmittedRun = RunContext & {
 /** The context once the payload ran. */
 type RanRun = AdmittedRun & { readonly payload: PayloadRun; readonly payloadEnv: Record<string, string> };
 
-async function run(shim: ShimArgs, action: RunAction, relay: SignalRelay, reporter: Reporter): Promise<number> {
+/**
+ * Phase 1: everything checked, the target proxy written, the payload's start planned and handed
+ * to the monitor. This process then ends; nothing of it lingers while the payload runs.
+ */
+async function decide(shim: ShimArgs, action: RunAction, reporter: Reporter): Promise<number> {
   const { loaded, log } = openConfigAndLog(shim.configPath, reporter);
   await warnIfSyslogUnheard(loaded.config, reporter);
-  const context: RunContext = { shim, action, config: loaded.config, log, relay, reporter };
-  let outcome: RunOutcome;
+  const context: RunContext = { shim, action, config: loaded.config, log, reporter, glexecPid: process.ppid };
   try {
-    const ran = await startPayload(admit(context));
-    outcome = { ran, exitCode: await afterPayload(ran) };
+    handOver(prepareStart(admit(context)));
+    // As at the end of phase 2: this run went through its stages, so the loader's code cache is worth keeping.
+    (globalThis as Record<symbol, unknown>)[Symbol.for('glexec.completedRun')] = true;
+    return 0;
   } catch (error) {
-    outcome = { failed: true, error };
+    return await finishRun(context, { failed: true, error });
   }
-  return await finishRun(context, outcome);
+}
+
+/** Phase 2: the payload has ended (or could not start); the stages after it, and the cleanup. */
+async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
+  const { state, outcome } = takeBack(shim);
+  const { config } = state;
+  if (config.silent_logging) reporter.silence();
+  const log = openLog(config, clampLogLevel(config.log_level).level, state.logUsage);
+  const base: RunContext = {
+    shim,
+    action: state.action,
+    config,
+    log,
+    reporter,
+    glexecPid: outcome.glexecPid,
+    startedMs: outcome.startedMs,
+    finished: tellMonitorDone,
+  };
+  // Phase 1's decisions as it handed them over: the caller admitted, the start planned.
+  const { caller, dn, target, epilogue, containment, targetProxy, payloadEnv } = state;
+  const planned: PlannedRun = Object.assign(base, {
+    caller,
+    dn,
+    target,
+    epilogue,
+    containment,
+    targetProxy,
+    payloadEnv,
+  });
+  let result: RunOutcome;
+  try {
+    const ran = Object.assign(planned, { payload: payloadOutcome(planned, outcome) });
+    result = { ran, exitCode: await afterPayload(ran) };
+  } catch (error) {
+    result = { failed: true, error };
+  }
+  return await finishRun(planned, result);
 }
 
 type RunOutcome =
@@ -184,13 +246,15 @@ function admit(context: RunContext): AdmittedRun {
   log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
   const epilogue = checkEpilogueTrust(config, target);
   checkPayload(action.payload, target, config.prohibit_exec_via_symlink);
-  requireSetpriv();
   const containment = prepareContainment(config);
-  return Object.assign(context, { caller, proxy, target, epilogue, containment });
+  return Object.assign(context, { caller, dn: proxy.identityDn, target, epilogue, containment });
 }
 
-/** The target proxy, the payload's environment, then the payload itself, until it exits. */
-async function startPayload(context: AdmittedRun): Promise<RanRun> {
+/** The context once the payload's start is planned. */
+type PlannedRun = AdmittedRun & { readonly payloadEnv: Record<string, string> };
+
+/** The target proxy and the payload's environment: the last stages before the payload starts. */
+function prepareStart(context: AdmittedRun): PlannedRun {
   const { caller, target, epilogue, action } = context;
   context.targetProxy = copyTargetProxy(context);
   const payloadEnv = buildEnvironment(caller, target, context.targetProxy?.written.path, context.config, context.log);
@@ -201,8 +265,8 @@ async function startPayload(context: AdmittedRun): Promise<RanRun> {
       payloadPath: action.payload,
       payloadArgs: action.args,
     });
-  const payload = await runPayload(context, payloadEnv);
-  return Object.assign(context, { payloadEnv, payload });
+  context.payloadEnv = payloadEnv;
+  return Object.assign(context, { payloadEnv });
 }
 
 /** Leftovers listed, the epilogue run while they still live; returns the job's exit code. */
@@ -227,6 +291,7 @@ async function finishRun(context: RunContext, outcome: RunOutcome): Promise<numb
   if (ran === undefined) {
     if (context.containment) abandonContainment(context.containment);
     if (target) removeTargetProxyCopy(context.targetProxy, target, log);
+    context.finished?.();
     throw refusal(log, failure?.error);
   }
   const cleanup = await cleanUpLeftovers(ran, failure !== undefined).catch((error: unknown) => {
@@ -243,6 +308,7 @@ async function finishRun(context: RunContext, outcome: RunOutcome): Promise<numb
     exitCode,
     error: failure === undefined ? undefined : failure.error instanceof GlexecError ? failure.error.code : 'internal',
   });
+  context.finished?.();
   if (failure !== undefined) throw refusal(log, delivery.written ? failure.error : recordNotWritten(delivery));
   // The pilot cannot read root's log: a failed epilogue is the one thing a run that got this far says on stderr.
   const epilogueFailure =
@@ -524,7 +590,13 @@ function copyTargetProxy(context: AdmittedRun): TargetProxyCopy | undefined {
   }
   log.info('target proxy written', { source: request.sourcePath, path: written.path });
   if (written.kind !== 'created') return { written };
-  const copy = { path: written.path, file: written.file, glexecPid: process.pid, glexecStarted: ownStartTime() };
+  // A renewal finds the copy while glexec (the monitor, not this phase) still runs.
+  const copy = {
+    path: written.path,
+    file: written.file,
+    glexecPid: context.glexecPid,
+    glexecStarted: glexecStartTime(),
+  };
   try {
     return {
       written,
@@ -572,58 +644,103 @@ interface PayloadRun {
   readonly durationMs: number;
 }
 
-function requireSetpriv(): void {
-  if (!setprivAvailable())
-    throw systemError('system.no_setpriv', 'setpriv (util-linux) is not installed at /usr/bin/setpriv');
+/** What phase 2 needs of phase 1's context, carried through the monitor as JSON. */
+interface HandedOverState {
+  readonly action: RunAction;
+  readonly config: Config;
+  readonly caller: Caller;
+  readonly dn: string;
+  readonly target: Target;
+  readonly epilogue: EpilogueRunner | undefined;
+  readonly containment: PayloadContainment;
+  readonly targetProxy: TargetProxyCopy | undefined;
+  readonly payloadEnv: Record<string, string>;
+  /** What phase 1 logged: the per-call bound covers both phases. */
+  readonly logUsage: LogUsage;
 }
 
-async function runPayload(context: AdmittedRun, env: Record<string, string>): Promise<PayloadRun> {
-  const { action, caller, target, containment, config, relay, log } = context;
+/** The end of phase 1: the plan for the monitor, which starts the payload as start-payload's options say. */
+function handOver(context: PlannedRun): void {
+  const { action, caller, target, containment, config, log, payloadEnv } = context;
+  if (context.shim.planFd === undefined)
+    throw systemError('shim.bad_args', 'glexec was not started by its shim (no plan descriptor)');
   if (containment.mode === 'pgid') log.notice('containment by process group', { reason: containment.reason });
   if (!config.linger) log.notice('linger = no is accepted, but this glexec always lingers');
-  const started = monotonicMs();
   const limits = payloadLimitOptions(caller.limits);
   if (limits.length > 0) log.info("the payload gets the caller's resource limits", { limits });
   const who = { uid: target.uid, gid: target.gid, groups: target.groups, noNewPrivs: config.no_new_privs };
-  const start = {
+  const helperArgs = startPayloadArgs(who, action.payload, action.args, {
     cgroupProcs: cgroupProcsFiles(containment),
     limits,
     cwdFd: caller.cwdFd,
     home: target.home,
     noSymlink: config.prohibit_exec_via_symlink,
-    stderrFd: callerStderrFd(),
+  });
+  log.info('payload start handed to the monitor', { glexecPid: context.glexecPid, target: target.name });
+  const state: HandedOverState = {
+    action,
+    config,
+    caller: { ...caller, env: new Map(), limits: new Map(), cwdFd: undefined, stderrFd: undefined, proxy: undefined },
+    dn: context.dn,
+    target,
+    epilogue: context.epilogue,
+    containment,
+    targetProxy: context.targetProxy,
+    payloadEnv,
+    logUsage: log.usage(),
   };
-  let child;
-  try {
-    child = spawnAsTarget(who, action.payload, action.args, env, start);
-  } finally {
-    // Only the payload's start needed the caller's directory; the epilogue must not inherit it.
-    if (caller.cwdFd !== undefined) closeDescriptor(caller.cwdFd);
-  }
-  const exited = waitForExit(child);
-  if (child.pid === undefined) {
-    const error = await exited.then(
-      () => undefined,
-      (reason: unknown) => reason,
-    );
-    throw systemError(
-      'payload.spawn_failed',
-      `cannot start the payload: ${String((error as Error | undefined)?.message ?? 'unknown error')}`,
-    );
-  }
-  const pid = asPid(child.pid);
-  const status = helperStatus(child);
-  relay.attach(pid, emergencyKill(containment));
-  // The status pipe closes at the payload's exec (or when the helper fails): then the directory
-  // the payload really entered is known.
-  const { cwd } = await status;
-  log.info('payload started', { payloadPid: pid, target: target.name, cwd });
-  const ending = await exited;
-  relay.detach();
-  throwStartFailure((await status).failure, action.payload, target);
-  const durationMs = Math.round(monotonicMs() - started);
+  const known = recordBeforeStart(context);
+  writePlan(
+    context.shim.planFd,
+    encodePlan({
+      helperArgs,
+      env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
+      cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
+      recordFile: config.log_destination === 'file' ? config.log_file : '',
+      recordFacility: syslogFacilityCode(config.syslog_facility),
+      recordJson: JSON.stringify(known).slice(1, -1),
+      recordText: formatSyslogText(known).trimStart(),
+      silent: config.silent_logging,
+      // The caller's environment is a Map: carried as its entries.
+      state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
+    }),
+  );
+}
+
+/** Phase 2's state and the payload's outcome, from the record the monitor handed back. */
+function takeBack(shim: ShimArgs): { state: HandedOverState; outcome: Outcome } {
+  if (shim.planFd === undefined)
+    throw systemError('shim.bad_args', 'glexec was not started by its shim (no plan descriptor)');
+  const { plan, outcome } = decodeRecord(readRecord(shim.planFd));
+  const parsed = JSON.parse(plan.state) as HandedOverState & { callerEnv: [string, string][] };
+  const { callerEnv, ...state } = parsed;
+  return { state: { ...state, caller: { ...state.caller, env: new Map(callerEnv), limits: new Map() } }, outcome };
+}
+
+/** The completion record's fields known before the payload starts (the monitor's minimal record has them). */
+function recordBeforeStart(context: AdmittedRun): Record<string, unknown> {
+  const { caller, target, action } = context;
+  return {
+    caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
+    target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
+    dn: context.dn,
+    ...(target.fqans === undefined ? {} : { fqans: target.fqans }),
+    id: caller.env.get('GLEXEC_ID'),
+    command: [action.payload, ...action.args],
+  };
+}
+
+/** The payload's run as the monitor saw it; start-payload's own failure is thrown. */
+function payloadOutcome(context: AdmittedRun, outcome: Outcome): PayloadRun {
+  const { log, target, action } = context;
+  const pid = asPid(outcome.payloadPid);
+  const status = parseHelperStatus(outcome.helperStatus);
+  log.info('payload started', { payloadPid: pid, target: target.name, cwd: status.cwd });
+  const ending = endingOfWaitStatus(outcome.waitStatus);
+  throwStartFailure(status.failure, action.payload, target);
+  const durationMs = outcome.payloadEndedMs - outcome.payloadStartedMs;
   log.info('payload ended', { payloadPid: pid, ending, durationMs });
-  return { pid, cwd: cwd ?? '', ending, durationMs };
+  return { pid, cwd: status.cwd ?? '', ending, durationMs };
 }
 
 /** start-payload's own failure: glexec's (202), a symlink refused at exec (201), or the exec's (126). */
@@ -758,12 +875,12 @@ function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditD
   return log.audit('job completed', {
     caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
     target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
-    dn: context.proxy.identityDn,
+    dn: context.dn,
     ...(target.fqans === undefined ? {} : { fqans: target.fqans }),
     id: caller.env.get('GLEXEC_ID'),
     command: [action.payload, ...action.args],
     cwd: payload.cwd,
-    glexecPid: process.pid,
+    glexecPid: context.glexecPid,
     payloadPid: payload.pid,
     payloadPgid: payload.pid,
     ending: payload.ending,
@@ -779,8 +896,8 @@ function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditD
     ...(run.error ? { error: run.error } : {}),
     exitCode: run.exitCode,
     payloadMs: payload.durationMs,
-    // From the start of glexec's node process: what the job spent in glexec and its payload.
-    totalMs: Math.round(process.uptime() * 1000),
+    // From the start of glexec (the shim): what the job spent in glexec and its payload.
+    totalMs: Math.round(monotonicMs() - (context.startedMs ?? monotonicMs() - process.uptime() * 1000)),
   });
 }
 

@@ -28,6 +28,14 @@ export interface Log {
    * trail. When the configured destination fails, the record goes to the other one.
    */
   audit(msg: string, fields: Fields): Promise<AuditDelivery>;
+  /** What this call has logged so far: a run's second phase goes on from its first's. */
+  usage(): LogUsage;
+}
+
+/** The per-call bound's account: bytes of ordinary records written, records left out past the bound. */
+export interface LogUsage {
+  readonly bytesWritten: number;
+  readonly recordsLeftOut: number;
 }
 
 /** gLExec's log_level (0..5) → the least severe level written; 0 writes nothing but audits. */
@@ -200,7 +208,11 @@ export type AuditDelivery =
       readonly line: string;
     };
 
-export function openLog(config: Config, logLevel: number): Log {
+export function openLog(
+  config: Config,
+  logLevel: number,
+  usedBefore: LogUsage = { bytesWritten: 0, recordsLeftOut: 0 },
+): Log {
   const sink = config.log_destination === 'file' ? fileSink(config) : syslogSink(config);
   let lastLine = '';
   let lastFailure: string | undefined;
@@ -231,8 +243,7 @@ export function openLog(config: Config, logLevel: number): Log {
     logger[level](record.fields, record.msg);
   };
   // What one call may add to the log is bounded: a caller can make many records (one per dropped variable).
-  let bytesWritten = 0;
-  let recordsLeftOut = 0;
+  let { bytesWritten, recordsLeftOut } = usedBefore;
   const at =
     (level: Level) =>
     (msg: string, fields?: Fields): void => {
@@ -253,6 +264,7 @@ export function openLog(config: Config, logLevel: number): Log {
     notice: at('notice'),
     info: at('info'),
     debug: at('debug'),
+    usage: () => ({ bytesWritten, recordsLeftOut }),
     async audit(msg, fields) {
       write('notice', msg, recordsLeftOut > 0 ? { ...fields, recordsLeftOut } : fields);
       const line = lastLine;

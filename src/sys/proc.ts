@@ -1,17 +1,16 @@
 /**
  * Starting and signalling processes: the only place that spawns or kills.
  */
-import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import type { Identity } from './identity';
-import { describeProcess, isSameProcess, type ProcessIdentity } from './procinfo';
-import { basename, join } from 'node:path';
+import { isSameProcess, type ProcessIdentity } from './procinfo';
+import { join } from 'node:path';
 
 export const SETPRIV = '/usr/bin/setpriv';
 
 declare const GLEXEC_BUNDLED: boolean | undefined;
 
-/** The root-only helper that starts the payload (shim/start-payload.c). */
+/** The root-only helper that starts the payload (shim/start-payload.c; the monitor has its path compiled in). */
 export function startPayloadHelper(): string {
   const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
   return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');
@@ -20,26 +19,6 @@ export function startPayloadHelper(): string {
 export interface TargetIdentity extends Identity {
   /** PR_SET_NO_NEW_PRIVS: setuid and file-capability programs give it nothing. */
   readonly noNewPrivs?: boolean;
-}
-
-/** setpriv's arguments that switch to `who` and exec `program` with `args`. */
-export function setprivArgs(who: TargetIdentity, program: string, args: readonly string[]): string[] {
-  const groups = who.groups.length > 0 ? ['--groups', who.groups.join(',')] : ['--clear-groups'];
-  return [
-    '--reuid',
-    String(who.uid),
-    '--regid',
-    String(who.gid),
-    ...groups,
-    ...(who.noNewPrivs ? ['--no-new-privs'] : []),
-    '--',
-    program,
-    ...args,
-  ];
-}
-
-export function setprivAvailable(): boolean {
-  return existsSync(SETPRIV);
 }
 
 export interface PayloadStart {
@@ -53,8 +32,6 @@ export interface PayloadStart {
   readonly home: string;
   /** prohibit_exec_via_symlink: the exec itself refuses a symlink. */
   readonly noSymlink: boolean;
-  /** The caller's stderr, the payload's descriptor 2. */
-  readonly stderrFd: number;
 }
 
 /** start-payload's arguments (see shim/start-payload.c). */
@@ -80,37 +57,8 @@ export function startPayloadArgs(
   ];
 }
 
-/** The slot of the caller's working directory in start-payload (after the status pipe). */
+/** The slot of the caller's working directory in start-payload (after the status pipe); the monitor puts it there. */
 const CWD_FD = 4;
-
-/**
- * PRIVILEGE: start-payload is root only until it has switched to `who` (docs/security.md,
- * "Starting the payload"). `detached`: a new session and group, so pid = pgid = sid.
- */
-export function spawnAsTarget(
-  who: TargetIdentity,
-  program: string,
-  args: readonly string[],
-  env: Record<string, string>,
-  start: PayloadStart,
-): ChildProcess {
-  const helper = startPayloadHelper();
-  // Descriptor 3: the helper's status pipe (closed on exec when all is well).
-  const stdio: StdioOptions = [
-    'inherit',
-    'inherit',
-    start.stderrFd,
-    'pipe',
-    ...(start.cwdFd === undefined ? [] : [start.cwdFd]),
-  ];
-  return spawn(helper, startPayloadArgs(who, program, args, start), {
-    detached: true,
-    env,
-    cwd: '/',
-    stdio,
-    argv0: basename(helper),
-  });
-}
 
 /** What start-payload reported: the directory it entered, and its failure if it had one. */
 export interface HelperStatus {
@@ -131,15 +79,6 @@ export function parseHelperStatus(text: string): HelperStatus {
     else if (line !== '') failure = { kind: 'system', message: line };
   }
   return { cwd, failure };
-}
-
-/** What start-payload wrote on its status pipe, once it closed (at the payload's exec, or its own exit). */
-export function helperStatus(child: ChildProcess): Promise<HelperStatus> {
-  const pipe = child.stdio[3];
-  if (!pipe || !('on' in pipe)) return Promise.resolve({ cwd: undefined, failure: undefined });
-  let text = '';
-  pipe.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-  return new Promise((resolve) => pipe.once('close', () => resolve(parseHelperStatus(text))));
 }
 
 /**
@@ -175,26 +114,31 @@ export function signalProcesses(processes: readonly ProcessIdentity[], signal: N
 }
 
 /**
- * PRIVILEGE: runs the epilogue as `who`, through setpriv, by its configured path (argv[0] and a
- * script's $0 are that path, as under gLExec), with stdio on /dev/null, in its own session and
- * process group. Only a path that was trust-walked just before, with its interpreters, is passed
- * here: no account but root and the trusted epilogue account and group can change what it names.
+ * PRIVILEGE: runs the epilogue as `who` through start-payload, the payload's own starter (a new
+ * session and process group, oom_score_adj 0, default signals, identity, `/`, no descriptor of
+ * glexec's but its status pipe), by its configured path (argv[0] and a script's $0 are that path,
+ * as under gLExec), with stdio on /dev/null. Only a path that was trust-walked just before, with
+ * its interpreters, is passed here: no account but root and the trusted epilogue account and
+ * group can change what it names.
  */
 export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Record<string, string>): ChildProcess {
-  return spawn(SETPRIV, setprivArgs(who, path, []), {
+  const args = [`--uid=${who.uid}`, `--gid=${who.gid}`, `--groups=${who.groups.join(',')}`, '--epilogue', '--', path];
+  return spawn(startPayloadHelper(), args, {
     detached: true,
     env,
     cwd: '/',
-    stdio: 'ignore',
-    argv0: 'setpriv',
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    argv0: 'start-payload',
   });
 }
 
-/** This process's pid, process group and session (posix has no getsid). */
-export function ownProcessIds(): { pid: number; pgid: number; sid: number } {
-  const self = describeProcess(process.pid);
-  if (self === undefined) throw new Error('cannot read /proc/self');
-  return { pid: process.pid, pgid: self.pgid, sid: self.sid };
+/** What start-payload wrote on its status pipe, once it closed (at the exec, or its own exit). */
+export function helperStatus(child: ChildProcess): Promise<HelperStatus> {
+  const pipe = child.stdio[3];
+  if (!pipe || !('on' in pipe)) return Promise.resolve({ cwd: undefined, failure: undefined });
+  let text = '';
+  pipe.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+  return new Promise((resolve) => pipe.once('close', () => resolve(parseHelperStatus(text))));
 }
 
 /** How long one message to the caller's stdout or stderr may take before glexec gives it up. */

@@ -22,6 +22,11 @@ export function openSyslog(facility: SyslogFacility): void {
   posix().openlog('glexec', constant('pid') | constant('ndelay'), constant(facility));
 }
 
+/** The facility's number, as openlog(3) takes it (the monitor's minimal record uses it). */
+export function syslogFacilityCode(facility: SyslogFacility): number {
+  return constant(facility);
+}
+
 export function writeSyslog(priority: SyslogPriority, message: string): void {
   posix().syslog(constant(priority), message);
 }

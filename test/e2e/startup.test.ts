@@ -146,18 +146,18 @@ describe('start-up hardening', { skip: needsRoot }, () => {
 
   describe('the inspector', () => {
     it("a SIGUSR1 from root at any moment of start-up never opens an inspector, and nothing reaches the caller's stderr", async () => {
-      // On a loaded machine more signals land before the payload's `trap` (a legitimate end, checked
-      // below), so the test goes on until enough runs got past the shim, with a bound.
-      const wanted = 27;
-      const maxTries = 120;
+      // The first tries signal at a different moment of the start each time (not a wait for
+      // anything); the last ones after the payload said `ready`, when it has its trap, so that
+      // every one of them must run to the end whatever the machine's load.
+      const tries = 30;
+      const afterReady = 10;
       let payloadsRun = 0;
-      for (let attempt = 0; attempt < maxTries && payloadsRun < wanted; attempt++) {
+      for (let attempt = 0; attempt < tries; attempt++) {
         system.clearLog();
         const run = startGlexec([waitingPayload], withProxy());
         const pid = run.child.pid ?? 0;
-        // Not a wait for anything: the signal is sent at a different moment of the start each
-        // time, from at once to after the payload started.
-        await sleep((attempt % 30) * 12);
+        const ready = attempt >= tries - afterReady ? waitForLine(run, 'ready') : undefined;
+        await (ready ?? sleep(attempt * 12));
         process.kill(pid, 'SIGUSR1');
         let killed = false;
         try {
@@ -165,9 +165,11 @@ describe('start-up hardening', { skip: needsRoot }, () => {
         } catch (error) {
           // Only before the shim's first instruction (the test's setpriv, the dynamic loader) does
           // SIGUSR1 still have its default action: nothing of glexec ran then. Or glexec forwarded
-          // it to a payload that had not yet reached its `trap`: the payload died of it (128+10).
+          // it to a payload that had not yet reached its `trap` (a signal that came while glexec
+          // decided waits for the payload's start): the payload died of it (128+10).
           const code = await run.exited;
           if (run.child.signalCode !== 'SIGUSR1') assert.equal(code, 128 + 10, `${String(error)} (exit ${code})`);
+          assert.equal(ready, undefined, `try ${attempt}: a SIGUSR1 after the payload's start ended it`);
           killed = true;
         }
         if (!killed) {
@@ -179,7 +181,9 @@ describe('start-up hardening', { skip: needsRoot }, () => {
         }
         assert.equal(run.stderr, '', `try ${attempt}`);
       }
-      assert.ok(payloadsRun >= wanted, `only ${payloadsRun} of ${maxTries} tries got past the shim`);
+      // A SIGUSR1 that reaches the monitor before the payload exists is kept and forwarded at its
+      // start (before its trap): only the tries after the payload's start surely run to the end.
+      assert.ok(payloadsRun >= afterReady, `only ${payloadsRun} of ${tries} tries got past the start`);
     });
   });
 

@@ -10,7 +10,7 @@ import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
 import { gridMapDnMatches, mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
 import { buildPayloadEnv, DEFAULT_PAYLOAD_PATH } from '../../src/payload/env';
 import { asGid, asUid } from '../../src/sys/identity';
-import { setprivArgs } from '../../src/sys/proc';
+import { startPayloadArgs } from '../../src/sys/proc';
 import type { Target } from '../../src/target';
 import { VERSION } from '../../src/version';
 import { entryMatches } from '../../src/whitelist';
@@ -274,6 +274,8 @@ describe('shim arguments and the command line', () => {
       '--caller-stderr-fd=4',
       '--caller-rlimits=cpu=10:unlimited',
       '--caller-env-fd=3',
+      '--phase=conclude',
+      '--plan-fd=7',
       '--',
       '/bin/echo',
       '--',
@@ -291,6 +293,8 @@ describe('shim arguments and the command line', () => {
       callerLimits: new Map([['cpu', { soft: 10, hard: 'unlimited' }]]),
       proxy: undefined,
       argv: ['/bin/echo', '--', '-V'],
+      phase: 'conclude',
+      planFd: 7,
     });
   });
   it('a working directory the shim could not open (-1) is no descriptor at all', () => {
@@ -298,6 +302,10 @@ describe('shim arguments and the command line', () => {
   });
   it('arguments that did not come from the shim are refused', () => {
     assert.equal(thrown(() => parseShimArgs(['/bin/true'])).code, 'shim.bad_args');
+    assert.equal(
+      thrown(() => parseShimArgs(['--caller-uid=1', '--caller-gid=1', '--phase=other', '--'])).code,
+      'shim.bad_args',
+    );
     assert.equal(thrown(() => parseShimArgs(['--caller-uid=x', '--'])).code, 'shim.bad_args');
   });
   it('the environment block keeps the first of a repeated name', () => {
@@ -327,10 +335,28 @@ describe('shim arguments and the command line', () => {
     assert.equal(error.exitCode, 201);
     assert.equal(error.message, "unknown option '--frobnicate'");
   });
-  it('setpriv gets numeric ids and the groups list, then the payload after --', () => {
+  it('start-payload gets numeric ids, the groups list and the caller directory slot, then the payload after --', () => {
     assert.deepEqual(
-      setprivArgs({ uid: asUid(1001), gid: asGid(1002), groups: [asGid(1002), asGid(1003)] }, '/bin/x', ['-a']),
-      ['--reuid', '1001', '--regid', '1002', '--groups', '1002,1003', '--', '/bin/x', '-a'],
+      startPayloadArgs({ uid: asUid(1001), gid: asGid(1002), groups: [asGid(1002), asGid(1003)] }, '/bin/x', ['-a'], {
+        cgroupProcs: ['/cg/job/cgroup.procs'],
+        limits: ['cpu=7:unlimited'],
+        cwdFd: 9,
+        home: '/home/x',
+        noSymlink: true,
+      }),
+      [
+        '--cgroup-procs=/cg/job/cgroup.procs',
+        '--rlimit=cpu=7:unlimited',
+        '--uid=1001',
+        '--gid=1002',
+        '--groups=1002,1003',
+        '--cwd-fd=4',
+        '--home=/home/x',
+        '--no-symlink',
+        '--',
+        '/bin/x',
+        '-a',
+      ],
     );
   });
   it('the version constant matches package.json', () => {

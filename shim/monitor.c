@@ -1,0 +1,627 @@
+/*
+ * glexec's monitor: the long-lived root process of a run (the glexec pid). TypeScript makes every
+ * decision; the monitor only starts, waits and forwards (docs/architecture.md):
+ *   1. phase 1 (node, a child) checks everything and writes the plan into a memory file, then
+ *      exits; only a whole plan from a phase 1 that exited 0 is acted on, so a phase 1 that
+ *      crashes or is killed runs nothing;
+ *   2. the monitor starts the payload from the plan through start-payload (new session, cgroup,
+ *      limits, identity, working directory, exec: the same code as without the monitor),
+ *      forwards the batch system's signals to its process group and waits for it;
+ *   3. phase 2 (node, a child) gets the plan back with the outcome appended: leftovers, epilogue,
+ *      kill, completion record; it tells the monitor with a signal once its record is written;
+ *   4. a phase 2 that ends without that signal: the monitor kills the payload's cgroup (or
+ *      process group) and writes a minimal completion record itself.
+ * The plan: "glexec-plan 1\n", then fields "KEY LENGTH\nBYTES\n" in a fixed order, then "end 0\n\n".
+ * Every signal stays blocked in the monitor; it takes them with sigwaitinfo, so none ends it.
+ */
+#define _GNU_SOURCE
+#include "monitor.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef GLEXEC_NODE
+#error "GLEXEC_NODE must be defined at build time"
+#endif
+#ifndef GLEXEC_START_PAYLOAD
+#error "GLEXEC_START_PAYLOAD must be defined at build time"
+#endif
+
+#define EXIT_SYSTEM_ERROR 202
+#define EXIT_CANNOT_EXECUTE 126
+#define PLAN_MAGIC "glexec-plan 1\n"
+#define PLAN_END "end 0\n\n"
+#define PLAN_MAX (64UL << 20)
+#define FIELD_MAX (16UL << 20)
+#define MAX_ITEMS 65536
+#define STATUS_MAX 4096
+/*
+ * Phase 2's "record written": this real-time signal from phase 2's own pid (si_pid), so no other
+ * process can fake it; real-time signals queue, so none sent by another can hide it. A kernel
+ * number (src/sys/handover.ts sends it by number), within glibc's SIGRTMIN..SIGRTMAX.
+ */
+#define DONE_SIGNAL 40
+
+/* The signals forwarded to the payload's process group: the list of src/linger.ts. */
+static const int forwarded[] = {
+    SIGHUP,  SIGINT,  SIGQUIT,  SIGTERM, SIGUSR1, SIGUSR2, SIGXCPU,   SIGXFSZ, SIGALRM, SIGCONT, SIGTSTP,
+    SIGTTIN, SIGTTOU, SIGWINCH, SIGPWR,  SIGIO,   SIGSTKFLT, SIGSYS, SIGTRAP, SIGABRT, SIGPROF, SIGVTALRM,
+};
+
+struct plan {
+    char **helper_argv; /* start-payload's argv, [0] its name, NULL-terminated */
+    size_t helper_count;
+    char **env;
+    size_t env_count;
+    char *cgroup; /* "" without a cgroup */
+    char *record_file; /* "" for syslog */
+    int record_facility;
+    char *record_json; /* the completion record's JSON fields so far, without braces */
+    char *record_text; /* the same as syslog's key=value text */
+    int silent;        /* silent_logging: nothing on the caller's stderr */
+};
+
+static int caller_stderr = 2;
+static pid_t payload_pid;
+/* Once reaped, the payload's pid (its group's id) may be reused: its group is never signalled again. */
+static int payload_reaped;
+/* Set once the payload is being ended, so that a failure on the way does not start it again. */
+static int ending;
+static struct plan plan;
+
+static void say(const char *format, ...) {
+    if (plan.silent)
+        return;
+    char line[512];
+    va_list args;
+    va_start(args, format);
+    int length = vsnprintf(line, sizeof line, format, args);
+    va_end(args);
+    if (length < 0)
+        return;
+    /* The exit code tells the caller too; nothing is left to do when its stderr is gone. */
+    if (dprintf(caller_stderr, "glexec: %s\n", line) < 0)
+        return;
+}
+
+static void emergency_end(const char *error);
+
+/* A failure of the monitor itself: before the payload started nothing runs; after, it is ended and recorded. */
+static _Noreturn void fail(const char *what) {
+    int error = errno;
+    if (error)
+        say("%s: %s", what, strerror(error));
+    else
+        say("%s", what);
+    if (payload_pid > 0 && !ending)
+        emergency_end("monitor.failed");
+    exit(EXIT_SYSTEM_ERROR);
+}
+
+static long long monotonic_ms(void) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        fail("clock_gettime");
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void write_all(int fd, const char *data, size_t length) {
+    while (length > 0) {
+        ssize_t written = write(fd, data, length);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            fail("cannot write the plan");
+        }
+        data += written;
+        length -= (size_t)written;
+    }
+}
+
+static void write_field(int fd, const char *key, const char *value, size_t length) {
+    char head[64];
+    int head_length = snprintf(head, sizeof head, "%s %zu\n", key, length);
+    if (head_length < 0 || (size_t)head_length >= sizeof head)
+        fail("plan field too long");
+    write_all(fd, head, (size_t)head_length);
+    write_all(fd, value, length);
+    write_all(fd, "\n", 1);
+}
+
+static void write_number_field(int fd, const char *key, long long value) {
+    char text[32];
+    int length = snprintf(text, sizeof text, "%lld", value);
+    if (length < 0)
+        fail("snprintf");
+    write_field(fd, key, text, (size_t)length);
+}
+
+/* The whole memory file phase 1 wrote, NUL-terminated. */
+static char *read_memfd(int fd, size_t *length) {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        fail("fstat");
+    if (st.st_size < 0 || (unsigned long long)st.st_size > PLAN_MAX) {
+        errno = 0;
+        fail("the plan is too large");
+    }
+    char *data = malloc((size_t)st.st_size + 1);
+    if (!data)
+        fail("out of memory");
+    size_t done = 0;
+    while (done < (size_t)st.st_size) {
+        ssize_t got = pread(fd, data + done, (size_t)st.st_size - done, (off_t)done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            fail("cannot read the plan");
+        done += (size_t)got;
+    }
+    data[done] = '\0';
+    *length = done;
+    return data;
+}
+
+static _Noreturn void refuse_plan(const char *why) {
+    errno = 0;
+    say("internal error: the plan of the decision phase is not valid (%s); nothing was run", why);
+    exit(EXIT_SYSTEM_ERROR);
+}
+
+static void push(char ***items, size_t *count, char *item) {
+    if (*count >= MAX_ITEMS)
+        refuse_plan("too many items");
+    char **grown = realloc(*items, (*count + 2) * sizeof **items);
+    if (!grown)
+        fail("out of memory");
+    grown[(*count)++] = item;
+    grown[*count] = NULL;
+    *items = grown;
+}
+
+static const struct {
+    const char *key;
+    int repeated;
+} plan_keys[] = {
+    {"helper-arg", 1}, {"env", 1}, {"cgroup", 0}, {"record-file", 0}, {"record-facility", 0},
+    {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"state", 0}, {"end", 0},
+};
+#define PLAN_KEY_COUNT (sizeof plan_keys / sizeof plan_keys[0])
+
+/*
+ * Parses the plan in place (each value's trailing newline becomes its NUL). Fields come in the
+ * order of plan_keys, each once unless repeated; anything else is refused. Returns the length of
+ * the part before "end", which phase 2 gets back.
+ */
+static size_t parse_plan(char *data, size_t length) {
+    size_t magic = strlen(PLAN_MAGIC);
+    if (length < magic || memcmp(data, PLAN_MAGIC, magic) != 0)
+        refuse_plan("not a version 1 plan");
+    push(&plan.helper_argv, &plan.helper_count, "start-payload");
+    plan.env = calloc(1, sizeof *plan.env);
+    if (!plan.env)
+        fail("out of memory");
+    size_t at = magic, stage = 0;
+    for (;;) {
+        size_t field_start = at;
+        char *space = memchr(data + at, ' ', length - at);
+        if (!space || space == data + at || (size_t)(space - (data + at)) > 32)
+            refuse_plan("bad field name");
+        size_t key_length = (size_t)(space - (data + at));
+        size_t index = 0;
+        while (index < PLAN_KEY_COUNT &&
+               !(strlen(plan_keys[index].key) == key_length && memcmp(plan_keys[index].key, data + at, key_length) == 0))
+            index++;
+        if (index == PLAN_KEY_COUNT)
+            refuse_plan("unknown field");
+        while (stage < index && plan_keys[stage].repeated)
+            stage++;
+        if (index != stage)
+            refuse_plan("field missing, repeated or out of order");
+        if (!plan_keys[index].repeated)
+            stage++;
+        at += key_length + 1;
+        size_t value_length = 0, digits = 0;
+        for (; at < length && data[at] >= '0' && data[at] <= '9'; at++, digits++) {
+            value_length = value_length * 10 + (size_t)(data[at] - '0');
+            if (value_length > FIELD_MAX || (digits == 1 && data[at - 1] == '0'))
+                refuse_plan("bad field length");
+        }
+        if (digits == 0 || at >= length || data[at] != '\n' || length - at - 1 < value_length + 1)
+            refuse_plan("bad field length");
+        char *value = data + at + 1;
+        at += 1 + value_length;
+        if (data[at] != '\n' || memchr(value, '\0', value_length) != NULL)
+            refuse_plan("bad field value");
+        data[at++] = '\0';
+        const char *key = plan_keys[index].key;
+        if (strcmp(key, "end") == 0) {
+            if (value_length != 0 || at != length)
+                refuse_plan("bad end");
+            return field_start;
+        }
+        if (strcmp(key, "helper-arg") == 0)
+            push(&plan.helper_argv, &plan.helper_count, value);
+        else if (strcmp(key, "env") == 0)
+            push(&plan.env, &plan.env_count, value);
+        else if (strcmp(key, "cgroup") == 0)
+            plan.cgroup = value;
+        else if (strcmp(key, "record-file") == 0)
+            plan.record_file = value;
+        else if (strcmp(key, "record-facility") == 0) {
+            char *end;
+            errno = 0;
+            long facility = strtol(value, &end, 10);
+            if (errno || end == value || *end || facility < 0 || facility > LOG_LOCAL7)
+                refuse_plan("bad record-facility");
+            plan.record_facility = (int)facility;
+        } else if (strcmp(key, "record-json") == 0)
+            plan.record_json = value;
+        else if (strcmp(key, "record-text") == 0)
+            plan.record_text = value;
+        else if (strcmp(key, "silent") == 0) {
+            if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0)
+                refuse_plan("bad silent");
+            plan.silent = value[0] == '1';
+        }
+        /* state: phase 2's, carried unread. */
+    }
+}
+
+/* Moves `fd` above the descriptors a child sets up (3, 4), keeping it open across exec only where asked. */
+static int high_copy(int fd) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    if (copy < 0)
+        _exit(EXIT_CANNOT_EXECUTE);
+    return copy;
+}
+
+/*
+ * A child born in `cgroup` (clone3 with CLONE_INTO_CGROUP): no migration, so no fork of the
+ * payload can happen outside it, and none of the RCU wait a move into a cgroup costs (10-18 ms).
+ * Without a cgroup, a plain fork. -1 with errno on failure.
+ */
+static pid_t fork_into(const char *cgroup) {
+    if (cgroup[0] == '\0')
+        return fork();
+    int directory = open(cgroup, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (directory < 0)
+        return -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)directory;
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid != 0) {
+        int error = errno;
+        if (close(directory) != 0)
+            fail("close");
+        errno = error;
+    }
+    return pid;
+}
+
+/*
+ * PRIVILEGE: starts start-payload as root in the payload's cgroup and a new session (pid = pgid =
+ * sid), with the caller's stderr on 2, its status pipe on 3 and the caller's directory on 4; it
+ * switches to the target. Returns its pid; `status` gets what it wrote on the status pipe (closed
+ * at the payload's exec). A child that cannot be made in the cgroup is start-payload's "join"
+ * failure (phase 2 reports it), with no pid.
+ */
+static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+        fail("pipe2");
+    pid_t pid = fork_into(plan.cgroup);
+    if (pid < 0 && plan.cgroup[0] != '\0') {
+        if (snprintf(status, status_size, "join cannot start in %s: %s\n", plan.cgroup, strerror(errno)) < 0)
+            fail("snprintf");
+        if (close(pipe_fds[0]) != 0 || close(pipe_fds[1]) != 0)
+            fail("close");
+        return 0;
+    }
+    if (pid < 0)
+        fail("fork");
+    if (pid == 0) {
+        int status_fd = high_copy(pipe_fds[1]);
+        int stderr_fd = high_copy(caller_stderr);
+        int directory = cwd_fd >= 0 ? high_copy(cwd_fd) : -1;
+        if (setsid() < 0 || dup2(stderr_fd, 2) != 2 || dup2(status_fd, 3) != 3 ||
+            (directory >= 0 && dup2(directory, 4) != 4)) {
+            /* Phase 2 reads this as start-payload's own failure; if even this write fails, the exit code remains. */
+            if (dprintf(status_fd, "system cannot set up the payload's start: %s\n", strerror(errno)) < 0)
+                _exit(EXIT_CANNOT_EXECUTE);
+            _exit(EXIT_CANNOT_EXECUTE);
+        }
+        execve(GLEXEC_START_PAYLOAD, plan.helper_argv, plan.env);
+        if (dprintf(3, "system cannot execute " GLEXEC_START_PAYLOAD ": %s\n", strerror(errno)) < 0)
+            _exit(EXIT_CANNOT_EXECUTE);
+        _exit(EXIT_CANNOT_EXECUTE);
+    }
+    if (close(pipe_fds[1]) != 0)
+        fail("close");
+    size_t used = 0;
+    for (;;) {
+        char chunk[512];
+        ssize_t got = read(pipe_fds[0], chunk, sizeof chunk);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            fail("reading start-payload's status");
+        if (got == 0)
+            break;
+        size_t keep = (size_t)got < status_size - 1 - used ? (size_t)got : status_size - 1 - used;
+        memcpy(status + used, chunk, keep);
+        used += keep;
+    }
+    status[used] = '\0';
+    if (close(pipe_fds[0]) != 0)
+        fail("close");
+    return pid;
+}
+
+static int is_forwarded(int sig) {
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        if (forwarded[i] == sig)
+            return 1;
+    return 0;
+}
+
+static void signal_payload(int sig) {
+    if (kill(-payload_pid, sig) != 0 && errno != ESRCH)
+        fail("cannot signal the payload");
+}
+
+/* Forwards every signal to the payload's group until it has ended; returns its wait status. */
+static int wait_for_payload(const sigset_t *waited) {
+    /* Signals that came while phase 1 worked are the payload's: delivered first. */
+    sigset_t pending;
+    if (sigemptyset(&pending) != 0)
+        fail("sigemptyset");
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        if (sigaddset(&pending, forwarded[i]) != 0)
+            fail("sigaddset");
+    const struct timespec now = {0, 0};
+    for (;;) {
+        int sig = sigtimedwait(&pending, NULL, &now);
+        if (sig < 0 && errno == EAGAIN)
+            break;
+        if (sig < 0 && errno != EINTR)
+            fail("sigtimedwait");
+        if (sig > 0)
+            signal_payload(sig);
+    }
+    for (;;) {
+        int status;
+        pid_t done = waitpid(payload_pid, &status, WNOHANG);
+        if (done == payload_pid) {
+            payload_reaped = 1;
+            return status;
+        }
+        if (done < 0 && errno != EINTR)
+            fail("waitpid");
+        int sig = sigwaitinfo(waited, NULL);
+        if (sig < 0 && errno != EINTR)
+            fail("sigwaitinfo");
+        if (sig > 0 && is_forwarded(sig))
+            signal_payload(sig);
+    }
+}
+
+/* PRIVILEGE: runs node (phase 1 or 2) as a child, with the plan's memory file as its own descriptor. */
+static pid_t start_phase(char **node_argv, size_t slot, char *const node_env[], const char *phase, int plan_fd) {
+    static char phase_arg[32], plan_arg[32];
+    if (snprintf(phase_arg, sizeof phase_arg, "--phase=%s", phase) < 0 ||
+        snprintf(plan_arg, sizeof plan_arg, "--plan-fd=%d", plan_fd) < 0)
+        fail("snprintf");
+    node_argv[slot] = phase_arg;
+    node_argv[slot + 1] = plan_arg;
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork");
+    if (pid == 0) {
+        if (fcntl(plan_fd, F_SETFD, 0) != 0)
+            _exit(EXIT_SYSTEM_ERROR);
+        execve(GLEXEC_NODE, node_argv, node_env);
+        say("cannot execute " GLEXEC_NODE ": %s", strerror(errno));
+        _exit(EXIT_SYSTEM_ERROR);
+    }
+    return pid;
+}
+
+static int new_memfd(const char *name) {
+    int fd = (int)syscall(SYS_memfd_create, name, 1U /* MFD_CLOEXEC */);
+    if (fd < 0)
+        fail("memfd_create");
+    return fd;
+}
+
+static int wait_for_child(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) != pid)
+        if (errno != EINTR)
+            fail("waitpid");
+    return status;
+}
+
+/*
+ * The minimal completion record, when phase 2 could not write its own: the fields phase 1
+ * prepared, with what the monitor knows. Appended to the log file, else sent to syslog.
+ */
+static void write_minimal_record(const char *error, const char *cleanup) {
+    char time_text[64] = "";
+    struct timespec now;
+    struct tm utc;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0 || !gmtime_r(&now.tv_sec, &utc) ||
+        strftime(time_text, sizeof time_text, "%Y-%m-%dT%H:%M:%S", &utc) == 0)
+        fail("the time of the record");
+    const char *file = plan.record_file ? plan.record_file : "";
+    const char *json = plan.record_json ? plan.record_json : "";
+    const char *text = plan.record_text ? plan.record_text : "";
+    if (file[0] == '/') {
+        int fd = open(file, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        if (fd >= 0) {
+            int written = dprintf(fd,
+                                  "{\"level\":\"notice\",\"time\":\"%s.%03ldZ\",\"pid\":%d,\"msg\":\"job completed\",%s%s"
+                                  "\"glexecPid\":%d,\"payloadPid\":%d,\"cleanup\":\"%s\",\"error\":\"%s\",\"exitCode\":%d}\n",
+                                  time_text, now.tv_nsec / 1000000, (int)getpid(), json, json[0] ? "," : "",
+                                  (int)getpid(), (int)payload_pid, cleanup, error, EXIT_SYSTEM_ERROR);
+            if (close(fd) == 0 && written > 0)
+                return;
+        }
+    }
+    openlog("glexec", LOG_PID | LOG_NDELAY, plan.record_facility ? plan.record_facility : LOG_DAEMON);
+    syslog(LOG_NOTICE, "job completed %s%sglexecPid=%d payloadPid=%d cleanup=%s error=%s exitCode=%d", text,
+           text[0] ? " " : "", (int)getpid(), (int)payload_pid, cleanup, error, EXIT_SYSTEM_ERROR);
+    closelog();
+}
+
+/*
+ * PRIVILEGE: ends everything of the payload at once, then records it: its cgroup by cgroup.kill
+ * (gone already: phase 2 removed it, nothing is left), and its process group while the payload is
+ * not reaped (its id cannot be anyone else's then). Without a cgroup, what left the group after
+ * the payload ended is not reached.
+ */
+static void emergency_end(const char *error) {
+    ending = 1;
+    const char *cleanup = "none";
+    if (plan.cgroup && plan.cgroup[0] == '/') {
+        char path[PATH_MAX];
+        int length = snprintf(path, sizeof path, "%s/cgroup.kill", plan.cgroup);
+        int fd = length > 0 && (size_t)length < sizeof path ? open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        if (fd >= 0 && write(fd, "1", 1) == 1)
+            cleanup = "killed";
+        else if (errno != ENOENT) {
+            cleanup = "failed";
+            say("cannot kill the payload's cgroup %s: %s", plan.cgroup, strerror(errno));
+        }
+        if (fd >= 0 && close(fd) != 0)
+            say("close: %s", strerror(errno));
+    }
+    if (payload_pid > 0 && !payload_reaped) {
+        if (kill(-payload_pid, SIGKILL) == 0)
+            cleanup = "killed";
+        else if (errno != ESRCH)
+            say("cannot kill the payload's process group: %s", strerror(errno));
+    }
+    write_minimal_record(error, cleanup);
+}
+
+/* Phase 2 runs until it exits; its DONE_SIGNAL says its record is written. Other signals are dropped. */
+static int wait_for_conclusion(pid_t phase, const sigset_t *waited, int *done) {
+    sigset_t done_only;
+    if (sigemptyset(&done_only) != 0 || sigaddset(&done_only, DONE_SIGNAL) != 0)
+        fail("sigaddset");
+    for (;;) {
+        int status;
+        pid_t ended = waitpid(phase, &status, WNOHANG);
+        if (ended == phase) {
+            /* Its signal may still be queued behind its exit. */
+            const struct timespec now = {0, 0};
+            siginfo_t info;
+            while (sigtimedwait(&done_only, &info, &now) == DONE_SIGNAL)
+                if (info.si_pid == phase)
+                    *done = 1;
+            return status;
+        }
+        if (ended < 0 && errno != EINTR)
+            fail("waitpid");
+        siginfo_t info;
+        int sig = sigwaitinfo(waited, &info);
+        if (sig < 0 && errno != EINTR)
+            fail("sigwaitinfo");
+        if (sig == DONE_SIGNAL && info.si_pid == phase)
+            *done = 1;
+    }
+}
+
+_Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[], int stderr_fd, int cwd_fd,
+                           const int decide_only[2]) {
+    caller_stderr = stderr_fd;
+    long long started = monotonic_ms();
+    if (DONE_SIGNAL < SIGRTMIN || DONE_SIGNAL > SIGRTMAX) {
+        errno = 0;
+        fail("internal error: the phases' signal is not a real-time signal here");
+    }
+    sigset_t waited;
+    if (sigfillset(&waited) != 0)
+        fail("sigfillset");
+
+    /* Phase 1: decide. */
+    int plan_fd = new_memfd("glexec-plan");
+    int status = wait_for_child(start_phase(node_argv, slot, node_env, "decide", plan_fd));
+    size_t length;
+    char *data = read_memfd(plan_fd, &length);
+    if (close(plan_fd) != 0)
+        fail("close");
+    /* The caller's environment and proxy were phase 1's: neither the payload's start nor phase 2 gets them. */
+    for (int i = 0; i < 2; i++)
+        if (decide_only[i] >= 0 && close(decide_only[i]) != 0)
+            fail("close");
+    if (length == 0) {
+        /* Nothing to run: a refusal, -v, --check, a renewal; phase 1 has said what to say. */
+        if (WIFEXITED(status))
+            exit(WEXITSTATUS(status));
+        errno = 0;
+        say("internal error: the decision phase ended by signal %d; nothing was run", WTERMSIG(status));
+        exit(EXIT_SYSTEM_ERROR);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        refuse_plan("the decision phase did not finish");
+    /* The record handed to phase 2 starts as the plan without its end. */
+    int record_fd = new_memfd("glexec-record");
+    char *copy = malloc(length);
+    if (!copy)
+        fail("out of memory");
+    memcpy(copy, data, length);
+    size_t body = parse_plan(data, length);
+    write_all(record_fd, copy, body);
+    free(copy);
+
+    /* The payload. */
+    char helper_status[STATUS_MAX];
+    long long payload_started = monotonic_ms();
+    payload_pid = start_payload(cwd_fd, helper_status, sizeof helper_status);
+    if (cwd_fd >= 0 && close(cwd_fd) != 0)
+        fail("close");
+    /* Not started: start-payload's exit code, as if it had failed to join the cgroup itself. */
+    int payload_status = payload_pid > 0 ? wait_for_payload(&waited) : EXIT_CANNOT_EXECUTE << 8;
+    long long payload_ended = monotonic_ms();
+
+    /* Phase 2: conclude, with the outcome appended to the plan. */
+    write_number_field(record_fd, "glexec-pid", getpid());
+    write_number_field(record_fd, "payload-pid", payload_pid);
+    write_number_field(record_fd, "wait-status", payload_status);
+    write_field(record_fd, "helper-status", helper_status, strlen(helper_status));
+    write_number_field(record_fd, "started-ms", started);
+    write_number_field(record_fd, "payload-started-ms", payload_started);
+    write_number_field(record_fd, "payload-ended-ms", payload_ended);
+    write_all(record_fd, PLAN_END, strlen(PLAN_END));
+    if (lseek(record_fd, 0, SEEK_SET) != 0)
+        fail("lseek");
+    int done = 0;
+    status = wait_for_conclusion(start_phase(node_argv, slot, node_env, "conclude", record_fd), &waited, &done);
+    if (done && WIFEXITED(status))
+        exit(WEXITSTATUS(status));
+    errno = 0;
+    if (WIFSIGNALED(status))
+        say("internal error: the concluding phase ended by signal %d; the payload was killed", WTERMSIG(status));
+    else
+        say("internal error: the concluding phase exited %d without its record; the payload was killed",
+            WEXITSTATUS(status));
+    emergency_end("monitor.conclusion_failed");
+    exit(EXIT_SYSTEM_ERROR);
+}

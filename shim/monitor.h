@@ -1,0 +1,17 @@
+/* glexec's monitor (monitor.c): the long-lived root process of a run, after the shim's set-up. */
+#ifndef GLEXEC_MONITOR_H
+#define GLEXEC_MONITOR_H
+
+#include <stddef.h>
+
+/*
+ * Runs the two TypeScript phases and, between them, the payload; exits with the run's exit code
+ * (never returns). `node_argv` is the node command line with three slots, at `phase_slot`, for the
+ * phase arguments (--phase=, --plan-fd=); `caller_stderr` and `cwd_fd` are the shim's descriptors
+ * (cwd_fd -1 when the caller's directory could not be opened); `decide_only` are descriptors only
+ * phase 1 reads (the caller's environment and proxy; -1 for none), closed once it has ended.
+ */
+_Noreturn void monitor_run(char **node_argv, size_t phase_slot, char *const node_env[], int caller_stderr, int cwd_fd,
+                           const int decide_only[2]);
+
+#endif

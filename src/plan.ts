@@ -1,0 +1,162 @@
+/**
+ * The hand-over between glexec's two phases (docs/architecture.md): phase 1 writes the plan, the
+ * C monitor (shim/monitor.c) reads it, starts the payload from it and hands it back to phase 2
+ * with the outcome appended. One versioned text format, parsed as strictly here as in C:
+ * "glexec-plan 1\n", then fields "KEY LENGTH\nBYTES\n" (LENGTH in bytes) in a fixed order, then
+ * "end 0\n\n".
+ */
+
+export const PLAN_MAGIC = 'glexec-plan 1\n';
+
+/** What the monitor needs to start the payload and, if phase 2 fails, to end it and record that. */
+export interface Plan {
+  /** start-payload's arguments (shim/start-payload.c), from its options to the payload's own. */
+  readonly helperArgs: readonly string[];
+  /** The payload's environment, `NAME=value`. */
+  readonly env: readonly string[];
+  /** The payload's cgroup v2 directory, '' without one. */
+  readonly cgroup: string;
+  /** Where the monitor's minimal record goes: this log file, or syslog when ''. */
+  readonly recordFile: string;
+  readonly recordFacility: number;
+  /** The completion record's fields known before the start: JSON members without braces, and syslog text. */
+  readonly recordJson: string;
+  readonly recordText: string;
+  /** silent_logging: the monitor's own messages stay off the caller's stderr too. */
+  readonly silent: boolean;
+  /** Phase 2's state (JSON); the monitor carries it unread. */
+  readonly state: string;
+}
+
+/** What the monitor appends once the payload has ended. */
+export interface Outcome {
+  readonly glexecPid: number;
+  readonly payloadPid: number;
+  /** The payload's wait status, as waitpid(2) gives it. */
+  readonly waitStatus: number;
+  /** What start-payload wrote on its status pipe. */
+  readonly helperStatus: string;
+  /** CLOCK_MONOTONIC milliseconds: glexec's start, the payload's start and end. */
+  readonly startedMs: number;
+  readonly payloadStartedMs: number;
+  readonly payloadEndedMs: number;
+}
+
+type Field = readonly [key: string, value: string];
+
+function encodeField([key, value]: Field): Buffer {
+  const bytes = Buffer.from(value, 'utf8');
+  return Buffer.concat([Buffer.from(`${key} ${bytes.length}\n`), bytes, Buffer.from('\n')]);
+}
+
+const END = 'end 0\n\n';
+
+/** The plan as phase 1 writes it. A NUL cannot reach an argument or a variable, so none may be in a value. */
+export function encodePlan(plan: Plan): Buffer {
+  const fields: Field[] = [
+    ...plan.helperArgs.map((arg): Field => ['helper-arg', arg]),
+    ...plan.env.map((entry): Field => ['env', entry]),
+    ['cgroup', plan.cgroup],
+    ['record-file', plan.recordFile],
+    ['record-facility', String(plan.recordFacility)],
+    ['record-json', plan.recordJson],
+    ['record-text', plan.recordText],
+    ['silent', plan.silent ? '1' : '0'],
+    ['state', plan.state],
+  ];
+  for (const [key, value] of fields)
+    if (value.includes('\0')) throw new Error(`the plan's ${key} holds a NUL: ${JSON.stringify(value)}`);
+  return Buffer.concat([Buffer.from(PLAN_MAGIC), ...fields.map(encodeField), Buffer.from(END)]);
+}
+
+const OUTCOME_KEYS = [
+  'glexec-pid',
+  'payload-pid',
+  'wait-status',
+  'helper-status',
+  'started-ms',
+  'payload-started-ms',
+  'payload-ended-ms',
+] as const;
+
+const MAX_FIELD_BYTES = 16 << 20;
+
+/** The fields of a record, in order, refusing anything that is not exactly the format. */
+function splitFields(bytes: Buffer): Field[] {
+  if (!bytes.subarray(0, PLAN_MAGIC.length).equals(Buffer.from(PLAN_MAGIC)))
+    throw new Error('not a version 1 glexec plan');
+  const fields: Field[] = [];
+  let at = PLAN_MAGIC.length;
+  for (;;) {
+    const newline = bytes.indexOf(0x0a, at);
+    const head = /^([a-z-]{1,32}) (0|[1-9][0-9]{0,8})$/.exec(
+      newline < 0 ? '' : bytes.subarray(at, newline).toString('latin1'),
+    );
+    if (!head) throw new Error('bad field header in the glexec plan');
+    const key = head[1] ?? '';
+    const length = Number(head[2]);
+    const start = newline + 1;
+    if (length > MAX_FIELD_BYTES || start + length >= bytes.length || bytes[start + length] !== 0x0a)
+      throw new Error(`bad length of field ${key} in the glexec plan`);
+    const value = bytes.subarray(start, start + length);
+    if (value.includes(0)) throw new Error(`field ${key} of the glexec plan holds a NUL`);
+    at = start + length + 1;
+    if (key === 'end') {
+      if (length !== 0 || at !== bytes.length) throw new Error('bad end of the glexec plan');
+      return fields;
+    }
+    fields.push([key, value.toString('utf8')]);
+  }
+}
+
+function number(value: string, key: string): number {
+  if (!/^-?(0|[1-9][0-9]{0,15})$/.test(value)) throw new Error(`field ${key} of the glexec plan is not a number`);
+  return Number(value);
+}
+
+function flag(value: string): boolean {
+  if (value !== '0' && value !== '1') throw new Error('field silent of the glexec plan is not 0 or 1');
+  return value === '1';
+}
+
+/** The record phase 2 gets back: the plan, then the outcome. */
+export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
+  const fields = splitFields(bytes);
+  let index = 0;
+  const take = (key: string): string => {
+    const field = fields[index];
+    if (field?.[0] !== key) throw new Error(`field ${key} missing or out of order in the glexec plan`);
+    index++;
+    return field[1];
+  };
+  const repeated = (key: string): string[] => {
+    const values: string[] = [];
+    while (fields[index]?.[0] === key) values.push(take(key));
+    return values;
+  };
+  // The order of encodePlan, and of plan_keys in shim/monitor.c.
+  const plan: Plan = {
+    helperArgs: repeated('helper-arg'),
+    env: repeated('env'),
+    cgroup: take('cgroup'),
+    recordFile: take('record-file'),
+    recordFacility: number(take('record-facility'), 'record-facility'),
+    recordJson: take('record-json'),
+    recordText: take('record-text'),
+    silent: flag(take('silent')),
+    state: take('state'),
+  };
+  const values = OUTCOME_KEYS.map((key) => take(key));
+  if (index !== fields.length) throw new Error('unexpected fields at the end of the glexec plan');
+  const [glexecPid, payloadPid, waitStatus, helperStatus, startedMs, payloadStartedMs, payloadEndedMs] = values;
+  const outcome: Outcome = {
+    glexecPid: number(glexecPid ?? '', 'glexec-pid'),
+    payloadPid: number(payloadPid ?? '', 'payload-pid'),
+    waitStatus: number(waitStatus ?? '', 'wait-status'),
+    helperStatus: helperStatus ?? '',
+    startedMs: number(startedMs ?? '', 'started-ms'),
+    payloadStartedMs: number(payloadStartedMs ?? '', 'payload-started-ms'),
+    payloadEndedMs: number(payloadEndedMs ?? '', 'payload-ended-ms'),
+  };
+  return { plan, outcome };
+}

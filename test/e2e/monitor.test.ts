@@ -1,0 +1,280 @@
+/**
+ * The C monitor between the two TypeScript phases (docs/architecture.md): while the payload runs,
+ * glexec is one small C process and no node; a phase 1 killed before the start runs nothing; a
+ * phase 2 that dies still leaves the payload's cgroup killed and a completion record.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { assertRefused } from '../helpers/assertions';
+import { TestPki } from '../helpers/pki-fixtures';
+import { processesOfAccount, waitUntil } from '../helpers/processes';
+import { installForSuite } from '../helpers/suite';
+import { needsRoot, REPO, TestSystem } from '../helpers/system';
+import { cgroupMounts } from '../../src/sys/cgroup';
+import { encodePlan, type Plan } from '../../src/plan';
+
+let system: TestSystem;
+let pki: TestPki;
+const proxyEnv = (): Record<string, string> => ({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
+const noCgroup = cgroupMounts().v2 === undefined ? 'no cgroup v2 is mounted here' : false;
+
+function children(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function descendants(pid: number): number[] {
+  return children(pid).flatMap((child) => [child, ...descendants(child)]);
+}
+
+function executable(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Private memory of `pid` in kB (clean and dirty), from /proc/<pid>/smaps_rollup. */
+function privateKb(pid: number): number {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(rollup)?.[1] ?? NaN);
+  return field('Private_Clean') + field('Private_Dirty');
+}
+
+/** A payload that writes its pid, then waits until the test writes to its FIFO. */
+function waitingJob(name: string): { pidFile: string; fifo: string; args: string[] } {
+  const pidFile = join(system.scratch, `${name}.pid`);
+  const fifo = join(system.scratch, `${name}.fifo`);
+  for (const path of [pidFile, fifo]) spawnSync('rm', ['-f', path]);
+  assert.equal(spawnSync('mkfifo', ['-m', '0666', fifo]).status, 0);
+  const script = system.installProgram(
+    'wait-on-fifo.sh',
+    '#!/bin/sh\necho $$ > "$1.tmp" && mv "$1.tmp" "$1"\nread line < "$2"\n',
+  );
+  return { pidFile, fifo, args: [script, pidFile, fifo] };
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+function completion(): Record<string, unknown> {
+  const record = system.logRecords().find((entry) => entry.msg === 'job completed');
+  assert.ok(record, 'no completion record');
+  return record;
+}
+
+describe('the monitor', { skip: needsRoot }, () => {
+  installForSuite((made, madePki) => {
+    system = made;
+    pki = madePki;
+  });
+
+  it('is the glexec process while the payload runs: the shim binary, with the payload as its only child and no node process under it', async () => {
+    const job = waitingJob('alone');
+    const glexec = system.start(job.args, { env: proxyEnv() });
+    const ended = exited(glexec);
+    const monitor = glexec.pid ?? 0;
+    await waitUntil(() => existsSync(job.pidFile), 'the payload to start');
+    const payload = Number(readFileSync(job.pidFile, 'utf8'));
+    assert.equal(executable(monitor), system.shim);
+    // Phase 1 may still be on its way out: it has ended once the payload is the only child.
+    await waitUntil(() => children(monitor).length === 1, 'phase 1 to end');
+    assert.deepEqual(children(monitor), [payload]);
+    assert.deepEqual(
+      [monitor, ...descendants(monitor)].filter((pid) => executable(pid) === process.execPath),
+      [],
+    );
+    const kb = privateKb(monitor);
+    assert.ok(kb <= 1024, `the lingering glexec holds ${kb} kB of private memory`);
+    writeFileSync(job.fifo, 'go\n');
+    assert.equal(await ended, 0);
+    assert.equal(completion().glexecPid, monitor);
+  });
+
+  it('holds at most 1 MB of private memory per lingering job, with eight jobs at once', async (t) => {
+    const jobs = Array.from({ length: 8 }, (_, index) => waitingJob(`many-${index}`));
+    const running = jobs.map((job) => {
+      const child = system.start(job.args, { env: proxyEnv() });
+      return { job, child, ended: exited(child) };
+    });
+    await waitUntil(() => jobs.every((job) => existsSync(job.pidFile)), 'every payload to start');
+    await waitUntil(() => running.every(({ child }) => children(child.pid ?? 0).length === 1), 'every phase 1 to end');
+    const kbs = running.map(({ child }) => privateKb(child.pid ?? 0));
+    const total = kbs.reduce((sum, kb) => sum + kb, 0);
+    t.diagnostic(`private memory of ${kbs.length} lingering glexec: ${total} kB in all, ${kbs.join(', ')} kB each`);
+    for (const kb of kbs) assert.ok(kb <= 1024, `${kb} kB`);
+    for (const { job } of running) writeFileSync(job.fifo, 'go\n');
+    assert.deepEqual(
+      await Promise.all(running.map(({ ended }) => ended)),
+      jobs.map(() => 0),
+    );
+  });
+
+  it('runs nothing when phase 1 is killed before the payload starts: 202 and one line', async () => {
+    system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
+    const marker = join(system.scratch, 'must-not-run');
+    spawnSync('rm', ['-f', marker]);
+    const payload = system.installProgram('touch-marker.sh', `#!/bin/sh\ntouch ${marker}\n`);
+    // Phase 1 reads the proxy under a shared lock before its checks: it waits while the test holds it.
+    const holder = spawn('/usr/bin/flock', ['--exclusive', pki.pilotProxy, '-c', 'echo locked; exec sleep 60'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+    try {
+      const glexec = system.start([payload], { env: proxyEnv() });
+      const ended = exited(glexec);
+      let stderr = '';
+      glexec.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const monitor = glexec.pid ?? 0;
+      await waitUntil(() => system.logRecords().some((entry) => entry.msg === 'glexec invoked'), 'phase 1 to start');
+      const phase1 = children(monitor).filter((pid) => executable(pid) === process.execPath);
+      assert.equal(phase1.length, 1);
+      process.kill(phase1[0] ?? 0, 'SIGKILL');
+      const status = await ended;
+      assertRefused(
+        { status, stderr },
+        202,
+        'glexec: internal error: the decision phase ended by signal 9; nothing was run',
+      );
+    } finally {
+      if (holder.pid !== undefined) process.kill(-holder.pid, 'SIGKILL');
+    }
+    assert.equal(existsSync(marker), false);
+    assert.deepEqual(processesOfAccount(system.target.uid), []);
+    assert.equal(
+      system.logRecords().some((entry) => entry.msg === 'job completed'),
+      false,
+    );
+  });
+
+  it(
+    "kills the payload's cgroup and writes a minimal record itself when phase 2 dies: 202 and one line",
+    { skip: noCgroup },
+    async () => {
+      // The epilogue runs under phase 2 (its parent) while the payload's leftovers still live.
+      const epilogue = system.installProgram('kill-phase-2.sh', '#!/bin/sh\nkill -KILL $PPID\n');
+      system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+      const payload = system.installProgram(
+        'leave-sleeper.sh',
+        '#!/bin/sh\nsetsid sleep 300 </dev/null >/dev/null 2>&1 &\nexit 0\n',
+      );
+      const result = system.run([payload], { env: proxyEnv() });
+      assertRefused(
+        result,
+        202,
+        'glexec: internal error: the concluding phase ended by signal 9; the payload was killed',
+      );
+      await waitUntil(() => processesOfAccount(system.target.uid).length === 0, "the payload's leftover to be killed");
+      const record = completion();
+      assert.equal(record.error, 'monitor.conclusion_failed');
+      assert.equal(record.cleanup, 'killed');
+      assert.equal(record.exitCode, 202);
+      assert.equal(typeof record.glexecPid, 'number');
+      assert.equal(typeof record.payloadPid, 'number');
+      assert.deepEqual(record.command, [payload]);
+      assert.equal((record.caller as { user: string }).user, system.pilot.name);
+      assert.equal((record.target as { uid: number }).uid, system.target.uid);
+    },
+  );
+
+  it('says nothing on stderr under silent_logging when phase 2 dies, and still exits 202 with the record', () => {
+    const epilogue = system.installProgram('kill-phase-2.sh', '#!/bin/sh\nkill -KILL $PPID\n');
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`, 'silent_logging = yes']));
+    const result = system.run(['/bin/true'], { env: proxyEnv() });
+    assert.equal(result.status, 202);
+    assert.equal(result.stderr, '');
+    assert.equal(completion().error, 'monitor.conclusion_failed');
+  });
+
+  it('starts the epilogue as it starts the payload: only stdio on /dev/null, oom_score_adj 0, and a file without #! runs under /bin/sh', () => {
+    const out = join(system.scratch, 'epilogue-start');
+    spawnSync('rm', ['-f', out]);
+    // No #! line: execve refuses it (ENOEXEC), and it runs under /bin/sh as execvp would run it.
+    const epilogue = system.installProgram(
+      'no-shebang-epilogue',
+      `for fd in /proc/$$/fd/*; do readlink "$fd"; done > ${out}.tmp\ncat /proc/$$/oom_score_adj >> ${out}.tmp\nmv ${out}.tmp ${out}\n`,
+    );
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    const result = system.run(['/bin/true'], { env: proxyEnv() });
+    assert.equal(result.status, 0, result.stderr);
+    const lines = readFileSync(out, 'utf8').trimEnd().split('\n');
+    assert.equal(lines.pop(), '0');
+    // Besides its own redirection and the script /bin/sh reads, nothing of glexec's (the caller's stderr, a plan) is open.
+    assert.deepEqual(
+      lines.filter((target) => ![epilogue, '/dev/null', `${out}.tmp`].includes(target)),
+      [],
+    );
+    assert.ok(lines.filter((target) => target === '/dev/null').length >= 3, lines.join(', '));
+  });
+});
+
+describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixture)", () => {
+  const check = (input: Buffer | string) =>
+    spawnSync(join(REPO, 'build/c/plan-check'), [], { input, encoding: 'utf8' });
+  const plan: Plan = {
+    helperArgs: ['--uid=1001', '--', '/bin/echo', 'two\nlines', 'é'],
+    env: ['PATH=/usr/bin:/bin', 'EMPTY='],
+    cgroup: '/sys/fs/cgroup/glexec/job-1',
+    recordFile: '/var/log/glexec/glexec_log',
+    recordFacility: 24,
+    recordJson: '"dn":"/CN=x"',
+    recordText: 'dn=/CN=x',
+    silent: false,
+    state: '{}',
+  };
+  const refusal = (why: string): string =>
+    `glexec: internal error: the plan of the decision phase is not valid (${why}); nothing was run`;
+
+  it('reads what phase 1 writes, value for value', () => {
+    const encoded = encodePlan(plan);
+    const result = check(encoded);
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(
+      result.stdout,
+      [
+        'arg start-payload',
+        ...plan.helperArgs.map((arg) => `arg ${arg}`),
+        ...plan.env.map((entry) => `env ${entry}`),
+        `cgroup ${plan.cgroup}`,
+        `record-file ${plan.recordFile}`,
+        'record-facility 24',
+        // The part handed back to phase 2: all but the end.
+        `body ${encoded.length - 'end 0\n\n'.length}`,
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('refuses another version, a field out of order, repeated or missing, a bad length, a NUL, and bytes after the end', () => {
+    const text = encodePlan(plan).toString('latin1');
+    const cases: [string, string][] = [
+      [text.replace('glexec-plan 1', 'glexec-plan 2'), 'not a version 1 plan'],
+      [text.replace('cgroup 27\n/sys/fs/cgroup/glexec/job-1\n', ''), 'field missing, repeated or out of order'],
+      [text.replace('state 2\n{}\n', 'state 2\n{}\nstate 2\n{}\n'), 'field missing, repeated or out of order'],
+      [text.replace('record-file ', 'env 3\nA=b\nrecord-file '), 'field missing, repeated or out of order'],
+      [text.replace('cgroup 27\n', 'cgroup 28\n'), 'bad field value'],
+      [text.replace('cgroup 27\n', 'cgroup 027\n'), 'bad field length'],
+      [text.replace('cgroup 27\n', 'cgroup 99999\n'), 'bad field length'],
+      [text.replace('EMPTY=', 'EMPTY\0'), 'bad field value'],
+      [`${text}x`, 'bad end'],
+      [text.slice(0, -'end 0\n\n'.length), 'bad field name'],
+      [text.replace('end 0', 'extra 0\n\nend 0'), 'unknown field'],
+      [text.replace('record-facility 2\n24', 'record-facility 2\n-1'), 'bad record-facility'],
+      [text.replace('silent 1\n0\n', 'silent 1\nx\n'), 'bad silent'],
+    ];
+    for (const [input, why] of cases) {
+      const result = check(Buffer.from(input, 'latin1'));
+      assertRefused(result, 202, refusal(why));
+      assert.equal(result.stdout, '');
+    }
+  });
+});

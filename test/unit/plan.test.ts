@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeRecord, encodePlan, type Plan } from '../../src/plan';
+import { endingOfWaitStatus } from '../../src/exitcode';
+
+const plan: Plan = {
+  helperArgs: ['--uid=1001', '--gid=1001', '--groups=1001,27', '--', '/usr/bin/printf', 'a\nb', 'é'],
+  env: ['PATH=/usr/bin:/bin', 'EMPTY=', 'MULTI=line one\nline two'],
+  cgroup: '/sys/fs/cgroup/glexec/job-1-abcd',
+  recordFile: '/var/log/glexec/glexec_log',
+  recordFacility: 24,
+  recordJson: '"caller":{"user":"pilot"}',
+  recordText: 'caller={"user":"pilot"}',
+  silent: true,
+  state: '{"action":{"payload":"/usr/bin/printf"}}',
+};
+
+/** What the monitor appends (shim/monitor.c), in its order. */
+function outcomeFields(fields: Record<string, string>): string {
+  return Object.entries(fields)
+    .map(([key, value]) => `${key} ${Buffer.byteLength(value)}\n${value}\n`)
+    .join('');
+}
+
+const outcome = {
+  'glexec-pid': '4242',
+  'payload-pid': '4243',
+  'wait-status': '256',
+  'helper-status': 'cwd /home/pilot\n',
+  'started-ms': '1000',
+  'payload-started-ms': '1100',
+  'payload-ended-ms': '1600',
+};
+
+/** The plan as the monitor hands it back: without its end, the outcome, then the end. */
+function handedBack(encoded: Buffer, fields: Record<string, string> = outcome): Buffer {
+  const end = Buffer.from('end 0\n\n');
+  assert.ok(encoded.subarray(encoded.length - end.length).equals(end));
+  return Buffer.concat([encoded.subarray(0, encoded.length - end.length), Buffer.from(outcomeFields(fields)), end]);
+}
+
+describe('the plan handed between the phases and the monitor', () => {
+  it('comes back with every value as it was written, newlines and non-ASCII included, and the outcome as numbers', () => {
+    const { plan: decoded, outcome: got } = decodeRecord(handedBack(encodePlan(plan)));
+    assert.deepEqual(decoded, plan);
+    assert.deepEqual(got, {
+      glexecPid: 4242,
+      payloadPid: 4243,
+      waitStatus: 256,
+      helperStatus: 'cwd /home/pilot\n',
+      startedMs: 1000,
+      payloadStartedMs: 1100,
+      payloadEndedMs: 1600,
+    });
+  });
+
+  it('starts with its version line and counts lengths in bytes', () => {
+    const encoded = encodePlan({ ...plan, helperArgs: ['--', '/bin/é'] }).toString('utf8');
+    assert.ok(encoded.startsWith('glexec-plan 1\nhelper-arg 2\n--\nhelper-arg 7\n/bin/é\n'), encoded);
+  });
+
+  it('refuses a value with a NUL, which no argument or variable can carry', () => {
+    assert.throws(() => encodePlan({ ...plan, env: ['A=b\0c'] }), /env holds a NUL/);
+  });
+
+  it('refuses another version, a missing or repeated field, a wrong length, and bytes after the end', () => {
+    const good = handedBack(encodePlan(plan));
+    const text = good.toString('utf8');
+    const cases: [string, Buffer][] = [
+      ['another version', Buffer.from(text.replace('glexec-plan 1', 'glexec-plan 2'))],
+      ['no cgroup field', Buffer.from(text.replace(`cgroup ${plan.cgroup.length}\n${plan.cgroup}\n`, ''))],
+      ['the state twice', Buffer.from(text.replace('state ', `state 2\n{}\nstate `))],
+      [
+        'a wrong length',
+        Buffer.from(text.replace(`cgroup ${plan.cgroup.length}\n`, `cgroup ${plan.cgroup.length + 1}\n`)),
+      ],
+      ['a length with a leading zero', Buffer.from(text.replace('glexec-pid 4\n', 'glexec-pid 04\n'))],
+      ['bytes after the end', Buffer.concat([good, Buffer.from('x')])],
+      ['no end', good.subarray(0, good.length - 'end 0\n\n'.length)],
+      ['an unknown field', Buffer.from(text.replace('end 0\n\n', 'extra 1\nx\nend 0\n\n'))],
+      ['a silent flag that is not 0 or 1', Buffer.from(text.replace('silent 1\n1\n', 'silent 1\n2\n'))],
+      ['an outcome that is not a number', handedBack(encodePlan(plan), { ...outcome, 'payload-pid': '12a' })],
+    ];
+    for (const [what, bytes] of cases) assert.throws(() => decodeRecord(bytes), Error, what);
+  });
+});
+
+describe("the payload's wait status", () => {
+  it('is its exit code when it exited, and the signal by name when a signal ended it', () => {
+    assert.deepEqual(endingOfWaitStatus(0), { code: 0 });
+    assert.deepEqual(endingOfWaitStatus(3 << 8), { code: 3 });
+    assert.deepEqual(endingOfWaitStatus(15), { signal: 'SIGTERM' });
+    assert.deepEqual(endingOfWaitStatus(9 | 0x80), { signal: 'SIGKILL' });
+  });
+});
