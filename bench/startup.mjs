@@ -6,12 +6,14 @@
 //   npm run bench -- --runs=N     N runs a start-up row
 //   npm run bench -- --json       the rows as a JSON array instead of the table
 //   npm run bench -- --only=startup,default,mapping,memory,together,epilogue,leftovers
+//   npm run bench -- --against=DIR  also the start-up rows of the checkout in DIR (built there),
+//                                 installed beside this one and run alternately with it: before/after
 // It never stops on a failed measurement: a process that ended before it was read is read again,
 // a failed run is run again, and what still fails is "not measured" in its row.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(fileURLToPath(import.meta.url), '../..');
@@ -22,6 +24,8 @@ const runsArg = process.argv.find((arg) => arg.startsWith('--runs='));
 const runs = runsArg ? Number(runsArg.slice(7)) : quick ? 10 : 40;
 const onlyArg = process.argv.find((arg) => arg.startsWith('--only='));
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
+const againstArg = process.argv.find((arg) => arg.startsWith('--against='));
+const against = againstArg ? resolve(againstArg.slice(10)) : undefined;
 const benchStart = process.hrtime.bigint();
 const jobs = 64;
 const leftoverCount = 2000;
@@ -116,6 +120,25 @@ try {
   const env = system.callerEnv({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
   const asPilot = ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--'];
   const spawnOptions = (stdout) => ({ env, cwd: system.scratch, stdio: ['ignore', stdout, 'ignore'] });
+  // The other checkout's build, installed by its own install-system beside this one, with the same config.
+  const otherShim =
+    against === undefined
+      ? undefined
+      : (() => {
+          spawnSync(
+            process.execPath,
+            [
+              join(against, 'scripts/install-system.mjs'),
+              `--prefix=${join(system.root, 'against')}`,
+              `--config=${system.configPath}`,
+            ],
+            { stdio: ['ignore', 'ignore', 'inherit'] },
+          );
+          const shim = join(system.root, 'against/sbin/glexec');
+          if (!existsSync(shim)) throw new Error(`--against=${against}: its install-system failed (above)`);
+          return shim;
+        })();
+  const otherName = (name) => `${name} [${against}]`;
 
   /** One timed run; a failed one is run again (up to 3 tries), then it is NaN (left out of medians). */
   const timed = (command, args, runEnv = env) => {
@@ -152,6 +175,7 @@ try {
     system.writeConfig(system.standardConfig(['log_level = 3']));
     const plain = alternate({
       glexec: () => timed('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true']),
+      ...(otherShim ? { other: () => timed('/usr/bin/setpriv', [...asPilot, otherShim, '/bin/true']) } : {}),
       node: () => timed('/usr/bin/setpriv', [...asPilot, process.execPath, '-e', '0']),
       setpriv: () =>
         timed('/usr/bin/setpriv', [
@@ -165,6 +189,7 @@ try {
         ]),
     });
     row(plainName, plain.glexec, 'ms', plain.node, ratioAtMost(1.6));
+    if (otherShim) row(otherName(plainName), plain.other, 'ms', plain.node, ratioAtMost(1.6));
     row(setprivName, plain.glexec, 'ms', plain.setpriv);
   });
 
@@ -190,6 +215,16 @@ try {
     const likeDefault = alternate({
       glexec: () =>
         timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, system.shim, '/bin/true'], proxyEnv),
+      ...(otherShim
+        ? {
+            other: () =>
+              timed(
+                '/usr/bin/prlimit',
+                [...callerLimit, '/usr/bin/setpriv', ...asPilot, otherShim, '/bin/true'],
+                proxyEnv,
+              ),
+          }
+        : {}),
       node: () =>
         timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, process.execPath, '-e', '0']),
     });
@@ -197,6 +232,7 @@ try {
     if (!readFileSync(proxyEnv.GLEXEC_TARGET_PROXY).equals(readFileSync(pki.pilotProxy)))
       throw new Error('the target proxy was not copied');
     row(defaultName, likeDefault.glexec, 'ms', likeDefault.node, ratioAtMost(2.0));
+    if (otherShim) row(otherName(defaultName), likeDefault.other, 'ms', likeDefault.node, ratioAtMost(2.0));
   });
 
   // 2b. Mapping cost of each LCMAPS backend against the grid-mapfile path (same DN, same account),
