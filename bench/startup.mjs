@@ -6,7 +6,7 @@
 //   npm run bench -- --runs=N     N runs a start-up row
 //   npm run bench -- --json       the rows as a JSON array instead of the table
 //   npm run bench -- --only=startup,default,mapping,memory,together,epilogue,leftovers
-//   npm run bench -- --against=DIR  also the start-up rows of the checkout in DIR (built there),
+//   npm run bench -- --against=DIR[,DIR…]  also the start-up rows of each checkout DIR (built there),
 //                                 installed beside this one and run alternately with it: before/after
 // It never stops on a failed measurement: a process that ended before it was read is read again,
 // a failed run is run again, and what still fails is "not measured" in its row.
@@ -25,7 +25,12 @@ const runs = runsArg ? Number(runsArg.slice(7)) : quick ? 10 : 40;
 const onlyArg = process.argv.find((arg) => arg.startsWith('--only='));
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
 const againstArg = process.argv.find((arg) => arg.startsWith('--against='));
-const against = againstArg ? resolve(againstArg.slice(10)) : undefined;
+const against = againstArg
+  ? againstArg
+      .slice(10)
+      .split(',')
+      .map((dir) => resolve(dir))
+  : [];
 const benchStart = process.hrtime.bigint();
 const jobs = 64;
 const leftoverCount = 2000;
@@ -120,25 +125,26 @@ try {
   const env = system.callerEnv({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
   const asPilot = ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--'];
   const spawnOptions = (stdout) => ({ env, cwd: system.scratch, stdio: ['ignore', stdout, 'ignore'] });
-  // The other checkout's build, installed by its own install-system beside this one, with the same config.
-  const otherShim =
-    against === undefined
-      ? undefined
-      : (() => {
-          spawnSync(
-            process.execPath,
-            [
-              join(against, 'scripts/install-system.mjs'),
-              `--prefix=${join(system.root, 'against')}`,
-              `--config=${system.configPath}`,
-            ],
-            { stdio: ['ignore', 'ignore', 'inherit'] },
-          );
-          const shim = join(system.root, 'against/sbin/glexec');
-          if (!existsSync(shim)) throw new Error(`--against=${against}: its install-system failed (above)`);
-          return shim;
-        })();
-  const otherName = (name) => `${name} [${against}]`;
+  // The other checkouts' builds, each installed by its own install-system beside this one, with the same config.
+  const others = against.map((dir, index) => {
+    spawnSync(
+      process.execPath,
+      [
+        join(dir, 'scripts/install-system.mjs'),
+        `--prefix=${join(system.root, `against-${index}`)}`,
+        `--config=${system.configPath}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const shim = join(system.root, `against-${index}/sbin/glexec`);
+    if (!existsSync(shim)) throw new Error(`--against=${dir}: its install-system failed (above)`);
+    return { key: `against ${dir}`, dir, shim };
+  });
+  /** One command a build of --against, keyed for alternate(). */
+  const eachOther = (command) => Object.fromEntries(others.map((other) => [other.key, () => command(other.shim)]));
+  const otherRows = (name, medians, baseline, target) => {
+    for (const other of others) row(`${name} [${other.dir}]`, medians[other.key], 'ms', baseline, target);
+  };
 
   /** One timed run; a failed one is run again (up to 3 tries), then it is NaN (left out of medians). */
   const timed = (command, args, runEnv = env) => {
@@ -175,7 +181,7 @@ try {
     system.writeConfig(system.standardConfig(['log_level = 3']));
     const plain = alternate({
       glexec: () => timed('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true']),
-      ...(otherShim ? { other: () => timed('/usr/bin/setpriv', [...asPilot, otherShim, '/bin/true']) } : {}),
+      ...eachOther((shim) => timed('/usr/bin/setpriv', [...asPilot, shim, '/bin/true'])),
       node: () => timed('/usr/bin/setpriv', [...asPilot, process.execPath, '-e', '0']),
       setpriv: () =>
         timed('/usr/bin/setpriv', [
@@ -189,7 +195,7 @@ try {
         ]),
     });
     row(plainName, plain.glexec, 'ms', plain.node, ratioAtMost(1.6));
-    if (otherShim) row(otherName(plainName), plain.other, 'ms', plain.node, ratioAtMost(1.6));
+    otherRows(plainName, plain, plain.node, ratioAtMost(1.6));
     row(setprivName, plain.glexec, 'ms', plain.setpriv);
   });
 
@@ -215,16 +221,9 @@ try {
     const likeDefault = alternate({
       glexec: () =>
         timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, system.shim, '/bin/true'], proxyEnv),
-      ...(otherShim
-        ? {
-            other: () =>
-              timed(
-                '/usr/bin/prlimit',
-                [...callerLimit, '/usr/bin/setpriv', ...asPilot, otherShim, '/bin/true'],
-                proxyEnv,
-              ),
-          }
-        : {}),
+      ...eachOther((shim) =>
+        timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, shim, '/bin/true'], proxyEnv),
+      ),
       node: () =>
         timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, process.execPath, '-e', '0']),
     });
@@ -232,7 +231,7 @@ try {
     if (!readFileSync(proxyEnv.GLEXEC_TARGET_PROXY).equals(readFileSync(pki.pilotProxy)))
       throw new Error('the target proxy was not copied');
     row(defaultName, likeDefault.glexec, 'ms', likeDefault.node, ratioAtMost(2.0));
-    if (otherShim) row(otherName(defaultName), likeDefault.other, 'ms', likeDefault.node, ratioAtMost(2.0));
+    otherRows(defaultName, likeDefault, likeDefault.node, ratioAtMost(2.0));
   });
 
   // 2b. Mapping cost of each LCMAPS backend against the grid-mapfile path (same DN, same account),
