@@ -6,7 +6,7 @@
 //   npm run bench -- --runs=N     N runs a start-up row
 //   npm run bench -- --json       the rows as a JSON array instead of the table
 //   npm run bench -- --only=startup,default,mapping,memory,together,epilogue,leftovers
-//   npm run bench -- --against=DIR[,DIR…]  also the start-up rows of each checkout DIR (built there),
+//   npm run bench -- --against=DIR[,DIR…]  also the start-up and memory rows of each checkout DIR (built there),
 //                                 installed beside this one and run alternately with it: before/after
 // It never stops on a failed measurement: a process that ended before it was read is read again,
 // a failed run is run again, and what still fails is "not measured" in its row.
@@ -285,47 +285,65 @@ try {
     [perJobName, [perJobName, 'MB', valueAtMost(1)], [allJobsName, 'MB', valueAtMost(64)]],
     async () => {
       system.writeConfig(system.standardConfig(['log_level = 3']));
-      // The payload prints its pid and stays until the bench ends it: reading waits for that handshake.
-      const lingering = Array.from({ length: jobs }, () =>
-        spawn(
-          '/usr/bin/setpriv',
-          [...asPilot, system.shim, '/bin/sh', '-c', 'echo $$; exec /bin/sleep 100000'],
-          spawnOptions('pipe'),
-        ),
-      );
-      const idle = Array.from({ length: 8 }, () =>
-        spawn(
-          '/usr/bin/setpriv',
-          [...asPilot, process.execPath, '-e', 'console.log(process.pid); setInterval(() => {}, 1 << 30)'],
-          spawnOptions('pipe'),
-        ),
-      );
-      // Both handshakes are listened to at once: a child's error must never be left without a listener.
-      const [payloads, idleReady] = await Promise.all([
-        Promise.all(lingering.map(firstLine)),
-        Promise.all(idle.map(firstLine)),
-      ]);
-      const perJob = [];
-      lingering.forEach((child, index) => {
-        const payload = Number(payloads[index]);
-        if (!Number.isInteger(payload) || payload <= 0)
-          return warn(`lingering job ${index} ended before its payload started`);
-        const sample = sampleTree(child.pid, new Set([payload]));
-        if (sample === undefined) return warn(`lingering job ${index}: glexec had ended before it was read`);
-        perJob.push(sample.privateKb / 1024);
-      });
-      const idleNode = [];
-      idle.forEach((child, index) => {
-        if (idleReady[index] === undefined) return warn('an idle node ended early');
-        const sample = sampleTree(child.pid, new Set());
-        if (sample !== undefined) idleNode.push(sample.privateKb / 1024);
-      });
-      payloads.forEach((payload) => Number(payload) > 0 && signal(Number(payload), 'SIGTERM'));
-      for (const child of idle) signal(child.pid, 'SIGTERM');
-      await Promise.all([...lingering, ...idle].map(ended));
-      row(perJobName, median(perJob), 'MB', median(idleNode), valueAtMost(1));
+      /** 64 lingering jobs of `shim` and 8 idle nodes at once: each job's private MB, and each idle node's. */
+      const lingerAll = async (shim) => {
+        // The payload prints its pid and stays until the bench ends it: reading waits for that handshake.
+        const lingering = Array.from({ length: jobs }, () =>
+          spawn(
+            '/usr/bin/setpriv',
+            [...asPilot, shim, '/bin/sh', '-c', 'echo $$; exec /bin/sleep 100000'],
+            spawnOptions('pipe'),
+          ),
+        );
+        const idle = Array.from({ length: 8 }, () =>
+          spawn(
+            '/usr/bin/setpriv',
+            [...asPilot, process.execPath, '-e', 'console.log(process.pid); setInterval(() => {}, 1 << 30)'],
+            spawnOptions('pipe'),
+          ),
+        );
+        // Both handshakes are listened to at once: a child's error must never be left without a listener.
+        const [payloads, idleReady] = await Promise.all([
+          Promise.all(lingering.map(firstLine)),
+          Promise.all(idle.map(firstLine)),
+        ]);
+        const perJob = [];
+        lingering.forEach((child, index) => {
+          const payload = Number(payloads[index]);
+          if (!Number.isInteger(payload) || payload <= 0)
+            return warn(`lingering job ${index} ended before its payload started`);
+          const sample = sampleTree(child.pid, new Set([payload]));
+          if (sample === undefined) return warn(`lingering job ${index}: glexec had ended before it was read`);
+          perJob.push(sample.privateKb / 1024);
+        });
+        const idleNode = [];
+        idle.forEach((child, index) => {
+          if (idleReady[index] === undefined) return warn('an idle node ended early');
+          const sample = sampleTree(child.pid, new Set());
+          if (sample !== undefined) idleNode.push(sample.privateKb / 1024);
+        });
+        payloads.forEach((payload) => Number(payload) > 0 && signal(Number(payload), 'SIGTERM'));
+        for (const child of idle) signal(child.pid, 'SIGTERM');
+        await Promise.all([...lingering, ...idle].map(ended));
+        return { perJob, idleNode };
+      };
       // Jobs that could not be read leave the sum incomplete: then it is not a measurement.
-      row(allJobsName, perJob.length === jobs ? sum(perJob) : NaN, 'MB', undefined, valueAtMost(64));
+      const total = (perJob) => (perJob.length === jobs ? sum(perJob) : NaN);
+      const { perJob, idleNode } = await lingerAll(system.shim);
+      row(perJobName, median(perJob), 'MB', median(idleNode), valueAtMost(1));
+      row(allJobsName, total(perJob), 'MB', undefined, valueAtMost(64));
+      // The --against builds one after another, each with its own idle nodes beside it.
+      for (const other of others) {
+        const measuredOther = await lingerAll(other.shim);
+        row(
+          `${perJobName} [${other.dir}]`,
+          median(measuredOther.perJob),
+          'MB',
+          median(measuredOther.idleNode),
+          valueAtMost(1),
+        );
+        row(`${allJobsName} [${other.dir}]`, total(measuredOther.perJob), 'MB', undefined, valueAtMost(64));
+      }
     },
   );
 
