@@ -21,6 +21,7 @@ import { subjectHash } from './proxy/dn';
 import { readCheckedFile } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
+import { flockAddonPath } from './sys/lock';
 import { SETPRIV, startPayloadHelper } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
@@ -534,16 +535,16 @@ function checkContainment(config: Config): Finding[] {
 }
 
 function checkTools(): Finding[] {
-  // setpriv runs the epilogue; start-payload starts every payload.
+  // setpriv runs the epilogue; start-payload starts every payload; flock.node takes the proxies' locks.
   const findings = existsSync(SETPRIV)
     ? [ok('tools', `${SETPRIV} present`)]
     : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
-  const helper = startPayloadHelper();
-  findings.push(
-    existsSync(helper)
-      ? ok('tools', `${helper} present`)
-      : error('tools', `${helper} is missing`, 'run npm run install-system again'),
-  );
+  for (const installed of [startPayloadHelper(), flockAddonPath()])
+    findings.push(
+      existsSync(installed)
+        ? ok('tools', `${installed} present`)
+        : error('tools', `${installed} is missing`, 'run npm run install-system again'),
+    );
   return findings;
 }
 

@@ -22,10 +22,14 @@ declare const GLEXEC_BUNDLED: boolean | undefined;
 let addon: FlockAddon | undefined;
 
 /** By absolute path only: the install's own root-owned copy next to the bundle, or the build's. */
+export function flockAddonPath(): string {
+  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
+  return bundled ? join(__dirname, 'flock.node') : join(__dirname, '../../c/flock.node');
+}
+
 function flockAddon(): FlockAddon {
   if (addon === undefined) {
-    const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
-    const path = bundled ? join(__dirname, 'flock.node') : join(__dirname, '../../c/flock.node');
+    const path = flockAddonPath();
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       addon = require(path) as FlockAddon;
