@@ -3,7 +3,8 @@
  *   lock(fd, exclusive, waitMs) -> 0 when the lock is held, else an errno value
  *   (EWOULDBLOCK: someone else held a conflicting lock for the whole wait).
  * The lock is asked for without blocking and asked again after short sleeps until the deadline:
- * no signal or thread is used, so nothing of Node's own signal handling or event loop is touched.
+ * no signal or thread is used, so nothing of Node's own signal handling or event loop is touched
+ * (so a waiting glexec is not a blocked waiter in /proc/locks, and takes a freed lock within 25 ms).
  * The descriptor stays glexec's: closing it (or its last duplicate) releases the lock.
  * Built by `npm run build` (scripts/c-programs.mjs) against Node's own headers, installed root-owned
  * next to the bundle and loaded from there by absolute path only.
@@ -23,17 +24,21 @@
 #define FIRST_PAUSE_NS 1000000L
 #define LONGEST_PAUSE_NS 25000000L
 
-static int64_t now_ns(void) {
-    struct timespec now;
-    /* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer; if it ever did, give up at once. */
-    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
-        return INT64_MAX;
-    return (int64_t)now.tv_sec * 1000000000L + now.tv_nsec;
+/* CLOCK_MONOTONIC in nanoseconds; false (errno set) if the clock cannot be read. */
+static bool now_ns(int64_t *now) {
+    struct timespec reading;
+    if (clock_gettime(CLOCK_MONOTONIC, &reading) != 0)
+        return false;
+    *now = (int64_t)reading.tv_sec * 1000000000L + reading.tv_nsec;
+    return true;
 }
 
 /* 0 when locked, else the errno of the last try (EWOULDBLOCK when the deadline passed). */
 static int lock_until(int fd, int operation, int64_t wait_ms) {
-    const int64_t deadline = now_ns() + wait_ms * 1000000L;
+    int64_t now;
+    if (!now_ns(&now))
+        return errno;
+    const int64_t deadline = now + wait_ms * 1000000L;
     long pause_ns = FIRST_PAUSE_NS;
     for (;;) {
         if (flock(fd, operation | LOCK_NB) == 0)
@@ -41,7 +46,9 @@ static int lock_until(int fd, int operation, int64_t wait_ms) {
         const int error = errno;
         if (error != EWOULDBLOCK && error != EINTR)
             return error;
-        const int64_t left = deadline - now_ns();
+        if (!now_ns(&now))
+            return errno;
+        const int64_t left = deadline - now;
         if (left <= 0)
             return EWOULDBLOCK;
         struct timespec pause = {0, left < pause_ns ? (long)left : pause_ns};
