@@ -2,10 +2,13 @@
  * flock.node: flock(2) for glexec, which Node does not offer. One function,
  *   lock(fd, exclusive, waitMs) -> 0 when the lock is held, else an errno value
  *   (EWOULDBLOCK: someone else held a conflicting lock for the whole wait).
- * The lock is asked for without blocking and asked again after short sleeps until the deadline:
- * no signal or thread is used, so nothing of Node's own signal handling or event loop is touched
- * (so a waiting glexec is not a blocked waiter in /proc/locks, and takes a freed lock within 25 ms).
- * The descriptor stays glexec's: closing it (or its last duplicate) releases the lock.
+ * As flock(1) does, it blocks in flock(2) (a waiter the kernel knows, in /proc/locks, woken as
+ * soon as the lock is free) and a timer ends the wait: a POSIX timer that sends WAKE_SIGNAL to this
+ * thread only, whose handler does nothing, so flock(2) returns EINTR. The timer repeats every
+ * RETRY_NS after the deadline, so a signal that came just before flock(2) blocked is followed by
+ * another. WAKE_SIGNAL is a real-time signal Node never uses; its previous handler and this thread's
+ * signal mask are put back before lock() returns. The descriptor stays glexec's: closing it (or its
+ * last duplicate) releases the lock.
  * Built by `npm run build` (scripts/c-programs.mjs) against Node's own headers, installed root-owned
  * next to the bundle and loaded from there by absolute path only.
  */
@@ -13,50 +16,113 @@
 #define NAPI_VERSION 8
 #include <errno.h>
 #include <node_api.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The longest wait glexec may ask for (an hour): a bound on a mistaken argument, not a policy. */
 #define MAX_WAIT_MS 3600000
-/* Between two tries: from 1 ms, doubling, at most 25 ms (as often as glexec polls elsewhere). */
-#define FIRST_PAUSE_NS 1000000L
-#define LONGEST_PAUSE_NS 25000000L
+#define WAKE_SIGNAL (SIGRTMIN + 4)
+#define RETRY_NS 5000000L
 
-/* CLOCK_MONOTONIC in nanoseconds; false (errno set) if the clock cannot be read. */
-static bool now_ns(int64_t *now) {
-    struct timespec reading;
-    if (clock_gettime(CLOCK_MONOTONIC, &reading) != 0)
-        return false;
-    *now = (int64_t)reading.tv_sec * 1000000000L + reading.tv_nsec;
-    return true;
+static void wake(int signal) {
+    (void)signal;
 }
 
-/* 0 when locked, else the errno of the last try (EWOULDBLOCK when the deadline passed). */
-static int lock_until(int fd, int operation, int64_t wait_ms) {
-    int64_t now;
-    if (!now_ns(&now))
+static bool past(const struct timespec *deadline) {
+    struct timespec now;
+    /* A clock that cannot be read counts as past: the wait ends rather than never. */
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        return true;
+    return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+/* Blocks in flock(2) until the lock is held or the deadline has passed; 0 or an errno value. */
+static int wait_for_lock(int fd, int operation, int64_t wait_ms) {
+    struct timespec deadline;
+    if (clock_gettime(CLOCK_MONOTONIC, &deadline) != 0)
         return errno;
-    const int64_t deadline = now + wait_ms * 1000000L;
-    long pause_ns = FIRST_PAUSE_NS;
-    for (;;) {
-        if (flock(fd, operation | LOCK_NB) == 0)
-            return 0;
-        const int error = errno;
-        if (error != EWOULDBLOCK && error != EINTR)
-            return error;
-        if (!now_ns(&now))
-            return errno;
-        const int64_t left = deadline - now;
-        if (left <= 0)
-            return EWOULDBLOCK;
-        struct timespec pause = {0, left < pause_ns ? (long)left : pause_ns};
-        /* Interrupted or not, the deadline decides: the loop tries again and looks at the clock. */
-        (void)nanosleep(&pause, NULL);
-        if (pause_ns < LONGEST_PAUSE_NS)
-            pause_ns = pause_ns * 2 > LONGEST_PAUSE_NS ? LONGEST_PAUSE_NS : pause_ns * 2;
+    deadline.tv_sec += (time_t)(wait_ms / 1000);
+    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1000000000L;
     }
+
+    struct sigaction action, previous;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = wake; /* no SA_RESTART: flock(2) must return EINTR */
+    if (sigemptyset(&action.sa_mask) != 0 || sigaction(WAKE_SIGNAL, &action, &previous) != 0)
+        return errno;
+    int result = 0;
+    sigset_t wake_only, mask;
+    if (sigemptyset(&wake_only) != 0 || sigaddset(&wake_only, WAKE_SIGNAL) != 0) {
+        result = errno;
+        goto restore_handler;
+    }
+    int error = pthread_sigmask(SIG_UNBLOCK, &wake_only, &mask);
+    if (error != 0) {
+        result = error;
+        goto restore_handler;
+    }
+    struct sigevent event;
+    memset(&event, 0, sizeof event);
+    event.sigev_notify = SIGEV_THREAD_ID;
+    event.sigev_signo = WAKE_SIGNAL;
+    event._sigev_un._tid = gettid(); /* sigev_notify_thread_id; glibc 2.36 does not name it */
+    timer_t timer;
+    if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0) {
+        result = errno;
+        goto restore_mask;
+    }
+    const struct itimerspec when = {.it_value = deadline, .it_interval = {0, RETRY_NS}};
+    if (timer_settime(timer, TIMER_ABSTIME, &when, NULL) != 0) {
+        result = errno;
+    } else {
+        for (;;) {
+            if (flock(fd, operation) == 0) {
+                result = 0;
+                break;
+            }
+            if (errno != EINTR) {
+                result = errno;
+                break;
+            }
+            /* The timer's signal, or another one: only the deadline ends the wait. */
+            if (past(&deadline)) {
+                result = EWOULDBLOCK;
+                break;
+            }
+        }
+    }
+    /* Deleted first, so no signal of it can come once the previous handler is back. */
+    if (timer_delete(timer) != 0 && result == 0)
+        result = errno;
+restore_mask:
+    error = pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    if (error != 0 && result == 0)
+        result = error;
+restore_handler:
+    if (sigaction(WAKE_SIGNAL, &previous, NULL) != 0 && result == 0)
+        result = errno;
+    return result;
+}
+
+/* 0 when locked, else an errno value (EWOULDBLOCK when the wait ran out). */
+static int lock_until(int fd, int operation, int64_t wait_ms) {
+    /* Free (the usual case): no timer and no signal handler at all. */
+    if (flock(fd, operation | LOCK_NB) == 0)
+        return 0;
+    if (errno != EWOULDBLOCK)
+        return errno;
+    if (wait_ms == 0)
+        return EWOULDBLOCK;
+    return wait_for_lock(fd, operation, wait_ms);
 }
 
 static napi_value fail(napi_env env, const char *message) {

@@ -1,7 +1,7 @@
 /**
  * flock(2) locks on a descriptor glexec holds. Node has no flock(2), so a tiny addon
- * (shim/flock-addon.c, flock.node) makes the call in this process: no flock(1) spawn (two a run
- * cost about 38 ms). A flock lock belongs to the open file description, so closing `fd` (its last
+ * (shim/flock-addon.c, flock.node) makes the call in this process, waiting in flock(2) as flock(1)
+ * does: no flock(1) spawn (two a run cost 12 ms or more). A flock lock belongs to the open file description, so closing `fd` (its last
  * duplicate) releases it. POSIX record locks (fcntl F_SETLK) are not taken (see proxy/target.ts).
  */
 import { constants } from 'node:os';

@@ -6,7 +6,7 @@
  * exec failures as 126, prohibit_exec_via_symlink at the exec itself, empty capability sets.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -331,7 +331,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
         cwd: join(base, 'work'),
       });
       try {
-        await waitForLockWait(run, source);
+        await waitForBlockedLock(source);
         renameSync(base, `${base}.old`);
         symlinkSync(otherHome, base);
       } finally {
@@ -469,7 +469,7 @@ describe('start-up hardening', { skip: needsRoot }, () => {
       await new Promise((resolve) => holder.stdout?.once('data', resolve));
       const run = startGlexec([payload], withProxy({ GLEXEC_SOURCE_PROXY: source, GLEXEC_TARGET_PROXY: targetProxy }));
       try {
-        await waitForLockWait(run, source);
+        await waitForBlockedLock(source);
         rmSync(payload);
         symlinkSync(other, payload);
       } finally {
@@ -483,28 +483,12 @@ describe('start-up hardening', { skip: needsRoot }, () => {
   });
 });
 
-/**
- * Waits until glexec (the pid of `run`: setpriv, the shim and node exec one another) has `path` open:
- * it opens the source proxy only to lock it, and cannot go past the lock while another process holds it.
- */
-async function waitForLockWait(run: Background, path: string): Promise<void> {
-  const pid = run.child.pid;
-  assert.ok(pid !== undefined);
-  const hasOpen = (): boolean => {
-    try {
-      return readdirSync(`/proc/${pid}/fd`).some((fd) => {
-        try {
-          return readlinkSync(`/proc/${pid}/fd/${fd}`) === path;
-        } catch {
-          return false;
-        }
-      });
-    } catch {
-      return false;
-    }
-  };
-  while (!hasOpen()) {
-    assert.equal(run.child.exitCode, null, `glexec ended before it opened ${path}: ${run.stderr}`);
+/** Waits until someone is blocked on a flock of `path` (/proc/locks shows waiters with `->`). */
+async function waitForBlockedLock(path: string): Promise<void> {
+  const inode = execFileSync('stat', ['-c', '%i', path], { encoding: 'utf8' }).trim();
+  for (;;) {
+    const locks = readFileSync('/proc/locks', 'utf8').split('\n');
+    if (locks.some((line) => line.includes('->') && line.includes(`:${inode} `))) return;
     await sleep(20);
   }
 }
