@@ -27,6 +27,25 @@ const withoutPinoTransports = {
     );
   },
 };
+/**
+ * What pino and sonic-boom load at start-up but a run does not need, replaced by the files named
+ * (see each file why): worker_threads for pino's isMainThread, assert for sonic-boom's close.
+ */
+const withoutUnusedBuiltins = {
+  name: 'glexec-without-unused-builtins',
+  setup(builder) {
+    builder.onResolve({ filter: /^worker_threads$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/pino-main-thread.js') }
+        : undefined,
+    );
+    builder.onResolve({ filter: /^assert$/ }, (args) =>
+      /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/lazy-assert.js') }
+        : undefined,
+    );
+  },
+};
 await build({
   entryPoints: [join(root, 'src/main.ts')],
   outfile: join(root, 'build/dist/glexec-main.js'),
@@ -39,7 +58,7 @@ await build({
   define: { GLEXEC_BUNDLED: 'true' },
   // Never loaded in the bundle (the addon is required by absolute path there); keeps esbuild quiet.
   external: ['posix', 'posix/*'],
-  plugins: [withoutPinoTransports],
+  plugins: [withoutPinoTransports, withoutUnusedBuiltins],
   logLevel: 'warning',
 });
 // The VOMS AC parser and its ASN.1 libraries, a bundle of its own: only a proxy with VOMS

@@ -3,8 +3,10 @@
 // DIR/sbin/glexec        the setuid-root shim, compiled here (the only C compiled at install time)
 //                        with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), start-payload and lcmaps-helper (root-only helpers, from build/c/); glexec writes
-//                        glexec-main.<hash>.cache (V8's code cache) there after its first run
+//                        addon), flock.node (glexec's flock(2) addon), start-payload and lcmaps-helper
+//                        (root-only helpers; these three from build/c/); glexec writes
+//                        glexec-main.<dev>-<inode>-<size>-<mtime>-<ctime>.cache (V8's code cache) there
+//                        after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
@@ -129,7 +131,7 @@ for (const dir of [...(prefixMade ? [prefix] : []), sbin, join(prefix, 'lib'), l
   chmodSync(dir, 0o755);
 }
 const program = join(lib, 'glexec.js');
-// Code caches of older bundles are never used (their names carry the bundle's hash): remove them.
+// Code caches of older bundles are never used (their names carry the bundle file's identity and times): remove them.
 if (existsSync(lib))
   for (const name of readdirSync(lib).filter((file) => /^glexec-main\..*\.cache$/.test(file)))
     rmSync(join(lib, name), { force: true });

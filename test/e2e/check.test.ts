@@ -53,6 +53,7 @@ describe('glexec --check', { skip: needsRoot }, () => {
         'ok      containment',
         'ok      tools',
         'ok      tools',
+        'ok      tools',
         'glexec --check',
       ],
     );
