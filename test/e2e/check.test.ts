@@ -53,7 +53,6 @@ describe('glexec --check', { skip: needsRoot }, () => {
         'ok      containment',
         'ok      tools',
         'ok      tools',
-        'ok      tools',
         'glexec --check',
       ],
     );
