@@ -438,8 +438,9 @@ int main(int argc, char **argv) {
         limits_arg,
         env_arg,
         proxy_arg,
-        "--phase=",   /* the monitor's slots: which phase, and its plan descriptor */
+        "--phase=",   /* the monitor's slots: which phase, its plan descriptor, its "done" pipe */
         "--plan-fd=",
+        "--done-fd=",
         "--",
     };
     size_t fixed_count = sizeof fixed / sizeof fixed[0];
@@ -456,5 +457,5 @@ int main(int argc, char **argv) {
     char *node_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
     /* From here the shim is the monitor: the glexec process for the whole run. */
     const int decide_only[2] = {env_fd, proxy_fd};
-    monitor_run(node_argv, fixed_count - 3, node_env, stderr_fd, cwd_fd, decide_only);
+    monitor_run(node_argv, fixed_count - 4, node_env, stderr_fd, cwd_fd, decide_only);
 }

@@ -19,12 +19,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -46,13 +48,10 @@
 #define PLAN_MAX (64UL << 20)
 #define FIELD_MAX (16UL << 20)
 #define MAX_ITEMS 65536
-#define STATUS_MAX 4096
-/*
- * Phase 2's "record written": this real-time signal from phase 2's own pid (si_pid), so no other
- * process can fake it; real-time signals queue, so none sent by another can hide it. A kernel
- * number (src/sys/handover.ts sends it by number), within glibc's SIGRTMIN..SIGRTMAX.
- */
-#define DONE_SIGNAL 40
+/* start-payload's status: its working directory and a failure line, each escaped (up to 4 bytes a byte). */
+#define STATUS_MAX (10 * PATH_MAX)
+/* How long the monitor waits for room on the caller's stderr before it drops its message. */
+#define STDERR_WAIT_MS 2000
 
 /* The signals forwarded to the payload's process group: the list of src/linger.ts. */
 static const int forwarded[] = {
@@ -91,7 +90,15 @@ static void say(const char *format, ...) {
     va_end(args);
     if (length < 0)
         return;
-    /* The exit code tells the caller too; nothing is left to do when its stderr is gone. */
+    /*
+     * A caller that never drains its stderr must not hold the root monitor: wait a bounded time
+     * for room. A pipe polls writable when a whole PIPE_BUF slot is free, and the line is shorter,
+     * so the write does not block. (O_NONBLOCK is not set: the open file is shared with the caller.)
+     * The exit code tells the caller too; nothing is left to do when its stderr is gone or full.
+     */
+    struct pollfd room = {.fd = caller_stderr, .events = POLLOUT, .revents = 0};
+    if (poll(&room, 1, STDERR_WAIT_MS) != 1 || !(room.revents & POLLOUT))
+        return;
     if (dprintf(caller_stderr, "glexec: %s\n", line) < 0)
         return;
 }
@@ -101,12 +108,13 @@ static void emergency_end(const char *error);
 /* A failure of the monitor itself: before the payload started nothing runs; after, it is ended and recorded. */
 static _Noreturn void fail(const char *what) {
     int error = errno;
+    /* The payload is ended before anything is said: the caller's stderr must not delay that. */
+    if (payload_pid > 0 && !ending)
+        emergency_end("monitor.failed");
     if (error)
         say("%s: %s", what, strerror(error));
     else
         say("%s", what);
-    if (payload_pid > 0 && !ending)
-        emergency_end("monitor.failed");
     exit(EXIT_SYSTEM_ERROR);
 }
 
@@ -280,6 +288,16 @@ static size_t parse_plan(char *data, size_t length) {
     }
 }
 
+/*
+ * The payload's start never has the epilogue's rights (which allow uid 0): a plan that asks for
+ * them is refused, whoever could have written it.
+ */
+static void refuse_epilogue_rights(void) {
+    for (size_t i = 0; i < plan.helper_count && strcmp(plan.helper_argv[i], "--") != 0; i++)
+        if (strcmp(plan.helper_argv[i], "--epilogue") == 0)
+            refuse_plan("the payload's start asks for the epilogue's rights");
+}
+
 /* Moves `fd` above the descriptors a child sets up (3, 4), keeping it open across exec only where asked. */
 static int high_copy(int fd) {
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
@@ -421,19 +439,31 @@ static int wait_for_payload(const sigset_t *waited) {
     }
 }
 
-/* PRIVILEGE: runs node (phase 1 or 2) as a child, with the plan's memory file as its own descriptor. */
-static pid_t start_phase(char **node_argv, size_t slot, char *const node_env[], const char *phase, int plan_fd) {
-    static char phase_arg[32], plan_arg[32];
+/*
+ * PRIVILEGE: runs node (phase 1 or 2) as a child, with the plan's memory file as its own descriptor
+ * and, for phase 2, the write end of the pipe on which it says "record written" (`done_fd`, else
+ * -1). The child dies with the monitor (PR_SET_PDEATHSIG), so no root phase outlives it and none
+ * ever talks to a process that adopted it.
+ */
+static pid_t start_phase(char **node_argv, size_t slot, char *const node_env[], const char *phase, int plan_fd,
+                         int done_fd) {
+    static char phase_arg[32], plan_arg[32], done_arg[32];
     if (snprintf(phase_arg, sizeof phase_arg, "--phase=%s", phase) < 0 ||
-        snprintf(plan_arg, sizeof plan_arg, "--plan-fd=%d", plan_fd) < 0)
+        snprintf(plan_arg, sizeof plan_arg, "--plan-fd=%d", plan_fd) < 0 ||
+        (done_fd >= 0 ? snprintf(done_arg, sizeof done_arg, "--done-fd=%d", done_fd)
+                      : snprintf(done_arg, sizeof done_arg, "--done-fd=none")) < 0)
         fail("snprintf");
     node_argv[slot] = phase_arg;
     node_argv[slot + 1] = plan_arg;
+    node_argv[slot + 2] = done_arg;
+    pid_t monitor = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
-        if (fcntl(plan_fd, F_SETFD, 0) != 0)
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != monitor)
+            _exit(EXIT_SYSTEM_ERROR);
+        if (fcntl(plan_fd, F_SETFD, 0) != 0 || (done_fd >= 0 && fcntl(done_fd, F_SETFD, 0) != 0))
             _exit(EXIT_SYSTEM_ERROR);
         execve(GLEXEC_NODE, node_argv, node_env);
         say("cannot execute " GLEXEC_NODE ": %s", strerror(errno));
@@ -520,31 +550,30 @@ static void emergency_end(const char *error) {
     write_minimal_record(error, cleanup);
 }
 
-/* Phase 2 runs until it exits; its DONE_SIGNAL says its record is written. Other signals are dropped. */
-static int wait_for_conclusion(pid_t phase, const sigset_t *waited, int *done) {
-    sigset_t done_only;
-    if (sigemptyset(&done_only) != 0 || sigaddset(&done_only, DONE_SIGNAL) != 0)
-        fail("sigaddset");
+/*
+ * Phase 2 runs until it exits; signals meanwhile are dropped. Its one byte on the "done" pipe
+ * (read end `done_read`, non-blocking) says its record is written: a pipe only the monitor and
+ * phase 2 hold, so nothing else can say it or hide it, whatever the caller's RLIMIT_SIGPENDING.
+ */
+static int wait_for_conclusion(pid_t phase, const sigset_t *waited, int done_read, int *done) {
     for (;;) {
         int status;
         pid_t ended = waitpid(phase, &status, WNOHANG);
         if (ended == phase) {
-            /* Its signal may still be queued behind its exit. */
-            const struct timespec now = {0, 0};
-            siginfo_t info;
-            while (sigtimedwait(&done_only, &info, &now) == DONE_SIGNAL)
-                if (info.si_pid == phase)
-                    *done = 1;
+            char byte;
+            ssize_t got;
+            do
+                got = read(done_read, &byte, 1);
+            while (got < 0 && errno == EINTR);
+            if (got < 0 && errno != EAGAIN)
+                fail("read");
+            *done = got == 1 && byte == 'd';
             return status;
         }
         if (ended < 0 && errno != EINTR)
             fail("waitpid");
-        siginfo_t info;
-        int sig = sigwaitinfo(waited, &info);
-        if (sig < 0 && errno != EINTR)
+        if (sigwaitinfo(waited, NULL) < 0 && errno != EINTR)
             fail("sigwaitinfo");
-        if (sig == DONE_SIGNAL && info.si_pid == phase)
-            *done = 1;
     }
 }
 
@@ -552,17 +581,13 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
                            const int decide_only[2]) {
     caller_stderr = stderr_fd;
     long long started = monotonic_ms();
-    if (DONE_SIGNAL < SIGRTMIN || DONE_SIGNAL > SIGRTMAX) {
-        errno = 0;
-        fail("internal error: the phases' signal is not a real-time signal here");
-    }
     sigset_t waited;
     if (sigfillset(&waited) != 0)
         fail("sigfillset");
 
     /* Phase 1: decide. */
     int plan_fd = new_memfd("glexec-plan");
-    int status = wait_for_child(start_phase(node_argv, slot, node_env, "decide", plan_fd));
+    int status = wait_for_child(start_phase(node_argv, slot, node_env, "decide", plan_fd, -1));
     size_t length;
     char *data = read_memfd(plan_fd, &length);
     if (close(plan_fd) != 0)
@@ -588,6 +613,7 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
         fail("out of memory");
     memcpy(copy, data, length);
     size_t body = parse_plan(data, length);
+    refuse_epilogue_rights();
     write_all(record_fd, copy, body);
     free(copy);
 
@@ -612,8 +638,14 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     write_all(record_fd, PLAN_END, strlen(PLAN_END));
     if (lseek(record_fd, 0, SEEK_SET) != 0)
         fail("lseek");
+    int done_pipe[2];
+    if (pipe2(done_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        fail("pipe2");
+    pid_t conclusion = start_phase(node_argv, slot, node_env, "conclude", record_fd, done_pipe[1]);
+    if (close(done_pipe[1]) != 0 || close(record_fd) != 0)
+        fail("close");
     int done = 0;
-    status = wait_for_conclusion(start_phase(node_argv, slot, node_env, "conclude", record_fd), &waited, &done);
+    status = wait_for_conclusion(conclusion, &waited, done_pipe[0], &done);
     if (done && WIFEXITED(status))
         exit(WEXITSTATUS(status));
     errno = 0;

@@ -7,7 +7,7 @@
 /*
  * Runs the two TypeScript phases and, between them, the payload; exits with the run's exit code
  * (never returns). `node_argv` is the node command line with three slots, at `phase_slot`, for the
- * phase arguments (--phase=, --plan-fd=); `caller_stderr` and `cwd_fd` are the shim's descriptors
+ * phase arguments (--phase=, --plan-fd=, --done-fd=); `caller_stderr` and `cwd_fd` are the shim's descriptors
  * (cwd_fd -1 when the caller's directory could not be opened); `decide_only` are descriptors only
  * phase 1 reads (the caller's environment and proxy; -1 for none), closed once it has ended.
  */

@@ -52,20 +52,34 @@
 extern char **environ;
 
 static void report(const char *kind, const char *format, ...) {
-    char line[1024];
+    char raw[PATH_MAX + 512];
     va_list args;
     va_start(args, format);
-    int length = snprintf(line, sizeof line, "%s ", kind);
-    if (length > 0 && (size_t)length < sizeof line)
-        length += vsnprintf(line + length, sizeof line - (size_t)length, format, args);
+    int length = vsnprintf(raw, sizeof raw, format, args);
     va_end(args);
     if (length < 0)
         return;
-    if ((size_t)length >= sizeof line - 1)
-        length = (int)sizeof line - 2;
-    line[length++] = '\n';
+    if ((size_t)length >= sizeof raw)
+        length = (int)sizeof raw - 1;
+    /*
+     * One line per report, whatever the text holds: a path of the caller's may contain a newline,
+     * which must not read as a second line of status. Control bytes and backslashes are written
+     * as \xHH (src/sys/proc.ts decodes them).
+     */
+    char line[32 + 4 * sizeof raw + 2];
+    int used = snprintf(line, sizeof line, "%s ", kind);
+    if (used < 0 || (size_t)used >= 32)
+        return;
+    for (int i = 0; i < length; i++) {
+        unsigned char byte = (unsigned char)raw[i];
+        if (byte < 0x20 || byte == 0x7f || byte == '\\')
+            used += snprintf(line + used, sizeof line - (size_t)used, "\\x%02x", byte);
+        else
+            line[used++] = (char)byte;
+    }
+    line[used++] = '\n';
     /* Without the status pipe, stderr is the last place left; nothing remains if that fails too. */
-    if (write(STATUS_FD, line, (size_t)length) != length && dprintf(2, "glexec start-payload: %.*s", length, line) < 0)
+    if (write(STATUS_FD, line, (size_t)used) != used && dprintf(2, "glexec start-payload: %.*s", used, line) < 0)
         return;
 }
 

@@ -29,6 +29,8 @@ export interface ShimArgs {
   /** Which of the monitor's two phases this process is (docs/architecture.md), and its plan's descriptor. */
   readonly phase: 'decide' | 'conclude' | undefined;
   readonly planFd: number | undefined;
+  /** Phase 2's write end of the monitor's "done" pipe. */
+  readonly doneFd: number | undefined;
 }
 
 export interface Caller extends Identity {
@@ -94,6 +96,8 @@ export function parseShimArgs(args: readonly string[]): ShimArgs {
     argv: args.slice(separator + 1),
     phase: phaseArg(named.get('phase')),
     planFd: fdArg(named.get('plan-fd'), 'plan descriptor'),
+    // "none" in phase 1, which has no "done" pipe.
+    doneFd: named.get('done-fd') === 'none' ? undefined : fdArg(named.get('done-fd'), 'done descriptor'),
   };
 }
 

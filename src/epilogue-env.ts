@@ -29,7 +29,7 @@ export function execArgumentLimit(): number {
 export function checkEpilogueEnvironment(
   runner: EpilogueRunner,
   payloadEnv: Record<string, string>,
-  context: { caller: Caller; target: Target; payloadPath: string; payloadArgs: readonly string[] },
+  context: { caller: Caller; target: Target; payloadPath: string; payloadArgs: readonly string[]; glexecPid: number },
 ): void {
   const variables = epilogueVariables(
     { ...context, payloadPid: 0, ending: { code: 0 }, containmentVariables: {} },

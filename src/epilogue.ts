@@ -142,6 +142,8 @@ export interface EpilogueContext {
   readonly payloadArgs: readonly string[];
   readonly payloadPid: number;
   readonly ending: Ending;
+  /** The glexec process (the monitor): given, never read from our own ppid, which changes if it dies. */
+  readonly glexecPid: number;
 }
 
 const colonList = (gids: readonly number[], primary: number): string => gids.filter((gid) => gid !== primary).join(':');
@@ -150,7 +152,7 @@ const colonList = (gids: readonly number[], primary: number): string => gids.fil
 export function epilogueVariables(context: EpilogueContext, epiloguePath: string): Record<string, string> {
   const { caller, target } = context;
   const argv = [context.payloadPath, ...context.payloadArgs];
-  const self = glexecProcessIds();
+  const self = glexecProcessIds(context.glexecPid);
   const variables: Record<string, string> = {
     GLEXEC_EPILOG_ARGC: String(argv.length),
     GLEXEC_EPILOG_GLEXEC_USER: caller.name,

@@ -192,7 +192,7 @@ async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
     reporter,
     glexecPid: outcome.glexecPid,
     startedMs: outcome.startedMs,
-    finished: tellMonitorDone,
+    finished: () => tellMonitorDone(shim.doneFd),
   };
   // Phase 1's decisions as it handed them over: the caller admitted, the start planned.
   const { caller, dn, target, epilogue, containment, targetProxy, payloadEnv } = state;
@@ -258,6 +258,7 @@ function prepareStart(context: AdmittedRun): PlannedRun {
       target,
       payloadPath: action.payload,
       payloadArgs: action.args,
+      glexecPid: context.glexecPid,
     });
   context.payloadEnv = payloadEnv;
   return Object.assign(context, { payloadEnv });
@@ -549,7 +550,7 @@ function copyTargetProxy(context: AdmittedRun): TargetProxyCopy | undefined {
     path: written.path,
     file: written.file,
     glexecPid: context.glexecPid,
-    glexecStarted: glexecStartTime(),
+    glexecStarted: glexecStartTime(context.glexecPid),
   };
   try {
     return {
@@ -743,6 +744,7 @@ async function runEpilogueStage(
     payloadArgs: action.args,
     payloadPid: payload.pid,
     ending: payload.ending,
+    glexecPid: context.glexecPid,
   };
   const leftoverFile =
     containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);

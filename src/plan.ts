@@ -6,7 +6,13 @@
  * "end 0\n\n".
  */
 
+import { clientError } from './errors';
+
 export const PLAN_MAGIC = 'glexec-plan 1\n';
+/** The monitor's bounds (shim/monitor.c: MAX_ITEMS, FIELD_MAX, PLAN_MAX; start-payload's name is an item too). */
+const MAX_ITEMS = 65536;
+const MAX_FIELD_BYTES = 16 << 20;
+const MAX_PLAN_BYTES = 64 << 20;
 
 /** What the monitor needs to start the payload and, if phase 2 fails, to end it and record that. */
 export interface Plan {
@@ -66,7 +72,20 @@ export function encodePlan(plan: Plan): Buffer {
   ];
   for (const [key, value] of fields)
     if (value.includes('\0')) throw new Error(`the plan's ${key} holds a NUL: ${JSON.stringify(value)}`);
-  return Buffer.concat([Buffer.from(PLAN_MAGIC), ...fields.map(encodeField), Buffer.from(END)]);
+  // The caller's arguments and environment make most of the plan: too much of them is the caller's
+  // error, refused before the monitor would refuse the plan (and while phase 1 can still clean up).
+  if (plan.helperArgs.length + 1 > MAX_ITEMS || plan.env.length > MAX_ITEMS)
+    throw tooLarge(`more than ${MAX_ITEMS} arguments or environment variables`);
+  const encoded = fields.map(encodeField);
+  const longest = fields.reduce((most, [, value]) => Math.max(most, Buffer.byteLength(value)), 0);
+  if (longest > MAX_FIELD_BYTES) throw tooLarge(`a part of it is larger than ${MAX_FIELD_BYTES} bytes`);
+  const bytes = Buffer.concat([Buffer.from(PLAN_MAGIC), ...encoded, Buffer.from(END)]);
+  if (bytes.length > MAX_PLAN_BYTES) throw tooLarge(`it is larger than ${MAX_PLAN_BYTES} bytes`);
+  return bytes;
+}
+
+function tooLarge(why: string): Error {
+  return clientError('plan.too_large', `the payload's arguments and environment are too large to hand over: ${why}`);
 }
 
 const OUTCOME_KEYS = [
@@ -78,8 +97,6 @@ const OUTCOME_KEYS = [
   'payload-started-ms',
   'payload-ended-ms',
 ] as const;
-
-const MAX_FIELD_BYTES = 16 << 20;
 
 /** The fields of a record, in order, refusing anything that is not exactly the format. */
 function splitFields(bytes: Buffer): Field[] {

@@ -3,6 +3,7 @@
  * (shim/monitor.c, docs/architecture.md).
  */
 import { closeSync, writeSync } from 'node:fs';
+import { systemError } from '../errors';
 import { readAllAndClose } from './files';
 import { describeProcess } from './procinfo';
 
@@ -24,25 +25,28 @@ export function readRecord(fd: number): Buffer {
   return readAllAndClose(fd, MAX_PLAN_BYTES);
 }
 
-/** DONE_SIGNAL of shim/monitor.c: a real-time signal (glibc's SIGRTMIN is 34), which Node sends by number only. */
-const DONE_SIGNAL = 40;
-
 /**
- * PRIVILEGE: tells the monitor (the parent) that the completion record is written and the
- * cleanup done; it checks that the signal came from this very pid, so nothing else can say it.
+ * Tells the monitor that the completion record is written and the cleanup done: one byte on the
+ * pipe only the monitor and phase 2 hold (shim/monitor.c reads it once phase 2 has exited), then
+ * closed, so nothing phase 2 starts afterwards holds it.
  */
-export function tellMonitorDone(): void {
-  process.kill(process.ppid, DONE_SIGNAL);
+export function tellMonitorDone(doneFd: number | undefined): void {
+  if (doneFd === undefined) throw systemError('shim.bad_args', 'the concluding phase has no "done" descriptor');
+  try {
+    writeSync(doneFd, 'd');
+  } finally {
+    closeSync(doneFd);
+  }
 }
 
-/** glexec's process (the monitor, parent of both phases): its pid, process group and session. */
-export function glexecProcessIds(): { pid: number; pgid: number; sid: number } {
-  const monitor = describeProcess(process.ppid);
-  if (monitor === undefined) throw new Error(`cannot read /proc/${process.ppid}`);
-  return { pid: process.ppid, pgid: monitor.pgid, sid: monitor.sid };
+/** glexec's process (the monitor, `pid`, the parent of both phases): its pid, process group and session. */
+export function glexecProcessIds(pid: number): { pid: number; pgid: number; sid: number } {
+  const monitor = describeProcess(pid);
+  if (monitor === undefined) throw new Error(`cannot read /proc/${pid}`);
+  return { pid, pgid: monitor.pgid, sid: monitor.sid };
 }
 
 /** The monitor's start time as /proc gives it (the target-proxy registry tells a live glexec by it). */
-export function glexecStartTime(): string {
-  return describeProcess(process.ppid)?.started ?? '';
+export function glexecStartTime(pid: number): string {
+  return describeProcess(pid)?.started ?? '';
 }

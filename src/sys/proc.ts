@@ -64,10 +64,25 @@ export interface HelperStatus {
   readonly failure: { readonly kind: 'join' | 'system' | 'exec' | 'symlink'; readonly message: string } | undefined;
 }
 
+/** start-payload writes control bytes and backslashes as \xHH, so that each report is one line. */
+function unescapeStatus(text: string): string {
+  const bytes = Buffer.from(text, 'utf8');
+  const out: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    const hex = bytes[i] === 0x5c && bytes[i + 1] === 0x78 ? bytes.subarray(i + 2, i + 4).toString('latin1') : '';
+    if (/^[0-9a-f]{2}$/.test(hex)) {
+      out.push(parseInt(hex, 16));
+      i += 3;
+    } else out.push(bytes[i] ?? 0);
+  }
+  return Buffer.from(out).toString('utf8');
+}
+
 export function parseHelperStatus(text: string): HelperStatus {
   let cwd: string | undefined;
   let failure: HelperStatus['failure'];
-  for (const line of text.split('\n')) {
+  for (const escaped of text.split('\n')) {
+    const line = unescapeStatus(escaped);
     const space = line.indexOf(' ');
     const kind = space < 0 ? line : line.slice(0, space);
     const rest = space < 0 ? '' : line.slice(space + 1);

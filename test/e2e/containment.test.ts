@@ -34,11 +34,6 @@ function running(uid: number, text: string): string[] {
   return listing.split('\n').filter((line) => line.trim() !== '' && line.includes(text) && !/^\s*\d+\s+Z/.test(line));
 }
 
-function jobCgroups(): string[] {
-  const cgroupBase = system.cgroupBase;
-  return cgroupBase && existsSync(cgroupBase) ? readdirSync(cgroupBase).filter((name) => name.startsWith('job-')) : [];
-}
-
 describe('containment', { skip: noCgroup }, () => {
   before(() => {
     system = TestSystem.create();
@@ -157,10 +152,10 @@ describe('containment', { skip: noCgroup }, () => {
   });
 
   it('100 runs leave no cgroup directory and no process behind', () => {
-    const before = jobCgroups().length;
+    const before = system.jobCgroups().length;
     const leaver = system.installProgram('leaver.sh', '#!/bin/sh\n/bin/sleep 600 >/dev/null 2>&1 &\nexit 0\n');
     for (let run = 0; run < 100; run++) assert.equal(system.run([leaver], { env: proxyEnv() }).status, 0);
-    assert.equal(jobCgroups().length, before);
+    assert.equal(system.jobCgroups().length, before);
     assert.deepEqual(running(system.target.uid, ''), []);
     assert.equal(
       existsSync(system.runtimeDirectory)

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
@@ -63,6 +63,13 @@ function waitingJob(name: string): { pidFile: string; fifo: string; args: string
 
 function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/** The target's /tmp copies of create_target_proxy. */
+function targetProxyCopies(): string[] {
+  return readdirSync('/tmp')
+    .filter((name) => name.startsWith(`x509up_u${system.target.uid}.glexec.`))
+    .sort();
 }
 
 function completion(): Record<string, unknown> {
@@ -195,6 +202,71 @@ describe('the monitor', { skip: needsRoot }, () => {
     assert.equal(completion().error, 'monitor.conclusion_failed');
   });
 
+  it("gives the payload's exit code and one record to a caller whose RLIMIT_SIGPENDING is 0 (phase 2 says it is done on a pipe, not with a queued signal)", () => {
+    system.writeConfig(system.standardConfig());
+    const result = system.run(['/bin/sh', '-c', 'exit 7'], {
+      env: proxyEnv(),
+      before: 'prlimit --sigpending=0:0 --pid $$',
+    });
+    assert.equal(result.status, 7, result.stderr);
+    assert.equal(result.stderr, '');
+    const records = system.logRecords().filter((entry) => entry.msg === 'job completed');
+    assert.equal(records.length, 1);
+    assert.equal(records[0]?.exitCode, 7);
+  });
+
+  it('cannot be told a false start by a working directory whose name holds a newline: the payload runs and the record names the directory', () => {
+    system.writeConfig(system.standardConfig());
+    const directory = join(system.scratch, 'd\nexec fake failure');
+    spawnSync('rm', ['-rf', directory]);
+    spawnSync('mkdir', ['-m', '0755', directory]);
+    const marker = join(system.scratch, 'newline-cwd-ran');
+    spawnSync('rm', ['-f', marker]);
+    const result = system.run(['/bin/sh', '-c', `touch ${marker}`], { env: proxyEnv(), cwd: directory });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(existsSync(marker), true);
+    // The log writes control characters as \xHH.
+    assert.equal(completion().cwd, directory.replace('\n', '\\x0A'));
+  });
+
+  it('refuses, in phase 1, arguments too many for the monitor to take (though few enough for the shim): 201, one line, and no cgroup or target-proxy copy left', () => {
+    system.writeConfig(system.standardConfig(['create_target_proxy = yes']));
+    const copiesBefore = targetProxyCopies();
+    const cgroupsBefore = system.jobCgroups();
+    const result = system.run(['/bin/echo', ...Array.from({ length: 65530 }, () => 'a')], { env: proxyEnv() });
+    assertRefused(
+      result,
+      201,
+      "glexec: the payload's arguments and environment are too large to hand over: more than 65536 arguments or environment variables",
+    );
+    assert.deepEqual(targetProxyCopies(), copiesBefore);
+    assert.deepEqual(system.jobCgroups(), cgroupsBefore);
+  });
+
+  it('ends its concluding phase when it is killed itself: no root node outlives the glexec process', async () => {
+    const pidFile = join(system.scratch, 'blocking-epilogue.pid');
+    const fifo = join(system.scratch, 'blocking-epilogue.fifo');
+    for (const path of [pidFile, fifo]) spawnSync('rm', ['-f', path]);
+    assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
+    const epilogue = system.installProgram(
+      'blocking-epilogue.sh',
+      `#!/bin/sh\necho $$ > ${pidFile}.tmp && mv ${pidFile}.tmp ${pidFile}\nread line < ${fifo}\n`,
+    );
+    system.writeConfig(system.standardConfig([`epilogue = ${epilogue}`]));
+    const glexec = system.start(['/bin/true'], { env: proxyEnv() });
+    const ended = exited(glexec);
+    await waitUntil(() => existsSync(pidFile), 'the epilogue to start');
+    const epiloguePid = Number(readFileSync(pidFile, 'utf8'));
+    const phase2 = Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${epiloguePid}/status`, 'utf8'))?.[1]);
+    assert.equal(executable(phase2), process.execPath);
+    process.kill(glexec.pid ?? 0, 'SIGKILL');
+    await ended;
+    // Phase 2 would otherwise wait for the epilogue, which waits for the test.
+    await waitUntil(() => executable(phase2) === undefined, 'phase 2 to die with the monitor');
+    writeFileSync(fifo, 'go\n');
+    await waitUntil(() => executable(epiloguePid) === undefined, 'the epilogue to end');
+  });
+
   it('starts the epilogue as it starts the payload: only stdio on /dev/null, oom_score_adj 0, and a file without #! runs under /bin/sh', () => {
     const out = join(system.scratch, 'epilogue-start');
     spawnSync('rm', ['-f', out]);
@@ -276,5 +348,13 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       assertRefused(result, 202, refusal(why));
       assert.equal(result.stdout, '');
     }
+  });
+
+  it("refuses a payload's start with the epilogue's rights (which allow uid 0), whoever wrote the plan", () => {
+    const result = check(encodePlan({ ...plan, helperArgs: ['--epilogue', '--uid=0', '--', '/bin/sh'] }));
+    assertRefused(result, 202, refusal("the payload's start asks for the epilogue's rights"));
+    // After "--" it is only a word of the payload's.
+    const asArgument = check(encodePlan({ ...plan, helperArgs: ['--uid=1001', '--', '/bin/echo', '--epilogue'] }));
+    assert.equal(asArgument.status, 0, asArgument.stderr);
   });
 });

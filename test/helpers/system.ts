@@ -238,6 +238,12 @@ export class TestSystem {
     ];
   }
 
+  /** The payload cgroups (`job-*`) now under this install's cgroup_base. */
+  jobCgroups(): string[] {
+    const base = this.cgroupBase;
+    return base && existsSync(base) ? readdirSync(base).filter((name) => name.startsWith('job-')) : [];
+  }
+
   /** Runs glexec as the pilot (or `as`), waits, and returns what it printed. */
   run(args: readonly string[], options: RunOptions = {}): GlexecResult {
     const [command, argv] = this.callerCommand(args, options.as ?? this.pilot, options.before);
