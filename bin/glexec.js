@@ -1,5 +1,5 @@
 'use strict';
-// glexec's program as the shim runs it: loads the bundle (glexec-main.js) with V8's code cache,
+// glexec's program as the shim runs it: loads its bundle (glexec-main.js) with V8's code cache,
 // which saves compiling it at every start. The cache is written by glexec itself, as root, after
 // the first full payload run (so it holds the code a run needs), to a temporary name and renamed
 // into place; it is rewritten when V8 rejects it (e.g. a new node). Its name carries the
@@ -11,12 +11,14 @@ const { join } = require('node:path');
 const { Script } = require('node:vm');
 const { wrap } = require('node:module');
 
-const bundle = join(__dirname, 'glexec-main.js');
+// A run's second phase has a bundle of its own (docs/architecture.md). The monitor fills the slot
+// two before the shim's first "--", after which come the caller's arguments: no caller input
+// reaches it.
+const phase = process.argv[process.argv.indexOf('--', 2) - 2];
+const name = phase === '--phase=conclude' ? 'glexec-conclude' : 'glexec-main';
+const bundle = join(__dirname, `${name}.js`);
 const source = readFileSync(bundle, 'utf8');
-const cacheFile = join(
-  __dirname,
-  `glexec-main.${createHash('sha256').update(source).digest('hex').slice(0, 32)}.cache`,
-);
+const cacheFile = join(__dirname, `${name}.${createHash('sha256').update(source).digest('hex').slice(0, 32)}.cache`);
 let cachedData;
 try {
   cachedData = readFileSync(cacheFile);

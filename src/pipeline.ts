@@ -184,6 +184,13 @@ async function decide(shim: ShimArgs, action: RunAction, reporter: Reporter): Pr
   }
 }
 
+/** The entry of the second phase's own bundle (main-conclude.ts): it runs nothing else. */
+export async function concludeRun(shim: ShimArgs, reporter: Reporter): Promise<number> {
+  if (shim.phase !== 'conclude')
+    throw systemError('shim.bad_args', 'glexec was not started by its shim (not the concluding phase)');
+  return await conclude(shim, reporter);
+}
+
 /** Phase 2: the payload has ended (or could not start); the stages after it, and the cleanup. */
 async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
   const { state, outcome } = takeBack(shim);
