@@ -229,6 +229,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
     recordJson: '"dn":"/CN=x"',
     recordText: 'dn=/CN=x',
     silent: false,
+    trivial: undefined,
     state: '{}',
   };
   const refusal = (why: string): string =>
@@ -247,6 +248,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
         `cgroup ${plan.cgroup}`,
         `record-file ${plan.recordFile}`,
         'record-facility 24',
+        'trivial-log-gid -1',
         // The part handed back to phase 2: all but the end.
         `body ${encoded.length - 'end 0\n\n'.length}`,
         '',
