@@ -6,12 +6,14 @@
 //   npm run bench -- --runs=N     N runs a start-up row
 //   npm run bench -- --json       the rows as a JSON array instead of the table
 //   npm run bench -- --only=startup,default,mapping,memory,together,epilogue,leftovers
+//   npm run bench -- --against=DIR[,DIR…]  also the start-up and memory rows of each checkout DIR (built there),
+//                                 installed beside this one and run alternately with it: before/after
 // It never stops on a failed measurement: a process that ended before it was read is read again,
 // a failed run is run again, and what still fails is "not measured" in its row.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(fileURLToPath(import.meta.url), '../..');
@@ -22,6 +24,13 @@ const runsArg = process.argv.find((arg) => arg.startsWith('--runs='));
 const runs = runsArg ? Number(runsArg.slice(7)) : quick ? 10 : 40;
 const onlyArg = process.argv.find((arg) => arg.startsWith('--only='));
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
+const againstArg = process.argv.find((arg) => arg.startsWith('--against='));
+const against = againstArg
+  ? againstArg
+      .slice(10)
+      .split(',')
+      .map((dir) => resolve(dir))
+  : [];
 const benchStart = process.hrtime.bigint();
 const jobs = 64;
 const leftoverCount = 2000;
@@ -116,6 +125,26 @@ try {
   const env = system.callerEnv({ GLEXEC_CLIENT_CERT: pki.pilotProxy });
   const asPilot = ['--reuid', String(system.pilot.uid), '--regid', String(system.pilot.gid), '--init-groups', '--'];
   const spawnOptions = (stdout) => ({ env, cwd: system.scratch, stdio: ['ignore', stdout, 'ignore'] });
+  // The other checkouts' builds, each installed by its own install-system beside this one, with the same config.
+  const others = against.map((dir, index) => {
+    spawnSync(
+      process.execPath,
+      [
+        join(dir, 'scripts/install-system.mjs'),
+        `--prefix=${join(system.root, `against-${index}`)}`,
+        `--config=${system.configPath}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const shim = join(system.root, `against-${index}/sbin/glexec`);
+    if (!existsSync(shim)) throw new Error(`--against=${dir}: its install-system failed (above)`);
+    return { key: `against ${dir}`, dir, shim };
+  });
+  /** One command a build of --against, keyed for alternate(). */
+  const eachOther = (command) => Object.fromEntries(others.map((other) => [other.key, () => command(other.shim)]));
+  const otherRows = (name, medians, baseline, target) => {
+    for (const other of others) row(`${name} [${other.dir}]`, medians[other.key], 'ms', baseline, target);
+  };
 
   /** One timed run; a failed one is run again (up to 3 tries), then it is NaN (left out of medians). */
   const timed = (command, args, runEnv = env) => {
@@ -152,6 +181,7 @@ try {
     system.writeConfig(system.standardConfig(['log_level = 3']));
     const plain = alternate({
       glexec: () => timed('/usr/bin/setpriv', [...asPilot, system.shim, '/bin/true']),
+      ...eachOther((shim) => timed('/usr/bin/setpriv', [...asPilot, shim, '/bin/true'])),
       node: () => timed('/usr/bin/setpriv', [...asPilot, process.execPath, '-e', '0']),
       setpriv: () =>
         timed('/usr/bin/setpriv', [
@@ -165,6 +195,7 @@ try {
         ]),
     });
     row(plainName, plain.glexec, 'ms', plain.node, ratioAtMost(1.6));
+    otherRows(plainName, plain, plain.node, ratioAtMost(1.6));
     row(setprivName, plain.glexec, 'ms', plain.setpriv);
   });
 
@@ -190,6 +221,9 @@ try {
     const likeDefault = alternate({
       glexec: () =>
         timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, system.shim, '/bin/true'], proxyEnv),
+      ...eachOther((shim) =>
+        timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, shim, '/bin/true'], proxyEnv),
+      ),
       node: () =>
         timed('/usr/bin/prlimit', [...callerLimit, '/usr/bin/setpriv', ...asPilot, process.execPath, '-e', '0']),
     });
@@ -197,6 +231,7 @@ try {
     if (!readFileSync(proxyEnv.GLEXEC_TARGET_PROXY).equals(readFileSync(pki.pilotProxy)))
       throw new Error('the target proxy was not copied');
     row(defaultName, likeDefault.glexec, 'ms', likeDefault.node, ratioAtMost(2.0));
+    otherRows(defaultName, likeDefault, likeDefault.node, ratioAtMost(2.0));
   });
 
   // 2b. Mapping cost of each LCMAPS backend against the grid-mapfile path (same DN, same account),
@@ -250,47 +285,65 @@ try {
     [perJobName, [perJobName, 'MB', valueAtMost(1)], [allJobsName, 'MB', valueAtMost(64)]],
     async () => {
       system.writeConfig(system.standardConfig(['log_level = 3']));
-      // The payload prints its pid and stays until the bench ends it: reading waits for that handshake.
-      const lingering = Array.from({ length: jobs }, () =>
-        spawn(
-          '/usr/bin/setpriv',
-          [...asPilot, system.shim, '/bin/sh', '-c', 'echo $$; exec /bin/sleep 100000'],
-          spawnOptions('pipe'),
-        ),
-      );
-      const idle = Array.from({ length: 8 }, () =>
-        spawn(
-          '/usr/bin/setpriv',
-          [...asPilot, process.execPath, '-e', 'console.log(process.pid); setInterval(() => {}, 1 << 30)'],
-          spawnOptions('pipe'),
-        ),
-      );
-      // Both handshakes are listened to at once: a child's error must never be left without a listener.
-      const [payloads, idleReady] = await Promise.all([
-        Promise.all(lingering.map(firstLine)),
-        Promise.all(idle.map(firstLine)),
-      ]);
-      const perJob = [];
-      lingering.forEach((child, index) => {
-        const payload = Number(payloads[index]);
-        if (!Number.isInteger(payload) || payload <= 0)
-          return warn(`lingering job ${index} ended before its payload started`);
-        const sample = sampleTree(child.pid, new Set([payload]));
-        if (sample === undefined) return warn(`lingering job ${index}: glexec had ended before it was read`);
-        perJob.push(sample.privateKb / 1024);
-      });
-      const idleNode = [];
-      idle.forEach((child, index) => {
-        if (idleReady[index] === undefined) return warn('an idle node ended early');
-        const sample = sampleTree(child.pid, new Set());
-        if (sample !== undefined) idleNode.push(sample.privateKb / 1024);
-      });
-      payloads.forEach((payload) => Number(payload) > 0 && signal(Number(payload), 'SIGTERM'));
-      for (const child of idle) signal(child.pid, 'SIGTERM');
-      await Promise.all([...lingering, ...idle].map(ended));
-      row(perJobName, median(perJob), 'MB', median(idleNode), valueAtMost(1));
+      /** 64 lingering jobs of `shim` and 8 idle nodes at once: each job's private MB, and each idle node's. */
+      const lingerAll = async (shim) => {
+        // The payload prints its pid and stays until the bench ends it: reading waits for that handshake.
+        const lingering = Array.from({ length: jobs }, () =>
+          spawn(
+            '/usr/bin/setpriv',
+            [...asPilot, shim, '/bin/sh', '-c', 'echo $$; exec /bin/sleep 100000'],
+            spawnOptions('pipe'),
+          ),
+        );
+        const idle = Array.from({ length: 8 }, () =>
+          spawn(
+            '/usr/bin/setpriv',
+            [...asPilot, process.execPath, '-e', 'console.log(process.pid); setInterval(() => {}, 1 << 30)'],
+            spawnOptions('pipe'),
+          ),
+        );
+        // Both handshakes are listened to at once: a child's error must never be left without a listener.
+        const [payloads, idleReady] = await Promise.all([
+          Promise.all(lingering.map(firstLine)),
+          Promise.all(idle.map(firstLine)),
+        ]);
+        const perJob = [];
+        lingering.forEach((child, index) => {
+          const payload = Number(payloads[index]);
+          if (!Number.isInteger(payload) || payload <= 0)
+            return warn(`lingering job ${index} ended before its payload started`);
+          const sample = sampleTree(child.pid, new Set([payload]));
+          if (sample === undefined) return warn(`lingering job ${index}: glexec had ended before it was read`);
+          perJob.push(sample.privateKb / 1024);
+        });
+        const idleNode = [];
+        idle.forEach((child, index) => {
+          if (idleReady[index] === undefined) return warn('an idle node ended early');
+          const sample = sampleTree(child.pid, new Set());
+          if (sample !== undefined) idleNode.push(sample.privateKb / 1024);
+        });
+        payloads.forEach((payload) => Number(payload) > 0 && signal(Number(payload), 'SIGTERM'));
+        for (const child of idle) signal(child.pid, 'SIGTERM');
+        await Promise.all([...lingering, ...idle].map(ended));
+        return { perJob, idleNode };
+      };
       // Jobs that could not be read leave the sum incomplete: then it is not a measurement.
-      row(allJobsName, perJob.length === jobs ? sum(perJob) : NaN, 'MB', undefined, valueAtMost(64));
+      const total = (perJob) => (perJob.length === jobs ? sum(perJob) : NaN);
+      const { perJob, idleNode } = await lingerAll(system.shim);
+      row(perJobName, median(perJob), 'MB', median(idleNode), valueAtMost(1));
+      row(allJobsName, total(perJob), 'MB', undefined, valueAtMost(64));
+      // The --against builds one after another, each with its own idle nodes beside it.
+      for (const other of others) {
+        const measuredOther = await lingerAll(other.shim);
+        row(
+          `${perJobName} [${other.dir}]`,
+          median(measuredOther.perJob),
+          'MB',
+          median(measuredOther.idleNode),
+          valueAtMost(1),
+        );
+        row(`${allJobsName} [${other.dir}]`, total(measuredOther.perJob), 'MB', undefined, valueAtMost(64));
+      }
     },
   );
 

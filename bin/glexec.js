@@ -2,31 +2,53 @@
 // glexec's program as the shim runs it: loads its bundle (glexec-main.js) with V8's code cache,
 // which saves compiling it at every start. The cache is written by glexec itself, as root, after
 // the first full payload run (so it holds the code a run needs), to a temporary name and renamed
-// into place; it is rewritten when V8 rejects it (e.g. a new node). Its name carries the
-// bundle's SHA-256, because V8 checks a cache against the source's length only: a cache of
-// another bundle is never even read. Only root can write this directory.
-const { createHash } = require('node:crypto');
-const { closeSync, constants, openSync, readFileSync, renameSync, rmSync, writeSync } = require('node:fs');
+// into place; it is rewritten when V8 rejects it (e.g. a new node). Only root can write this
+// directory.
+// V8 checks a cache against the source's length only, so the cache's name says which bundle file
+// it belongs to: the bundle's device, inode, size, mtime and ctime (nanoseconds), from fstat of the
+// descriptor it is read from. Any write to the bundle (an install, an edit in place) changes its
+// ctime, which no one can set back, so a cache of another bundle is never even read; the fstat
+// costs nothing, where hashing the bundle (SHA-256) cost the load of node:crypto and a pass over it.
+// A bundle that changed while it was read (ctime before and after differ) gets no cache.
+const {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
-const { wrap } = require('node:module');
 
 // A run's second phase has a bundle of its own (docs/architecture.md). The monitor fills the slot
 // two before the shim's first "--", after which come the caller's arguments: no caller input
 // reaches it.
 const phase = process.argv[process.argv.indexOf('--', 2) - 2];
-const name = phase === '--phase=conclude' ? 'glexec-conclude' : 'glexec-main';
-const bundle = join(__dirname, `${name}.js`);
-const source = readFileSync(bundle, 'utf8');
-const cacheFile = join(__dirname, `${name}.${createHash('sha256').update(source).digest('hex').slice(0, 32)}.cache`);
+const bundleName = phase === '--phase=conclude' ? 'glexec-conclude' : 'glexec-main';
+const bundle = join(__dirname, `${bundleName}.js`);
+const bundleFd = openSync(bundle, constants.O_RDONLY | constants.O_NOFOLLOW);
+const before = fstatSync(bundleFd, { bigint: true });
+const source = readFileSync(bundleFd, 'utf8');
+const after = fstatSync(bundleFd, { bigint: true });
+closeSync(bundleFd);
+const key = [before.dev, before.ino, before.size, before.mtimeNs, before.ctimeNs].map((n) => n.toString(16)).join('-');
+const cacheFile = after.ctimeNs === before.ctimeNs ? join(__dirname, `${bundleName}.${key}.cache`) : undefined;
 let cachedData;
 try {
-  cachedData = readFileSync(cacheFile);
+  if (cacheFile !== undefined) cachedData = readFileSync(cacheFile);
 } catch {
   // No cache yet.
 }
-const script = new Script(wrap(source), { filename: bundle, cachedData });
-if (cachedData === undefined || script.cachedDataRejected) {
+// The wrapper of node:module (Module.wrap), written out: the bundle is a CommonJS module.
+const script = new Script(`(function (exports, require, module, __filename, __dirname) { ${source}\n});`, {
+  filename: bundle,
+  cachedData,
+});
+if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
   process.once('exit', () => {
     if (globalThis[Symbol.for('glexec.completedRun')] !== true) return;
     const temporary = `${cacheFile}.${process.pid}`;
@@ -42,6 +64,10 @@ if (cachedData === undefined || script.cachedDataRejected) {
         closeSync(fd);
       }
       renameSync(temporary, cacheFile);
+      // The caches of earlier bundles (or of this one before a chmod) will never be read again; the other phase's stays.
+      for (const name of readdirSync(__dirname))
+        if (name.startsWith(`${bundleName}.`) && name.endsWith('.cache') && join(__dirname, name) !== cacheFile)
+          rmSync(join(__dirname, name), { force: true });
     } catch {
       rmSync(temporary, { force: true });
     }

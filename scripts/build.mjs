@@ -28,6 +28,25 @@ const withoutPinoTransports = {
   },
 };
 /**
+ * What pino and sonic-boom load at start-up but a run does not need, replaced by the files named
+ * (see each file why): worker_threads for pino's isMainThread, assert for sonic-boom's close.
+ */
+const withoutUnusedBuiltins = {
+  name: 'glexec-without-unused-builtins',
+  setup(builder) {
+    builder.onResolve({ filter: /^worker_threads$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/pino-main-thread.js') }
+        : undefined,
+    );
+    builder.onResolve({ filter: /^assert$/ }, (args) =>
+      /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/lazy-assert.js') }
+        : undefined,
+    );
+  },
+};
+/**
  * What glexec's own modules import, they import for its exports: a module none of whose exports a
  * bundle uses is left out of it whole (esbuild keeps a CommonJS package or a module with top-level
  * statements otherwise, e.g. commander and the config parser in the second phase's bundle).
@@ -52,8 +71,12 @@ const importsWithoutSideEffects = {
 // glexec-conclude.js (a run's second phase, src/main-conclude.ts), which esbuild's tree shaking
 // leaves without the first phase's modules; the loader picks one by the monitor's --phase slot.
 for (const [entry, bundle, plugins] of [
-  ['src/main.ts', 'glexec-main.js', [withoutPinoTransports]],
-  ['src/main-conclude.ts', 'glexec-conclude.js', [withoutPinoTransports, importsWithoutSideEffects]],
+  ['src/main.ts', 'glexec-main.js', [withoutPinoTransports, withoutUnusedBuiltins]],
+  [
+    'src/main-conclude.ts',
+    'glexec-conclude.js',
+    [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
+  ],
 ]) {
   await build({
     entryPoints: [join(root, entry)],

@@ -3,7 +3,9 @@
 // is compiled again at install time, because the node, program and config paths are compiled
 // into it (so no caller input can choose them). Adding a program is one line in `programs`.
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 /** Hardening for every program; warnings fail the build in CI only (CI=true), not at a site. */
 export const hardeningFlags = [
@@ -23,6 +25,26 @@ const pie = ['-fPIE', '-pie'];
 const staticPie = ['-static-pie'];
 
 /**
+ * The directory of Node's own C headers (node_api.h) for the node that runs the build: its
+ * prefix's include/node (Debian and nodesource: /usr/include/node), else node-gyp's download.
+ */
+export function nodeHeaders() {
+  const candidates = [
+    join(process.config.variables.node_prefix ?? '/usr', 'include/node'),
+    join(dirname(dirname(process.execPath)), 'include/node'),
+    '/usr/include/node',
+    join(homedir(), '.cache/node-gyp', process.versions.node, 'include/node'),
+  ];
+  const found = candidates.find((dir) => existsSync(join(dir, 'node_api.h')));
+  if (found === undefined)
+    throw new Error(`Node's headers (node_api.h) are not in ${candidates.join(', ')}: install node's headers`);
+  return found;
+}
+
+/** A Node addon: a shared object whose napi_* symbols node itself provides when it loads it. */
+const nodeAddon = () => ['-fPIC', '-shared', `-I${nodeHeaders()}`];
+
+/**
  * name: the file in build/c/; source: relative to the repository; link: linking flags;
  * libraries: after the source; installMode: install-system puts it in PREFIX/lib/glexec/ with
  * that mode, owned by root. Test fixtures are built here too, so no test runs gcc.
@@ -32,6 +54,8 @@ export const programs = [
   // The bridge to the real LCMAPS (lcmaps_backend = library, and the tests' oracle): it dlopens the
   // library at run time, so it builds whether or not LCMAPS is installed.
   { name: 'lcmaps-helper', source: 'shim/lcmaps-helper.c', link: pie, libraries: ['-ldl'], installMode: 0o700 },
+  // flock(2) for the locks of the proxies and the registry (src/sys/lock.ts), instead of flock(1).
+  { name: 'flock.node', source: 'shim/flock-addon.c', link: nodeAddon, installMode: 0o644 },
   { name: 'caller-state', source: 'test/fixtures/caller-state.c', link: pie },
   { name: 'zombie-leader', source: 'test/fixtures/zombie-leader.c', link: pie, libraries: ['-lpthread'] },
   { name: 'stall-stderr', source: 'test/fixtures/stall-stderr.c', link: pie },
@@ -54,7 +78,7 @@ export const shim = {
 export function compile(root, program, output, defines = []) {
   const args = [
     ...hardeningFlags,
-    ...program.link,
+    ...(typeof program.link === 'function' ? program.link() : program.link),
     ...defines,
     '-o',
     output,

@@ -2,10 +2,12 @@
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, compiled here (the only C compiled at install time)
 //                        with FILE, the node binary and the program compiled in
-// DIR/lib/glexec/        glexec.js (loader), glexec-main.js and glexec-conclude.js (the bundles of
-//                        a run's two phases), posix.node (the native addon), start-payload and
-//                        lcmaps-helper (root-only helpers, from build/c/); glexec writes each
-//                        bundle's <name>.<hash>.cache (V8's code cache) there after its first run
+// DIR/lib/glexec/        glexec.js (loader), glexec-main.js and glexec-conclude.js (the bundles of a
+//                        run's two phases), posix.node (the native addon), flock.node (glexec's
+//                        flock(2) addon), start-payload and lcmaps-helper (root-only helpers; these
+//                        three from build/c/); glexec writes each bundle's
+//                        <bundle>.<dev>-<inode>-<size>-<mtime>-<ctime>.cache (V8's code cache) there
+//                        after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
 // Everything is owned by root and writable by nobody else. The install refuses a prefix, a node
@@ -131,7 +133,7 @@ for (const dir of [...(prefixMade ? [prefix] : []), sbin, join(prefix, 'lib'), l
   chmodSync(dir, 0o755);
 }
 const program = join(lib, 'glexec.js');
-// Code caches of older bundles are never used (their names carry the bundle's hash): remove them.
+// Code caches of older bundles are never used (their names carry the bundle file's identity and times): remove them.
 if (existsSync(lib))
   for (const name of readdirSync(lib).filter((file) => /^glexec-(main|conclude)\..*\.cache$/.test(file)))
     rmSync(join(lib, name), { force: true });

@@ -21,7 +21,8 @@ import { readAnchorFile } from './proxy/verify';
 import { listDirectory, lstatPath, pathExists, readUnfollowedFile, realPath } from './sys/files';
 import { findAccount, findGroup } from './sys/identity';
 import { cgroupMounts, isCgroup2Directory } from './sys/cgroup';
-import { SETPRIV, startPayloadHelper } from './sys/proc';
+import { flockAddonPath } from './sys/lock';
+import { startPayloadHelper } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 import { DEFAULT_CERTDIR, effectiveCertdir } from './lcmaps/certdir';
@@ -583,16 +584,14 @@ function checkContainment(config: Config): Finding[] {
 }
 
 function checkTools(): Finding[] {
-  // setpriv runs the epilogue; start-payload starts every payload.
-  const findings = pathExists(SETPRIV)
-    ? [ok('tools', `${SETPRIV} present`)]
-    : [error('tools', `${SETPRIV} is missing`, 'install util-linux')];
-  const helper = startPayloadHelper();
-  findings.push(
-    pathExists(helper)
-      ? ok('tools', `${helper} present`)
-      : error('tools', `${helper} is missing`, 'run npm run install-system again'),
-  );
+  // start-payload starts every payload and epilogue; flock.node takes the proxies' locks.
+  const findings: Finding[] = [];
+  for (const installed of [startPayloadHelper(), flockAddonPath()])
+    findings.push(
+      pathExists(installed)
+        ? ok('tools', `${installed} present`)
+        : error('tools', `${installed} is missing`, 'run npm run install-system again'),
+    );
   return findings;
 }
 

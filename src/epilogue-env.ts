@@ -14,7 +14,7 @@ import type { Target } from './target';
 const EXEC_FLOOR_BYTES = 32 * 4096;
 const EXEC_CEILING_BYTES = 6 * 1024 * 1024;
 const MAX_STRING_BYTES = 32 * 4096;
-/** For what is known only after the payload: its pid and return code, the leftover count and file, the cgroup path; and setpriv's arguments. */
+/** For what is known only after the payload: its pid and return code, the leftover count and file, the cgroup path; and start-payload's arguments. */
 const LATE_VARIABLES_BYTES = 8 * 1024;
 const POINTER_BYTES = 8;
 

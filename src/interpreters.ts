@@ -149,7 +149,7 @@ function programFoundByEnv(line: InterpreterLine, options: ChainOptions): Found 
 export function walkInterpreters(first: string, firstStats: Stats, options: ChainOptions): string[] {
   const chain: string[] = [];
   let program = { path: first, stats: firstStats };
-  // Started by execvp (setpriv, env): a file the kernel cannot run (ENOEXEC) then runs under /bin/sh.
+  // Started by execvp (start-payload, env): a file the kernel cannot run (ENOEXEC) then runs under /bin/sh.
   let byExecvp = true;
   let scripts = 0;
   for (;;) {

@@ -14,7 +14,6 @@ import { type Action, toAction, usageError } from './cli';
 import { loadConfig, type LoadedConfig } from './config/load';
 import type { Config } from './config/schema';
 import { authorizationError, clientError, ExitCode, GlexecError, systemError } from './errors';
-import { checkInstallation, formatFinding } from './check';
 import { endingOfWaitStatus, type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import {
   checkEpilogue,
@@ -54,11 +53,7 @@ import {
   openLog,
 } from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
-import { readLcmapsDb } from './lcmaps/db';
-import { type MappingInput, mapAccount } from './lcmaps/modules';
 import { mapDn, readGridMap } from './mapping/gridmap';
-import { targetFromMapping } from './mapping/mapped-target';
-import { runLcmapsLibrary } from './lcmaps/library';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
 import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
@@ -90,7 +85,6 @@ import { resolveTarget, type Target } from './target';
 import { decodeRecord, encodePlan, type Outcome, SIGNAL_COUNT, type TrivialConclusion } from './plan';
 import { VERSION } from './version';
 import { checkCallerWhiteLists } from './whitelist';
-import { readVomsAttributes } from './voms/load';
 
 /** What the entry point needs to print: the output streams, and whether the site wants silence. */
 export interface Reporter {
@@ -359,6 +353,8 @@ function printVersion(shim: ShimArgs, builtIns: boolean, reporter: Reporter): nu
 /** `glexec --check`, for root: one line per item; 202 when anything is wrong. */
 async function runCheck(shim: ShimArgs, reporter: Reporter): Promise<number> {
   if (shim.callerUid !== 0) throw authorizationError('check.not_root', 'glexec --check is for root');
+  // Loaded here only: a run never needs the --check code.
+  const { checkInstallation, formatFinding } = await import('./check');
   const findings = await checkInstallation(shim.configPath, trustedConfigOwners());
   reporter.out(findings.map((finding) => `${formatFinding(finding)}\n`).join(''));
   const errors = findings.filter((finding) => finding.level === 'error').length;
@@ -495,6 +491,10 @@ function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy & { re
   };
 }
 
+/** The lcmaps.db code, evaluated only when a site has one (a normal run maps by grid-mapfile). */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const lcmaps = (): typeof import('./lcmaps/map-target') => require('./lcmaps/map-target');
+
 /** lcmaps.db policies when the site has one, else the grid-mapfile. */
 function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Config, log: Log): Target {
   if (config.lcmaps_db_file === '')
@@ -502,53 +502,7 @@ function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Co
       mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile),
       proxy.identityDn,
     );
-  if (config.lcmaps_backend === 'library') {
-    const run = runLcmapsLibrary(
-      config,
-      Buffer.from(proxy.pem, 'latin1'),
-      effectiveCertdir(config),
-      proxy.identityDn,
-      log,
-    );
-    log.info('lcmaps library mapped', {
-      policy: run.mapping.policy,
-      account: run.mapping.account,
-      uid: run.mapping.uid,
-      gid: run.mapping.gid,
-      groups: run.mapping.groups,
-      poolindex: run.poolindex,
-    });
-    return targetFromMapping(run.mapping, proxy.identityDn);
-  }
-  const now = new Date();
-  const voms = trustedVomsAttributes(proxy, config, now, log);
-  const mapping = mapAccount(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy, {
-    identityDn: proxy.identityDn,
-    proxy,
-    now,
-    verifiedAgainstCertdir: effectiveCertdir(config),
-    ...(voms === undefined ? {} : { voms }),
-  });
-  log.info('lcmaps policy mapped', {
-    policy: mapping.policy,
-    via: mapping.via,
-    account: mapping.account,
-    gid: mapping.gid,
-    groups: mapping.groups,
-    ...(mapping.fqans === undefined ? {} : { fqans: mapping.fqans }),
-  });
-  return targetFromMapping(mapping, proxy.identityDn);
-}
-
-/** The FQANs of the proxy's trusted ACs for the VOMS modules; each dropped AC is logged with why. */
-function trustedVomsAttributes(proxy: VerifiedProxy, config: Config, now: Date, log: Log): MappingInput['voms'] {
-  const judgement = readVomsAttributes(proxy, { vomsdir: config.vomsdir, certdir: effectiveCertdir(config), now });
-  if (judgement === undefined) return undefined;
-  for (const dropped of judgement.dropped) log.warn('VOMS AC dropped', { ...dropped });
-  return {
-    fqans: judgement.trusted.flatMap((ac) => ac.fqans),
-    validity: judgement.trusted.map(({ notBefore, notAfter }) => ({ notBefore, notAfter })),
-  };
+  return lcmaps().mapWithLcmaps(proxy, config, log);
 }
 
 /** A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before anything runs. */

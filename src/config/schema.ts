@@ -109,7 +109,7 @@ const nameList =
 
 /**
  * Variables that make glibc load code or files. The payload's environment is also the
- * environment of setpriv, which runs as root until it switches, so none of these may be carried
+ * environment of start-payload, which runs as root until it switches, so none of these may be carried
  * over from the caller, whatever the site lists.
  */
 const LOADER_VARIABLES =

@@ -103,11 +103,6 @@ function stillRunning(copy: CreatedProxy): boolean {
   return describeProcess(copy.glexecPid)?.started === copy.glexecStarted;
 }
 
-/** When this glexec started, as /proc tells it, for records of copies it makes. */
-export function ownStartTime(): string {
-  return describeProcess(process.pid)?.started ?? '';
-}
-
 /** The records under `key` whose glexec still runs; records of dead runs are removed on the way. */
 export function findCreatedProxies(directory: string, key: string): Registration[] {
   const names = listDirectory(registryDirectory(directory));

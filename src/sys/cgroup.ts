@@ -116,16 +116,6 @@ export async function killCgroup(directory: string, waitMs: number): Promise<voi
   }
 }
 
-/** PRIVILEGE: SIGKILL to everything in the payload's cgroup at once, without waiting (a backstop). */
-export function killCgroupNow(directory: string): void {
-  try {
-    writeFileSync(join(directory, 'cgroup.kill'), '1');
-    killMembers(directory, new Set());
-  } catch {
-    // Gone already, or never populated: nothing to kill.
-  }
-}
-
 /**
  * PRIVILEGE: SIGKILL, one by one, to the pids listed in the cgroup (and below it) that have not
  * had one yet. Each pid is checked to be in this cgroup right before its signal, so a member that

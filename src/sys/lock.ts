@@ -1,61 +1,55 @@
 /**
- * flock(2) locks on a descriptor glexec holds. Node has no flock(2), and glexec wants no extra
- * native code, so util-linux flock(1) takes the lock: the child inherits the descriptor as its
- * fd 3 and calls flock(3, ...). A flock lock belongs to the open file description, which the child
- * shares with glexec, not to the process that asked for it; so it stays held after the child
- * exits, until glexec closes its last descriptor for that file (or a flock(LOCK_UN) on it).
- * POSIX record locks (fcntl F_SETLK) belong to the process instead and would vanish with the child:
- * they cannot be taken this way.
+ * flock(2) locks on a descriptor glexec holds. Node has no flock(2), so a tiny addon
+ * (shim/flock-addon.c, flock.node) makes the call in this process, waiting in flock(2) as flock(1)
+ * does: no flock(1) spawn (two a run cost 12 ms or more). A flock lock belongs to the open file description, so closing `fd` (its last
+ * duplicate) releases it. POSIX record locks (fcntl F_SETLK) are not taken (see proxy/target.ts).
  */
-import { spawnSync } from 'node:child_process';
-
-export const FLOCK = '/usr/bin/flock';
-
-/** flock(1)'s exit code when the lock was not granted within --wait (chosen, not its default 1). */
-const CONFLICT_EXIT_CODE = 75;
-/** The slot the descriptor gets in the child. */
-const CHILD_FD = 3;
+import { constants } from 'node:os';
+import { join } from 'node:path';
 
 /** Someone else held a conflicting lock for the whole wait. */
 export class LockTimeout extends Error {}
-/** The lock could not be attempted (no flock(1), or it failed for another reason). */
+/** The lock could not be attempted (no addon, or flock(2) failed for another reason). */
 export class LockUnavailable extends Error {}
 
+interface FlockAddon {
+  /** 0 when locked, else an errno value; EWOULDBLOCK when the wait ran out. */
+  lock(fd: number, exclusive: boolean, waitMs: number): number;
+}
+
+declare const GLEXEC_BUNDLED: boolean | undefined;
+
+let addon: FlockAddon | undefined;
+
+/** By absolute path only: the install's own root-owned copy next to the bundle, or the build's. */
+export function flockAddonPath(): string {
+  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
+  return bundled ? join(__dirname, 'flock.node') : join(__dirname, '../../c/flock.node');
+}
+
+function flockAddon(): FlockAddon {
+  if (addon === undefined) {
+    const path = flockAddonPath();
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      addon = require(path) as FlockAddon;
+    } catch (error) {
+      throw new LockUnavailable(`${path} could not be loaded (${(error as Error).message})`);
+    }
+  }
+  return addon;
+}
+
+const errnoName = (errno: number): string =>
+  Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
+
 /**
- * PRIVILEGE: runs /usr/bin/flock as root with an empty environment (no caller variable can reach
- * it) and only `fd` passed on; it locks the file behind `fd`, waiting at most `waitSeconds`.
- * Closing `fd` releases the lock.
+ * PRIVILEGE: flock(2) on `fd`, as this (root) process, waiting at most `waitSeconds` for a
+ * conflicting lock to go. Closing `fd` releases the lock.
  */
 export function flockDescriptor(fd: number, mode: 'shared' | 'exclusive', waitSeconds: number): void {
-  const result = spawnSync(
-    FLOCK,
-    [
-      mode === 'shared' ? '--shared' : '--exclusive',
-      '--wait',
-      String(waitSeconds),
-      '--conflict-exit-code',
-      String(CONFLICT_EXIT_CODE),
-      String(CHILD_FD),
-    ],
-    {
-      stdio: ['ignore', 'ignore', 'pipe', fd],
-      env: {},
-      cwd: '/',
-      encoding: 'utf8',
-      timeout: (waitSeconds + 10) * 1000,
-      killSignal: 'SIGKILL',
-    },
-  );
-  if (result.error !== undefined)
-    throw new LockUnavailable(
-      `${FLOCK} could not be run (${(result.error as NodeJS.ErrnoException).code ?? result.error.message})`,
-    );
-  if (result.status === CONFLICT_EXIT_CODE)
+  const result = flockAddon().lock(fd, mode === 'exclusive', Math.round(waitSeconds * 1000));
+  if (result === constants.errno.EWOULDBLOCK)
     throw new LockTimeout(`another process held a conflicting lock for ${waitSeconds} s`);
-  if (result.status !== 0) {
-    const why =
-      result.stderr.trim().replace(/\s+/g, ' ') ||
-      (result.signal === null ? `exit ${String(result.status)}` : result.signal);
-    throw new LockUnavailable(`${FLOCK} failed: ${why}`);
-  }
+  if (result !== 0) throw new LockUnavailable(`flock(2) failed: ${errnoName(result)}`);
 }

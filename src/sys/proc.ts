@@ -6,8 +6,6 @@ import type { Identity } from './identity';
 import { isSameProcess, type ProcessIdentity } from './procinfo';
 import { join } from 'node:path';
 
-export const SETPRIV = '/usr/bin/setpriv';
-
 declare const GLEXEC_BUNDLED: boolean | undefined;
 
 /** The root-only helper that starts the payload (shim/start-payload.c; the monitor has its path compiled in). */

@@ -492,11 +492,12 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       })
         .trim()
         .split('\n')
-        .filter((line) => !/^lib\/glexec\/glexec-(main|conclude)\.[0-9a-f]+\.cache /.test(line))
+        .filter((line) => !/^lib\/glexec\/glexec-(main|conclude)\.[0-9a-f-]+\.cache /.test(line))
         .sort();
       assert.deepEqual(listing, [
         'lib root root 755 d',
         'lib/glexec root root 755 d',
+        'lib/glexec/flock.node root root 644 f',
         'lib/glexec/glexec-conclude.js root root 644 f',
         'lib/glexec/glexec-main.js root root 644 f',
         'lib/glexec/glexec-voms.js root root 644 f',
@@ -520,13 +521,36 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       const lib = join(system.root, 'prefix/lib/glexec');
       for (const bundle of ['main', 'conclude']) {
         const caches = readdirSync(lib).filter((name) =>
-          new RegExp(`^glexec-${bundle}\\.[0-9a-f]{32}\\.cache$`).test(name),
+          new RegExp(`^glexec-${bundle}\\.[0-9a-f]+(-[0-9a-f]+){4}\\.cache$`).test(name),
         );
         assert.equal(caches.length, 1, bundle);
         assert.equal(
           execFileSync('stat', ['-c', '%u %g %a %F', join(lib, caches[0] ?? '')], { encoding: 'utf8' }),
           '0 0 644 regular file\n',
         );
+      }
+    });
+
+    it('never reads the code cache of another bundle: one edited in place, at the same length, gets a cache of its own', () => {
+      const lib = join(system.root, 'prefix/lib/glexec');
+      const caches = (): string[] =>
+        readdirSync(lib).filter((name) => name.startsWith('glexec-main.') && name.endsWith('.cache'));
+      assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+      const [first] = caches();
+      assert.ok(first !== undefined, 'no code cache after a full run');
+      const bundle = join(lib, 'glexec-main.js');
+      const original = readFileSync(bundle, 'latin1');
+      assert.ok(original.includes('"0.1.0"'), 'the version literal is not in the bundle');
+      // Written into the same inode, same length: V8's own check (the source's length) cannot tell.
+      writeFileSync(bundle, original.replace('"0.1.0"', '"9.9.9"'), { encoding: 'latin1', flag: 'r+' });
+      try {
+        assert.match(system.run(['-v']).stdout, /^glexec 9\.9\.9 /);
+        assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
+        const now = caches();
+        assert.equal(now.length, 1, `one cache, not ${now.join(', ')}`);
+        assert.notEqual(now[0], first);
+      } finally {
+        writeFileSync(bundle, original, { encoding: 'latin1', flag: 'r+' });
       }
     });
 

@@ -584,6 +584,17 @@ describe('the epilogue', { skip: needsRoot }, () => {
       assert.notEqual((completion().epilogue as { leftovers: string }).leftovers, 'none');
     });
 
+    it('an epilogue whose children all ended before it has no leftovers, and one whose child outlives it by a moment has', () => {
+      configWithEpilogue(epilogueScript('waits.sh', `/bin/sleep 0 &\nwait\nexit 0`));
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      assert.equal((completion().epilogue as { leftovers: string }).leftovers, 'none');
+      // The child is still in the epilogue's group when the epilogue exits: glexec must look, and end it.
+      configWithEpilogue(epilogueScript('outlived.sh', `/bin/sleep 986 &\nexit 0`));
+      system.clearLog();
+      assert.equal(system.run(['/bin/true'], { env: proxyEnv() }).status, 0);
+      assert.equal((completion().epilogue as { leftovers: string }).leftovers, 'terminated');
+    });
+
     it('an epilogue that exits 203 makes glexec exit 204 and say so on stderr', () => {
       const path = epilogueScript('e203.sh', 'exit 203');
       configWithEpilogue(path);

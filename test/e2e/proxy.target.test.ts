@@ -29,7 +29,7 @@ import {
   writeTargetProxy,
 } from '../../src/proxy/target';
 import { asGid, asUid, type Identity, withEffectiveIdentity } from '../../src/sys/identity';
-import { flockDescriptor } from '../../src/sys/lock';
+import { flockDescriptor, LockTimeout, LockUnavailable } from '../../src/sys/lock';
 import { thrown } from '../helpers/assertions';
 
 const needsRoot: string | false =
@@ -541,7 +541,36 @@ describe('writeTargetProxy', { skip: needsRoot }, () => {
     release(holder);
   });
 
-  it('keeps the flock lock that the helper took until glexec closes its descriptor', () => {
+  it('gives up with LockTimeout after the wait when another process holds a conflicting flock lock, and shares a shared one', async () => {
+    const path = fresh(shared, 'lockfile');
+    writeFileSync(path, 'x');
+    const holder = await holdLock(path, '--shared', 30);
+    const fd = openSync(path, 'r');
+    try {
+      const started = Date.now();
+      assert.throws(() => flockDescriptor(fd, 'exclusive', 0.5), LockTimeout);
+      assert.ok(Date.now() - started >= 500, 'it waited the whole wait before giving up');
+      flockDescriptor(fd, 'shared', 0);
+    } finally {
+      closeSync(fd);
+      release(holder);
+    }
+  });
+
+  it('says LockUnavailable, not LockTimeout, when flock(2) itself fails', () => {
+    const fd = openSync(fresh(shared, 'lockfile'), 'w');
+    closeSync(fd);
+    assert.throws(
+      () => flockDescriptor(fd, 'exclusive', 1),
+      (error: Error) => {
+        assert.ok(error instanceof LockUnavailable);
+        assert.match(error.message, /EBADF/);
+        return true;
+      },
+    );
+  });
+
+  it('keeps the flock lock it took until glexec closes its descriptor', () => {
     const path = fresh(shared, 'lockfile');
     writeFileSync(path, 'x');
     const tryShared = (): number | null => spawnSync('/usr/bin/flock', ['--nonblock', '--shared', path, 'true']).status;
