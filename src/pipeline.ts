@@ -694,16 +694,17 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * completion record, the monitor may do both itself, from the templates made here
  * (docs/architecture.md, "A run with nothing to conclude"). It still runs phase 2 when the cgroup
  * is not empty, start-payload reported anything but one of these directories, or the log file is
- * not as phase 1 left it. Undefined when phase 2 has work whatever the payload does: an epilogue,
- * a target proxy copy to remove, a process-group containment or a v1 pids cgroup, the record for
- * syslog (its listening check and fallback), or records below notice to write.
+ * not as phase 1 left it (or nothing listens on /dev/log). Undefined when phase 2 has work
+ * whatever the payload does: an epilogue, a target proxy copy to remove, a process-group
+ * containment or a v1 pids cgroup, or records below notice to write.
  */
 function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
   const { containment, epilogue, targetProxy, config, log, caller, target } = context;
   if (containment.mode !== 'cgroup' || containment.job.pidsPath !== undefined) return undefined;
   if (epilogue !== undefined || targetProxy?.registration !== undefined) return undefined;
-  if (config.log_destination !== 'file' || log.writesBelowNotice()) return undefined;
-  const logGid = findGroup(config.log_file_group)?.gid;
+  if (log.writesBelowNotice()) return undefined;
+  // A log file's group, as phase 2 would set it again (syslog has none: 0, unused).
+  const logGid = config.log_destination === 'file' ? findGroup(config.log_file_group)?.gid : 0;
   if (logGid === undefined) return undefined;
   // The record's `ending` for a payload ended by signal 1..64, as phase 2 would write it.
   const signalEndings = Array.from({ length: SIGNAL_COUNT }, (_, index) =>

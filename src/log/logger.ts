@@ -262,7 +262,7 @@ export function openLog(
     debug: at('debug'),
     usage: () => ({ bytesWritten, recordsLeftOut }),
     writesBelowNotice: () => threshold !== 'none' && severity[threshold] < severity.notice,
-    auditTemplate: (msg, fields, slots) => renderAuditTemplate(msg, auditFields(fields), slots),
+    auditTemplate: (msg, fields, slots) => renderAuditTemplate(msg, auditFields(fields), slots, sink.destination),
     async audit(msg, fields) {
       write('notice', msg, auditFields(fields));
       const line = lastLine;
@@ -315,9 +315,9 @@ export const SLOT_BYTE = '\x01';
 const MARK = '\uE000';
 
 /**
- * The line `audit(msg, fields)` would write, as a template: the `time` and `pid` of pino and the
- * `slots` fields are SLOT_BYTE and a letter (T, P, and each slot's own), every other byte as the
- * record will have it. Undefined when the record cannot be rendered ahead exactly: when bounding
+ * The line `audit(msg, fields)` would write to `destination`, as a template: the `time` and `pid`
+ * of pino (not in syslog's text) and the `slots` fields are SLOT_BYTE and a letter (T, P, and each
+ * slot's own), every other byte as the record will have it. Undefined when the record cannot be rendered ahead exactly: when bounding
  * would cut it with the slots at their largest (the cut would then depend on their values), or
  * when its text holds MARK or SLOT_BYTE by itself.
  */
@@ -325,6 +325,7 @@ function renderAuditTemplate(
   msg: string,
   fields: Fields,
   slots: Readonly<Record<string, AuditSlot>>,
+  destination: Sink['destination'],
 ): string | undefined {
   const largest = { ...fields };
   for (const [key, slot] of Object.entries(slots)) largest[key] = slot.largest;
@@ -341,9 +342,12 @@ function renderAuditTemplate(
   let line = '';
   const stream = { write: (text: string) => (line = text) };
   glexecPino(stream, letters.P ?? '', () => `,"time":${JSON.stringify(letters.T)}`).notice(marked, bounded.msg);
-  let template = line;
+  // For syslog, the text its sink makes of that line: no time or pid, a slot's value unquoted.
+  const syslog = destination === 'syslog';
+  let template = syslog ? formatSyslogText(JSON.parse(line) as Record<string, unknown>) : line;
+  if (syslog) for (const skipped of ['T', 'P']) delete letters[skipped];
   for (const [letter, mark] of Object.entries(letters)) {
-    const parts = template.split(JSON.stringify(mark));
+    const parts = template.split(syslog ? mark : JSON.stringify(mark));
     if (parts.length !== 2) return undefined;
     template = parts.join(`${SLOT_BYTE}${letter}`);
   }

@@ -105,6 +105,38 @@ describe('a run with nothing to conclude', { skip: needsRoot || noCgroup }, () =
     assert.equal(run.record.cleanup, 'killed');
   });
 
+  it('sends syslog the datagram phase 2 sends for the same run, but for the time and pids', () => {
+    const datagram = (logLevel: number, args: string[]) => {
+      system.writeConfig(system.standardConfig([`log_level = ${logLevel}`, 'log_destination = syslog']));
+      const run = system.runWithSyslog(args, { GLEXEC_CLIENT_CERT: pki.pilotProxy });
+      const records = run.datagrams.filter((text) => text.includes(': job completed '));
+      assert.equal(records.length, 1, run.datagrams.join('\n'));
+      const [, priority, pid, text] = /^<(\d+)>.{15} glexec\[(\d+)\]: (.*)$/s.exec(records[0] ?? '') ?? [];
+      const glexecPid = /glexecPid=(\d+)/.exec(text ?? '')?.[1];
+      const comparable = ['glexecPid', 'payloadPid', 'payloadPgid', 'payloadMs', 'totalMs'].reduce(
+        (line, key) => line.replace(new RegExp(` ${key}=\\d+`), ` ${key}=${key}`),
+        text ?? '',
+      );
+      return { status: run.status, priority, byMonitor: pid === glexecPid, comparable };
+    };
+    for (const args of [['/bin/true'], ['/bin/sh', '-c', 'exit 202'], ['/bin/sh', '-c', 'kill -TERM $$']]) {
+      const trivial = datagram(3, args);
+      const full = datagram(4, args);
+      assert.ok(trivial.byMonitor && !full.byMonitor, args.join(' '));
+      assert.deepEqual({ ...trivial, byMonitor: true }, { ...full, byMonitor: true });
+    }
+  });
+
+  it('leaves the record to phase 2 when nothing listens on /dev/log: it goes to the log file, and the run is a 202', () => {
+    system.writeConfig(system.standardConfig(['log_level = 3', 'log_destination = syslog']));
+    system.clearLog();
+    const run = system.runWithSyslog(['/bin/true'], { GLEXEC_CLIENT_CERT: pki.pilotProxy }, { listening: false });
+    assert.equal(run.status, 202);
+    const records = system.logRecords().filter((record) => record.msg === 'job completed');
+    assert.equal(records.length, 1);
+    assert.notEqual(records[0]?.pid, records[0]?.glexecPid);
+  });
+
   it('is not planned with an epilogue or a process-group containment: phase 2 runs', () => {
     const phase2 = (run: Completion) => assert.notEqual(run.record.pid, run.record.glexecPid, run.line);
     phase2(completion(['/bin/true'], 3, { extra: ['epilogue = /usr/bin/true'] }));
