@@ -137,6 +137,15 @@ describe('a run with nothing to conclude', { skip: needsRoot || noCgroup }, () =
     assert.notEqual(records[0]?.pid, records[0]?.glexecPid);
   });
 
+  it('leaves the record to phase 2 when it cannot be rendered ahead exactly: a record that bounding cuts, or text holding the template marker', () => {
+    const cut = completion(['/bin/echo', 'x'.repeat(5000)], 3);
+    assert.notEqual(cut.record.pid, cut.record.glexecPid, cut.line);
+    assert.ok('truncated' in cut.record, cut.line);
+    const marked = completion(['/bin/echo', '\uE000T'], 3);
+    assert.notEqual(marked.record.pid, marked.record.glexecPid, marked.line);
+    assert.deepEqual(marked.record.command, ['/bin/echo', '\uE000T']);
+  });
+
   it('is not planned with an epilogue or a process-group containment: phase 2 runs', () => {
     const phase2 = (run: Completion) => assert.notEqual(run.record.pid, run.record.glexecPid, run.line);
     phase2(completion(['/bin/true'], 3, { extra: ['epilogue = /usr/bin/true'] }));
