@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "monitor.h"
+#include "conclusion.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,9 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -56,10 +55,6 @@
  * number (src/sys/handover.ts sends it by number), within glibc's SIGRTMIN..SIGRTMAX.
  */
 #define DONE_SIGNAL 40
-/* Signals 1..SIGNAL_COUNT each have their `ending` in a trivial plan (src/plan.ts). */
-#define SIGNAL_COUNT 64
-/* In a record's template, this byte and a letter stand for a value the monitor fills in (src/log/logger.ts). */
-#define SLOT_BYTE '\x01'
 
 /* The signals forwarded to the payload's process group: the list of src/linger.ts. */
 static const int forwarded[] = {
@@ -78,12 +73,7 @@ struct plan {
     char *record_json; /* the completion record's JSON fields so far, without braces */
     char *record_text; /* the same as syslog's key=value text */
     int silent;        /* silent_logging: nothing on the caller's stderr */
-    /* A trivial conclusion (conclude_trivially): the log file's group, -1 when phase 2 always runs. */
-    long long trivial_log_gid;
-    char **trivial_endings; /* the record's `ending` for signal 1..SIGNAL_COUNT */
-    size_t trivial_ending_count;
-    char **trivial_records; /* "CWD\nTEMPLATE", one for each directory start-payload may report */
-    size_t trivial_record_count;
+    struct trivial_conclusion trivial; /* conclusion.c */
 };
 
 static int caller_stderr = 2;
@@ -123,7 +113,11 @@ static _Noreturn void fail(const char *what) {
     exit(EXIT_SYSTEM_ERROR);
 }
 
-static long long monotonic_ms(void) {
+_Noreturn void monitor_fail(const char *what) {
+    fail(what);
+}
+
+long long monotonic_ms(void) {
     struct timespec now;
     if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
         fail("clock_gettime");
@@ -264,8 +258,8 @@ static size_t parse_plan(char *data, size_t length) {
         if (strcmp(key, "end") == 0) {
             if (value_length != 0 || at != length)
                 refuse_plan("bad end");
-            if (plan.trivial_log_gid < 0 ? plan.trivial_ending_count + plan.trivial_record_count != 0
-                                         : plan.trivial_ending_count != SIGNAL_COUNT || plan.trivial_record_count == 0)
+            if (plan.trivial.log_gid < 0 ? plan.trivial.ending_count + plan.trivial.record_count != 0
+                                         : plan.trivial.ending_count != SIGNAL_COUNT || plan.trivial.record_count == 0)
                 refuse_plan("bad trivial conclusion");
             return field_start;
         }
@@ -285,21 +279,21 @@ static size_t parse_plan(char *data, size_t length) {
                 refuse_plan("bad record-facility");
             plan.record_facility = (int)facility;
         } else if (strcmp(key, "trivial-log-gid") == 0) {
-            plan.trivial_log_gid = -1;
+            plan.trivial.log_gid = -1;
             if (value[0] != '\0') {
                 char *end;
                 errno = 0;
                 long long gid = strtoll(value, &end, 10);
                 if (errno || end == value || *end || value[0] < '0' || value[0] > '9' || gid > (long long)UINT32_MAX - 1)
                     refuse_plan("bad trivial-log-gid");
-                plan.trivial_log_gid = gid;
+                plan.trivial.log_gid = gid;
             }
         } else if (strcmp(key, "trivial-ending") == 0)
-            push(&plan.trivial_endings, &plan.trivial_ending_count, value);
+            push(&plan.trivial.endings, &plan.trivial.ending_count, value);
         else if (strcmp(key, "trivial-record") == 0) {
             if (!strchr(value, '\n'))
                 refuse_plan("bad trivial-record");
-            push(&plan.trivial_records, &plan.trivial_record_count, value);
+            push(&plan.trivial.records, &plan.trivial.record_count, value);
         } else if (strcmp(key, "record-json") == 0)
             plan.record_json = value;
         else if (strcmp(key, "record-text") == 0)
@@ -553,255 +547,6 @@ static void emergency_end(const char *error) {
     write_minimal_record(error, cleanup);
 }
 
-/* The directories above the log file, each a root-owned directory that only root can write: no symlink, no "." or "..". */
-static int trusted_directories(const char *file) {
-    char path[PATH_MAX];
-    size_t length = strlen(file);
-    if (file[0] != '/' || length >= sizeof path)
-        return 0;
-    memcpy(path, file, length + 1);
-    char *last = strrchr(path, '/');
-    for (char *at = path;; at = strchr(at + 1, '/')) {
-        if (at != path) {
-            /* The component before this slash: never empty, ".", or "..". */
-            char *start = at - 1;
-            while (*start != '/')
-                start--;
-            size_t name = (size_t)(at - start - 1);
-            if (name == 0 || (name == 1 && start[1] == '.') || (name == 2 && start[1] == '.' && start[2] == '.'))
-                return 0;
-        }
-        char kept = at[1];
-        at[1] = '\0';
-        if (at != path)
-            at[0] = '\0';
-        struct stat st;
-        int trusted = lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
-        at[0] = '/';
-        at[1] = kept;
-        if (!trusted)
-            return 0;
-        if (at == last)
-            return 1;
-    }
-}
-
-/* Whether the cgroup's cgroup.events says that no process is in it. */
-static int cgroup_empty(const char *cgroup) {
-    char path[PATH_MAX], events[4096];
-    int length = snprintf(path, sizeof path, "%s/cgroup.events", cgroup);
-    if (length < 0 || (size_t)length >= sizeof path)
-        return 0;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t got;
-    do
-        got = read(fd, events, sizeof events - 1);
-    while (got < 0 && errno == EINTR);
-    if (close(fd) != 0 || got <= 0)
-        return 0;
-    events[got] = '\0';
-    return strncmp(events, "populated 0\n", 12) == 0 || strstr(events, "\npopulated 0\n") != NULL;
-}
-
-/*
- * Whether a syslog daemon receives on /dev/log, asked as src/sys/syslog.ts asks it: a stream
- * connect to a datagram socket fails with EPROTOTYPE only when one is bound there.
- */
-static int syslog_listening(void) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    memcpy(address.sun_path, "/dev/log", sizeof "/dev/log");
-    int listening = connect(fd, (const struct sockaddr *)&address, sizeof address) == 0 || errno == EPROTOTYPE;
-    if (close(fd) != 0)
-        fail("close");
-    return listening;
-}
-
-/* UTC now as ISO 8601 with milliseconds, as JavaScript's toISOString writes it. */
-static void iso_time(char *text, size_t size) {
-    struct timespec now;
-    struct tm utc;
-    char seconds[32];
-    if (clock_gettime(CLOCK_REALTIME, &now) != 0 || !gmtime_r(&now.tv_sec, &utc) ||
-        strftime(seconds, sizeof seconds, "%Y-%m-%dT%H:%M:%S", &utc) == 0 ||
-        snprintf(text, size, "%s.%03ldZ", seconds, now.tv_nsec / 1000000) < 0)
-        fail("the time of the record");
-}
-
-/*
- * The completion record from the plan's template, its slots filled in; NULL for a template with a
- * slot the monitor does not know.
- */
-static char *fill_record(const char *template, const char *ending, int payload_rc, int exit_code, long long payload_ms,
-                         long long started) {
-    size_t size = strlen(template) + strlen(ending) + 256, used = 0;
-    char *line = malloc(size);
-    if (!line)
-        fail("out of memory");
-    for (const char *at = template; *at; at++) {
-        char value[128];
-        const char *text = value;
-        value[0] = '\0';
-        int length = 0;
-        if (*at != SLOT_BYTE) {
-            value[0] = *at;
-            value[1] = '\0';
-        } else {
-            switch (*++at) {
-            case 'T': {
-                char time_text[64];
-                iso_time(time_text, sizeof time_text);
-                length = snprintf(value, sizeof value, "\"%s\"", time_text);
-                break;
-            }
-            case 'P':
-                length = snprintf(value, sizeof value, "%d", (int)getpid());
-                break;
-            case 'I':
-            case 'G':
-                length = snprintf(value, sizeof value, "%d", (int)payload_pid);
-                break;
-            case 'E':
-                text = ending;
-                break;
-            case 'R':
-                length = snprintf(value, sizeof value, "%d", payload_rc);
-                break;
-            case 'X':
-                length = snprintf(value, sizeof value, "%d", exit_code);
-                break;
-            case 'M':
-                length = snprintf(value, sizeof value, "%lld", payload_ms);
-                break;
-            case 'A':
-                length = snprintf(value, sizeof value, "%lld", monotonic_ms() - started);
-                break;
-            default:
-                free(line);
-                return NULL;
-            }
-        }
-        if (length < 0)
-            fail("snprintf");
-        size_t add = strlen(text);
-        if (used + add + 1 > size) {
-            free(line);
-            return NULL;
-        }
-        memcpy(line + used, text, add);
-        used += add;
-    }
-    line[used] = '\0';
-    return line;
-}
-
-/*
- * How phase 2 reads the payload's wait status (src/exitcode.ts): the record's `ending` (JSON), the
- * payload's return code (a signal N is 128+N), and glexec's exit code (201..204 become 204). 0 for
- * a status that is neither an exit nor a signal 1..SIGNAL_COUNT.
- */
-static int payload_ending(int wait_status, char *code_ending, size_t size, const char **ending, int *payload_rc,
-                          int *exit_code) {
-    if (WIFEXITED(wait_status)) {
-        *payload_rc = WEXITSTATUS(wait_status);
-        *exit_code = *payload_rc >= 201 && *payload_rc <= 204 ? 204 : *payload_rc;
-        int length = snprintf(code_ending, size, "{\"code\":%d}", *payload_rc);
-        if (length < 0 || (size_t)length >= size)
-            fail("snprintf");
-        *ending = code_ending;
-        return 1;
-    }
-    if (WIFSIGNALED(wait_status) && WTERMSIG(wait_status) >= 1 && WTERMSIG(wait_status) <= SIGNAL_COUNT &&
-        plan.trivial_ending_count == SIGNAL_COUNT) {
-        *payload_rc = *exit_code = 128 + WTERMSIG(wait_status);
-        *ending = plan.trivial_endings[WTERMSIG(wait_status) - 1];
-        return 1;
-    }
-    return 0;
-}
-
-/*
- * PRIVILEGE: phase 2's work for a run in which phase 1 found nothing for it to do but remove the
- * payload's cgroup and write the completion record (src/pipeline.ts, trivialConclusion): no
- * epilogue, no target proxy copy, a cgroup v2 containment, the record for a log file and nothing
- * below notice. The monitor does it only if the run went as foreseen: start-payload reported one
- * of the directories phase 1 rendered the record for, the cgroup is empty, the log file is as
- * phase 1 left it. Otherwise, having changed nothing, it returns, and phase 2 runs as ever. On
- * success it exits with the code phase 2 would have: the payload's, 201..204 as 204, a signal N
- * as 128+N.
- */
-static void conclude_trivially(const char *helper_status, int wait_status, long long started, long long payload_started,
-                               long long payload_ended) {
-    if (plan.trivial_log_gid < 0 || payload_pid <= 0 || plan.cgroup[0] != '/')
-        return;
-    const char *template = NULL;
-    for (size_t i = 0; i < plan.trivial_record_count && !template; i++) {
-        const char *record = plan.trivial_records[i];
-        size_t cwd = (size_t)(strchr(record, '\n') - record);
-        if (strncmp(helper_status, "cwd ", 4) == 0 && strlen(helper_status) == 4 + cwd + 1 &&
-            memcmp(helper_status + 4, record, cwd) == 0 && helper_status[4 + cwd] == '\n')
-            template = record + cwd + 1;
-    }
-    char code_ending[32];
-    const char *ending;
-    int payload_rc, exit_code;
-    if (!payload_ending(wait_status, code_ending, sizeof code_ending, &ending, &payload_rc, &exit_code) ||
-        !template || !cgroup_empty(plan.cgroup))
-        return;
-    if (plan.record_file[0] == '\0') {
-        /* Syslog: phase 2 writes at notice, then asks whether anyone listens (else the file, and 202). */
-        char *text = fill_record(template, ending, payload_rc, exit_code, payload_ended - payload_started, started);
-        if (!text || !syslog_listening() || rmdir(plan.cgroup) != 0) {
-            free(text);
-            return;
-        }
-        openlog("glexec", LOG_PID | LOG_NDELAY, plan.record_facility);
-        syslog(LOG_NOTICE, "%s", text);
-        closelog();
-        exit(exit_code);
-    }
-    if (plan.record_file[0] != '/' || !trusted_directories(plan.record_file))
-        return;
-    int fd = open(plan.record_file, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return;
-    struct stat st;
-    mode_t mode = plan.trivial_log_gid == 0 ? 0600 : 0640;
-    char *line = fill_record(template, ending, payload_rc, exit_code, payload_ended - payload_started, started);
-    if (!line || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || st.st_nlink != 1 ||
-        (long long)st.st_gid != plan.trivial_log_gid || (st.st_mode & 07777) != mode || rmdir(plan.cgroup) != 0) {
-        free(line);
-        if (close(fd) != 0)
-            fail("close");
-        return;
-    }
-    size_t length = strlen(line), done = 0;
-    while (done < length) {
-        ssize_t written = write(fd, line + done, length - done);
-        if (written < 0 && errno == EINTR)
-            continue;
-        if (written <= 0) {
-            /* Phase 2 finds the cgroup as it was and writes (or fails to write) the record itself. */
-            if (mkdir(plan.cgroup, 0755) != 0)
-                fail("cannot make the payload's cgroup again for the concluding phase");
-            free(line);
-            if (close(fd) != 0)
-                fail("close");
-            return;
-        }
-        done += (size_t)written;
-    }
-    if (close(fd) != 0)
-        fail("close");
-    exit(exit_code);
-}
-
 /* Phase 2 runs until it exits; its DONE_SIGNAL says its record is written. Other signals are dropped. */
 static int wait_for_conclusion(pid_t phase, const sigset_t *waited, int *done) {
     sigset_t done_only;
@@ -883,7 +628,14 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     int payload_status = payload_pid > 0 ? wait_for_payload(&waited) : EXIT_CANNOT_EXECUTE << 8;
     long long payload_ended = monotonic_ms();
 
-    conclude_trivially(helper_status, payload_status, started, payload_started, payload_ended);
+    if (payload_pid > 0) {
+        const struct run_end end = {plan.cgroup,  plan.record_file, plan.record_facility, payload_pid,
+                                    helper_status, payload_status,    started,             payload_started,
+                                    payload_ended};
+        int code = conclude_trivially(&plan.trivial, &end);
+        if (code >= 0)
+            exit(code);
+    }
     /* Phase 2: conclude, with the outcome appended to the plan. */
     write_number_field(record_fd, "glexec-pid", getpid());
     write_number_field(record_fd, "payload-pid", payload_pid);
