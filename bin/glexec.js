@@ -1,5 +1,5 @@
 'use strict';
-// glexec's program as the shim runs it: loads the bundle (glexec-main.js) with V8's code cache,
+// glexec's program as the shim runs it: loads its bundle (glexec-main.js) with V8's code cache,
 // which saves compiling it at every start. The cache is written by glexec itself, as root, after
 // the first full payload run (so it holds the code a run needs), to a temporary name and renamed
 // into place; it is rewritten when V8 rejects it (e.g. a new node). Only root can write this
@@ -24,14 +24,19 @@ const {
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 
-const bundle = join(__dirname, 'glexec-main.js');
+// A run's second phase has a bundle of its own (docs/architecture.md). The monitor fills the slots
+// --phase=, --plan-fd=, --done-fd= just before the shim's first "--", after which come the
+// caller's arguments: no caller input reaches them.
+const phase = process.argv[process.argv.indexOf('--', 2) - 3];
+const bundleName = phase === '--phase=conclude' ? 'glexec-conclude' : 'glexec-main';
+const bundle = join(__dirname, `${bundleName}.js`);
 const bundleFd = openSync(bundle, constants.O_RDONLY | constants.O_NOFOLLOW);
 const before = fstatSync(bundleFd, { bigint: true });
 const source = readFileSync(bundleFd, 'utf8');
 const after = fstatSync(bundleFd, { bigint: true });
 closeSync(bundleFd);
 const key = [before.dev, before.ino, before.size, before.mtimeNs, before.ctimeNs].map((n) => n.toString(16)).join('-');
-const cacheFile = after.ctimeNs === before.ctimeNs ? join(__dirname, `glexec-main.${key}.cache`) : undefined;
+const cacheFile = after.ctimeNs === before.ctimeNs ? join(__dirname, `${bundleName}.${key}.cache`) : undefined;
 let cachedData;
 try {
   if (cacheFile !== undefined) cachedData = readFileSync(cacheFile);
@@ -59,9 +64,9 @@ if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRej
         closeSync(fd);
       }
       renameSync(temporary, cacheFile);
-      // The caches of earlier bundles (or of this one before a chmod) will never be read again.
+      // The caches of earlier bundles (or of this one before a chmod) will never be read again; the other phase's stays.
       for (const name of readdirSync(__dirname))
-        if (/^glexec-main\..*\.cache$/.test(name) && join(__dirname, name) !== cacheFile)
+        if (name.startsWith(`${bundleName}.`) && name.endsWith('.cache') && join(__dirname, name) !== cacheFile)
           rmSync(join(__dirname, name), { force: true });
     } catch {
       rmSync(temporary, { force: true });

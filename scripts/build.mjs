@@ -1,6 +1,6 @@
-// Builds everything: the TypeScript (type-checked) into build/, the single-file bundle into
-// build/dist/glexec-main.js with its loader build/dist/glexec.js (bin/glexec.js, what the shim
-// runs), the C programs into build/c/ (scripts/c-programs.mjs) and the man pages into build/man/.
+// Builds everything: the TypeScript (type-checked) into build/, the bundles into build/dist/
+// (glexec-main.js, glexec-conclude.js, glexec-voms.js) with their loader build/dist/glexec.js
+// (bin/glexec.js, what the shim runs), the C programs into build/c/ (scripts/c-programs.mjs) and the man pages into build/man/.
 // The shim itself is compiled at install time, because the paths it holds are chosen then.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -46,21 +46,54 @@ const withoutUnusedBuiltins = {
     );
   },
 };
-await build({
-  entryPoints: [join(root, 'src/main.ts')],
-  outfile: join(root, 'build/dist/glexec-main.js'),
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  minify: true,
-  legalComments: 'none',
-  define: { GLEXEC_BUNDLED: 'true' },
-  // Never loaded in the bundle (the addon is required by absolute path there); keeps esbuild quiet.
-  external: ['posix', 'posix/*'],
-  plugins: [withoutPinoTransports, withoutUnusedBuiltins],
-  logLevel: 'warning',
-});
+/**
+ * What glexec's own modules import, they import for its exports: a module none of whose exports a
+ * bundle uses is left out of it whole (esbuild keeps a CommonJS package or a module with top-level
+ * statements otherwise, e.g. commander and the config parser in the second phase's bundle).
+ */
+const RESOLVING = Symbol('resolving');
+const importsWithoutSideEffects = {
+  name: 'glexec-imports-without-side-effects',
+  setup(builder) {
+    builder.onResolve({ filter: /.*/ }, async (args) => {
+      if (args.pluginData === RESOLVING || !args.importer.startsWith(join(root, 'src') + '/')) return undefined;
+      const { errors, external, path } = await builder.resolve(args.path, {
+        importer: args.importer,
+        kind: args.kind,
+        resolveDir: args.resolveDir,
+        pluginData: RESOLVING,
+      });
+      return errors.length > 0 || external ? undefined : { path, sideEffects: false };
+    });
+  },
+};
+// Two bundles of one code base: glexec-main.js (a run's first phase and every other mode) and
+// glexec-conclude.js (a run's second phase, src/main-conclude.ts), which esbuild's tree shaking
+// leaves without the first phase's modules; the loader picks one by the monitor's --phase slot.
+for (const [entry, bundle, plugins] of [
+  ['src/main.ts', 'glexec-main.js', [withoutPinoTransports, withoutUnusedBuiltins]],
+  [
+    'src/main-conclude.ts',
+    'glexec-conclude.js',
+    [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
+  ],
+]) {
+  await build({
+    entryPoints: [join(root, entry)],
+    outfile: join(root, 'build/dist', bundle),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    minify: true,
+    legalComments: 'none',
+    define: { GLEXEC_BUNDLED: 'true' },
+    // Never loaded in the bundle (the addon is required by absolute path there); keeps esbuild quiet.
+    external: ['posix', 'posix/*'],
+    plugins,
+    logLevel: 'warning',
+  });
+}
 // The VOMS AC parser and its ASN.1 libraries, a bundle of its own: only a proxy with VOMS
 // attributes loads it (src/voms/load.ts), so other runs neither read nor compile it.
 await build({

@@ -2,10 +2,11 @@
 //   npm run install-system -- --prefix=DIR --config=FILE [--node=PATH]
 // DIR/sbin/glexec        the setuid-root shim, compiled here (the only C compiled at install time)
 //                        with FILE, the node binary and the program compiled in
-// DIR/lib/glexec/        glexec.js (loader) and glexec-main.js (the bundle), posix.node (the native
-//                        addon), flock.node (glexec's flock(2) addon), start-payload and lcmaps-helper
-//                        (root-only helpers; these three from build/c/); glexec writes
-//                        glexec-main.<dev>-<inode>-<size>-<mtime>-<ctime>.cache (V8's code cache) there
+// DIR/lib/glexec/        glexec.js (loader), glexec-main.js and glexec-conclude.js (the bundles of a
+//                        run's two phases), posix.node (the native addon), flock.node (glexec's
+//                        flock(2) addon), start-payload and lcmaps-helper (root-only helpers; these
+//                        three from build/c/); glexec writes each bundle's
+//                        <bundle>.<dev>-<inode>-<size>-<mtime>-<ctime>.cache (V8's code cache) there
 //                        after its first run
 // DIR/share/man/         glexec(8) and glexec.conf(5)
 // The config file itself is not installed, but its directory is created (root:root 0755) if missing.
@@ -92,9 +93,10 @@ function requireRootOnly(path, what) {
 
 const loader = join(root, 'build/dist/glexec.js');
 const bundle = join(root, 'build/dist/glexec-main.js');
+const concludeBundle = join(root, 'build/dist/glexec-conclude.js');
 const vomsBundle = join(root, 'build/dist/glexec-voms.js');
 const installedPrograms = programs.filter((program) => program.installMode !== undefined);
-if (!existsSync(loader) || !existsSync(bundle) || !existsSync(vomsBundle))
+if (![loader, bundle, concludeBundle, vomsBundle].every((file) => existsSync(file)))
   fail('build/dist/ is missing: run npm run build first');
 for (const { name } of installedPrograms) {
   if (!existsSync(join(root, 'build/c', name))) fail(`build/c/${name} is missing: run npm run build first`);
@@ -133,11 +135,12 @@ for (const dir of [...(prefixMade ? [prefix] : []), sbin, join(prefix, 'lib'), l
 const program = join(lib, 'glexec.js');
 // Code caches of older bundles are never used (their names carry the bundle file's identity and times): remove them.
 if (existsSync(lib))
-  for (const name of readdirSync(lib).filter((file) => /^glexec-main\..*\.cache$/.test(file)))
+  for (const name of readdirSync(lib).filter((file) => /^glexec-(main|conclude)\..*\.cache$/.test(file)))
     rmSync(join(lib, name), { force: true });
 for (const [from, to] of [
   [loader, program],
   [bundle, join(lib, 'glexec-main.js')],
+  [concludeBundle, join(lib, 'glexec-conclude.js')],
   [vomsBundle, join(lib, 'glexec-voms.js')],
   [addon, join(lib, 'posix.node')],
 ]) {

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "monitor.h"
+#include "conclusion.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,7 @@ struct plan {
     char *record_json; /* the completion record's JSON fields so far, without braces */
     char *record_text; /* the same as syslog's key=value text */
     int silent;        /* silent_logging: nothing on the caller's stderr */
+    struct trivial_conclusion trivial; /* conclusion.c */
 };
 
 static int caller_stderr = 2;
@@ -118,7 +121,11 @@ static _Noreturn void fail(const char *what) {
     exit(EXIT_SYSTEM_ERROR);
 }
 
-static long long monotonic_ms(void) {
+_Noreturn void monitor_fail(const char *what) {
+    fail(what);
+}
+
+long long monotonic_ms(void) {
     struct timespec now;
     if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
         fail("clock_gettime");
@@ -204,7 +211,8 @@ static const struct {
     int repeated;
 } plan_keys[] = {
     {"helper-arg", 1}, {"env", 1}, {"cgroup", 0}, {"record-file", 0}, {"record-facility", 0},
-    {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"state", 0}, {"end", 0},
+    {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"trivial-log-gid", 0}, {"trivial-ending", 1},
+    {"trivial-record", 1}, {"state", 0}, {"end", 0},
 };
 #define PLAN_KEY_COUNT (sizeof plan_keys / sizeof plan_keys[0])
 
@@ -258,6 +266,9 @@ static size_t parse_plan(char *data, size_t length) {
         if (strcmp(key, "end") == 0) {
             if (value_length != 0 || at != length)
                 refuse_plan("bad end");
+            if (plan.trivial.log_gid < 0 ? plan.trivial.ending_count + plan.trivial.record_count != 0
+                                         : plan.trivial.ending_count != SIGNAL_COUNT || plan.trivial.record_count == 0)
+                refuse_plan("bad trivial conclusion");
             return field_start;
         }
         if (strcmp(key, "helper-arg") == 0)
@@ -275,6 +286,22 @@ static size_t parse_plan(char *data, size_t length) {
             if (errno || end == value || *end || facility < 0 || facility > LOG_LOCAL7)
                 refuse_plan("bad record-facility");
             plan.record_facility = (int)facility;
+        } else if (strcmp(key, "trivial-log-gid") == 0) {
+            plan.trivial.log_gid = -1;
+            if (value[0] != '\0') {
+                char *end;
+                errno = 0;
+                long long gid = strtoll(value, &end, 10);
+                if (errno || end == value || *end || value[0] < '0' || value[0] > '9' || gid > (long long)UINT32_MAX - 1)
+                    refuse_plan("bad trivial-log-gid");
+                plan.trivial.log_gid = gid;
+            }
+        } else if (strcmp(key, "trivial-ending") == 0)
+            push(&plan.trivial.endings, &plan.trivial.ending_count, value);
+        else if (strcmp(key, "trivial-record") == 0) {
+            if (!strchr(value, '\n'))
+                refuse_plan("bad trivial-record");
+            push(&plan.trivial.records, &plan.trivial.record_count, value);
         } else if (strcmp(key, "record-json") == 0)
             plan.record_json = value;
         else if (strcmp(key, "record-text") == 0)
@@ -627,6 +654,14 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     int payload_status = payload_pid > 0 ? wait_for_payload(&waited) : EXIT_CANNOT_EXECUTE << 8;
     long long payload_ended = monotonic_ms();
 
+    if (payload_pid > 0) {
+        const struct run_end end = {plan.cgroup,  plan.record_file, plan.record_facility, payload_pid,
+                                    helper_status, payload_status,    started,             payload_started,
+                                    payload_ended};
+        int code = conclude_trivially(&plan.trivial, &end);
+        if (code >= 0)
+            exit(code);
+    }
     /* Phase 2: conclude, with the outcome appended to the plan. */
     write_number_field(record_fd, "glexec-pid", getpid());
     write_number_field(record_fd, "payload-pid", payload_pid);

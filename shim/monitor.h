@@ -14,4 +14,8 @@
 _Noreturn void monitor_run(char **node_argv, size_t phase_slot, char *const node_env[], int caller_stderr, int cwd_fd,
                            const int decide_only[2]);
 
+/* For conclusion.c: the monitor's failure (ends and records a started payload, exit 202), and its clock. */
+_Noreturn void monitor_fail(const char *what);
+long long monotonic_ms(void);
+
 #endif

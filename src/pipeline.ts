@@ -43,7 +43,9 @@ import {
 import { payloadLimitOptions } from './caller-limits';
 import {
   type AuditDelivery,
+  type AuditSlot,
   clampLogLevel,
+  type Fields,
   formatSyslogText,
   type Log,
   logEarlyError,
@@ -76,11 +78,11 @@ import {
 } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { glexecStartTime, readRecord, tellMonitorDone, writePlan } from './sys/handover';
-import { asPid, findAccount, type Pid } from './sys/identity';
+import { asPid, findAccount, findGroup, type Pid } from './sys/identity';
 import { type HelperStatus, parseHelperStatus, startPayloadArgs } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogFacilityCode, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
-import { decodeRecord, encodePlan, type Outcome } from './plan';
+import { decodeRecord, encodePlan, type Outcome, SIGNAL_COUNT, type TrivialConclusion } from './plan';
 import { VERSION } from './version';
 import { checkCallerWhiteLists } from './whitelist';
 
@@ -176,6 +178,13 @@ async function decide(shim: ShimArgs, action: RunAction, reporter: Reporter): Pr
   } catch (error) {
     return await finishRun(context, { failed: true, error });
   }
+}
+
+/** The entry of the second phase's own bundle (main-conclude.ts): it runs nothing else. */
+export async function concludeRun(shim: ShimArgs, reporter: Reporter): Promise<number> {
+  if (shim.phase !== 'conclude')
+    throw systemError('shim.bad_args', 'glexec was not started by its shim (not the concluding phase)');
+  return await conclude(shim, reporter);
 }
 
 /** Phase 2: the payload has ended (or could not start); the stages after it, and the cleanup. */
@@ -656,10 +665,71 @@ function handOver(context: PlannedRun): void {
       recordJson: JSON.stringify(known).slice(1, -1),
       recordText: formatSyslogText(known).trimStart(),
       silent: config.silent_logging,
+      trivial: trivialConclusion(context),
       // The caller's environment is a Map: carried as its entries.
       state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
     }),
   );
+}
+
+/** What the monitor fills in of a completion record it writes itself: the largest value of each, and its letter. */
+function completionSlots(signalEndings: readonly string[]): Readonly<Record<string, AuditSlot>> {
+  const endings = [...signalEndings, JSON.stringify({ code: 255 })];
+  const longest = endings.reduce((a, b) => (b.length > a.length ? b : a));
+  return {
+    payloadPid: { letter: 'I', largest: 2 ** 31 - 1 },
+    payloadPgid: { letter: 'G', largest: 2 ** 31 - 1 },
+    ending: { letter: 'E', largest: JSON.parse(longest) as Ending },
+    payloadRc: { letter: 'R', largest: 255 },
+    exitCode: { letter: 'X', largest: 255 },
+    payloadMs: { letter: 'M', largest: Number.MAX_SAFE_INTEGER },
+    totalMs: { letter: 'A', largest: Number.MAX_SAFE_INTEGER },
+  };
+}
+
+/** A string with a lone surrogate: its UTF-8 bytes would read back as another string. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * When the stages after the payload would do nothing but remove its empty cgroup and write the
+ * completion record, the monitor may do both itself, from the templates made here
+ * (docs/architecture.md, "A run with nothing to conclude"). It still runs phase 2 when the cgroup
+ * is not empty, start-payload reported anything but one of these directories, or the log file is
+ * not as phase 1 left it (or nothing listens on /dev/log). Undefined when phase 2 has work
+ * whatever the payload does: an epilogue, a target proxy copy to remove, a process-group
+ * containment or a v1 pids cgroup, or records below notice to write.
+ */
+function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
+  const { containment, epilogue, targetProxy, config, log, caller, target } = context;
+  if (containment.mode !== 'cgroup' || containment.job.pidsPath !== undefined) return undefined;
+  if (epilogue !== undefined || targetProxy?.registration !== undefined) return undefined;
+  if (log.writesBelowNotice()) return undefined;
+  // A log file's group, as phase 2 would set it again (syslog has none: 0, unused).
+  const logGid = config.log_destination === 'file' ? findGroup(config.log_file_group)?.gid : 0;
+  if (logGid === undefined) return undefined;
+  // The record's `ending` for a payload ended by signal 1..64, as phase 2 would write it.
+  const signalEndings = Array.from({ length: SIGNAL_COUNT }, (_, index) =>
+    JSON.stringify(endingOfWaitStatus(index + 1)),
+  );
+  const slots = completionSlots(signalEndings);
+  const records: { cwd: string; template: string }[] = [];
+  // start-payload enters the caller's directory, else the target's home, and reports it on one line.
+  for (const cwd of new Set([caller.cwd, target.home])) {
+    if (cwd.includes('\n') || LONE_SURROGATE.test(cwd)) continue;
+    const payload: PayloadRun = { pid: asPid(1), cwd, ending: { code: 0 }, durationMs: 0 };
+    const cleanup: LeftoverCleanup = { mode: 'cgroup', outcome: 'none', durationMs: 0, survivors: 0 };
+    const run: Completion = {
+      epilogue: undefined,
+      leftovers: { count: 0, described: [] },
+      cleanup,
+      exitCode: 0,
+      error: undefined,
+    };
+    const template = log.auditTemplate(COMPLETION, completionFields(context, payload, run, 0), slots);
+    if (template === undefined) return undefined;
+    records.push({ cwd, template });
+  }
+  return records.length === 0 ? undefined : { logGid, signalEndings, records };
 }
 
 /** Phase 2's state and the payload's outcome, from the record the monitor handed back. */
@@ -826,9 +896,18 @@ interface Completion {
 }
 
 function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditDelivery> {
-  const { caller, target, payload, action, log } = context;
+  // From the start of glexec (the shim): what the job spent in glexec and its payload.
+  const totalMs = Math.round(monotonicMs() - (context.startedMs ?? monotonicMs() - process.uptime() * 1000));
+  return context.log.audit(COMPLETION, completionFields(context, context.payload, run, totalMs));
+}
+
+const COMPLETION = 'job completed';
+
+/** The completion record's fields, in their order (the monitor's template of it has the same, trivialConclusion). */
+function completionFields(context: AdmittedRun, payload: PayloadRun, run: Completion, totalMs: number): Fields {
+  const { caller, target, action } = context;
   const { epilogue } = run;
-  return log.audit('job completed', {
+  return {
     caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
     target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
     dn: context.dn,
@@ -852,9 +931,8 @@ function writeCompletionRecord(context: RanRun, run: Completion): Promise<AuditD
     ...(run.error ? { error: run.error } : {}),
     exitCode: run.exitCode,
     payloadMs: payload.durationMs,
-    // From the start of glexec (the shim): what the job spent in glexec and its payload.
-    totalMs: Math.round(monotonicMs() - (context.startedMs ?? monotonicMs() - process.uptime() * 1000)),
-  });
+    totalMs,
+  };
 }
 
 /**

@@ -30,9 +30,30 @@ export interface Plan {
   readonly recordText: string;
   /** silent_logging: the monitor's own messages stay off the caller's stderr too. */
   readonly silent: boolean;
+  /** When the monitor may conclude the run itself instead of phase 2; undefined: phase 2 always runs. */
+  readonly trivial: TrivialConclusion | undefined;
   /** Phase 2's state (JSON); the monitor carries it unread. */
   readonly state: string;
 }
+
+/**
+ * What the monitor needs to do phase 2's work when there is none but the completion record and the
+ * removal of the payload's empty cgroup (docs/architecture.md, "A run with nothing to conclude").
+ */
+export interface TrivialConclusion {
+  /** The log file's group; its mode goes with it (0640, or 0600 for root), as phase 2 would set them. */
+  readonly logGid: number;
+  /** The record's `ending` for a payload ended by signal 1, 2, … 64 (JSON, as the record has it). */
+  readonly signalEndings: readonly string[];
+  /**
+   * The completion record as a template (slots: SLOT_BYTE and a letter, src/log/logger.ts), one for
+   * each working directory start-payload may report; any other report leaves the record to phase 2.
+   */
+  readonly records: readonly { readonly cwd: string; readonly template: string }[];
+}
+
+/** Signals 1..64: the monitor gets an `ending` for each. */
+export const SIGNAL_COUNT = 64;
 
 /** What the monitor appends once the payload has ended. */
 export interface Outcome {
@@ -68,8 +89,19 @@ export function encodePlan(plan: Plan): Buffer {
     ['record-json', plan.recordJson],
     ['record-text', plan.recordText],
     ['silent', plan.silent ? '1' : '0'],
+    ['trivial-log-gid', plan.trivial === undefined ? '' : String(plan.trivial.logGid)],
+    ...(plan.trivial?.signalEndings ?? []).map((ending): Field => ['trivial-ending', ending]),
+    ...(plan.trivial?.records ?? []).map(({ cwd, template }): Field => {
+      if (cwd.includes('\n')) throw new Error(`a trivial record's directory holds a newline: ${JSON.stringify(cwd)}`);
+      return ['trivial-record', `${cwd}\n${template}`];
+    }),
     ['state', plan.state],
   ];
+  if (
+    plan.trivial !== undefined &&
+    (plan.trivial.signalEndings.length !== SIGNAL_COUNT || plan.trivial.records.length === 0)
+  )
+    throw new Error('a trivial conclusion needs an ending for every signal and at least one record');
   for (const [key, value] of fields)
     if (value.includes('\0')) throw new Error(`the plan's ${key} holds a NUL: ${JSON.stringify(value)}`);
   // The caller's arguments and environment make most of the plan: too much of them is the caller's
@@ -136,6 +168,25 @@ function flag(value: string): boolean {
   return value === '1';
 }
 
+function trivialConclusion(logGid: string, signalEndings: string[], records: string[]): TrivialConclusion | undefined {
+  if (logGid === '') {
+    if (signalEndings.length + records.length > 0)
+      throw new Error('trivial fields without trivial-log-gid in the glexec plan');
+    return undefined;
+  }
+  if (signalEndings.length !== SIGNAL_COUNT || records.length === 0)
+    throw new Error('a trivial conclusion in the glexec plan needs every signal ending and a record');
+  return {
+    logGid: number(logGid, 'trivial-log-gid'),
+    signalEndings,
+    records: records.map((record) => {
+      const newline = record.indexOf('\n');
+      if (newline < 0) throw new Error('a trivial-record of the glexec plan has no directory line');
+      return { cwd: record.slice(0, newline), template: record.slice(newline + 1) };
+    }),
+  };
+}
+
 /** The record phase 2 gets back: the plan, then the outcome. */
 export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
   const fields = splitFields(bytes);
@@ -161,6 +212,7 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
     recordJson: take('record-json'),
     recordText: take('record-text'),
     silent: flag(take('silent')),
+    trivial: trivialConclusion(take('trivial-log-gid'), repeated('trivial-ending'), repeated('trivial-record')),
     state: take('state'),
   };
   const values = OUTCOME_KEYS.map((key) => take(key));

@@ -30,6 +30,10 @@ export interface Log {
   audit(msg: string, fields: Fields): Promise<AuditDelivery>;
   /** What this call has logged so far: a run's second phase goes on from its first's. */
   usage(): LogUsage;
+  /** Whether records below notice (info, debug) are written. */
+  writesBelowNotice(): boolean;
+  /** The line `audit(msg, fields)` would write now, as a template with slots (renderAuditTemplate). */
+  auditTemplate(msg: string, fields: Fields, slots: Readonly<Record<string, AuditSlot>>): string | undefined;
 }
 
 /** The per-call bound's account: bytes of ordinary records written, records left out past the bound. */
@@ -227,17 +231,9 @@ export function openLog(
       }
     },
   };
-  const logger = pino(
-    {
-      level: 'debug',
-      customLevels: { notice: severity.notice },
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    stream,
-  );
+  const logger = glexecPino(stream, process.pid, pino.stdTimeFunctions.isoTime);
   const threshold = thresholdByLogLevel[logLevel] ?? 'notice';
+  const auditFields = (fields: Fields): Fields => (recordsLeftOut > 0 ? { ...fields, recordsLeftOut } : fields);
   const write = (level: Level, msg: string, fields: Fields | undefined): void => {
     const record = boundRecord(msg, fields);
     logger[level](record.fields, record.msg);
@@ -265,8 +261,10 @@ export function openLog(
     info: at('info'),
     debug: at('debug'),
     usage: () => ({ bytesWritten, recordsLeftOut }),
+    writesBelowNotice: () => threshold !== 'none' && severity[threshold] < severity.notice,
+    auditTemplate: (msg, fields, slots) => renderAuditTemplate(msg, auditFields(fields), slots, sink.destination),
     async audit(msg, fields) {
-      write('notice', msg, recordsLeftOut > 0 ? { ...fields, recordsLeftOut } : fields);
+      write('notice', msg, auditFields(fields));
       const line = lastLine;
       const reason =
         lastFailure ??
@@ -286,6 +284,75 @@ export function openLog(
       return { written: false, destination: sink.destination, reason, fallback: 'none', line: line.trimEnd() };
     },
   };
+}
+
+/** pino as glexec's log uses it: the records and their templates (renderAuditTemplate) come from here alone. */
+function glexecPino(stream: { write(line: string): void }, pid: number | string, timestamp: () => string) {
+  return pino(
+    {
+      level: 'debug',
+      customLevels: { notice: severity.notice },
+      base: { pid },
+      timestamp,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    stream,
+  );
+}
+
+/**
+ * A field of an audit record that is known only later (by the C monitor): the largest value it can
+ * take, and the letter that stands for it in the template.
+ */
+export interface AuditSlot {
+  readonly letter: string;
+  readonly largest: unknown;
+}
+
+/** The start of a slot in a template: no record glexec writes holds this byte (JSON and escapeControl escape it). */
+export const SLOT_BYTE = '\x01';
+/** Stands for a slot while the template is rendered; a record holding it already gets no template. */
+const MARK = '\uE000';
+
+/**
+ * The line `audit(msg, fields)` would write to `destination`, as a template: the `time` and `pid`
+ * of pino (not in syslog's text) and the `slots` fields are SLOT_BYTE and a letter (T, P, and each
+ * slot's own), every other byte as the record will have it. Undefined when the record cannot be rendered ahead exactly: when bounding
+ * would cut it with the slots at their largest (the cut would then depend on their values), or
+ * when its text holds MARK or SLOT_BYTE by itself.
+ */
+function renderAuditTemplate(
+  msg: string,
+  fields: Fields,
+  slots: Readonly<Record<string, AuditSlot>>,
+  destination: Sink['destination'],
+): string | undefined {
+  const largest = { ...fields };
+  for (const [key, slot] of Object.entries(slots)) largest[key] = slot.largest;
+  const bounded = boundRecord(msg, largest);
+  if ('truncated' in bounded.fields || Object.keys(bounded.fields).length !== Object.keys(largest).length)
+    return undefined;
+  const marked: Fields = { ...bounded.fields };
+  const letters: Record<string, string> = { T: `${MARK}T`, P: `${MARK}P` };
+  for (const [key, slot] of Object.entries(slots)) {
+    if (slot.letter in letters || !/^[A-Z]$/.test(slot.letter)) throw new Error(`bad audit slot letter ${slot.letter}`);
+    letters[slot.letter] = `${MARK}${slot.letter}`;
+    marked[key] = `${MARK}${slot.letter}`;
+  }
+  let line = '';
+  const stream = { write: (text: string) => (line = text) };
+  glexecPino(stream, letters.P ?? '', () => `,"time":${JSON.stringify(letters.T)}`).notice(marked, bounded.msg);
+  // For syslog, the text its sink makes of that line: no time or pid, a slot's value unquoted.
+  const syslog = destination === 'syslog';
+  let template = syslog ? formatSyslogText(JSON.parse(line) as Record<string, unknown>) : line;
+  if (syslog) for (const skipped of ['T', 'P']) delete letters[skipped];
+  for (const [letter, mark] of Object.entries(letters)) {
+    const parts = template.split(syslog ? mark : JSON.stringify(mark));
+    if (parts.length !== 2) return undefined;
+    template = parts.join(`${SLOT_BYTE}${letter}`);
+  }
+  if (template.includes(MARK) || template.split(SLOT_BYTE).length !== Object.keys(letters).length + 1) return undefined;
+  return template;
 }
 
 /** Best effort, for errors before the configured log exists: syslog at the default facility. */

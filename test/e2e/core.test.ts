@@ -492,12 +492,13 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       })
         .trim()
         .split('\n')
-        .filter((line) => !/^lib\/glexec\/glexec-main\.[0-9a-f-]+\.cache /.test(line))
+        .filter((line) => !/^lib\/glexec\/glexec-(main|conclude)\.[0-9a-f-]+\.cache /.test(line))
         .sort();
       assert.deepEqual(listing, [
         'lib root root 755 d',
         'lib/glexec root root 755 d',
         'lib/glexec/flock.node root root 644 f',
+        'lib/glexec/glexec-conclude.js root root 644 f',
         'lib/glexec/glexec-main.js root root 644 f',
         'lib/glexec/glexec-voms.js root root 644 f',
         'lib/glexec/glexec.js root root 644 f',
@@ -515,20 +516,25 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       ]);
     });
 
-    it('after a full run glexec keeps a V8 code cache of its program, root-owned and writable by root only', () => {
+    it("after a full run glexec keeps a V8 code cache of each phase's bundle, root-owned and writable by root only", () => {
       assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
       const lib = join(system.root, 'prefix/lib/glexec');
-      const caches = readdirSync(lib).filter((name) => /^glexec-main\.[0-9a-f]+(-[0-9a-f]+){4}\.cache$/.test(name));
-      assert.equal(caches.length, 1);
-      assert.equal(
-        execFileSync('stat', ['-c', '%u %g %a %F', join(lib, caches[0] ?? '')], { encoding: 'utf8' }),
-        '0 0 644 regular file\n',
-      );
+      for (const bundle of ['main', 'conclude']) {
+        const caches = readdirSync(lib).filter((name) =>
+          new RegExp(`^glexec-${bundle}\\.[0-9a-f]+(-[0-9a-f]+){4}\\.cache$`).test(name),
+        );
+        assert.equal(caches.length, 1, bundle);
+        assert.equal(
+          execFileSync('stat', ['-c', '%u %g %a %F', join(lib, caches[0] ?? '')], { encoding: 'utf8' }),
+          '0 0 644 regular file\n',
+        );
+      }
     });
 
     it('never reads the code cache of another bundle: one edited in place, at the same length, gets a cache of its own', () => {
       const lib = join(system.root, 'prefix/lib/glexec');
-      const caches = (): string[] => readdirSync(lib).filter((name) => name.endsWith('.cache'));
+      const caches = (): string[] =>
+        readdirSync(lib).filter((name) => name.startsWith('glexec-main.') && name.endsWith('.cache'));
       assert.equal(system.run(['/bin/true'], { env: withProxy() }).status, 0);
       const [first] = caches();
       assert.ok(first !== undefined, 'no code cache after a full run');

@@ -15,6 +15,7 @@ import { installForSuite } from '../helpers/suite';
 import { needsRoot, REPO, TestSystem } from '../helpers/system';
 import { cgroupMounts } from '../../src/sys/cgroup';
 import { encodePlan, type Plan } from '../../src/plan';
+import { endingOfWaitStatus, exitCodeOf, rawReturnCode } from '../../src/exitcode';
 
 let system: TestSystem;
 let pki: TestPki;
@@ -301,6 +302,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
     recordJson: '"dn":"/CN=x"',
     recordText: 'dn=/CN=x',
     silent: false,
+    trivial: undefined,
     state: '{}',
   };
   const refusal = (why: string): string =>
@@ -319,11 +321,67 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
         `cgroup ${plan.cgroup}`,
         `record-file ${plan.recordFile}`,
         'record-facility 24',
+        'trivial-log-gid -1',
         // The part handed back to phase 2: all but the end.
         `body ${encoded.length - 'end 0\n\n'.length}`,
         '',
       ].join('\n'),
     );
+  });
+
+  const trivial: Plan = {
+    ...plan,
+    trivial: {
+      logGid: 4,
+      signalEndings: Array.from({ length: 64 }, (_, index) => JSON.stringify(endingOfWaitStatus(index + 1))),
+      records: [{ cwd: '/home/pilot', template: '{"cwd":"/home/pilot","exitCode":\x01X}\n' }],
+    },
+  };
+
+  it("reads a trivial conclusion's log group, its 64 signal endings and its records", () => {
+    const result = check(encodePlan(trivial));
+    assert.equal(result.status, 0, result.stderr);
+    const lines = result.stdout.split('\n');
+    assert.ok(lines.includes('trivial-log-gid 4'));
+    assert.deepEqual(
+      lines.filter((line) => line.startsWith('trivial-ending ')),
+      trivial.trivial?.signalEndings.map((ending) => `trivial-ending ${ending}`),
+    );
+    assert.deepEqual(
+      lines.filter((line) => line.startsWith('trivial-record ')),
+      [`trivial-record ${Buffer.byteLength(`/home/pilot\n${trivial.trivial?.records[0]?.template ?? ''}`)}`],
+    );
+  });
+
+  it("maps every wait status as phase 2 does (src/exitcode.ts): the record's ending, the payload's return code, glexec's exit code, for exit 0..255 and signal 1..64", () => {
+    const result = spawnSync(join(REPO, 'build/c/plan-check'), ['--endings'], {
+      input: encodePlan(trivial),
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 0, result.stderr);
+    const endings = [
+      ...Array.from({ length: 256 }, (_, code) => endingOfWaitStatus(code << 8)),
+      ...Array.from({ length: 64 }, (_, index) => endingOfWaitStatus(index + 1)),
+    ];
+    assert.deepEqual(
+      result.stdout.split('\n').slice(0, -1),
+      endings.map((ending) => `${JSON.stringify(ending)} ${rawReturnCode(ending)} ${exitCodeOf(ending)}`),
+    );
+  });
+
+  it('refuses trivial fields without a log group, a trivial conclusion without every signal ending or a record, and a record without its directory line', () => {
+    const text = encodePlan(trivial).toString('latin1');
+    const firstEnding = `trivial-ending ${trivial.trivial?.signalEndings[0]?.length}\n${trivial.trivial?.signalEndings[0]}\n`;
+    const record = `/home/pilot\n${trivial.trivial?.records[0]?.template ?? ''}`;
+    const recordField = `trivial-record ${Buffer.byteLength(record)}\n${record}\n`;
+    const cases: [string, string][] = [
+      [text.replace('trivial-log-gid 1\n4\n', 'trivial-log-gid 0\n\n'), 'bad trivial conclusion'],
+      [text.replace(firstEnding, ''), 'bad trivial conclusion'],
+      [text.replace(recordField, ''), 'bad trivial conclusion'],
+      [text.replace(recordField, 'trivial-record 2\n{}\n'), 'bad trivial-record'],
+      [text.replace('trivial-log-gid 1\n4\n', 'trivial-log-gid 2\n-4\n'), 'bad trivial-log-gid'],
+    ];
+    for (const [input, why] of cases) assertRefused(check(Buffer.from(input, 'latin1')), 202, refusal(why));
   });
 
   it('refuses another version, a field out of order, repeated or missing, a bad length, a NUL, and bytes after the end', () => {

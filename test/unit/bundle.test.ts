@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -28,5 +30,52 @@ describe('the bundle', () => {
     assert.ok(builtins.includes('child_process') && builtins.includes('crypto'), builtins.join(' '));
     assert.ok(!builtins.includes('worker_threads'), 'worker_threads was loaded');
     assert.ok(!builtins.includes('assert'), 'assert was loaded');
+  });
+});
+
+describe("the second phase's bundle", () => {
+  it("holds none of the first phase's code: proxy verification, the config parser, commander, the mapping", () => {
+    const text = readFileSync(join(__dirname, '../../dist/glexec-conclude.js'), 'utf8');
+    for (const phaseOne of [
+      'the proxy file holds no certificate', // src/proxy/verify.ts
+      'is outside the [', // src/config/load.ts
+      'unknown option', // commander
+      'grid-mapfile', // src/mapping/gridmap.ts
+    ])
+      assert.ok(!text.includes(phaseOne), phaseOne);
+    assert.ok(text.includes('job completed'));
+  });
+
+  it('is what the loader runs when the monitor slot three before the first "--" says --phase=conclude, and only then', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'glexec-loader-'));
+    try {
+      copyFileSync(loader, join(dir, 'glexec.js'));
+      for (const name of ['main', 'conclude'])
+        writeFileSync(join(dir, `glexec-${name}.js`), `process.stdout.write(${JSON.stringify(name)});`);
+      const ran = (args: string[]) =>
+        spawnSync(process.execPath, [join(dir, 'glexec.js'), ...args], { encoding: 'utf8', env: {} }).stdout;
+      assert.equal(
+        ran(['--config=/c', '--phase=conclude', '--plan-fd=3', '--done-fd=4', '--', '/bin/true']),
+        'conclude',
+      );
+      assert.equal(ran(['--config=/c', '--phase=decide', '--plan-fd=3', '--done-fd=none', '--', '/bin/true']), 'main');
+      // The caller's arguments come after the first "--": they cannot choose the bundle.
+      assert.equal(
+        ran([
+          '--phase=decide',
+          '--plan-fd=3',
+          '--done-fd=none',
+          '--',
+          '--phase=conclude',
+          '--plan-fd=3',
+          '--done-fd=4',
+          '--',
+        ]),
+        'main',
+      );
+      assert.equal(ran(['--phase=conclude', '--plan-fd=3', '--done-fd=4']), 'main');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

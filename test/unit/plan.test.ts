@@ -12,7 +12,20 @@ const plan: Plan = {
   recordJson: '"caller":{"user":"pilot"}',
   recordText: 'caller={"user":"pilot"}',
   silent: true,
+  trivial: undefined,
   state: '{"action":{"payload":"/usr/bin/printf"}}',
+};
+
+const trivial: Plan = {
+  ...plan,
+  trivial: {
+    logGid: 4,
+    signalEndings: Array.from({ length: 64 }, (_, index) => JSON.stringify(endingOfWaitStatus(index + 1))),
+    records: [
+      { cwd: '/home/pilot dir', template: '{"level":"notice","time":\x01T,"cwd":"/home/pilot dir"}\n' },
+      { cwd: '/home/é', template: '{"cwd":"/home/é","exitCode":\x01X}\n' },
+    ],
+  },
 };
 
 /** What the monitor appends (shim/monitor.c), in its order. */
@@ -52,6 +65,30 @@ describe('the plan handed between the phases and the monitor', () => {
       payloadStartedMs: 1100,
       payloadEndedMs: 1600,
     });
+  });
+
+  it("comes back with a trivial conclusion's log group, signal endings and record templates as they were written", () => {
+    assert.deepEqual(decodeRecord(handedBack(encodePlan(trivial))).plan, trivial);
+  });
+
+  it('refuses a trivial conclusion without an ending for every signal, without a record, or with a newline in a directory', () => {
+    const { trivial: conclusion } = trivial;
+    assert.ok(conclusion);
+    const withConclusion = (changed: Partial<typeof conclusion>): Plan => ({
+      ...trivial,
+      trivial: { ...conclusion, ...changed },
+    });
+    assert.throws(
+      () => encodePlan(withConclusion({ signalEndings: conclusion.signalEndings.slice(1) })),
+      /every signal/,
+    );
+    assert.throws(() => encodePlan(withConclusion({ records: [] })), /at least one record/);
+    assert.throws(() => encodePlan(withConclusion({ records: [{ cwd: 'a\nb', template: '{}' }] })), /newline/);
+    const text = handedBack(encodePlan(trivial)).toString('utf8');
+    assert.throws(
+      () => decodeRecord(Buffer.from(text.replace('trivial-log-gid 1\n4\n', 'trivial-log-gid 0\n\n'))),
+      /without trivial-log-gid/,
+    );
   });
 
   it('starts with its version line and counts lengths in bytes', () => {

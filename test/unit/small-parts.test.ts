@@ -276,6 +276,7 @@ describe('shim arguments and the command line', () => {
       '--caller-env-fd=3',
       '--phase=conclude',
       '--plan-fd=7',
+      '--done-fd=8',
       '--',
       '/bin/echo',
       '--',
@@ -295,7 +296,11 @@ describe('shim arguments and the command line', () => {
       argv: ['/bin/echo', '--', '-V'],
       phase: 'conclude',
       planFd: 7,
+      doneFd: 8,
     });
+  });
+  it('phase 1 has no "done" descriptor: --done-fd=none', () => {
+    assert.equal(parseShimArgs(['--caller-uid=1', '--caller-gid=1', '--done-fd=none', '--']).doneFd, undefined);
   });
   it('a working directory the shim could not open (-1) is no descriptor at all', () => {
     assert.equal(parseShimArgs(['--caller-uid=1', '--caller-gid=1', '--caller-cwd-fd=-1', '--']).cwdFd, undefined);
