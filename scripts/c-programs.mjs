@@ -61,6 +61,7 @@ export const programs = [
   { name: 'stall-stderr', source: 'test/fixtures/stall-stderr.c', link: pie },
   { name: 'forge-comm', source: 'test/fixtures/forge-comm.c', link: pie },
   { name: 'print-euid', source: 'test/fixtures/print-euid.c', link: pie },
+  { name: 'no-clone3', source: 'test/fixtures/no-clone3.c', link: pie },
   // The monitor's plan parser on its own (it includes shim/monitor.c).
   { name: 'plan-check', source: 'test/fixtures/plan-check.c', link: pie },
 ];

@@ -333,6 +333,20 @@ static int high_copy(int fd) {
     return copy;
 }
 
+/* For a start without clone3: start-payload's first option makes it join the payload's cgroup. */
+static void join_by_helper(void) {
+    static char join_arg[PATH_MAX + 32];
+    int length = snprintf(join_arg, sizeof join_arg, "--cgroup-procs=%s/cgroup.procs", plan.cgroup);
+    if (length < 0 || (size_t)length >= sizeof join_arg) {
+        errno = ENAMETOOLONG;
+        fail("the payload's cgroup path");
+    }
+    /* helper_argv[0] is start-payload's name; the option goes right after it. */
+    push(&plan.helper_argv, &plan.helper_count, NULL);
+    memmove(&plan.helper_argv[2], &plan.helper_argv[1], (plan.helper_count - 2) * sizeof *plan.helper_argv);
+    plan.helper_argv[1] = join_arg;
+}
+
 /*
  * A child born in `cgroup` (clone3 with CLONE_INTO_CGROUP): no migration, so no fork of the
  * payload can happen outside it, and none of the RCU wait a move into a cgroup costs (10-18 ms).
@@ -371,6 +385,15 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
     if (pipe2(pipe_fds, O_CLOEXEC) != 0)
         fail("pipe2");
     pid_t pid = fork_into(plan.cgroup);
+    if (pid < 0 && plan.cgroup[0] != '\0' && (errno == ENOSYS || errno == EPERM)) {
+        /*
+         * No clone3 here (a seccomp profile of some container runtimes refuses it): a plain fork,
+         * and start-payload joins the cgroup itself before anything else (--cgroup-procs), as
+         * before the monitor. The payload still starts inside it: nothing forks before the join.
+         */
+        join_by_helper();
+        pid = fork();
+    }
     if (pid < 0 && plan.cgroup[0] != '\0') {
         if (snprintf(status, status_size, "join cannot start in %s: %s\n", plan.cgroup, strerror(errno)) < 0)
             fail("snprintf");
@@ -380,6 +403,9 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
     }
     if (pid < 0)
         fail("fork");
+    /* From here the payload may run: a failure of the monitor must end it and record that. */
+    if (pid > 0)
+        payload_pid = pid;
     if (pid == 0) {
         int status_fd = high_copy(pipe_fds[1]);
         int stderr_fd = high_copy(caller_stderr);

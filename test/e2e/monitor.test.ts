@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { TestPki } from '../helpers/pki-fixtures';
@@ -243,6 +243,32 @@ describe('the monitor', { skip: needsRoot }, () => {
     assert.deepEqual(targetProxyCopies(), copiesBefore);
     assert.deepEqual(system.jobCgroups(), cgroupsBefore);
   });
+
+  it(
+    'starts the payload inside its cgroup where clone3 is refused (as by some container runtimes): start-payload joins it itself',
+    { skip: noCgroup },
+    () => {
+      system.writeConfig(system.standardConfig());
+      const { pilot } = system;
+      const result = spawnSync(
+        join(REPO, 'build/c/no-clone3'),
+        [
+          '/usr/bin/setpriv',
+          `--reuid=${pilot.uid}`,
+          `--regid=${pilot.gid}`,
+          '--init-groups',
+          '--',
+          system.shim,
+          '/bin/cat',
+          '/proc/self/cgroup',
+        ],
+        { env: system.callerEnv(proxyEnv()), cwd: system.scratch, encoding: 'utf8' },
+      );
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stdout, new RegExp(`^0::/.*${basename(system.cgroupBase ?? '')}/job-[^/\n]+$`, 'm'));
+      assert.equal(completion().exitCode, 0);
+    },
+  );
 
   it('ends its concluding phase when it is killed itself: no root node outlives the glexec process', async () => {
     const pidFile = join(system.scratch, 'blocking-epilogue.pid');
