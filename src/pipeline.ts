@@ -77,7 +77,7 @@ import {
   writeTargetProxy,
 } from './proxy/target';
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
-import { glexecStartTime, readRecord, tellMonitorDone, writePlan } from './sys/handover';
+import { glexecStartTime, readHandedBack, tellMonitorDone, writePlan } from './sys/handover';
 import { asPid, findAccount, findGroup, type Pid } from './sys/identity';
 import { type HelperStatus, parseHelperStatus, startPayloadArgs } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogFacilityCode, syslogListening } from './sys/syslog';
@@ -736,13 +736,13 @@ function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
 function takeBack(shim: ShimArgs): { state: HandedOverState; outcome: Outcome } {
   if (shim.planFd === undefined)
     throw systemError('shim.bad_args', 'glexec was not started by its shim (no plan descriptor)');
-  const { plan, outcome } = decodeRecord(readRecord(shim.planFd));
+  const { plan, outcome } = decodeRecord(readHandedBack(shim.planFd));
   const parsed = JSON.parse(plan.state) as HandedOverState & { callerEnv: [string, string][] };
   const { callerEnv, ...state } = parsed;
   return { state: { ...state, caller: { ...state.caller, env: new Map(callerEnv), limits: new Map() } }, outcome };
 }
 
-/** The completion record's fields known before the payload starts (the monitor's minimal record has them). */
+/** The completion record's first fields, known before the payload starts (the monitor's minimal record has them too). */
 function recordBeforeStart(context: AdmittedRun): Record<string, unknown> {
   const { caller, target, action } = context;
   return {
@@ -905,15 +905,9 @@ const COMPLETION = 'job completed';
 
 /** The completion record's fields, in their order (the monitor's template of it has the same, trivialConclusion). */
 function completionFields(context: AdmittedRun, payload: PayloadRun, run: Completion, totalMs: number): Fields {
-  const { caller, target, action } = context;
   const { epilogue } = run;
   return {
-    caller: { user: caller.name, uid: caller.uid, gid: caller.gid, groups: caller.groups },
-    target: { user: target.name, uid: target.uid, gid: target.gid, groups: target.groups },
-    dn: context.dn,
-    ...(target.fqans === undefined ? {} : { fqans: target.fqans }),
-    id: caller.env.get('GLEXEC_ID'),
-    command: [action.payload, ...action.args],
+    ...recordBeforeStart(context),
     cwd: payload.cwd,
     glexecPid: context.glexecPid,
     payloadPid: payload.pid,

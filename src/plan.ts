@@ -12,7 +12,7 @@ export const PLAN_MAGIC = 'glexec-plan 1\n';
 /** The monitor's bounds (shim/monitor.c: MAX_ITEMS, FIELD_MAX, PLAN_MAX; start-payload's name is an item too). */
 const MAX_ITEMS = 65536;
 const MAX_FIELD_BYTES = 16 << 20;
-const MAX_PLAN_BYTES = 64 << 20;
+export const MAX_PLAN_BYTES = 64 << 20;
 
 /** What the monitor needs to start the payload and, if phase 2 fails, to end it and record that. */
 export interface Plan {

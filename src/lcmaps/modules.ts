@@ -466,26 +466,27 @@ function compileModuleConfig(
   const value = (name: string): GivenOption | undefined =>
     options.filter((option) => option.spec.names[0] === name).at(-1);
   const has = (name: string): boolean => value(name) !== undefined;
+  // What poolaccount and voms_poolaccount share: the grid-mapfile, the gridmapdir and its lease rules.
+  const poolOptions = () => {
+    const gridmapdir = value('-gridmapdir');
+    const maxMappings = value('-max_mappings_per_credential');
+    if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value))
+      throw badValue(db, module, maxMappings, 'is not a positive number');
+    const strict = value('-strict_poolprefix_match');
+    return {
+      gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
+      ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
+      overrideInconsistency: has('-override_inconsistency'),
+      strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
+    };
+  };
   switch (kind) {
     case 'verify_proxy':
       return compileVerifyProxy(db, module, options);
     case 'localaccount':
       return { kind, gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE) };
-    case 'poolaccount': {
-      const gridmapdir = value('-gridmapdir');
-      const maxMappings = value('-max_mappings_per_credential');
-      if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value))
-        throw badValue(db, module, maxMappings, 'is not a positive number');
-      const strict = value('-strict_poolprefix_match');
-      return {
-        kind,
-        gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
-        ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
-        overrideInconsistency: has('-override_inconsistency'),
-        strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
-        wildcards: !has('-no_wildcard'),
-      };
-    }
+    case 'poolaccount':
+      return { kind, ...poolOptions(), wildcards: !has('-no_wildcard') };
     case 'posix_enf': {
       for (const option of options) {
         if (option.spec.value === 'a number' && !/^[0-9]+$/.test(option.value))
@@ -552,16 +553,10 @@ function compileModuleConfig(
           lastFlag(options, ['--use-voms-gid', '--use-account-gid']) !== '--use-voms-gid',
         ),
       };
-    case 'voms_poolaccount': {
-      const gridmapdir = value('-gridmapdir');
-      const maxMappings = value('-max_mappings_per_credential');
-      if (maxMappings !== undefined && !/^[1-9][0-9]*$/.test(maxMappings.value))
-        throw badValue(db, module, maxMappings, 'is not a positive number');
-      const strict = value('-strict_poolprefix_match');
+    case 'voms_poolaccount':
       return {
         kind,
-        gridmapfile: gridSecurityPath(value('-gridmapfile')?.value ?? DEFAULT_GRIDMAPFILE),
-        ...(gridmapdir === undefined ? {} : { gridmapdir: gridSecurityPath(gridmapdir.value) }),
+        ...poolOptions(),
         // The pool account's own groups only with --use-account-gid: VOMS decides the groups.
         accountGids: accountGidsOf(
           options,
@@ -571,10 +566,7 @@ function compileModuleConfig(
         requirePrimaryGid:
           lastFlag(options, ['--do-not-require-primary-gid', '--require-primary-gid']) === '--require-primary-gid',
         secondaryGidsInLease: !has('--do-not-use-secondary-gids'),
-        overrideInconsistency: has('-override_inconsistency'),
-        strictPrefixMatch: strict === undefined ? true : yesNo(db, module, strict),
       };
-    }
     case 'ban_fqan':
       return {
         kind,

@@ -1,27 +1,23 @@
 /**
- * The descriptors and signal between the TypeScript phases and the C monitor, their parent
+ * The descriptors between the TypeScript phases and the C monitor, their parent
  * (shim/monitor.c, docs/architecture.md).
  */
-import { closeSync, writeSync } from 'node:fs';
 import { systemError } from '../errors';
-import { readAllAndClose } from './files';
+import { MAX_PLAN_BYTES } from '../plan';
+import { closeDescriptor, readAllAndClose, writeAll } from './files';
 import { describeProcess } from './procinfo';
-
-/** A plan is at most this large (the monitor refuses more too). */
-const MAX_PLAN_BYTES = 64 << 20;
 
 /** Phase 1: writes the plan into the monitor's memory file, whole, and closes it. */
 export function writePlan(fd: number, plan: Buffer): void {
   try {
-    let written = 0;
-    while (written < plan.length) written += writeSync(fd, plan, written, plan.length - written, written);
+    writeAll(fd, plan);
   } finally {
-    closeSync(fd);
+    closeDescriptor(fd);
   }
 }
 
 /** Phase 2: the record the monitor handed back (and closes it, so nothing phase 2 starts inherits it). */
-export function readRecord(fd: number): Buffer {
+export function readHandedBack(fd: number): Buffer {
   return readAllAndClose(fd, MAX_PLAN_BYTES);
 }
 
@@ -33,9 +29,9 @@ export function readRecord(fd: number): Buffer {
 export function tellMonitorDone(doneFd: number | undefined): void {
   if (doneFd === undefined) throw systemError('shim.bad_args', 'the concluding phase has no "done" descriptor');
   try {
-    writeSync(doneFd, 'd');
+    writeAll(doneFd, Buffer.from('d'));
   } finally {
-    closeSync(doneFd);
+    closeDescriptor(doneFd);
   }
 }
 

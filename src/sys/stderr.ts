@@ -22,10 +22,6 @@ export function useCallerStderr(fd: number): void {
   Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => stream });
 }
 
-export function callerStderrFd(): number {
-  return callerStderr;
-}
-
 /**
  * Whether a write to the caller's stderr would raise SIGTTOU (a background group on a `tostop`
  * terminal); such a write is skipped (docs/security.md, "Writing to the caller").

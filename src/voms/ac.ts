@@ -13,7 +13,6 @@ import { GeneralName, type Name } from '@peculiar/asn1-x509';
 import { AttributeCertificate } from '@peculiar/asn1-x509-attr';
 import * as asn1js from 'asn1js';
 
-export const VOMS_EXTENSION_OID = '1.3.6.1.4.1.8005.100.100.5';
 const VOMS_ATTRIBUTE_OID = '1.3.6.1.4.1.8005.100.100.4';
 const AC_CERTS_OID = '1.3.6.1.4.1.8005.100.100.10';
 const AC_GENERIC_ATTRIBUTES_OID = '1.3.6.1.4.1.8005.100.100.11';

@@ -13,9 +13,7 @@ import {
   chownSync,
   existsSync,
   linkSync,
-  lstatSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -33,6 +31,7 @@ import {
   type ProxyKind,
   writeProxyFile,
 } from '../helpers/pki';
+import { expectedFrom, idPayloadOutcome, lcmapsHelperOutcome, leasesIn, type Outcome } from '../helpers/oracle';
 import { isRoot, REPO, TestSystem } from '../helpers/system';
 
 const LIBRARY = '/usr/lib/x86_64-linux-gnu/liblcmaps.so.0';
@@ -750,33 +749,12 @@ function gidOf(group: string): number {
   return Number(spawnSync('getent', ['group', group], { encoding: 'utf8' }).stdout.split(':')[2]);
 }
 
-interface Mapping {
-  readonly uid: number;
-  readonly gid: number;
-  readonly groups: readonly number[];
-}
-
-type Outcome =
-  | { readonly mapped: Mapping; readonly gridmapdir: string[] }
-  | { readonly refused: number; readonly gridmapdir: string[]; readonly detail: string };
-
 let system: TestSystem;
 let world: World;
 let helper: string;
 const proxies = new Map<ProxyName, string>();
 
-/** `lease -> account` for each lease; `lease -> (alone)` for a solitary one. */
-function gridmapdirState(): string[] {
-  const names = readdirSync(world.gridmapdir);
-  const inodes = new Map(names.map((name) => [name, lstatSync(join(world.gridmapdir, name)).ino]));
-  return names
-    .filter((name) => name.startsWith('%'))
-    .map(
-      (lease) =>
-        `${lease} -> ${names.find((name) => !name.startsWith('%') && inodes.get(name) === inodes.get(lease)) ?? '(alone)'}`,
-    )
-    .sort();
-}
+const gridmapdirState = (): string[] => leasesIn(world.gridmapdir);
 
 function prepare(c: Case): { db: string; policyNames: string[] } {
   const lines = [
@@ -817,23 +795,7 @@ function runOracle(c: Case): Outcome {
     env,
     encoding: 'utf8',
   });
-  const state = gridmapdirState();
-  // 1: LCMAPS ran and did not map (203); 2: LCMAPS would not start, e.g. a bad lcmaps.db (202).
-  if (result.status === 1 || result.status === 2)
-    return { refused: result.status === 1 ? 203 : 202, gridmapdir: state, detail: result.stderr };
-  assert.equal(result.status, 0, `lcmaps-helper: ${result.stderr}`);
-  const field = (name: string): number[] =>
-    (new RegExp(`^${name}(.*)$`, 'm').exec(result.stdout)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
-  const [uid] = field('uid');
-  const [gid] = field('pgids');
-  return {
-    mapped: {
-      uid: uid ?? -1,
-      gid: gid ?? -1,
-      groups: [...new Set([gid ?? -1, ...field('sgids')])].sort((a, b) => a - b),
-    },
-    gridmapdir: state,
-  };
+  return lcmapsHelperOutcome(result, gridmapdirState());
 }
 
 function runGlexec(c: Case, backend: 'builtin' | 'library' = 'builtin'): Outcome {
@@ -848,18 +810,7 @@ function runGlexec(c: Case, backend: 'builtin' | 'library' = 'builtin'): Outcome
     system.standardConfig(extra).filter((line) => c.noConfigCertdir !== true || !line.startsWith('certdir')),
   );
   const result = system.run(['/usr/bin/id'], { env: { GLEXEC_CLIENT_CERT: proxies.get(c.proxy) } });
-  const state = gridmapdirState();
-  if (result.status !== 0) {
-    assert.equal(result.stderr.split('\n').length, 2, `one line: ${result.stderr}`);
-    return { refused: result.status ?? -1, gridmapdir: state, detail: result.stderr };
-  }
-  const match = /^uid=(\d+)\(.*?\) gid=(\d+)\(.*?\) groups=(.*)$/m.exec(result.stdout);
-  assert.ok(match, result.stdout);
-  const groups = (match[3] ?? '').split(',').map((group) => Number(/^\d+/.exec(group)?.[0]));
-  return {
-    mapped: { uid: Number(match[1]), gid: Number(match[2]), groups: [...new Set(groups)].sort((a, b) => a - b) },
-    gridmapdir: state,
-  };
+  return idPayloadOutcome(result, gridmapdirState());
 }
 
 function describeOutcome(outcome: Outcome): string {
@@ -971,11 +922,7 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
         if (c.differs.message) assert.match(glexec.detail, c.differs.message, summary);
         return;
       }
-      assert.deepEqual(
-        glexec,
-        { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) },
-        summary,
-      );
+      assert.deepEqual(glexec, expectedFrom(oracle, glexec), summary);
     });
   }
 
@@ -996,11 +943,7 @@ describe('the built-in mapping agrees with the real LCMAPS', { skip }, () => {
         assert.equal(glexec.refused, c.differs.status, summary);
         return;
       }
-      assert.deepEqual(
-        glexec,
-        { ...oracle, ...('detail' in oracle && 'detail' in glexec ? { detail: glexec.detail } : {}) },
-        summary,
-      );
+      assert.deepEqual(glexec, expectedFrom(oracle, glexec), summary);
     });
   }
 
