@@ -257,6 +257,17 @@ interface GivenOption {
   readonly value: string;
 }
 
+/** The options of the VOMS account modules that choose which of the mapped account's own gids are added. */
+const MAPPED_ACCOUNT_GID_OPTIONS: readonly OptionSpec[] = [
+  { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
+  { names: ['--use-account-gid'] },
+  { names: ['--add-primary-gid-from-mapped-account'] },
+  { names: ['--do-not-add-primary-gid-from-mapped-account'] },
+  { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
+  { names: ['--add-secondary-gids-from-mapped-account'] },
+  { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
+];
+
 const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
   verify_proxy: [
     { names: ['-certdir', '-cadir', '-capath', '--capath'], value: 'a CA directory' },
@@ -318,26 +329,11 @@ const OPTIONS: Record<ModuleKind, readonly OptionSpec[]> = {
     { names: ['-mapmin'], value: 'a number' },
     { names: ['-strict_poolprefix_match'], value: 'yes or no' },
   ],
-  voms_localaccount: [
-    { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
-    { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
-    { names: ['--use-account-gid'] },
-    { names: ['--add-primary-gid-from-mapped-account'] },
-    { names: ['--do-not-add-primary-gid-from-mapped-account'] },
-    { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
-    { names: ['--add-secondary-gids-from-mapped-account'] },
-    { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
-  ],
+  voms_localaccount: [{ names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' }, ...MAPPED_ACCOUNT_GID_OPTIONS],
   voms_poolaccount: [
     { names: ['-gridmapfile', '-gridmap'], value: 'a grid-mapfile' },
     { names: ['-gridmapdir'], value: 'a gridmapdir' },
-    { names: ['--use-voms-gid', '--use_voms_gid', '-use_voms_gid'] },
-    { names: ['--use-account-gid'] },
-    { names: ['--add-primary-gid-from-mapped-account'] },
-    { names: ['--do-not-add-primary-gid-from-mapped-account'] },
-    { names: ['--add-primary-gid-as-secondary-gid-from-mapped-account'] },
-    { names: ['--add-secondary-gids-from-mapped-account'] },
-    { names: ['--do-not-add-secondary-gids-from-mapped-account'] },
+    ...MAPPED_ACCOUNT_GID_OPTIONS,
     { names: ['--do-not-require-primary-gid', '-do_not_require_primary_gid'] },
     { names: ['--require-primary-gid'] },
     { names: ['--do-not-use-secondary-gids', '-do_not_use_secondary_gids'] },
