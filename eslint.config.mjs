@@ -34,7 +34,13 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['bin/glexec.js', 'scripts/pino-no-transport.js', 'scripts/pino-main-thread.js', 'scripts/lazy-assert.js'],
+    files: [
+      'bin/glexec.js',
+      'scripts/pino-no-transport.js',
+      'scripts/pino-main-thread.js',
+      'scripts/lazy-assert.js',
+      'scripts/lazy-child-process.js',
+    ],
     languageOptions: {
       sourceType: 'commonjs',
       globals: {

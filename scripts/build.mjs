@@ -29,7 +29,8 @@ const withoutPinoTransports = {
 };
 /**
  * What pino and sonic-boom load at start-up but a run does not need, replaced by the files named
- * (see each file why): worker_threads for pino's isMainThread, assert for sonic-boom's close.
+ * (see each file why): worker_threads for pino's isMainThread, assert for sonic-boom's close,
+ * child_process for commander's executable subcommands.
  */
 const withoutUnusedBuiltins = {
   name: 'glexec-without-unused-builtins',
@@ -42,6 +43,11 @@ const withoutUnusedBuiltins = {
     builder.onResolve({ filter: /^assert$/ }, (args) =>
       /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/.test(args.importer)
         ? { path: join(root, 'scripts/lazy-assert.js') }
+        : undefined,
+    );
+    builder.onResolve({ filter: /^node:child_process$/ }, (args) =>
+      /[\\/]node_modules[\\/]commander[\\/]lib[\\/]command\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/lazy-child-process.js') }
         : undefined,
     );
   },

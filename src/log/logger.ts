@@ -3,14 +3,13 @@
  * the root process), to a JSON-lines file or to syslog as plain text. Every string is sanitized.
  * The completion record is an audit record: it is written whatever log_level says.
  */
-import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/schema';
 import { systemError } from '../errors';
 import { lstatPath, makeDirectory, openRootLogFile, UntrustedFile, writeAll } from '../sys/files';
 import { findGroup } from '../sys/identity';
-import { openSyslog, type SyslogPriority, writeSyslog } from '../sys/syslog';
+import { openSyslog, SYSLOG_SOCKET, syslogListening, type SyslogPriority, writeSyslog } from '../sys/syslog';
 import { requireTrustedPath } from '../trust';
 import { boundRecord, escapeControl } from './sanitize';
 
@@ -107,24 +106,6 @@ function syslogSink(config: Config): Sink {
     },
   };
 }
-
-/**
- * Whether a syslog daemon receives on /dev/log. syslog(3) reports nothing, so this is asked
- * separately: a stream connect to a datagram socket fails with EPROTOTYPE only when a datagram
- * socket is bound there (a stale socket file gives ECONNREFUSED, none ENOENT).
- */
-function syslogListening(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(SYSLOG_SOCKET);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EPROTOTYPE'));
-  });
-}
-
-const SYSLOG_SOCKET = '/dev/log';
 
 /**
  * PRIVILEGE: the log file is opened by root, so it is opened as carefully as a config file:

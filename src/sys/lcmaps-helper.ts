@@ -1,6 +1,6 @@
 /** Runs the root-only lcmaps-helper (shim/lcmaps-helper.c), which runs the real LCMAPS library. */
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { childProcess } from './proc';
 
 declare const GLEXEC_BUNDLED: boolean | undefined;
 
@@ -21,7 +21,12 @@ export interface HelperResult {
 
 /** The helper with exactly `env` (nothing inherited) and the proxy on its standard input. */
 export function runLcmapsHelper(args: readonly string[], input: Buffer, env: Record<string, string>): HelperResult {
-  const result = spawnSync(lcmapsHelper(), args, { input, env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const result = childProcess().spawnSync(lcmapsHelper(), args, {
+    input,
+    env,
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  });
   const errorCode =
     result.error === undefined ? undefined : ((result.error as { code?: string }).code ?? result.error.message);
   return {

@@ -1,12 +1,21 @@
 /**
  * Starting and signalling processes: the only place that spawns or kills.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { Identity } from './identity';
 import { isSameProcess, type ProcessIdentity } from './procinfo';
 import { join } from 'node:path';
 
 declare const GLEXEC_BUNDLED: boolean | undefined;
+
+/**
+ * node:child_process, loaded at the first spawn: with node:net and node:stream, which it loads, it
+ * cost every run's first phase about 3 ms, and that phase spawns nothing (docs/performance.md).
+ */
+export function childProcess(): typeof import('node:child_process') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('node:child_process') as typeof import('node:child_process');
+}
 
 /** The root-only helper that starts the payload (shim/start-payload.c; the monitor has its path compiled in). */
 export function startPayloadHelper(): string {
@@ -136,7 +145,7 @@ export function signalProcesses(processes: readonly ProcessIdentity[], signal: N
  */
 export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Record<string, string>): ChildProcess {
   const args = [`--uid=${who.uid}`, `--gid=${who.gid}`, `--groups=${who.groups.join(',')}`, '--epilogue', '--', path];
-  return spawn(startPayloadHelper(), args, {
+  return childProcess().spawn(startPayloadHelper(), args, {
     detached: true,
     env,
     cwd: '/',
@@ -165,7 +174,7 @@ const CAT = '/usr/bin/cat';
  */
 export function writeWithDeadline(fd: number, text: string | Buffer): boolean {
   if (text.length === 0) return true;
-  const result = spawnSync(CAT, [], {
+  const result = childProcess().spawnSync(CAT, [], {
     input: text,
     stdio: ['pipe', fd, 'ignore'],
     env: {},

@@ -1,5 +1,4 @@
 /** libc syslog(3) through the posix addon, with ident `glexec` and the pid. */
-import { connect } from 'node:net';
 import { posix } from './posix';
 import type { SyslogFacility } from '../config/schema';
 
@@ -45,6 +44,9 @@ export const SYSLOG_UNHEARD =
  * daemon that died) and anything else: nobody listens.
  */
 export function syslogListening(path = SYSLOG_SOCKET): Promise<boolean> {
+  // Loaded here: a run that logs to a file never needs node:net (~1 ms at start-up).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { connect } = require('node:net') as typeof import('node:net');
   return new Promise((resolve) => {
     const socket = connect({ path });
     socket.once('connect', () => {
