@@ -4,7 +4,6 @@
  * toAction() turns the result into what to do. Everything after the payload path passes through
  * unchanged.
  */
-import { Command, CommanderError } from 'commander';
 import { clientError } from './errors';
 
 export type Action =
@@ -21,6 +20,18 @@ export const usageError = () =>
   clientError('usage.no_payload', 'usage: glexec /absolute/path/to/payload [arguments...]');
 
 export function toAction(argv: readonly string[]): Action {
+  // A run's command line starts with the payload, so no option can follow (they pass through, as
+  // commander's passThroughOptions has them): commander, its loading (~1 ms) and its parse, are
+  // only for a command line that starts with an option, or is empty.
+  const [first, ...rest] = argv;
+  if (first !== undefined && !first.startsWith('-')) return { kind: 'run', payload: first, args: rest };
+  return parseWithCommander(argv);
+}
+
+/** What commander makes of the command line: every form, the run's included (the unit tests compare). */
+export function parseWithCommander(argv: readonly string[]): Action {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Command, CommanderError } = require('commander') as typeof import('commander');
   let action: Action | undefined;
   const program = new Command('glexec')
     .usage('[-v | -V | --check] /absolute/path/to/payload [arguments...]')

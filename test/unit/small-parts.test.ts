@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseEnvironmentBlock, parseShimArgs } from '../../src/caller';
-import { toAction } from '../../src/cli';
+import { parseWithCommander, toAction } from '../../src/cli';
 import { defaultConfig, type Config } from '../../src/config/schema';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
 import { parseCallerLimits, payloadLimitOptions } from '../../src/caller-limits';
@@ -17,6 +17,7 @@ import { entryMatches } from '../../src/whitelist';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { thrown } from '../helpers/assertions';
+import fc from 'fast-check';
 
 describe('resource limits', () => {
   it("the shim's list of caller limits is parsed, malformed items ignored", () => {
@@ -335,6 +336,39 @@ describe('shim arguments and the command line', () => {
     assert.deepEqual(toAction(['-v']), { kind: 'version', builtIns: false }));
   it('no payload asks for a proxy renewal (the pipeline decides whether it is one)', () =>
     assert.deepEqual(toAction([]), { kind: 'renew' }));
+  it('a command line that starts with the payload is the run commander makes of it, whatever follows (commander is not loaded for it)', () => {
+    const word = fc.oneof(
+      fc.constantFrom('-v', '-V', '--check', '--help', '-h', '--', '-', '--frobnicate', '-vV', '--version=1', ''),
+      fc.string(),
+    );
+    fc.assert(
+      fc.property(
+        word.filter((first) => !first.startsWith('-')),
+        fc.array(word, { maxLength: 6 }),
+        (first, rest) => {
+          const argv = [first, ...rest];
+          assert.deepEqual(toAction(argv), parseWithCommander(argv));
+          assert.equal(toAction(argv).kind, 'run');
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+  it('a command line that starts with an option, or is empty, is parsed by commander', () => {
+    const outcome = (parse: () => unknown) => {
+      try {
+        return { action: parse() };
+      } catch (error) {
+        return { error: String(error), exitCode: (error as { exitCode?: number }).exitCode };
+      }
+    };
+    for (const argv of [['-v', '/bin/true'], ['--', '/bin/true', '-v'], ['-', '/bin/true'], ['--check'], ['-x'], []])
+      assert.deepEqual(
+        outcome(() => toAction(argv)),
+        outcome(() => parseWithCommander(argv)),
+        argv.join(' '),
+      );
+  });
   it('an unknown option before the payload is a 201', () => {
     const error = thrown(() => toAction(['--frobnicate', '/bin/true']));
     assert.equal(error.exitCode, 201);
