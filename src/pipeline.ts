@@ -448,7 +448,9 @@ function printHelp(action: Extract<Action, { kind: 'help' }>, reporter: Reporter
 
 function readConfig(path: string): LoadedConfig {
   if (path === '') throw systemError('shim.bad_args', 'glexec was not started by its shim (no config path)');
-  return loadConfig(path, trustedConfigOwners());
+  // Asked only if the file or a directory above it is not root's (the usual install has no glexec account).
+  let owners: number[] | undefined;
+  return loadConfig(path, () => (owners ??= trustedConfigOwners()));
 }
 
 /** glexec.conf may be owned by root or by the `glexec` service account, as gLExec 0.9 packaged it. */

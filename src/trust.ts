@@ -13,7 +13,7 @@ const STICKY = 0o1000;
 
 export interface TrustPolicy {
   /** Owners allowed besides root. */
-  readonly trustedUids: readonly number[];
+  readonly trustedUids: readonly number[] | TrustedUidsLookup;
   /** Groups whose members may write. Root's group 0 is not trusted unless listed. */
   readonly trustedGids: readonly number[];
   /** What the final component must be. */
@@ -59,6 +59,12 @@ function describeMode(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, '0');
 }
 
+/**
+ * Owners besides root, looked up only when a component is not root's: the look-up (an account
+ * that usually does not exist, through NSS) costs more than the whole walk of a root-owned path.
+ */
+export type TrustedUidsLookup = () => readonly number[];
+
 /** Checks one component against the policy; throws UntrustedPath naming the rule. */
 export function checkComponent(component: string, st: Stats, policy: TrustPolicy): void {
   if (st.isSymbolicLink())
@@ -66,12 +72,14 @@ export function checkComponent(component: string, st: Stats, policy: TrustPolicy
       kind: 'symlink',
       path: component,
     });
-  if (st.uid !== 0 && !policy.trustedUids.includes(st.uid)) {
-    throw new UntrustedPath(
-      component,
-      `is owned by uid ${st.uid}, not by root${policy.trustedUids.length ? ' or a trusted account' : ''}`,
-      { kind: 'owner', path: component },
-    );
+  if (st.uid !== 0) {
+    const trustedUids = typeof policy.trustedUids === 'function' ? policy.trustedUids() : policy.trustedUids;
+    if (!trustedUids.includes(st.uid))
+      throw new UntrustedPath(
+        component,
+        `is owned by uid ${st.uid}, not by root${trustedUids.length ? ' or a trusted account' : ''}`,
+        { kind: 'owner', path: component },
+      );
   }
   if (st.mode & S_IWOTH) {
     const sticky = st.mode & STICKY ? ' (sticky or not)' : '';

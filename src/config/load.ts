@@ -6,6 +6,7 @@ import { parse as parseIni } from 'ini';
 import { type GlexecError, systemError } from '../errors';
 import { readTrustedFile } from '../sys/files';
 import { type Config, configSchema, defaultConfig, isConfigKey, ValueSyntaxError } from './schema';
+import type { TrustedUidsLookup } from '../trust';
 
 const SECTION = 'glexec';
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -17,7 +18,7 @@ export interface LoadedConfig {
 }
 
 /** Reads and checks the file; `trustedUids` are owners allowed besides root (the glexec account). */
-export function loadConfig(path: string, trustedUids: readonly number[]): LoadedConfig {
+export function loadConfig(path: string, trustedUids: readonly number[] | TrustedUidsLookup): LoadedConfig {
   const policy = { trustedUids, trustedGids: [], finalType: 'file' } as const;
   const file = {
     what: 'configuration file',

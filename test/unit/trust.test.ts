@@ -127,6 +127,37 @@ describe('trusted path walk', () => {
     );
   });
 
+  it('owners given by a look-up: it is not asked for a root-owned path, and asked for a path a non-root account owns', () => {
+    let asked = 0;
+    const policy = {
+      ...filePolicy,
+      trustedUids: () => {
+        asked++;
+        return [1000];
+      },
+    };
+    assert.ok(walkTrustedPath('/etc/epi', policy, tree()).isFile());
+    assert.equal(asked, 0);
+    assert.ok(
+      walkTrustedPath('/etc/epi', policy, tree({ '/etc/epi': { kind: 'file', uid: 1000, mode: 0o755 } })).isFile(),
+    );
+    assert.equal(asked, 1);
+    assert.equal(
+      rule(() => walkTrustedPath('/etc/epi', policy, tree({ '/etc/epi': { kind: 'file', uid: 1001, mode: 0o755 } }))),
+      '/etc/epi is owned by uid 1001, not by root or a trusted account',
+    );
+    assert.equal(
+      rule(() =>
+        walkTrustedPath(
+          '/etc/epi',
+          { ...filePolicy, trustedUids: () => [] },
+          tree({ '/etc/epi': { kind: 'file', uid: 1000, mode: 0o755 } }),
+        ),
+      ),
+      '/etc/epi is owned by uid 1000, not by root',
+    );
+  });
+
   it('a final component of the wrong type is refused', () => {
     assert.equal(
       rule(() => walkTrustedPath('/etc', filePolicy, tree())),
