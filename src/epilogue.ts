@@ -11,9 +11,8 @@
  * file, its interpreters, or any directory above them, so nobody else can swap one in between;
  * an interpreter that opens the script by its path gets the same file for the same reason.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Caller } from './caller';
-import { monotonicMs } from './clock';
+import { monotonicMs, sleep } from './clock';
 import type { Config } from './config/schema';
 import { systemError } from './errors';
 import { type Ending, rawReturnCode } from './exitcode';

@@ -2,9 +2,8 @@
  * Signals and process groups: the signals glexec forwards (the C monitor forwards them while the
  * payload runs, shim/monitor.c), and ending what is left of a process group: SIGTERM, a grace, SIGKILL.
  */
-import { monotonicMs } from './clock';
+import { monotonicMs, sleep } from './clock';
 import type { ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ending } from './exitcode';
 import { signalProcesses } from './sys/proc';
 import { isRunning, type ProcessIdentity, scanProcesses } from './sys/procinfo';

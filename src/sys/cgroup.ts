@@ -4,7 +4,7 @@
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep } from '../clock';
 
 /** Mount points from /proc/self/mountinfo: the cgroup2 one, and the cgroup v1 one with `pids`. */
 export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): {
