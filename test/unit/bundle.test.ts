@@ -33,6 +33,38 @@ describe('the bundle', () => {
   });
 });
 
+describe("the first phase's modules", () => {
+  it('load neither node:child_process, node:net, node:timers/promises nor commander until a spawn, a syslog check, a wait or an option needs one', () => {
+    // The modules main.ts bundles (pipeline.ts imports every stage), and the parse of a run's command line.
+    const script = [
+      // Unbundled, pino's sonic-boom loads node:assert, which looks at process.stderr (a pipe here: a
+      // net.Socket); the bundle gives sonic-boom a lazy assert instead (the test above).
+      `Object.defineProperty(process, 'stderr', { value: { write: () => true } });`,
+      `const { toAction } = require(${JSON.stringify(join(__dirname, '../../src/cli.js'))});`,
+      `require(${JSON.stringify(join(__dirname, '../../src/pipeline.js'))});`,
+      `require(${JSON.stringify(join(__dirname, '../../src/entry.js'))});`,
+      `const action = toAction(['/bin/true', '-v']);`,
+      `const commander = Object.keys(require.cache).filter((path) => path.includes('/node_modules/commander/'));`,
+      // Not process.stdout: a pipe there is a net.Socket.
+      `require('node:fs').writeSync(1, JSON.stringify({ action, commander, loaded: process.moduleLoadList }));`,
+    ].join('\n');
+    const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: {} });
+    assert.equal(result.status, 0, result.stderr);
+    const { action, commander, loaded } = JSON.parse(result.stdout) as {
+      action: unknown;
+      commander: string[];
+      loaded: string[];
+    };
+    assert.deepEqual(action, { kind: 'run', payload: '/bin/true', args: ['-v'] });
+    const builtins = loaded.filter((name) => name.startsWith('NativeModule ')).map((name) => name.slice(13));
+    // The list is the real one: the modules' own imports are in it.
+    assert.ok(builtins.includes('crypto'), builtins.join(' '));
+    for (const unused of ['child_process', 'net', 'dgram', 'timers/promises'])
+      assert.ok(!builtins.includes(unused), `${unused} was loaded`);
+    assert.deepEqual(commander, []);
+  });
+});
+
 describe("the second phase's bundle", () => {
   it("holds none of the first phase's code: proxy verification, the config parser, commander, the mapping", () => {
     const text = readFileSync(join(__dirname, '../../dist/glexec-conclude.js'), 'utf8');
