@@ -40,6 +40,9 @@ export default tseslint.config(
       'scripts/pino-main-thread.js',
       'scripts/lazy-assert.js',
       'scripts/lazy-child-process.js',
+      'scripts/pino-no-diagnostics.js',
+      'scripts/lazy-on-exit.js',
+      'scripts/lazy-multistream.js',
     ],
     languageOptions: {
       sourceType: 'commonjs',

@@ -28,9 +28,10 @@ const withoutPinoTransports = {
   },
 };
 /**
- * What pino and sonic-boom load at start-up but a run does not need, replaced by the files named
- * (see each file why): worker_threads for pino's isMainThread, assert for sonic-boom's close,
- * child_process for commander's executable subcommands.
+ * What pino, sonic-boom and commander load at start-up but a run does not need, replaced by the
+ * files named (see each file why): worker_threads for pino's isMainThread, assert for sonic-boom's
+ * close, diagnostics_channel for pino's tracing, on-exit-leak-free and multistream for pino's own
+ * destinations, child_process for commander's executable subcommands.
  */
 const withoutUnusedBuiltins = {
   name: 'glexec-without-unused-builtins',
@@ -43,6 +44,21 @@ const withoutUnusedBuiltins = {
     builder.onResolve({ filter: /^assert$/ }, (args) =>
       /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/.test(args.importer)
         ? { path: join(root, 'scripts/lazy-assert.js') }
+        : undefined,
+    );
+    builder.onResolve({ filter: /^node:diagnostics_channel$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/pino-no-diagnostics.js') }
+        : undefined,
+    );
+    builder.onResolve({ filter: /^on-exit-leak-free$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/lazy-on-exit.js') }
+        : undefined,
+    );
+    builder.onResolve({ filter: /^\.\/lib\/multistream$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/]pino\.js$/.test(args.importer)
+        ? { path: join(root, 'scripts/lazy-multistream.js') }
         : undefined,
     );
     builder.onResolve({ filter: /^node:child_process$/ }, (args) =>

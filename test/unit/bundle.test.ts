@@ -65,6 +65,16 @@ describe("the first phase's modules", () => {
   });
 });
 
+describe('both bundles', () => {
+  it("give pino a stand-in for node:diagnostics_channel (nothing in glexec's process subscribes to pino's channel)", () => {
+    for (const bundle of ['glexec-main.js', 'glexec-conclude.js']) {
+      const text = readFileSync(join(__dirname, '../../dist', bundle), 'utf8');
+      assert.ok(text.includes('pino_asJson'), `${bundle}: pino's channel is not in it`);
+      assert.ok(!/require\("(node:)?diagnostics_channel"\)/.test(text), `${bundle} loads node:diagnostics_channel`);
+    }
+  });
+});
+
 describe("the second phase's bundle", () => {
   it("holds none of the first phase's code: proxy verification, the config parser, commander, the mapping", () => {
     const text = readFileSync(join(__dirname, '../../dist/glexec-conclude.js'), 'utf8');
