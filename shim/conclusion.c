@@ -1,8 +1,9 @@
 /*
  * A run with nothing to conclude (docs/architecture.md): when phase 1 found that phase 2 would
- * only remove the payload's empty cgroup and write the completion record, and the run went as it
- * foresaw, the monitor does both itself, from the record phase 1 rendered with slots for what is
- * known only at the end. TypeScript decided; this file only checks and executes.
+ * only run the epilogue, remove the payload's empty cgroup and write the completion record, and
+ * the run went as it foresaw, the monitor does it all itself (the epilogue: epilogue.c), from
+ * the record phase 1 rendered with slots for what is known only at the end. TypeScript decided;
+ * this file only checks and executes.
  */
 #define _GNU_SOURCE
 #include "conclusion.h"
@@ -153,6 +154,16 @@ static char *fill_record(const char *template, const struct run_end *end, const 
             case 'A':
                 length = snprintf(value, sizeof value, "%lld", monotonic_ms() - end->started);
                 break;
+            case 'D':
+                /* The record's `epilogue` of one that succeeded, as src/pipeline.ts completionFields writes it. */
+                if (end->epilogue_ms < 0) {
+                    free(line);
+                    return NULL;
+                }
+                length = snprintf(value, sizeof value,
+                                  "{\"result\":\"ok\",\"exitCode\":0,\"durationMs\":%lld,\"leftovers\":\"none\"}",
+                                  end->epilogue_ms);
+                break;
             default:
                 free(line);
                 return NULL;
@@ -199,16 +210,16 @@ int payload_ending(const struct trivial_conclusion *trivial, int wait_status, ch
 
 /*
  * PRIVILEGE: phase 2's work for a run in which phase 1 found nothing for it to do but remove the
- * payload's cgroup and write the completion record (src/pipeline.ts, trivialConclusion): no
- * epilogue, no target proxy copy, a cgroup v2 containment and nothing below notice. The monitor does it only if the run went as foreseen: start-payload reported one
+ * payload's cgroup and write the completion record (src/pipeline.ts, trivialConclusion), the
+ * epilogue run by the monitor before (epilogue.c, end->epilogue_ms): no target proxy copy, a
+ * cgroup v2 containment and nothing below notice. The monitor does it only if the run went as foreseen: start-payload reported one
  * of the directories phase 1 rendered the record for, the cgroup is empty, the log file is as
  * phase 1 left it (or a daemon receives on /dev/log). Otherwise, having changed nothing, it returns -1, and phase 2 runs as ever. On
  * success it returns the exit code phase 2 would have: the payload's, 201..204 as 204, a signal N
  * as 128+N.
  */
-int conclude_trivially(const struct trivial_conclusion *trivial, const struct run_end *end) {
-    if (trivial->log_gid < 0 || end->payload_pid <= 0 || end->cgroup[0] != '/')
-        return -1;
+/* The record's template for the directory start-payload reported; NULL if phase 1 made none for it. */
+static const char *record_template(const struct trivial_conclusion *trivial, const struct run_end *end) {
     const char *template = NULL;
     for (size_t i = 0; i < trivial->record_count && !template; i++) {
         const char *record = trivial->records[i];
@@ -217,6 +228,22 @@ int conclude_trivially(const struct trivial_conclusion *trivial, const struct ru
             memcmp(end->helper_status + 4, record, cwd) == 0 && end->helper_status[4 + cwd] == '\n')
             template = record + cwd + 1;
     }
+    return template;
+}
+
+int trivial_ready(const struct trivial_conclusion *trivial, const struct run_end *end, int *payload_rc) {
+    char code_ending[32];
+    const char *ending;
+    int exit_code;
+    return trivial->log_gid >= 0 && end->payload_pid > 0 && end->cgroup[0] == '/' && record_template(trivial, end) &&
+           payload_ending(trivial, end->wait_status, code_ending, sizeof code_ending, &ending, payload_rc, &exit_code) &&
+           cgroup_empty(end->cgroup);
+}
+
+int conclude_trivially(const struct trivial_conclusion *trivial, const struct run_end *end) {
+    if (trivial->log_gid < 0 || end->payload_pid <= 0 || end->cgroup[0] != '/')
+        return -1;
+    const char *template = record_template(trivial, end);
     char code_ending[32];
     const char *ending;
     int payload_rc, exit_code;

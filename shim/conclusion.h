@@ -26,11 +26,19 @@ struct run_end {
     const char *helper_status; /* what start-payload reported */
     int wait_status;
     long long started, payload_started, payload_ended; /* CLOCK_MONOTONIC milliseconds */
+    long long epilogue_ms; /* how long the monitor's epilogue ran, which succeeded; -1: none ran */
 };
 
 /* The record's `ending`, the payload's return code and glexec's exit code for a wait status; 0 if none. */
 int payload_ending(const struct trivial_conclusion *trivial, int wait_status, char *code_ending, size_t size,
                    const char **ending, int *payload_rc, int *exit_code);
+
+/*
+ * Whether the payload ended as phase 1 foresaw (a record for the directory start-payload reported,
+ * a known ending, an empty cgroup), so that the monitor may run the epilogue; `payload_rc` gets
+ * the payload's return code.
+ */
+int trivial_ready(const struct trivial_conclusion *trivial, const struct run_end *end, int *payload_rc);
 
 /* PRIVILEGE: concludes the run if it is as foreseen; the exit code, or -1 (nothing changed: phase 2 runs). */
 int conclude_trivially(const struct trivial_conclusion *trivial, const struct run_end *end);

@@ -8,7 +8,9 @@
  *      limits, identity, working directory, exec: the same code as without the monitor),
  *      forwards the batch system's signals to its process group and waits for it;
  *   3. phase 2 (node, a child) gets the plan back with the outcome appended: leftovers, epilogue,
- *      kill, completion record; it tells the monitor with a signal once its record is written;
+ *      kill, completion record; it tells the monitor on a pipe once its record is written; when
+ *      the payload left nothing, the monitor runs the epilogue and writes the record itself
+ *      (conclusion.c, epilogue.c) and phase 2 runs only if that did not go as foreseen;
  *   4. a phase 2 that ends without that signal: the monitor kills the payload's cgroup (or
  *      process group) and writes a minimal completion record itself.
  * The plan: "glexec-plan 1\n", then fields "KEY LENGTH\nBYTES\n" in a fixed order, then "end 0\n\n".
@@ -17,6 +19,7 @@
 #define _GNU_SOURCE
 #include "monitor.h"
 #include "conclusion.h"
+#include "epilogue.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,6 +76,7 @@ struct plan {
     char *record_text; /* the same as syslog's key=value text */
     int silent;        /* silent_logging: nothing on the caller's stderr */
     struct trivial_conclusion trivial; /* conclusion.c */
+    struct monitor_epilogue epilogue;  /* epilogue.c */
 };
 
 static int caller_stderr = 2;
@@ -212,7 +216,8 @@ static const struct {
 } plan_keys[] = {
     {"helper-arg", 1}, {"env", 1}, {"cgroup", 0}, {"record-file", 0}, {"record-facility", 0},
     {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"trivial-log-gid", 0}, {"trivial-ending", 1},
-    {"trivial-record", 1}, {"state", 0}, {"end", 0},
+    {"trivial-record", 1}, {"epilogue-arg", 1}, {"epilogue-env", 1}, {"epilogue-times", 0},
+    {"epilogue-leftover-file", 0}, {"epilogue-watch", 1}, {"state", 0}, {"end", 0},
 };
 #define PLAN_KEY_COUNT (sizeof plan_keys / sizeof plan_keys[0])
 
@@ -226,9 +231,12 @@ static size_t parse_plan(char *data, size_t length) {
     if (length < magic || memcmp(data, PLAN_MAGIC, magic) != 0)
         refuse_plan("not a version 1 plan");
     push(&plan.helper_argv, &plan.helper_count, "start-payload");
+    push(&plan.epilogue.argv, &plan.epilogue.arg_count, "start-payload");
     plan.env = calloc(1, sizeof *plan.env);
-    if (!plan.env)
+    plan.epilogue.env = calloc(1, sizeof *plan.epilogue.env);
+    if (!plan.env || !plan.epilogue.env)
         fail("out of memory");
+    plan.epilogue.timeout_ms = -1;
     size_t at = magic, stage = 0;
     for (;;) {
         size_t field_start = at;
@@ -269,6 +277,12 @@ static size_t parse_plan(char *data, size_t length) {
             if (plan.trivial.log_gid < 0 ? plan.trivial.ending_count + plan.trivial.record_count != 0
                                          : plan.trivial.ending_count != SIGNAL_COUNT || plan.trivial.record_count == 0)
                 refuse_plan("bad trivial conclusion");
+            const struct monitor_epilogue *epilogue = &plan.epilogue;
+            if (epilogue->timeout_ms < 0 ? epilogue->arg_count > 1 || epilogue->env_count > 0 || epilogue->watch_count > 0 ||
+                                               epilogue->leftover_file[0] != '\0'
+                                         : epilogue->arg_count < 2 || epilogue->watch_count == 0 || plan.trivial.log_gid < 0 ||
+                                               (epilogue->leftover_file[0] != '\0' && epilogue->leftover_file[0] != '/'))
+                refuse_plan("bad epilogue");
             return field_start;
         }
         if (strcmp(key, "helper-arg") == 0)
@@ -296,7 +310,23 @@ static size_t parse_plan(char *data, size_t length) {
                     refuse_plan("bad trivial-log-gid");
                 plan.trivial.log_gid = gid;
             }
-        } else if (strcmp(key, "trivial-ending") == 0)
+        } else if (strcmp(key, "epilogue-arg") == 0)
+            push(&plan.epilogue.argv, &plan.epilogue.arg_count, value);
+        else if (strcmp(key, "epilogue-env") == 0)
+            push(&plan.epilogue.env, &plan.epilogue.env_count, value);
+        else if (strcmp(key, "epilogue-times") == 0) {
+            if (value[0] != '\0') {
+                int used = 0;
+                if (sscanf(value, "%lld %lld%n", &plan.epilogue.timeout_ms, &plan.epilogue.grace_ms, &used) != 2 ||
+                    (size_t)used != value_length || value[0] < '0' || value[0] > '9' || plan.epilogue.timeout_ms < 0 ||
+                    plan.epilogue.grace_ms < 0)
+                    refuse_plan("bad epilogue-times");
+            }
+        } else if (strcmp(key, "epilogue-leftover-file") == 0)
+            plan.epilogue.leftover_file = value;
+        else if (strcmp(key, "epilogue-watch") == 0)
+            push(&plan.epilogue.watch, &plan.epilogue.watch_count, value);
+        else if (strcmp(key, "trivial-ending") == 0)
             push(&plan.trivial.endings, &plan.trivial.ending_count, value);
         else if (strcmp(key, "trivial-record") == 0) {
             if (!strchr(value, '\n'))
@@ -572,6 +602,14 @@ static void write_minimal_record(const char *error, const char *cleanup) {
     closelog();
 }
 
+/* The empty leftover list phase 1 wrote for the monitor's epilogue: removed once it ran, or when phase 2 runs it. */
+static void remove_leftover_file(void) {
+    char *path = plan.epilogue.leftover_file;
+    if (path && path[0] == '/' && unlink(path) != 0 && errno != ENOENT)
+        say("cannot remove %s: %s", path, strerror(errno));
+    plan.epilogue.leftover_file = "";
+}
+
 /*
  * PRIVILEGE: ends everything of the payload at once, then records it: its cgroup by cgroup.kill
  * (gone already: phase 2 removed it, nothing is left), and its process group while the payload is
@@ -580,6 +618,7 @@ static void write_minimal_record(const char *error, const char *cleanup) {
  */
 static void emergency_end(const char *error) {
     ending = 1;
+    remove_leftover_file();
     const char *cleanup = "none";
     if (plan.cgroup && plan.cgroup[0] == '/') {
         char path[PATH_MAX];
@@ -680,14 +719,27 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     int payload_status = payload_pid > 0 ? wait_for_payload(&waited) : EXIT_CANNOT_EXECUTE << 8;
     long long payload_ended = monotonic_ms();
 
+    struct epilogue_run epilogue_run;
+    int epilogue_ran = 0;
     if (payload_pid > 0) {
-        const struct run_end end = {plan.cgroup,  plan.record_file, plan.record_facility, payload_pid,
-                                    helper_status, payload_status,    started,             payload_started,
-                                    payload_ended};
-        int code = conclude_trivially(&plan.trivial, &end);
-        if (code >= 0)
-            exit(code);
+        struct run_end end = {plan.cgroup,     plan.record_file, plan.record_facility, payload_pid, helper_status,
+                              payload_status, started,          payload_started,      payload_ended, -1};
+        /* The epilogue, when the payload left nothing and its trust walk still holds; else phase 2 runs it. */
+        int payload_rc;
+        if (plan.epilogue.timeout_ms >= 0 && trivial_ready(&plan.trivial, &end, &payload_rc) &&
+            epilogue_watch_unchanged(&plan.epilogue)) {
+            run_epilogue(&plan.epilogue, payload_pid, payload_rc, &epilogue_run);
+            epilogue_ran = 1;
+            end.epilogue_ms = epilogue_run.duration_ms;
+        }
+        remove_leftover_file();
+        if (plan.epilogue.timeout_ms < 0 || (epilogue_ran && epilogue_succeeded(&epilogue_run))) {
+            int code = conclude_trivially(&plan.trivial, &end);
+            if (code >= 0)
+                exit(code);
+        }
     }
+    remove_leftover_file();
     /* Phase 2: conclude, with the outcome appended to the plan. */
     write_number_field(record_fd, "glexec-pid", getpid());
     write_number_field(record_fd, "payload-pid", payload_pid);
@@ -696,6 +748,15 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
     write_number_field(record_fd, "started-ms", started);
     write_number_field(record_fd, "payload-started-ms", payload_started);
     write_number_field(record_fd, "payload-ended-ms", payload_ended);
+    if (epilogue_ran) {
+        char line[128];
+        int length = snprintf(line, sizeof line, "%d %d %d %lld %d", (int)epilogue_run.pid, epilogue_run.wait_status,
+                              epilogue_run.ended_by, epilogue_run.duration_ms, epilogue_run.group_left);
+        if (length < 0 || (size_t)length >= sizeof line)
+            fail("snprintf");
+        write_field(record_fd, "epilogue-run", line, (size_t)length);
+        write_field(record_fd, "epilogue-helper-status", epilogue_run.helper_status, strlen(epilogue_run.helper_status));
+    }
     write_all(record_fd, PLAN_END, strlen(PLAN_END));
     if (lseek(record_fd, 0, SEEK_SET) != 0)
         fail("lseek");

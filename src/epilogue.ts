@@ -10,20 +10,27 @@
  * root (or epilogue_user and epilogue_group, who may rewrite the epilogue anyway) can change the
  * file, its interpreters, or any directory above them, so nobody else can swap one in between;
  * an interpreter that opens the script by its path gets the same file for the same reason.
+ *
+ * When the payload left nothing, the C monitor runs the epilogue itself (docs/architecture.md,
+ * "The epilogue in the monitor"): phase 1 walks it twice and hands over what the walks saw of
+ * every component (monitorEpilogueWatch); the monitor runs it only if none of them changed since,
+ * so the second walk is still true at the exec; any change leaves the epilogue to phase 2's walk.
  */
+import { basename } from 'node:path';
 import type { Caller } from './caller';
 import { monotonicMs, sleep } from './clock';
 import type { Config } from './config/schema';
 import { systemError } from './errors';
-import { type Ending, rawReturnCode } from './exitcode';
+import { type Ending, endingOfWaitStatus, rawReturnCode } from './exitcode';
 import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
-import { lstatPath, type Stats } from './sys/files';
+import { lstatPath, lstatPathExact, type Stats } from './sys/files';
 import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
 import { glexecProcessIds } from './sys/handover';
-import { helperStatus, signalGroup, spawnEpilogueProgram } from './sys/proc';
+import { helperStatus, parseHelperStatus, signalGroup, spawnEpilogueProgram } from './sys/proc';
+import type { MonitorEpilogueRun, WatchedPath } from './plan';
 import type { Target } from './target';
-import { requireTrustedPath, type TrustPolicy } from './trust';
+import { type Lstat, requireTrustedPath, type TrustPolicy } from './trust';
 
 export interface EpilogueRunner {
   readonly path: string;
@@ -92,14 +99,19 @@ export interface EpilogueCheck {
  * The trust walk and the execute check of the epilogue and of every interpreter that runs it; a
  * refusal is a 202 naming the program, the component and the rule.
  */
-export function checkEpilogue(runner: EpilogueRunner): EpilogueCheck {
-  const stats = requireTrustedPath('epilogue', runner.path, runner.policy, lstatPath, 'epilogue.untrusted');
+export function checkEpilogue(runner: EpilogueRunner, lstat: Lstat = lstatPath): EpilogueCheck {
+  const stats = requireTrustedPath('epilogue', runner.path, runner.policy, lstat, 'epilogue.untrusted');
   if (!mayRun(stats, runner))
     throw systemError('epilogue.not_executable', `epilogue ${runner.path} is not executable by ${runner.user}`);
   try {
     return {
       stats,
-      interpreters: walkInterpreters(runner.path, stats, { policy: runner.policy, runner, searchPath: EPILOGUE_PATH }),
+      interpreters: walkInterpreters(runner.path, stats, {
+        policy: runner.policy,
+        runner,
+        searchPath: EPILOGUE_PATH,
+        lstat,
+      }),
     };
   } catch (error) {
     if (error instanceof UntrustedProgram)
@@ -143,6 +155,96 @@ export interface EpilogueContext {
   readonly ending: Ending;
   /** The glexec process (the monitor): given, never read from our own ppid, which changes if it dies. */
   readonly glexecPid: number;
+}
+
+/**
+ * What the trust walk looked at, for the monitor to see that nothing of it changed: every path the
+ * walk of the epilogue and of its interpreters lstat'ed (symbolic links included), lstat'ed again
+ * exactly (shim/epilogue.c compares device, inode, owner, group and mode, and for all but
+ * directories the ctime, which any write changes). Taken twice, walk and all; undefined (phase 2
+ * then runs the epilogue, walking it again) when a walk fails, the two differ, or env runs the
+ * epilogue (a program added to its PATH later would come first).
+ */
+export function monitorEpilogueWatch(runner: EpilogueRunner): WatchedPath[] | undefined {
+  const look = (): WatchedPath[] => {
+    const seen = new Map<string, WatchedPath>();
+    const { interpreters } = checkEpilogue(runner, (path) => {
+      const stats = lstatPath(path);
+      const exact = lstatPathExact(path);
+      const { dev, ino, ctimeNs, uid, gid, mode } = exact;
+      seen.set(path, { dev, ino, ctimeNs, uid, gid, mode, path });
+      return stats;
+    });
+    // env searches its PATH, where a program added later would come first: not watched, phase 2 walks it.
+    if (interpreters.some((path) => basename(path) === 'env')) throw new Error('an epilogue run through env');
+    return [...seen.values()];
+  };
+  try {
+    const first = look();
+    const second = look();
+    const same =
+      first.length > 0 &&
+      first.length === second.length &&
+      first.every((seen, index) => {
+        const again = second[index];
+        return (
+          again !== undefined &&
+          again.path === seen.path &&
+          again.dev === seen.dev &&
+          again.ino === seen.ino &&
+          again.ctimeNs === seen.ctimeNs &&
+          again.uid === seen.uid &&
+          again.gid === seen.gid &&
+          again.mode === seen.mode
+        );
+      });
+    return same ? first : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The GLEXEC_EPILOG_* variables of the containment: the payload's cgroup, its FQANs, its leftovers' count and list. */
+export function epilogueContainmentVariables(
+  cgroup: string | undefined,
+  target: Pick<Target, 'fqans'>,
+  leftovers: { readonly count: number; readonly file: string } | undefined,
+): Record<string, string> {
+  return {
+    ...(cgroup === undefined ? {} : { GLEXEC_EPILOG_TARGET_CGROUP: cgroup }),
+    ...(target.fqans === undefined ? {} : { GLEXEC_EPILOG_TARGET_FQANS: target.fqans.join(',') }),
+    ...(leftovers
+      ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftovers.file }
+      : {}),
+  };
+}
+
+/** In the monitor's epilogue environment, what stands for the payload's pid, group and return code. */
+export const MONITOR_EPILOGUE_SLOTS = {
+  GLEXEC_EPILOG_TARGET_PID: '\x01I',
+  GLEXEC_EPILOG_TARGET_PGID: '\x01G',
+  GLEXEC_EPILOG_TARGET_RC: '\x01R',
+} as const;
+
+/**
+ * The epilogue's environment as the monitor gets it: the one runEpilogue gives it, with the three
+ * values known only once the payload has ended as slots (MONITOR_EPILOGUE_SLOTS, which
+ * shim/epilogue.c fills in). Undefined when any other value holds the slot byte.
+ */
+export function monitorEpilogueEnvironment(
+  runner: EpilogueRunner,
+  payloadEnv: Record<string, string>,
+  context: Omit<EpilogueContext, 'payloadPid' | 'ending'>,
+): string[] | undefined {
+  const variables = epilogueVariables({ ...context, payloadPid: 0, ending: { code: 0 } }, runner.path);
+  // Assigned over the existing names, so the order of the variables stays runEpilogue's.
+  Object.assign(variables, MONITOR_EPILOGUE_SLOTS);
+  const env = Object.entries(epilogueEnvironment(runner, payloadEnv, variables)).map(
+    ([name, value]) => `${name}=${value}`,
+  );
+  const slotted = env.filter((entry) => entry.includes('\x01'));
+  const expected = Object.entries(MONITOR_EPILOGUE_SLOTS).map(([name, slot]) => `${name}=${slot}`);
+  return slotted.length === expected.length && slotted.every((entry) => expected.includes(entry)) ? env : undefined;
 }
 
 const colonList = (gids: readonly number[], primary: number): string => gids.filter((gid) => gid !== primary).join(':');
@@ -295,19 +397,44 @@ async function endOrTimeOut(
   const afterTerm = await Promise.race([exited, graceOver]);
   if (afterTerm !== 'grace' && afterTerm !== 'cancelled') {
     graceTimer.abort();
-    return {
-      result: 'timed_out',
-      forcefullyKilled: false,
-      reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and ended on SIGTERM`,
-    };
+    return timeoutOutcome(false, timeoutSeconds, graceSeconds);
   }
   signalGroup(pgid, 'SIGKILL');
   await exited;
+  return timeoutOutcome(true, timeoutSeconds, graceSeconds);
+}
+
+function timeoutOutcome(forcefullyKilled: boolean, timeoutSeconds: number, graceSeconds: number): EpilogueOutcome {
   return {
     result: 'timed_out',
-    forcefullyKilled: true,
-    reason: `ran longer than epilogue_timeout (${timeoutSeconds} s) and was killed with SIGKILL after kill_grace (${graceSeconds} s)`,
+    forcefullyKilled,
+    reason: forcefullyKilled
+      ? `ran longer than epilogue_timeout (${timeoutSeconds} s) and was killed with SIGKILL after kill_grace (${graceSeconds} s)`
+      : `ran longer than epilogue_timeout (${timeoutSeconds} s) and ended on SIGTERM`,
   };
+}
+
+/**
+ * The report of an epilogue the monitor ran (shim/epilogue.c), as runEpilogue would have made it;
+ * what it left in its process group is ended here, as runEpilogue ends it.
+ */
+export async function reportMonitorEpilogue(
+  run: MonitorEpilogueRun,
+  runner: EpilogueRunner,
+  timeoutSeconds: number,
+  graceSeconds: number,
+): Promise<EpilogueReport> {
+  const leftovers = run.groupLeft
+    ? (await endProcesses(() => groupMembersOf(run.pid, runner.uid), graceSeconds)).outcome
+    : 'none';
+  const { failure } = parseHelperStatus(run.helperStatus);
+  const outcome: EpilogueOutcome =
+    failure !== undefined
+      ? { result: 'failed', reason: `could not start: ${failure.message}` }
+      : run.endedBy === 0
+        ? outcomeOf(endingOfWaitStatus(run.waitStatus))
+        : timeoutOutcome(run.endedBy === 9, timeoutSeconds, graceSeconds);
+  return { outcome, leftovers, durationMs: run.durationMs };
 }
 
 function outcomeOf(ending: Ending): EpilogueOutcome {

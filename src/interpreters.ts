@@ -7,7 +7,7 @@
  */
 import { basename } from 'node:path';
 import { lstatPath, readCheckedHead, readLink, type Stats } from './sys/files';
-import { type TrustPolicy, UntrustedPath, walkTrustedPathFollowingLinks } from './trust';
+import { type Lstat, type TrustPolicy, UntrustedPath, walkTrustedPathFollowingLinks } from './trust';
 
 /** Why a program of the chain is refused: one line, naming the program and the rule. */
 export class UntrustedProgram extends Error {}
@@ -69,6 +69,8 @@ export interface ChainOptions {
   readonly runner: Runner;
   /** The PATH that env searches: the epilogue's, which glexec fixes. */
   readonly searchPath: string;
+  /** How the walk looks at a path (lstatPath); the monitor's epilogue records what it looked at. */
+  readonly lstat?: Lstat;
 }
 
 /** The kernel's execute check: root needs one x bit; others the bit of their class. */
@@ -91,9 +93,9 @@ interface Found {
 }
 
 /** The trust walk of a path the kernel resolves (links followed); `what` names it in a refusal. */
-function walkTrusted(path: string, what: string, policy: TrustPolicy): Found {
+function walkTrusted(path: string, what: string, policy: TrustPolicy, lstat: Lstat): Found {
   try {
-    return walkTrustedPathFollowingLinks(path, policy, lstatPath, readLink);
+    return walkTrustedPathFollowingLinks(path, policy, lstat, readLink);
   } catch (error) {
     const rule = error instanceof UntrustedPath ? error.message : `cannot be checked: ${errorCode(error)}`;
     throw new UntrustedProgram(`${what}: ${rule}`);
@@ -101,7 +103,7 @@ function walkTrusted(path: string, what: string, policy: TrustPolicy): Found {
 }
 
 function walkProgram(path: string, what: string, options: ChainOptions): Found {
-  const found = walkTrusted(path, what, options.policy);
+  const found = walkTrusted(path, what, options.policy, options.lstat ?? lstatPath);
   if (!mayRun(found.stats, options.runner))
     throw new UntrustedProgram(`${what}: ${found.resolved} is not executable by uid ${options.runner.uid}`);
   return found;
@@ -126,17 +128,25 @@ function programFoundByEnv(line: InterpreterLine, options: ChainOptions): Found 
     return walkProgram(name, `${name} (run by ${env})`, options);
   }
   for (const directory of options.searchPath.split(':')) {
-    walkTrusted(directory, `${env} ${name} searches ${directory} on the epilogue's PATH`, {
-      ...options.policy,
-      finalType: 'directory',
-    });
+    const lstat = options.lstat ?? lstatPath;
+    walkTrusted(
+      directory,
+      `${env} ${name} searches ${directory} on the epilogue's PATH`,
+      { ...options.policy, finalType: 'directory' },
+      lstat,
+    );
     const candidate = `${directory}/${name}`;
     try {
-      lstatPath(candidate);
+      lstat(candidate);
     } catch {
       continue;
     }
-    const found = walkTrusted(candidate, `${candidate} (found by ${env} on the epilogue's PATH)`, options.policy);
+    const found = walkTrusted(
+      candidate,
+      `${candidate} (found by ${env} on the epilogue's PATH)`,
+      options.policy,
+      lstat,
+    );
     if (mayRun(found.stats, options.runner)) return found;
   }
   throw new UntrustedProgram(`${env} finds no program ${name} on the epilogue's PATH (${options.searchPath})`);

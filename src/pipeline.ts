@@ -18,11 +18,15 @@ import { endingOfWaitStatus, type Ending, exitCodeOf, rawReturnCode } from './ex
 import {
   checkEpilogue,
   describeEpilogueFailure,
+  epilogueContainmentVariables,
   type EpilogueContext,
   type EpilogueReport,
   type EpilogueRunner,
   exitCodeAfterEpilogue,
+  monitorEpilogueEnvironment,
+  monitorEpilogueWatch,
   refuseTargetThatControlsEpilogue,
+  reportMonitorEpilogue,
   resolveEpilogueRunner,
   runEpilogue,
 } from './epilogue';
@@ -79,10 +83,18 @@ import {
 import { type VerifiedProxy, verifyProxyChain } from './proxy/verify';
 import { glexecStartTime, readHandedBack, tellMonitorDone, writePlan } from './sys/handover';
 import { asPid, findAccount, findGroup, type Pid } from './sys/identity';
-import { type HelperStatus, parseHelperStatus, startPayloadArgs } from './sys/proc';
+import { epilogueStartArgs, type HelperStatus, parseHelperStatus, startPayloadArgs } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogFacilityCode, syslogListening } from './sys/syslog';
 import { resolveTarget, type Target } from './target';
-import { decodeRecord, encodePlan, type Outcome, SIGNAL_COUNT, type TrivialConclusion } from './plan';
+import {
+  decodeRecord,
+  encodePlan,
+  type MonitorEpilogue,
+  type MonitorEpilogueRun,
+  type Outcome,
+  SIGNAL_COUNT,
+  type TrivialConclusion,
+} from './plan';
 import { VERSION } from './version';
 import { checkCallerWhiteLists } from './whitelist';
 
@@ -217,7 +229,7 @@ async function conclude(shim: ShimArgs, reporter: Reporter): Promise<number> {
   let result: RunOutcome;
   try {
     const ran = Object.assign(planned, { payload: payloadOutcome(planned, outcome) });
-    result = { ran, exitCode: await afterPayload(ran) };
+    result = { ran, exitCode: await afterPayload(ran, outcome.epilogue) };
   } catch (error) {
     result = { failed: true, error };
   }
@@ -273,10 +285,15 @@ function prepareStart(context: AdmittedRun): PlannedRun {
   return Object.assign(context, { payloadEnv });
 }
 
-/** Leftovers listed, the epilogue run while they still live; returns the job's exit code. */
-async function afterPayload(context: RanRun): Promise<number> {
-  context.leftovers = listLeftovers(context);
-  if (context.epilogue) context.epilogueReport = await runEpilogueStage(context, context.epilogue, context.leftovers);
+/**
+ * Leftovers listed, the epilogue run while they still live; returns the job's exit code. When the
+ * monitor ran the epilogue (`byMonitor`), it did so because the payload's cgroup was empty: there
+ * was nothing to list, and the epilogue's run is reported as it went.
+ */
+async function afterPayload(context: RanRun, byMonitor: MonitorEpilogueRun | undefined): Promise<number> {
+  context.leftovers = byMonitor ? { count: 0, described: [] } : listLeftovers(context);
+  if (context.epilogue)
+    context.epilogueReport = await runEpilogueStage(context, context.epilogue, context.leftovers, byMonitor);
   const payloadExitCode = exitCodeOf(context.payload.ending);
   return context.epilogueReport
     ? exitCodeAfterEpilogue(context.epilogueReport.outcome, payloadExitCode)
@@ -656,29 +673,86 @@ function handOver(context: PlannedRun): void {
     logUsage: log.usage(),
   };
   const known = recordBeforeStart(context);
-  writePlan(
-    context.shim.planFd,
-    encodePlan({
-      helperArgs,
-      env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
-      cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
-      recordFile: config.log_destination === 'file' ? config.log_file : '',
-      recordFacility: syslogFacilityCode(config.syslog_facility),
-      recordJson: JSON.stringify(known).slice(1, -1),
-      recordText: formatSyslogText(known).trimStart(),
-      silent: config.silent_logging,
-      trivial: trivialConclusion(context),
-      // The caller's environment is a Map: carried as its entries.
-      state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
-    }),
-  );
+  const { trivial, epilogue } = monitorConclusion(context);
+  try {
+    writePlan(
+      context.shim.planFd,
+      encodePlan({
+        helperArgs,
+        env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
+        cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
+        recordFile: config.log_destination === 'file' ? config.log_file : '',
+        recordFacility: syslogFacilityCode(config.syslog_facility),
+        recordJson: JSON.stringify(known).slice(1, -1),
+        recordText: formatSyslogText(known).trimStart(),
+        silent: config.silent_logging,
+        trivial,
+        epilogue,
+        // The caller's environment is a Map: carried as its entries.
+        state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
+      }),
+    );
+  } catch (error) {
+    removeLeftoverFile(epilogue?.leftoverFile);
+    throw error;
+  }
 }
 
+/**
+ * What the monitor may do itself once the payload has ended: conclude the run (trivialConclusion)
+ * and, before that, run the epilogue (monitorEpilogue), when the payload leaves nothing behind.
+ * An epilogue the monitor may not run leaves the whole conclusion to phase 2.
+ */
+function monitorConclusion(context: PlannedRun): { trivial?: TrivialConclusion; epilogue?: MonitorEpilogue } {
+  const trivial = trivialConclusion(context);
+  if (trivial === undefined || context.epilogue === undefined) return { trivial };
+  const epilogue = monitorEpilogue(context, context.epilogue);
+  return epilogue === undefined ? {} : { trivial, epilogue };
+}
+
+/**
+ * The epilogue as the monitor runs it (shim/epilogue.c) when the payload's cgroup is empty once it
+ * has ended: with the environment runEpilogue would give it, an empty leftover list written now,
+ * and what the trust walk saw. Undefined (phase 2 then runs it) when the walk cannot be watched
+ * or a value of the environment holds the slot byte.
+ */
+function monitorEpilogue(context: PlannedRun, runner: EpilogueRunner): MonitorEpilogue | undefined {
+  const { containment, config, target, caller, action, payloadEnv } = context;
+  if (containment.mode !== 'cgroup') return undefined;
+  const watch = monitorEpilogueWatch(runner);
+  if (watch === undefined) return undefined;
+  const leftoverFile = writeLeftoverFile([], runner, config.runtime_directory);
+  const env = monitorEpilogueEnvironment(runner, payloadEnv, {
+    caller,
+    target,
+    payloadPath: action.payload,
+    payloadArgs: action.args,
+    glexecPid: context.glexecPid,
+    containmentVariables: epilogueContainmentVariables(containment.job.path, target, { count: 0, file: leftoverFile }),
+  });
+  if (env === undefined) {
+    removeLeftoverFile(leftoverFile);
+    return undefined;
+  }
+  return {
+    helperArgs: epilogueStartArgs({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path),
+    env,
+    timeoutMs: Math.round(config.epilogue_timeout * 1000),
+    graceMs: Math.round(config.kill_grace * 1000),
+    leftoverFile,
+    watch,
+  };
+}
+
+/** The record's `epilogue` of an epilogue that succeeded, as the monitor writes it (shim/epilogue.c). */
+const EPILOGUE_OK_LARGEST = { result: 'ok', exitCode: 0, durationMs: Number.MAX_SAFE_INTEGER, leftovers: 'none' };
+
 /** What the monitor fills in of a completion record it writes itself: the largest value of each, and its letter. */
-function completionSlots(signalEndings: readonly string[]): Readonly<Record<string, AuditSlot>> {
+function completionSlots(signalEndings: readonly string[], epilogue: boolean): Readonly<Record<string, AuditSlot>> {
   const endings = [...signalEndings, JSON.stringify({ code: 255 })];
   const longest = endings.reduce((a, b) => (b.length > a.length ? b : a));
   return {
+    ...(epilogue ? { epilogue: { letter: 'D', largest: EPILOGUE_OK_LARGEST } } : {}),
     payloadPid: { letter: 'I', largest: 2 ** 31 - 1 },
     payloadPgid: { letter: 'G', largest: 2 ** 31 - 1 },
     ending: { letter: 'E', largest: JSON.parse(longest) as Ending },
@@ -693,18 +767,18 @@ function completionSlots(signalEndings: readonly string[]): Readonly<Record<stri
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
- * When the stages after the payload would do nothing but remove its empty cgroup and write the
- * completion record, the monitor may do both itself, from the templates made here
+ * When the stages after the payload would do nothing but run the epilogue, remove the empty cgroup
+ * and write the completion record, the monitor may do it all itself, from the templates made here
  * (docs/architecture.md, "A run with nothing to conclude"). It still runs phase 2 when the cgroup
- * is not empty, start-payload reported anything but one of these directories, or the log file is
- * not as phase 1 left it (or nothing listens on /dev/log). Undefined when phase 2 has work
- * whatever the payload does: an epilogue, a target proxy copy to remove, a process-group
- * containment or a v1 pids cgroup, or records below notice to write.
+ * is not empty, start-payload reported anything but one of these directories, the epilogue did
+ * not succeed or left processes, or the log file is not as phase 1 left it (or nothing listens on
+ * /dev/log). Undefined when phase 2 has work whatever the payload does: a target proxy copy to
+ * remove, a process-group containment or a v1 pids cgroup, or records below notice to write.
  */
 function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
   const { containment, epilogue, targetProxy, config, log, caller, target } = context;
   if (containment.mode !== 'cgroup' || containment.job.pidsPath !== undefined) return undefined;
-  if (epilogue !== undefined || targetProxy?.registration !== undefined) return undefined;
+  if (targetProxy?.registration !== undefined) return undefined;
   if (log.writesBelowNotice()) return undefined;
   // A log file's group, as phase 2 would set it again (syslog has none: 0, unused).
   const logGid = config.log_destination === 'file' ? findGroup(config.log_file_group)?.gid : 0;
@@ -713,7 +787,7 @@ function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
   const signalEndings = Array.from({ length: SIGNAL_COUNT }, (_, index) =>
     JSON.stringify(endingOfWaitStatus(index + 1)),
   );
-  const slots = completionSlots(signalEndings);
+  const slots = completionSlots(signalEndings, epilogue !== undefined);
   const records: { cwd: string; template: string }[] = [];
   // start-payload enters the caller's directory, else the target's home, and reports it on one line.
   for (const cwd of new Set([caller.cwd, target.home])) {
@@ -721,7 +795,10 @@ function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
     const payload: PayloadRun = { pid: asPid(1), cwd, ending: { code: 0 }, durationMs: 0 };
     const cleanup: LeftoverCleanup = { mode: 'cgroup', outcome: 'none', durationMs: 0, survivors: 0 };
     const run: Completion = {
-      epilogue: undefined,
+      epilogue:
+        epilogue === undefined
+          ? undefined
+          : { outcome: { result: 'ok', exitCode: 0 }, durationMs: 0, leftovers: 'none' },
       leftovers: { count: 0, described: [] },
       cleanup,
       exitCode: 0,
@@ -801,12 +878,14 @@ function listLeftovers(context: RanRun): Leftovers {
 
 /**
  * Runs while the payload's leftovers are still alive, so that it can find them; it gets the
- * payload's cgroup and the list of leftovers (count, and a root-owned file).
+ * payload's cgroup and the list of leftovers (count, and a root-owned file). An epilogue the
+ * monitor already ran (`byMonitor`) is reported, not run again.
  */
 async function runEpilogueStage(
   context: RanRun,
   runner: EpilogueRunner,
   leftovers: Leftovers,
+  byMonitor: MonitorEpilogueRun | undefined,
 ): Promise<EpilogueReport> {
   const { caller, target, action, payload, payloadEnv, containment, config, log } = context;
   const epilogueContext: Omit<EpilogueContext, 'containmentVariables'> = {
@@ -819,22 +898,24 @@ async function runEpilogueStage(
     glexecPid: context.glexecPid,
   };
   const leftoverFile =
-    containment.mode === 'off' ? undefined : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);
+    byMonitor !== undefined || containment.mode === 'off'
+      ? undefined
+      : writeLeftoverFile(leftovers.described, runner, config.runtime_directory);
   try {
-    const containmentVariables: Record<string, string> = {
-      ...(containment.mode === 'cgroup' ? { GLEXEC_EPILOG_TARGET_CGROUP: containment.job.path } : {}),
-      ...(target.fqans === undefined ? {} : { GLEXEC_EPILOG_TARGET_FQANS: target.fqans.join(',') }),
-      ...(leftoverFile
-        ? { GLEXEC_EPILOG_LEFTOVER_COUNT: String(leftovers.count), GLEXEC_EPILOG_LEFTOVER_FILE: leftoverFile }
-        : {}),
-    };
-    const report = await runEpilogue(
-      runner,
-      payloadEnv,
-      { ...epilogueContext, containmentVariables },
-      config.epilogue_timeout,
-      config.kill_grace,
+    const containmentVariables = epilogueContainmentVariables(
+      containment.mode === 'cgroup' ? containment.job.path : undefined,
+      target,
+      leftoverFile === undefined ? undefined : { count: leftovers.count, file: leftoverFile },
     );
+    const report = byMonitor
+      ? await reportMonitorEpilogue(byMonitor, runner, config.epilogue_timeout, config.kill_grace)
+      : await runEpilogue(
+          runner,
+          payloadEnv,
+          { ...epilogueContext, containmentVariables },
+          config.epilogue_timeout,
+          config.kill_grace,
+        );
     const fields = {
       path: runner.path,
       user: runner.user,

@@ -32,6 +32,8 @@ export interface Plan {
   readonly silent: boolean;
   /** When the monitor may conclude the run itself instead of phase 2; undefined: phase 2 always runs. */
   readonly trivial: TrivialConclusion | undefined;
+  /** The epilogue, when the monitor may run it itself (only with a trivial conclusion). */
+  readonly epilogue: MonitorEpilogue | undefined;
   /** Phase 2's state (JSON); the monitor carries it unread. */
   readonly state: string;
 }
@@ -52,6 +54,39 @@ export interface TrivialConclusion {
   readonly records: readonly { readonly cwd: string; readonly template: string }[];
 }
 
+/**
+ * The epilogue as the monitor starts it when the payload left nothing (docs/architecture.md, "The
+ * epilogue in the monitor"); anything else it meets (a path that changed since phase 1's trust
+ * walk, a failure, a timeout, processes left in its group) goes to phase 2, with what happened.
+ */
+export interface MonitorEpilogue {
+  /** start-payload's arguments for the epilogue, from its options to the epilogue's path. */
+  readonly helperArgs: readonly string[];
+  /** The epilogue's environment, `NAME=value`; the payload's pid, group and return code are slots (I, G, R). */
+  readonly env: readonly string[];
+  readonly timeoutMs: number;
+  readonly graceMs: number;
+  /** GLEXEC_EPILOG_LEFTOVER_FILE as phase 1 wrote it (empty: the payload left nothing), '' for none. */
+  readonly leftoverFile: string;
+  /**
+   * What the trust walk saw: every directory and file on the way to the epilogue and to its
+   * interpreters, each as lstat gave it; a change in any of them sends the epilogue to phase 2.
+   */
+  readonly watch: readonly WatchedPath[];
+}
+
+export interface WatchedPath {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  /** st_ctime in nanoseconds: chmod, chown, a write all change it (compared for all but directories). */
+  readonly ctimeNs: bigint;
+  readonly uid: bigint;
+  readonly gid: bigint;
+  /** st_mode, the file type included. */
+  readonly mode: bigint;
+  readonly path: string;
+}
+
 /** Signals 1..64: the monitor gets an `ending` for each. */
 export const SIGNAL_COUNT = 64;
 
@@ -67,6 +102,22 @@ export interface Outcome {
   readonly startedMs: number;
   readonly payloadStartedMs: number;
   readonly payloadEndedMs: number;
+  /** Set when the monitor ran the epilogue and left the rest to phase 2. */
+  readonly epilogue: MonitorEpilogueRun | undefined;
+}
+
+/** The epilogue as the monitor ran it. */
+export interface MonitorEpilogueRun {
+  /** Its pid, which was its process group's id. */
+  readonly pid: number;
+  readonly waitStatus: number;
+  /** The signal the monitor ended it with after epilogue_timeout: 0, 15 (SIGTERM) or 9 (SIGKILL, after kill_grace). */
+  readonly endedBy: 0 | 9 | 15;
+  readonly durationMs: number;
+  /** Whether its process group still had members once it had exited. */
+  readonly groupLeft: boolean;
+  /** What start-payload wrote on its status pipe. */
+  readonly helperStatus: string;
 }
 
 type Field = readonly [key: string, value: string];
@@ -95,6 +146,14 @@ export function encodePlan(plan: Plan): Buffer {
       if (cwd.includes('\n')) throw new Error(`a trivial record's directory holds a newline: ${JSON.stringify(cwd)}`);
       return ['trivial-record', `${cwd}\n${template}`];
     }),
+    ...(plan.epilogue?.helperArgs ?? []).map((arg): Field => ['epilogue-arg', arg]),
+    ...(plan.epilogue?.env ?? []).map((entry): Field => ['epilogue-env', entry]),
+    ['epilogue-times', plan.epilogue === undefined ? '' : `${plan.epilogue.timeoutMs} ${plan.epilogue.graceMs}`],
+    ['epilogue-leftover-file', plan.epilogue?.leftoverFile ?? ''],
+    ...(plan.epilogue?.watch ?? []).map(({ dev, ino, ctimeNs, uid, gid, mode, path }): Field => [
+      'epilogue-watch',
+      `${dev} ${ino} ${ctimeNs} ${uid} ${gid} ${mode} ${path}`,
+    ]),
     ['state', plan.state],
   ];
   if (
@@ -102,6 +161,10 @@ export function encodePlan(plan: Plan): Buffer {
     (plan.trivial.signalEndings.length !== SIGNAL_COUNT || plan.trivial.records.length === 0)
   )
     throw new Error('a trivial conclusion needs an ending for every signal and at least one record');
+  if (plan.epilogue !== undefined && plan.trivial === undefined)
+    throw new Error("the monitor's epilogue needs a trivial conclusion");
+  if (plan.epilogue !== undefined && plan.epilogue.helperArgs.length === 0)
+    throw new Error("the monitor's epilogue needs start-payload's arguments");
   for (const [key, value] of fields)
     if (value.includes('\0')) throw new Error(`the plan's ${key} holds a NUL: ${JSON.stringify(value)}`);
   // The caller's arguments and environment make most of the plan: too much of them is the caller's
@@ -213,9 +276,18 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
     recordText: take('record-text'),
     silent: flag(take('silent')),
     trivial: trivialConclusion(take('trivial-log-gid'), repeated('trivial-ending'), repeated('trivial-record')),
+    epilogue: monitorEpilogue(
+      repeated('epilogue-arg'),
+      repeated('epilogue-env'),
+      take('epilogue-times'),
+      take('epilogue-leftover-file'),
+      repeated('epilogue-watch'),
+    ),
     state: take('state'),
   };
   const values = OUTCOME_KEYS.map((key) => take(key));
+  const epilogueRun = fields[index]?.[0] === 'epilogue-run' ? take('epilogue-run') : undefined;
+  const epilogueHelperStatus = epilogueRun === undefined ? undefined : take('epilogue-helper-status');
   if (index !== fields.length) throw new Error('unexpected fields at the end of the glexec plan');
   const [glexecPid, payloadPid, waitStatus, helperStatus, startedMs, payloadStartedMs, payloadEndedMs] = values;
   const outcome: Outcome = {
@@ -226,6 +298,62 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
     startedMs: number(startedMs ?? '', 'started-ms'),
     payloadStartedMs: number(payloadStartedMs ?? '', 'payload-started-ms'),
     payloadEndedMs: number(payloadEndedMs ?? '', 'payload-ended-ms'),
+    epilogue: epilogueRun === undefined ? undefined : monitorEpilogueRun(epilogueRun, epilogueHelperStatus ?? ''),
   };
   return { plan, outcome };
+}
+
+function monitorEpilogue(
+  helperArgs: string[],
+  env: string[],
+  times: string,
+  leftoverFile: string,
+  watch: string[],
+): MonitorEpilogue | undefined {
+  if (times === '') {
+    if (helperArgs.length + env.length + watch.length > 0 || leftoverFile !== '')
+      throw new Error('epilogue fields without epilogue-times in the glexec plan');
+    return undefined;
+  }
+  const [timeoutMs, graceMs] = /^(\d+) (\d+)$/.exec(times)?.slice(1) ?? [];
+  if (timeoutMs === undefined || graceMs === undefined || helperArgs.length === 0)
+    throw new Error('bad epilogue in the glexec plan');
+  return {
+    helperArgs,
+    env,
+    timeoutMs: number(timeoutMs, 'epilogue-times'),
+    graceMs: number(graceMs, 'epilogue-times'),
+    leftoverFile,
+    watch: watch.map((line) => {
+      const [, dev, ino, ctimeNs, uid, gid, mode, path] =
+        /^(\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\/.*)$/s.exec(line) ?? [];
+      if (path === undefined) throw new Error('bad epilogue-watch in the glexec plan');
+      const [devN, inoN, ctimeN, uidN, gidN, modeN] = [dev, ino, ctimeNs, uid, gid, mode].map((n) => BigInt(n ?? ''));
+      return {
+        dev: devN ?? 0n,
+        ino: inoN ?? 0n,
+        ctimeNs: ctimeN ?? 0n,
+        uid: uidN ?? 0n,
+        gid: gidN ?? 0n,
+        mode: modeN ?? 0n,
+        path,
+      };
+    }),
+  };
+}
+
+/** "PID WAIT_STATUS ENDED_BY DURATION_MS GROUP_LEFT", as shim/epilogue.c writes it. */
+function monitorEpilogueRun(line: string, helperStatus: string): MonitorEpilogueRun {
+  const [pid, waitStatus, endedBy, durationMs, groupLeft] =
+    /^(\d+) (\d+) (0|9|15) (\d+) ([01])$/.exec(line)?.slice(1) ?? [];
+  if (pid === undefined || waitStatus === undefined || durationMs === undefined)
+    throw new Error('bad epilogue-run in the glexec plan');
+  return {
+    pid: number(pid, 'epilogue-run'),
+    waitStatus: number(waitStatus, 'epilogue-run'),
+    endedBy: Number(endedBy) as MonitorEpilogueRun['endedBy'],
+    durationMs: number(durationMs, 'epilogue-run'),
+    groupLeft: groupLeft === '1',
+    helperStatus,
+  };
 }

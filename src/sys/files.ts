@@ -44,6 +44,8 @@ export const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NONBLOCK } = constants;
 
 /** lstat(2) as the current identity: the entry itself; the trust walks (src/trust.ts) look with it. */
 export const lstatPath = (path: string): Stats => lstatSync(path);
+/** lstat(2) with exact numbers: device, inode and ctime in nanoseconds, as C's struct stat has them. */
+export const lstatPathExact = (path: string): BigIntStats => lstatSync(path, { bigint: true });
 /** stat(2) as the current identity, following symlinks: what the path finally names. */
 export const statFollowing = (path: string): Stats => statSync(path);
 export const readLink = (path: string): string => readlinkSync(path);

@@ -135,6 +135,11 @@ export function signalProcesses(processes: readonly ProcessIdentity[], signal: N
   }
 }
 
+/** start-payload's arguments for the epilogue: its identity, the epilogue's rights, its path. */
+export function epilogueStartArgs(who: TargetIdentity, path: string): string[] {
+  return [`--uid=${who.uid}`, `--gid=${who.gid}`, `--groups=${who.groups.join(',')}`, '--epilogue', '--', path];
+}
+
 /**
  * PRIVILEGE: runs the epilogue as `who` through start-payload, the payload's own starter (a new
  * session and process group, oom_score_adj 0, default signals, identity, `/`, no descriptor of
@@ -144,7 +149,7 @@ export function signalProcesses(processes: readonly ProcessIdentity[], signal: N
  * group can change what it names.
  */
 export function spawnEpilogueProgram(who: TargetIdentity, path: string, env: Record<string, string>): ChildProcess {
-  const args = [`--uid=${who.uid}`, `--gid=${who.gid}`, `--groups=${who.groups.join(',')}`, '--epilogue', '--', path];
+  const args = epilogueStartArgs(who, path);
   return childProcess().spawn(startPayloadHelper(), args, {
     detached: true,
     env,

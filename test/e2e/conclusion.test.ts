@@ -5,7 +5,7 @@
  * write) without changing the completion record.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { TestPki } from '../helpers/pki-fixtures';
@@ -20,9 +20,10 @@ const noCgroup = cgroupMounts().v2 === undefined ? 'no cgroup v2 is mounted here
 /** The fields that differ from one run to the next whoever writes the record. */
 const VARYING = ['time', 'pid', 'glexecPid', 'payloadPid', 'payloadPgid', 'payloadMs', 'totalMs'];
 
-/** The record's line with each varying value replaced by its field's name. */
+/** The record's line with each varying value replaced by its field's name (and the epilogue's duration). */
 const comparable = (line: string): string =>
   VARYING.reduce((text, key) => {
+    text = text.replace(/("epilogue":\{[^}]*"durationMs":)\d+/, '$1"durationMs"');
     const replaced = text.replace(new RegExp(`"${key}":("[^"]*"|\\d+)`), `"${key}":"${key}"`);
     assert.notEqual(replaced, text, `${key} in ${line}`);
     return replaced;
@@ -30,6 +31,7 @@ const comparable = (line: string): string =>
 
 interface Completion {
   readonly status: number | null;
+  readonly stderr: string;
   readonly line: string;
   readonly record: Record<string, unknown>;
   readonly log: string;
@@ -44,11 +46,17 @@ function completion(args: string[], logLevel: number, options: { cwd?: string; e
   const lines = log.split('\n').filter((line) => line.includes('"msg":"job completed"'));
   assert.equal(lines.length, 1, log);
   const line = lines[0] ?? '';
-  return { status: result.status, line, record: JSON.parse(line) as Record<string, unknown>, log };
+  return {
+    status: result.status,
+    stderr: result.stderr,
+    line,
+    record: JSON.parse(line) as Record<string, unknown>,
+    log,
+  };
 }
 
 /** The same run once through the monitor alone, once through phase 2: the same exit and record. */
-function assertSameConclusion(args: string[], options: { cwd?: string } = {}): Completion {
+function assertSameConclusion(args: string[], options: { cwd?: string; extra?: string[] } = {}): Completion {
   const trivial = completion(args, 3, options);
   const full = completion(args, 4, options);
   const what = args.join(' ');
@@ -146,9 +154,111 @@ describe('a run with nothing to conclude', { skip: needsRoot || noCgroup }, () =
     assert.deepEqual(marked.record.command, ['/bin/echo', '\uE000T']);
   });
 
-  it('is not planned with an epilogue or a process-group containment: phase 2 runs', () => {
-    const phase2 = (run: Completion) => assert.notEqual(run.record.pid, run.record.glexecPid, run.line);
-    phase2(completion(['/bin/true'], 3, { extra: ['epilogue = /usr/bin/true'] }));
-    phase2(completion(['/bin/true'], 3, { extra: ['containment = pgid'] }));
+  it('is not planned with a process-group containment: phase 2 runs', () => {
+    const run = completion(['/bin/true'], 3, { extra: ['containment = pgid'] });
+    assert.notEqual(run.record.pid, run.record.glexecPid, run.line);
+  });
+
+  describe('with an epilogue', () => {
+    /** Root's directory of the epilogues and of what they write: the runs' ledger, one line a run. */
+    const epilogues = () => join(system.root, 'conclusion-epilogues');
+    const ledger = () => join(epilogues(), 'ledger');
+
+    /** An epilogue that appends its parent's pid and what it was given to the ledger, then does `then`. */
+    function epilogue(name: string, then: string, timeouts = ['epilogue_timeout = 30']): string[] {
+      mkdirSync(epilogues(), { recursive: true, mode: 0o755 });
+      const path = join(epilogues(), name);
+      writeFileSync(
+        path,
+        [
+          '#!/bin/sh',
+          `printf '%s %s %s %s\\n' "$PPID" "$GLEXEC_EPILOG_TARGET_PID" "$GLEXEC_EPILOG_TARGET_RC" "$(tail -n +2 "$GLEXEC_EPILOG_LEFTOVER_FILE" | wc -l)" >> ${ledger()}`,
+          then,
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      );
+      return [`epilogue = ${path}`, ...timeouts];
+    }
+
+    /** The ledger's lines since the last call: [parent pid, payload pid, its return code, leftovers listed]. */
+    function ledgerLines(): string[][] {
+      let text = '';
+      try {
+        text = readFileSync(ledger(), 'utf8');
+      } catch {
+        // No epilogue ran.
+      }
+      rmSync(ledger(), { force: true });
+      return text
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split(' '));
+    }
+
+    it('runs it itself when the payload left nothing, with what phase 2 gives it, and writes the record phase 2 writes for the same run', () => {
+      const extra = epilogue('ok.sh', 'exit 0');
+      for (const code of [0, 7, 203]) {
+        ledgerLines();
+        const run = assertSameConclusion(['/bin/sh', '-c', `exit ${code}`], { extra });
+        const [byMonitor, byPhase2, ...more] = ledgerLines();
+        assert.equal(more.length, 0);
+        // Its parent: the monitor (the glexec pid) in the first run, phase 2 in the second.
+        assert.equal(byMonitor?.[0], String(run.record.glexecPid));
+        assert.notEqual(byPhase2?.[0], undefined);
+        assert.deepEqual(byMonitor?.slice(1), [String(run.record.payloadPid), String(code), '0']);
+        assert.deepEqual(byPhase2?.slice(2), [String(code), '0']);
+        assert.deepEqual((run.record.epilogue as { result: string }).result, 'ok');
+      }
+    });
+
+    it('removes the empty leftover list it gave the epilogue', () => {
+      const extra = epilogue('list.sh', 'exit 0');
+      const run = completion(['/bin/true'], 3, { extra });
+      assert.equal(run.record.pid, run.record.glexecPid);
+      assert.deepEqual(
+        readdirSync(system.runtimeDirectory).filter((name) => name.startsWith('leftovers-')),
+        [],
+      );
+    });
+
+    it('leaves what follows an epilogue that failed, timed out or left a process to phase 2, which reports it as its own run would: the same exit code, stderr and record, and the epilogue ran once', () => {
+      const cases: [string, string, string[]][] = [
+        ['exit 3', 'exit 3', []],
+        ['exit 203', 'exit 203', []],
+        ['killed', 'kill -TERM $$', []],
+        ['ends on SIGTERM', 'sleep 30', ['epilogue_timeout = 0.2', 'kill_grace = 5']],
+        ['ignores SIGTERM', "trap '' TERM; sleep 2; sleep 2", ['epilogue_timeout = 0.2', 'kill_grace = 0.3']],
+        ['leaves a process', '/bin/sleep 405 & exit 0', []],
+      ];
+      for (const [name, body, more] of cases) {
+        const extra = epilogue(`${name.replace(/ /g, '-')}.sh`, body, more.length > 0 ? more : undefined);
+        ledgerLines();
+        const byMonitor = completion(['/bin/true'], 3, { extra });
+        const [monitorRun, ...rest] = ledgerLines();
+        const byPhase2 = completion(['/bin/true'], 4, { extra });
+        const [phase2Run, ...restToo] = ledgerLines();
+        assert.equal(rest.length + restToo.length, 0, name);
+        assert.equal(monitorRun?.[0], String(byMonitor.record.glexecPid), `${name}: the monitor ran it`);
+        assert.notEqual(phase2Run?.[0], String(byPhase2.record.glexecPid), `${name}: phase 2 ran it`);
+        // Phase 2 wrote both records, and they are the same but for times and pids.
+        assert.notEqual(byMonitor.record.pid, byMonitor.record.glexecPid, name);
+        assert.equal(byMonitor.status, byPhase2.status, name);
+        assert.equal(byMonitor.stderr, byPhase2.stderr, name);
+        assert.match(byMonitor.stderr, /^glexec: epilogue \S+ (exited with|was killed by|ran longer)|^$/, name);
+        assert.equal(comparable(byMonitor.line), comparable(byPhase2.line), name);
+      }
+    });
+
+    it('leaves the epilogue to phase 2 when the payload left a process: the epilogue gets it in its list', () => {
+      const extra = epilogue('after-leftover.sh', 'exit 0');
+      ledgerLines();
+      const run = completion(['/bin/sh', '-c', '/bin/sleep 406 & exit 0'], 3, { extra });
+      const [only, ...more] = ledgerLines();
+      assert.equal(more.length, 0);
+      assert.notEqual(only?.[0], String(run.record.glexecPid));
+      assert.equal(only?.[3], '1');
+      assert.equal(run.record.leftovers, 1);
+    });
   });
 });

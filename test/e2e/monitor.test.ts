@@ -329,6 +329,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
     recordText: 'dn=/CN=x',
     silent: false,
     trivial: undefined,
+    epilogue: undefined,
     state: '{}',
   };
   const refusal = (why: string): string =>
@@ -348,6 +349,9 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
         `record-file ${plan.recordFile}`,
         'record-facility 24',
         'trivial-log-gid -1',
+        'epilogue-times -1 0',
+        'epilogue-arg start-payload',
+        'epilogue-leftover-file ',
         // The part handed back to phase 2: all but the end.
         `body ${encoded.length - 'end 0\n\n'.length}`,
         '',
@@ -393,6 +397,57 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       result.stdout.split('\n').slice(0, -1),
       endings.map((ending) => `${JSON.stringify(ending)} ${rawReturnCode(ending)} ${exitCodeOf(ending)}`),
     );
+  });
+
+  const withEpilogue: Plan = {
+    ...trivial,
+    epilogue: {
+      helperArgs: ['--uid=0', '--gid=0', '--groups=0', '--epilogue', '--', '/etc/glexec/epilogue'],
+      env: ['PATH=/usr/bin', 'GLEXEC_EPILOG_TARGET_PID=\x01I'],
+      timeoutMs: 300,
+      graceMs: 200,
+      leftoverFile: '/run/glexec/leftovers-1.tsv',
+      watch: [{ dev: 1n, ino: 2n, ctimeNs: 3n, uid: 0n, gid: 0n, mode: 0o100755n, path: '/etc/glexec/epilogue' }],
+    },
+  };
+
+  it("reads the monitor's epilogue: start-payload's arguments, the environment with its slots, the times, the leftover list and what the trust walk saw", () => {
+    const result = check(encodePlan(withEpilogue));
+    assert.equal(result.status, 0, result.stderr);
+    const lines = result.stdout.split('\n').filter((line) => line.startsWith('epilogue-'));
+    assert.deepEqual(lines, [
+      'epilogue-times 300 200',
+      'epilogue-arg start-payload',
+      ...(withEpilogue.epilogue?.helperArgs ?? []).map((arg) => `epilogue-arg ${arg}`),
+      ...(withEpilogue.epilogue?.env ?? []).map((entry) => `epilogue-env ${entry}`),
+      'epilogue-leftover-file /run/glexec/leftovers-1.tsv',
+      `epilogue-watch 1 2 3 0 0 ${0o100755} /etc/glexec/epilogue`,
+    ]);
+  });
+
+  it("refuses a monitor's epilogue without a trivial conclusion, arguments or a watched path, with bad times, or a relative leftover list", () => {
+    const text = encodePlan(withEpilogue).toString('latin1');
+    const watched = `1 2 3 0 0 ${0o100755} /etc/glexec/epilogue`;
+    const watch = `epilogue-watch ${watched.length}\n${watched}\n`;
+    assert.ok(text.includes(watch), text);
+    const cases: [string, string][] = [
+      [text.replace(/epilogue-arg [^\n]*\n[^\n]*\n/g, ''), 'bad epilogue'],
+      [text.replace(watch, ''), 'bad epilogue'],
+      [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 0\n\n'), 'bad epilogue'],
+      [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 7\n300 -20\n'), 'bad epilogue-times'],
+      [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 7\n300x200\n'), 'bad epilogue-times'],
+      [
+        text.replace('epilogue-leftover-file 27\n/run/glexec/leftovers-1.tsv\n', 'epilogue-leftover-file 4\nleft\n'),
+        'bad epilogue',
+      ],
+      [
+        text
+          .replace('trivial-log-gid 1\n4\n', 'trivial-log-gid 0\n\n')
+          .replace(/trivial-(ending|record) [0-9]+\n[^]*?\n(?=trivial|epilogue)/g, ''),
+        'bad epilogue',
+      ],
+    ];
+    for (const [input, why] of cases) assertRefused(check(Buffer.from(input, 'latin1')), 202, refusal(why));
   });
 
   it('refuses trivial fields without a log group, a trivial conclusion without every signal ending or a record, and a record without its directory line', () => {

@@ -13,6 +13,7 @@ const plan: Plan = {
   recordText: 'caller={"user":"pilot"}',
   silent: true,
   trivial: undefined,
+  epilogue: undefined,
   state: '{"action":{"payload":"/usr/bin/printf"}}',
 };
 
@@ -64,7 +65,62 @@ describe('the plan handed between the phases and the monitor', () => {
       startedMs: 1000,
       payloadStartedMs: 1100,
       payloadEndedMs: 1600,
+      epilogue: undefined,
     });
+  });
+
+  const withEpilogue: Plan = {
+    ...trivial,
+    epilogue: {
+      helperArgs: ['--uid=0', '--gid=0', '--groups=0', '--epilogue', '--', '/etc/glexec/epilogue dir/é.sh'],
+      env: ['PATH=/usr/bin', 'GLEXEC_EPILOG_TARGET_PID=\x01I', 'GLEXEC_EPILOG_ARGV1=two\nlines'],
+      timeoutMs: 300,
+      graceMs: 0,
+      leftoverFile: '/run/glexec/leftovers-1-ab.tsv',
+      watch: [
+        { dev: 2049n, ino: 2n ** 60n, ctimeNs: 1796174657305372224n, uid: 0n, gid: 0n, mode: 0o40755n, path: '/' },
+        { dev: 2049n, ino: 7n, ctimeNs: 1n, uid: 0n, gid: 5n, mode: 0o100755n, path: '/etc/glexec/epilogue dir/é.sh' },
+      ],
+    },
+  };
+
+  it("comes back with the monitor's epilogue as it was written, inode numbers past 2^53 included, and the epilogue's run the monitor appended", () => {
+    const back = handedBack(encodePlan(withEpilogue), {
+      ...outcome,
+      'epilogue-run': '4250 768 15 1234 1',
+      'epilogue-helper-status': 'cwd /\n',
+    });
+    const { plan: decoded, outcome: got } = decodeRecord(back);
+    assert.deepEqual(decoded, withEpilogue);
+    assert.deepEqual(got.epilogue, {
+      pid: 4250,
+      waitStatus: 768,
+      endedBy: 15,
+      durationMs: 1234,
+      groupLeft: true,
+      helperStatus: 'cwd /\n',
+    });
+  });
+
+  it("refuses a monitor's epilogue without a trivial conclusion or start-payload's arguments, and a malformed epilogue run", () => {
+    assert.throws(() => encodePlan({ ...withEpilogue, trivial: undefined }), /needs a trivial conclusion/);
+    const { epilogue } = withEpilogue;
+    assert.ok(epilogue);
+    assert.throws(() => encodePlan({ ...withEpilogue, epilogue: { ...epilogue, helperArgs: [] } }), /arguments/);
+    for (const run of ['4250 768 14 1234 1', '4250 768 15 1234', '-1 768 15 1234 0'])
+      assert.throws(
+        () =>
+          decodeRecord(
+            handedBack(encodePlan(withEpilogue), { ...outcome, 'epilogue-run': run, 'epilogue-helper-status': '' }),
+          ),
+        /bad epilogue-run/,
+        run,
+      );
+    const text = handedBack(encodePlan(withEpilogue)).toString('utf8');
+    assert.throws(
+      () => decodeRecord(Buffer.from(text.replace('epilogue-times 5\n300 0\n', 'epilogue-times 0\n\n'))),
+      /without epilogue-times/,
+    );
   });
 
   it("comes back with a trivial conclusion's log group, signal endings and record templates as they were written", () => {
