@@ -20,6 +20,7 @@
 #include "monitor.h"
 #include "conclusion.h"
 #include "epilogue.h"
+#include "proxy-copy.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -77,6 +78,7 @@ struct plan {
     int silent;        /* silent_logging: nothing on the caller's stderr */
     struct trivial_conclusion trivial; /* conclusion.c */
     struct monitor_epilogue epilogue;  /* epilogue.c */
+    struct proxy_copy proxy_copy;      /* proxy-copy.c */
 };
 
 static int caller_stderr = 2;
@@ -217,7 +219,7 @@ static const struct {
     {"helper-arg", 1}, {"env", 1}, {"cgroup", 0}, {"record-file", 0}, {"record-facility", 0},
     {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"trivial-log-gid", 0}, {"trivial-ending", 1},
     {"trivial-record", 1}, {"epilogue-arg", 1}, {"epilogue-env", 1}, {"epilogue-times", 0},
-    {"epilogue-leftover-file", 0}, {"epilogue-watch", 1}, {"state", 0}, {"end", 0},
+    {"epilogue-leftover-file", 0}, {"epilogue-watch", 1}, {"proxy-copy", 0}, {"state", 0}, {"end", 0},
 };
 #define PLAN_KEY_COUNT (sizeof plan_keys / sizeof plan_keys[0])
 
@@ -283,6 +285,8 @@ static size_t parse_plan(char *data, size_t length) {
                                          : epilogue->arg_count < 2 || epilogue->watch_count == 0 || plan.trivial.log_gid < 0 ||
                                                (epilogue->leftover_file[0] != '\0' && epilogue->leftover_file[0] != '/'))
                 refuse_plan("bad epilogue");
+            if (plan.proxy_copy.present && plan.trivial.log_gid < 0)
+                refuse_plan("bad proxy-copy");
             return field_start;
         }
         if (strcmp(key, "helper-arg") == 0)
@@ -326,6 +330,10 @@ static size_t parse_plan(char *data, size_t length) {
             plan.epilogue.leftover_file = value;
         else if (strcmp(key, "epilogue-watch") == 0)
             push(&plan.epilogue.watch, &plan.epilogue.watch_count, value);
+        else if (strcmp(key, "proxy-copy") == 0) {
+            if (!parse_proxy_copy(value, &plan.proxy_copy))
+                refuse_plan("bad proxy-copy");
+        }
         else if (strcmp(key, "trivial-ending") == 0)
             push(&plan.trivial.endings, &plan.trivial.ending_count, value);
         else if (strcmp(key, "trivial-record") == 0) {
@@ -733,7 +741,9 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
             end.epilogue_ms = epilogue_run.duration_ms;
         }
         remove_leftover_file();
-        if (plan.epilogue.timeout_ms < 0 || (epilogue_ran && epilogue_succeeded(&epilogue_run))) {
+        /* Then create_target_proxy's copy, as phase 2 removes it once the epilogue has run. */
+        if ((plan.epilogue.timeout_ms < 0 || (epilogue_ran && epilogue_succeeded(&epilogue_run))) &&
+            (!plan.proxy_copy.present || (trivial_ready(&plan.trivial, &end, &payload_rc) && remove_proxy_copy(&plan.proxy_copy)))) {
             int code = conclude_trivially(&plan.trivial, &end);
             if (code >= 0)
                 exit(code);

@@ -34,6 +34,8 @@ export interface Plan {
   readonly trivial: TrivialConclusion | undefined;
   /** The epilogue, when the monitor may run it itself (only with a trivial conclusion). */
   readonly epilogue: MonitorEpilogue | undefined;
+  /** create_target_proxy's /tmp copy, when the monitor may remove it itself (only with a trivial conclusion). */
+  readonly proxyCopy: MonitorProxyCopy | undefined;
   /** Phase 2's state (JSON); the monitor carries it unread. */
   readonly state: string;
 }
@@ -85,6 +87,23 @@ export interface WatchedPath {
   /** st_mode, the file type included. */
   readonly mode: bigint;
   readonly path: string;
+}
+
+/**
+ * The /tmp copy of the target proxy and its registry record, as src/proxy/registry.ts made them.
+ * The monitor removes the copy as removeLocked and removeCreatedProxy do, under the record's lock,
+ * only while the record still holds `recordText` and the name the copy's inode; anything else
+ * (a renewal rewrote the record, another file took the name) leaves the removal to phase 2.
+ */
+export interface MonitorProxyCopy {
+  /** The target's ids, which the removal takes (only the copy's owner may unlink it in sticky /tmp). */
+  readonly uid: number;
+  readonly gid: number;
+  readonly dev: number;
+  readonly ino: number;
+  readonly recordPath: string;
+  readonly path: string;
+  readonly recordText: string;
 }
 
 /** Signals 1..64: the monitor gets an `ending` for each. */
@@ -154,6 +173,7 @@ export function encodePlan(plan: Plan): Buffer {
       'epilogue-watch',
       `${dev} ${ino} ${ctimeNs} ${uid} ${gid} ${mode} ${path}`,
     ]),
+    ['proxy-copy', plan.proxyCopy === undefined ? '' : encodeProxyCopy(plan.proxyCopy)],
     ['state', plan.state],
   ];
   if (
@@ -161,8 +181,8 @@ export function encodePlan(plan: Plan): Buffer {
     (plan.trivial.signalEndings.length !== SIGNAL_COUNT || plan.trivial.records.length === 0)
   )
     throw new Error('a trivial conclusion needs an ending for every signal and at least one record');
-  if (plan.epilogue !== undefined && plan.trivial === undefined)
-    throw new Error("the monitor's epilogue needs a trivial conclusion");
+  if ((plan.epilogue !== undefined || plan.proxyCopy !== undefined) && plan.trivial === undefined)
+    throw new Error("the monitor's epilogue or proxy removal needs a trivial conclusion");
   if (plan.epilogue !== undefined && plan.epilogue.helperArgs.length === 0)
     throw new Error("the monitor's epilogue needs start-payload's arguments");
   for (const [key, value] of fields)
@@ -177,6 +197,29 @@ export function encodePlan(plan: Plan): Buffer {
   const bytes = Buffer.concat([Buffer.from(PLAN_MAGIC), ...encoded, Buffer.from(END)]);
   if (bytes.length > MAX_PLAN_BYTES) throw tooLarge(`it is larger than ${MAX_PLAN_BYTES} bytes`);
   return bytes;
+}
+
+/** A line of numbers, then the record's path, the copy's path and the record's text (none may hold a newline). */
+function encodeProxyCopy(copy: MonitorProxyCopy): string {
+  const lines = [copy.recordPath, copy.path, copy.recordText];
+  if (lines.some((line) => line.includes('\n'))) throw new Error('a proxy-copy line of the plan holds a newline');
+  return [`${copy.uid} ${copy.gid} ${copy.dev} ${copy.ino}`, ...lines].join('\n');
+}
+
+function decodeProxyCopy(value: string): MonitorProxyCopy | undefined {
+  if (value === '') return undefined;
+  const [numbers, recordPath, path, recordText, ...rest] = value.split('\n');
+  const fields = /^(\d+) (\d+) (\d+) (\d+)$/.exec(numbers ?? '')?.slice(1) ?? [];
+  if (
+    fields.length !== 4 ||
+    recordPath === undefined ||
+    path === undefined ||
+    recordText === undefined ||
+    rest.length > 0
+  )
+    throw new Error('bad proxy-copy in the glexec plan');
+  const [uid, gid, dev, ino] = fields.map((field) => number(field, 'proxy-copy'));
+  return { uid: uid ?? 0, gid: gid ?? 0, dev: dev ?? 0, ino: ino ?? 0, recordPath, path, recordText };
 }
 
 function tooLarge(why: string): Error {
@@ -283,6 +326,7 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
       take('epilogue-leftover-file'),
       repeated('epilogue-watch'),
     ),
+    proxyCopy: decodeProxyCopy(take('proxy-copy')),
     state: take('state'),
   };
   const values = OUTCOME_KEYS.map((key) => take(key));

@@ -330,6 +330,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
     silent: false,
     trivial: undefined,
     epilogue: undefined,
+    proxyCopy: undefined,
     state: '{}',
   };
   const refusal = (why: string): string =>
@@ -445,6 +446,52 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
           .replace('trivial-log-gid 1\n4\n', 'trivial-log-gid 0\n\n')
           .replace(/trivial-(ending|record) [0-9]+\n[^]*?\n(?=trivial|epilogue)/g, ''),
         'bad epilogue',
+      ],
+    ];
+    for (const [input, why] of cases) assertRefused(check(Buffer.from(input, 'latin1')), 202, refusal(why));
+  });
+
+  it("reads create_target_proxy's copy as the monitor removes it, and refuses one for root, with a number or a line missing, or without a trivial conclusion", () => {
+    const proxyCopy = {
+      uid: 1001,
+      gid: 1002,
+      dev: 2049,
+      ino: 77,
+      recordPath: '/run/glexec/target-proxies/k-1-ab',
+      path: '/tmp/x509up_u1001.glexec.0123456789abcdef',
+      recordText: '{"path":"/tmp/x509up_u1001.glexec.0123456789abcdef","dev":2049,"ino":77}',
+    };
+    const result = check(encodePlan({ ...trivial, proxyCopy }));
+    assert.equal(result.status, 0, result.stderr);
+    assert.ok(
+      result.stdout.includes(
+        `proxy-copy 1001 1002 2049 77 ${proxyCopy.recordPath} ${proxyCopy.path} ${proxyCopy.recordText}\n`,
+      ),
+      result.stdout,
+    );
+    const text = encodePlan({ ...trivial, proxyCopy }).toString('latin1');
+    const field = `1001 1002 2049 77\n${proxyCopy.recordPath}\n${proxyCopy.path}\n${proxyCopy.recordText}`;
+    const cases: [string, string][] = [
+      [text.replace(`proxy-copy ${field.length}\n1001 `, `proxy-copy ${field.length - 3}\n0 `), 'bad proxy-copy'],
+      [
+        text.replace(
+          `proxy-copy ${field.length}\n1001 1002 2049 77\n`,
+          `proxy-copy ${field.length - 3}\n1001 1002 2049\n`,
+        ),
+        'bad proxy-copy',
+      ],
+      [
+        text.replace(
+          `proxy-copy ${field.length}\n${field}`,
+          `proxy-copy ${field.length - proxyCopy.recordText.length - 1}\n${field.slice(0, -proxyCopy.recordText.length - 1)}`,
+        ),
+        'bad proxy-copy',
+      ],
+      [
+        encodePlan({ ...plan, proxyCopy: undefined })
+          .toString('latin1')
+          .replace('proxy-copy 0\n\n', `proxy-copy ${field.length}\n${field}\n`),
+        'bad proxy-copy',
       ],
     ];
     for (const [input, why] of cases) assertRefused(check(Buffer.from(input, 'latin1')), 202, refusal(why));
