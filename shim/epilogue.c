@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,54 @@
 
 #define EXIT_CANNOT_EXECUTE 126
 #define SLOT_BYTE '\x01'
+
+int parse_leftover_list(char *value, struct monitor_epilogue *epilogue) {
+    epilogue->leftover_path = NULL;
+    epilogue->leftover_gid = -1;
+    if (value[0] == '\0')
+        return 1;
+    char *gid = strchr(value, '\n');
+    char *text = gid ? strchr(gid + 1, '\n') : NULL;
+    if (value[0] != '/' || !text)
+        return 0;
+    *gid++ = '\0';
+    *text++ = '\0';
+    if (gid[0] != '\0') {
+        char *end;
+        errno = 0;
+        long long number = strtoll(gid, &end, 10);
+        if (errno || *end || gid[0] < '0' || gid[0] > '9' || number >= (long long)UINT32_MAX)
+            return 0;
+        epilogue->leftover_gid = number;
+    }
+    epilogue->leftover_path = value;
+    epilogue->leftover_text = text;
+    return 1;
+}
+
+int make_leftover_list(struct monitor_epilogue *epilogue) {
+    if (!epilogue->leftover_path)
+        return 1;
+    int fd = open(epilogue->leftover_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0)
+        return 0;
+    epilogue->leftover_made = 1;
+    size_t length = strlen(epilogue->leftover_text), done = 0;
+    int ok = 1;
+    while (ok && done < length) {
+        ssize_t written = write(fd, epilogue->leftover_text + done, length - done);
+        if (written < 0 && errno == EINTR)
+            continue;
+        ok = written > 0;
+        if (ok)
+            done += (size_t)written;
+    }
+    if (ok && epilogue->leftover_gid >= 0)
+        ok = fchown(fd, 0, (gid_t)epilogue->leftover_gid) == 0 && fchmod(fd, 0640) == 0;
+    if (close(fd) != 0)
+        ok = 0;
+    return ok;
+}
 
 int epilogue_watch_unchanged(const struct monitor_epilogue *epilogue) {
     for (size_t i = 0; i < epilogue->watch_count; i++) {

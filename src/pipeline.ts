@@ -41,6 +41,7 @@ import {
   type PayloadContainment,
   type PayloadProcess,
   prepareContainment,
+  leftoverList,
   removeLeftoverFile,
   writeLeftoverFile,
 } from './containment';
@@ -674,29 +675,24 @@ function handOver(context: PlannedRun): void {
   };
   const known = recordBeforeStart(context);
   const { trivial, epilogue, proxyCopy } = monitorConclusion(context);
-  try {
-    writePlan(
-      context.shim.planFd,
-      encodePlan({
-        helperArgs,
-        env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
-        cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
-        recordFile: config.log_destination === 'file' ? config.log_file : '',
-        recordFacility: syslogFacilityCode(config.syslog_facility),
-        recordJson: JSON.stringify(known).slice(1, -1),
-        recordText: formatSyslogText(known).trimStart(),
-        silent: config.silent_logging,
-        trivial,
-        epilogue,
-        proxyCopy,
-        // The caller's environment is a Map: carried as its entries.
-        state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
-      }),
-    );
-  } catch (error) {
-    removeLeftoverFile(epilogue?.leftoverFile);
-    throw error;
-  }
+  writePlan(
+    context.shim.planFd,
+    encodePlan({
+      helperArgs,
+      env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
+      cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
+      recordFile: config.log_destination === 'file' ? config.log_file : '',
+      recordFacility: syslogFacilityCode(config.syslog_facility),
+      recordJson: JSON.stringify(known).slice(1, -1),
+      recordText: formatSyslogText(known).trimStart(),
+      silent: config.silent_logging,
+      trivial,
+      epilogue,
+      proxyCopy,
+      // The caller's environment is a Map: carried as its entries.
+      state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
+    }),
+  );
 }
 
 /**
@@ -742,25 +738,26 @@ function monitorEpilogue(context: PlannedRun, runner: EpilogueRunner): MonitorEp
   if (containment.mode !== 'cgroup') return undefined;
   const watch = monitorEpilogueWatch(runner);
   if (watch === undefined) return undefined;
-  const leftoverFile = writeLeftoverFile([], runner, config.runtime_directory);
+  // The list the monitor writes just before the epilogue (so that no glexec killed meanwhile leaves it behind): empty.
+  const list = leftoverList([], runner, config.runtime_directory);
   const env = monitorEpilogueEnvironment(runner, payloadEnv, {
     caller,
     target,
     payloadPath: action.payload,
     payloadArgs: action.args,
     glexecPid: context.glexecPid,
-    containmentVariables: epilogueContainmentVariables(containment.job.path, target, { count: 0, file: leftoverFile }),
+    containmentVariables: epilogueContainmentVariables(containment.job.path, target, {
+      count: 0,
+      file: list.path,
+    }),
   });
-  if (env === undefined) {
-    removeLeftoverFile(leftoverFile);
-    return undefined;
-  }
+  if (env === undefined) return undefined;
   return {
     helperArgs: epilogueStartArgs({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path),
     env,
     timeoutMs: Math.round(config.epilogue_timeout * 1000),
     graceMs: Math.round(config.kill_grace * 1000),
-    leftoverFile,
+    leftoverList: list,
     watch,
   };
 }

@@ -68,8 +68,12 @@ export interface MonitorEpilogue {
   readonly env: readonly string[];
   readonly timeoutMs: number;
   readonly graceMs: number;
-  /** GLEXEC_EPILOG_LEFTOVER_FILE as phase 1 wrote it (empty: the payload left nothing), '' for none. */
-  readonly leftoverFile: string;
+  /**
+   * GLEXEC_EPILOG_LEFTOVER_FILE, which the monitor creates (O_EXCL, root's, 0600 or 0640 with
+   * `readerGid`) with `text` just before the epilogue and removes after it; undefined for none.
+   */
+  readonly leftoverList:
+    { readonly path: string; readonly text: string; readonly readerGid: number | undefined } | undefined;
   /**
    * What the trust walk saw: every directory and file on the way to the epilogue and to its
    * interpreters, each as lstat gave it; a change in any of them sends the epilogue to phase 2.
@@ -168,7 +172,10 @@ export function encodePlan(plan: Plan): Buffer {
     ...(plan.epilogue?.helperArgs ?? []).map((arg): Field => ['epilogue-arg', arg]),
     ...(plan.epilogue?.env ?? []).map((entry): Field => ['epilogue-env', entry]),
     ['epilogue-times', plan.epilogue === undefined ? '' : `${plan.epilogue.timeoutMs} ${plan.epilogue.graceMs}`],
-    ['epilogue-leftover-file', plan.epilogue?.leftoverFile ?? ''],
+    [
+      'epilogue-leftover-list',
+      plan.epilogue?.leftoverList === undefined ? '' : encodeLeftoverList(plan.epilogue.leftoverList),
+    ],
     ...(plan.epilogue?.watch ?? []).map(({ dev, ino, ctimeNs, uid, gid, mode, path }): Field => [
       'epilogue-watch',
       `${dev} ${ino} ${ctimeNs} ${uid} ${gid} ${mode} ${path}`,
@@ -197,6 +204,21 @@ export function encodePlan(plan: Plan): Buffer {
   const bytes = Buffer.concat([Buffer.from(PLAN_MAGIC), ...encoded, Buffer.from(END)]);
   if (bytes.length > MAX_PLAN_BYTES) throw tooLarge(`it is larger than ${MAX_PLAN_BYTES} bytes`);
   return bytes;
+}
+
+/** The list's path, its group ('' for none), then its text. */
+function encodeLeftoverList({ path, text, readerGid }: NonNullable<MonitorEpilogue['leftoverList']>): string {
+  if (path.includes('\n') || !path.startsWith('/'))
+    throw new Error(`a bad leftover list path: ${JSON.stringify(path)}`);
+  return `${path}\n${readerGid ?? ''}\n${text}`;
+}
+
+function decodeLeftoverList(value: string): MonitorEpilogue['leftoverList'] {
+  if (value === '') return undefined;
+  const [, path, gid, text] = /^(\/[^\n]*)\n(\d*)\n(.*)$/s.exec(value) ?? [];
+  if (path === undefined || gid === undefined || text === undefined)
+    throw new Error('bad epilogue-leftover-list in the glexec plan');
+  return { path, text, readerGid: gid === '' ? undefined : number(gid, 'epilogue-leftover-list') };
 }
 
 /** A line of numbers, then the record's path, the copy's path and the record's text (none may hold a newline). */
@@ -323,7 +345,7 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
       repeated('epilogue-arg'),
       repeated('epilogue-env'),
       take('epilogue-times'),
-      take('epilogue-leftover-file'),
+      decodeLeftoverList(take('epilogue-leftover-list')),
       repeated('epilogue-watch'),
     ),
     proxyCopy: decodeProxyCopy(take('proxy-copy')),
@@ -351,11 +373,11 @@ function monitorEpilogue(
   helperArgs: string[],
   env: string[],
   times: string,
-  leftoverFile: string,
+  leftoverList: MonitorEpilogue['leftoverList'],
   watch: string[],
 ): MonitorEpilogue | undefined {
   if (times === '') {
-    if (helperArgs.length + env.length + watch.length > 0 || leftoverFile !== '')
+    if (helperArgs.length + env.length + watch.length > 0 || leftoverList !== undefined)
       throw new Error('epilogue fields without epilogue-times in the glexec plan');
     return undefined;
   }
@@ -367,7 +389,7 @@ function monitorEpilogue(
     env,
     timeoutMs: number(timeoutMs, 'epilogue-times'),
     graceMs: number(graceMs, 'epilogue-times'),
-    leftoverFile,
+    leftoverList,
     watch: watch.map((line) => {
       const [, dev, ino, ctimeNs, uid, gid, mode, path] =
         /^(\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\/.*)$/s.exec(line) ?? [];

@@ -352,7 +352,6 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
         'trivial-log-gid -1',
         'epilogue-times -1 0',
         'epilogue-arg start-payload',
-        'epilogue-leftover-file ',
         // The part handed back to phase 2: all but the end.
         `body ${encoded.length - 'end 0\n\n'.length}`,
         '',
@@ -407,7 +406,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       env: ['PATH=/usr/bin', 'GLEXEC_EPILOG_TARGET_PID=\x01I'],
       timeoutMs: 300,
       graceMs: 200,
-      leftoverFile: '/run/glexec/leftovers-1.tsv',
+      leftoverList: { path: '/run/glexec/leftovers-1.tsv', text: 'pid\tcommand\n', readerGid: 27 },
       watch: [{ dev: 1n, ino: 2n, ctimeNs: 3n, uid: 0n, gid: 0n, mode: 0o100755n, path: '/etc/glexec/epilogue' }],
     },
   };
@@ -421,12 +420,12 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       'epilogue-arg start-payload',
       ...(withEpilogue.epilogue?.helperArgs ?? []).map((arg) => `epilogue-arg ${arg}`),
       ...(withEpilogue.epilogue?.env ?? []).map((entry) => `epilogue-env ${entry}`),
-      'epilogue-leftover-file /run/glexec/leftovers-1.tsv',
+      'epilogue-leftover-list /run/glexec/leftovers-1.tsv 27 12',
       `epilogue-watch 1 2 3 0 0 ${0o100755} /etc/glexec/epilogue`,
     ]);
   });
 
-  it("refuses a monitor's epilogue without a trivial conclusion, arguments or a watched path, with bad times, or a relative leftover list", () => {
+  it("refuses a monitor's epilogue without a trivial conclusion, arguments or a watched path, with bad times, or a leftover list with a relative path or a bad group", () => {
     const text = encodePlan(withEpilogue).toString('latin1');
     const watched = `1 2 3 0 0 ${0o100755} /etc/glexec/epilogue`;
     const watch = `epilogue-watch ${watched.length}\n${watched}\n`;
@@ -438,8 +437,18 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 7\n300 -20\n'), 'bad epilogue-times'],
       [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 7\n300x200\n'), 'bad epilogue-times'],
       [
-        text.replace('epilogue-leftover-file 27\n/run/glexec/leftovers-1.tsv\n', 'epilogue-leftover-file 4\nleft\n'),
-        'bad epilogue',
+        text.replace(
+          'epilogue-leftover-list 43\n/run/glexec/leftovers-1.tsv\n27\n',
+          'epilogue-leftover-list 20\nleft\n27\n',
+        ),
+        'bad epilogue-leftover-list',
+      ],
+      [
+        text.replace(
+          'epilogue-leftover-list 43\n/run/glexec/leftovers-1.tsv\n27\n',
+          'epilogue-leftover-list 43\n/run/glexec/leftovers-1.tsv\nx7\n',
+        ),
+        'bad epilogue-leftover-list',
       ],
       [
         text

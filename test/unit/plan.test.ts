@@ -77,7 +77,7 @@ describe('the plan handed between the phases and the monitor', () => {
       env: ['PATH=/usr/bin', 'GLEXEC_EPILOG_TARGET_PID=\x01I', 'GLEXEC_EPILOG_ARGV1=two\nlines'],
       timeoutMs: 300,
       graceMs: 0,
-      leftoverFile: '/run/glexec/leftovers-1-ab.tsv',
+      leftoverList: { path: '/run/glexec/leftovers-1-ab.tsv', text: 'pid\tppid\n', readerGid: undefined },
       watch: [
         { dev: 2049n, ino: 2n ** 60n, ctimeNs: 1796174657305372224n, uid: 0n, gid: 0n, mode: 0o40755n, path: '/' },
         { dev: 2049n, ino: 7n, ctimeNs: 1n, uid: 0n, gid: 5n, mode: 0o100755n, path: '/etc/glexec/epilogue dir/é.sh' },
