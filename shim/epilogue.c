@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -158,6 +159,16 @@ static pid_t start_epilogue(char **argv, char **env, int status_write) {
         _exit(EXIT_CANNOT_EXECUTE);
     }
     null = high_descriptor(null);
+    /* Node raises its soft descriptor limit to the hard one at start-up, so phase 2's epilogue had that. */
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+            if (dprintf(status_fd, "system cannot raise the epilogue's descriptor limit: %s\n", strerror(errno)) < 0)
+                _exit(EXIT_CANNOT_EXECUTE);
+            _exit(EXIT_CANNOT_EXECUTE);
+        }
+    }
     if (dup2(null, 0) != 0 || dup2(null, 1) != 1 || dup2(null, 2) != 2 || dup2(status_fd, 3) != 3) {
         if (dprintf(status_fd, "system cannot set up the epilogue's start: %s\n", strerror(errno)) < 0)
             _exit(EXIT_CANNOT_EXECUTE);
