@@ -70,9 +70,9 @@ export const programs = [
 export const shim = {
   name: 'glexec',
   source: 'shim/glexec-shim.c',
-  // The monitor (the glexec process while the payload runs), its epilogue and its conclusion of a run with nothing
+  // The monitor (the glexec process while the payload runs), its epilogue, its removal of the proxy copy and its conclusion of a run with nothing
   // to conclude are part of the shim's binary.
-  extraSources: ['shim/monitor.c', 'shim/conclusion.c', 'shim/epilogue.c'],
+  extraSources: ['shim/monitor.c', 'shim/conclusion.c', 'shim/epilogue.c', 'shim/proxy-copy.c'],
   link: pie,
 };
 

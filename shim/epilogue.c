@@ -12,9 +12,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +28,54 @@
 
 #define EXIT_CANNOT_EXECUTE 126
 #define SLOT_BYTE '\x01'
+
+int parse_leftover_list(char *value, struct monitor_epilogue *epilogue) {
+    epilogue->leftover_path = NULL;
+    epilogue->leftover_gid = -1;
+    if (value[0] == '\0')
+        return 1;
+    char *gid = strchr(value, '\n');
+    char *text = gid ? strchr(gid + 1, '\n') : NULL;
+    if (value[0] != '/' || !text)
+        return 0;
+    *gid++ = '\0';
+    *text++ = '\0';
+    if (gid[0] != '\0') {
+        char *end;
+        errno = 0;
+        long long number = strtoll(gid, &end, 10);
+        if (errno || *end || gid[0] < '0' || gid[0] > '9' || number >= (long long)UINT32_MAX)
+            return 0;
+        epilogue->leftover_gid = number;
+    }
+    epilogue->leftover_path = value;
+    epilogue->leftover_text = text;
+    return 1;
+}
+
+int make_leftover_list(struct monitor_epilogue *epilogue) {
+    if (!epilogue->leftover_path)
+        return 1;
+    int fd = open(epilogue->leftover_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0)
+        return 0;
+    epilogue->leftover_made = 1;
+    size_t length = strlen(epilogue->leftover_text), done = 0;
+    int ok = 1;
+    while (ok && done < length) {
+        ssize_t written = write(fd, epilogue->leftover_text + done, length - done);
+        if (written < 0 && errno == EINTR)
+            continue;
+        ok = written > 0;
+        if (ok)
+            done += (size_t)written;
+    }
+    if (ok && epilogue->leftover_gid >= 0)
+        ok = fchown(fd, 0, (gid_t)epilogue->leftover_gid) == 0 && fchmod(fd, 0640) == 0;
+    if (close(fd) != 0)
+        ok = 0;
+    return ok;
+}
 
 int epilogue_watch_unchanged(const struct monitor_epilogue *epilogue) {
     for (size_t i = 0; i < epilogue->watch_count; i++) {
@@ -109,6 +159,16 @@ static pid_t start_epilogue(char **argv, char **env, int status_write) {
         _exit(EXIT_CANNOT_EXECUTE);
     }
     null = high_descriptor(null);
+    /* Node raises its soft descriptor limit to the hard one at start-up, so phase 2's epilogue had that. */
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+            if (dprintf(status_fd, "system cannot raise the epilogue's descriptor limit: %s\n", strerror(errno)) < 0)
+                _exit(EXIT_CANNOT_EXECUTE);
+            _exit(EXIT_CANNOT_EXECUTE);
+        }
+    }
     if (dup2(null, 0) != 0 || dup2(null, 1) != 1 || dup2(null, 2) != 2 || dup2(status_fd, 3) != 3) {
         if (dprintf(status_fd, "system cannot set up the epilogue's start: %s\n", strerror(errno)) < 0)
             _exit(EXIT_CANNOT_EXECUTE);

@@ -14,7 +14,10 @@ struct monitor_epilogue {
     size_t env_count;
     long long timeout_ms; /* -1: the monitor never runs the epilogue */
     long long grace_ms;
-    char *leftover_file; /* the empty leftover list phase 1 wrote; "" for none */
+    char *leftover_path; /* GLEXEC_EPILOG_LEFTOVER_FILE, made just before the epilogue; NULL for none */
+    long long leftover_gid; /* its group (mode 0640); -1: root's alone (0600) */
+    char *leftover_text;
+    int leftover_made; /* the monitor made it (and only then removes it) */
     char **watch;        /* "DEV INO CTIME_NS PATH": what the trust walk saw */
     size_t watch_count;
 };
@@ -28,6 +31,15 @@ struct epilogue_run {
     int group_left; /* its process group still had members once it had exited */
     char helper_status[2 * PATH_MAX];
 };
+
+/* Parses the plan's epilogue-leftover-list in place ("PATH\nGID\nTEXT", or empty); 0 when it is not that. */
+int parse_leftover_list(char *value, struct monitor_epilogue *epilogue);
+
+/*
+ * PRIVILEGE: makes the leftover list phase 1 prepared (a new root file, as src/sys/files.ts
+ * createRootFile makes one); 1 when made or none is wanted.
+ */
+int make_leftover_list(struct monitor_epilogue *epilogue);
 
 /* Whether every path the trust walk looked at is as phase 1 saw it (device, inode, ctime, by lstat). */
 int epilogue_watch_unchanged(const struct monitor_epilogue *epilogue);

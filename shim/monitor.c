@@ -20,6 +20,7 @@
 #include "monitor.h"
 #include "conclusion.h"
 #include "epilogue.h"
+#include "proxy-copy.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -77,6 +78,7 @@ struct plan {
     int silent;        /* silent_logging: nothing on the caller's stderr */
     struct trivial_conclusion trivial; /* conclusion.c */
     struct monitor_epilogue epilogue;  /* epilogue.c */
+    struct proxy_copy proxy_copy;      /* proxy-copy.c */
 };
 
 static int caller_stderr = 2;
@@ -217,7 +219,7 @@ static const struct {
     {"helper-arg", 1}, {"env", 1}, {"cgroup", 0}, {"record-file", 0}, {"record-facility", 0},
     {"record-json", 0}, {"record-text", 0}, {"silent", 0}, {"trivial-log-gid", 0}, {"trivial-ending", 1},
     {"trivial-record", 1}, {"epilogue-arg", 1}, {"epilogue-env", 1}, {"epilogue-times", 0},
-    {"epilogue-leftover-file", 0}, {"epilogue-watch", 1}, {"state", 0}, {"end", 0},
+    {"epilogue-leftover-list", 0}, {"epilogue-watch", 1}, {"proxy-copy", 0}, {"state", 0}, {"end", 0},
 };
 #define PLAN_KEY_COUNT (sizeof plan_keys / sizeof plan_keys[0])
 
@@ -279,10 +281,11 @@ static size_t parse_plan(char *data, size_t length) {
                 refuse_plan("bad trivial conclusion");
             const struct monitor_epilogue *epilogue = &plan.epilogue;
             if (epilogue->timeout_ms < 0 ? epilogue->arg_count > 1 || epilogue->env_count > 0 || epilogue->watch_count > 0 ||
-                                               epilogue->leftover_file[0] != '\0'
-                                         : epilogue->arg_count < 2 || epilogue->watch_count == 0 || plan.trivial.log_gid < 0 ||
-                                               (epilogue->leftover_file[0] != '\0' && epilogue->leftover_file[0] != '/'))
+                                               epilogue->leftover_path
+                                         : epilogue->arg_count < 2 || epilogue->watch_count == 0 || plan.trivial.log_gid < 0)
                 refuse_plan("bad epilogue");
+            if (plan.proxy_copy.present && plan.trivial.log_gid < 0)
+                refuse_plan("bad proxy-copy");
             return field_start;
         }
         if (strcmp(key, "helper-arg") == 0)
@@ -322,10 +325,15 @@ static size_t parse_plan(char *data, size_t length) {
                     plan.epilogue.grace_ms < 0)
                     refuse_plan("bad epilogue-times");
             }
-        } else if (strcmp(key, "epilogue-leftover-file") == 0)
-            plan.epilogue.leftover_file = value;
-        else if (strcmp(key, "epilogue-watch") == 0)
+        } else if (strcmp(key, "epilogue-leftover-list") == 0) {
+            if (!parse_leftover_list(value, &plan.epilogue))
+                refuse_plan("bad epilogue-leftover-list");
+        } else if (strcmp(key, "epilogue-watch") == 0)
             push(&plan.epilogue.watch, &plan.epilogue.watch_count, value);
+        else if (strcmp(key, "proxy-copy") == 0) {
+            if (!parse_proxy_copy(value, &plan.proxy_copy))
+                refuse_plan("bad proxy-copy");
+        }
         else if (strcmp(key, "trivial-ending") == 0)
             push(&plan.trivial.endings, &plan.trivial.ending_count, value);
         else if (strcmp(key, "trivial-record") == 0) {
@@ -602,12 +610,12 @@ static void write_minimal_record(const char *error, const char *cleanup) {
     closelog();
 }
 
-/* The empty leftover list phase 1 wrote for the monitor's epilogue: removed once it ran, or when phase 2 runs it. */
+/* The empty leftover list the monitor made for its epilogue: removed once the epilogue ran, or failed to start. */
 static void remove_leftover_file(void) {
-    char *path = plan.epilogue.leftover_file;
-    if (path && path[0] == '/' && unlink(path) != 0 && errno != ENOENT)
+    char *path = plan.epilogue.leftover_path;
+    if (plan.epilogue.leftover_made && path && unlink(path) != 0 && errno != ENOENT)
         say("cannot remove %s: %s", path, strerror(errno));
-    plan.epilogue.leftover_file = "";
+    plan.epilogue.leftover_made = 0;
 }
 
 /*
@@ -727,13 +735,15 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
         /* The epilogue, when the payload left nothing and its trust walk still holds; else phase 2 runs it. */
         int payload_rc;
         if (plan.epilogue.timeout_ms >= 0 && trivial_ready(&plan.trivial, &end, &payload_rc) &&
-            epilogue_watch_unchanged(&plan.epilogue)) {
+            epilogue_watch_unchanged(&plan.epilogue) && make_leftover_list(&plan.epilogue)) {
             run_epilogue(&plan.epilogue, payload_pid, payload_rc, &epilogue_run);
             epilogue_ran = 1;
             end.epilogue_ms = epilogue_run.duration_ms;
         }
         remove_leftover_file();
-        if (plan.epilogue.timeout_ms < 0 || (epilogue_ran && epilogue_succeeded(&epilogue_run))) {
+        /* Then create_target_proxy's copy, as phase 2 removes it once the epilogue has run. */
+        if ((plan.epilogue.timeout_ms < 0 || (epilogue_ran && epilogue_succeeded(&epilogue_run))) &&
+            (!plan.proxy_copy.present || (trivial_ready(&plan.trivial, &end, &payload_rc) && remove_proxy_copy(&plan.proxy_copy)))) {
             int code = conclude_trivially(&plan.trivial, &end);
             if (code >= 0)
                 exit(code);

@@ -120,15 +120,24 @@ function pgidMembers(payload: PayloadProcess): ProcessInfo[] {
   );
 }
 
+/** Where a leftover list goes, and what it holds; the file itself is made by writeLeftoverFile or the monitor. */
+export interface LeftoverList {
+  readonly path: string;
+  readonly text: string;
+  /** Its group, for an epilogue that runs as another account than root (mode 0640); undefined: 0600. */
+  readonly readerGid: number | undefined;
+}
+
 /**
  * The leftover list for the epilogue, in runtime_directory (glexec.conf), root's own: a header
- * line and one tab-separated line per process, readable by the epilogue's account. Returns its path.
+ * line and one tab-separated line per process, readable by the epilogue's account. Not written:
+ * see writeLeftoverFile.
  */
-export function writeLeftoverFile(
+export function leftoverList(
   leftovers: readonly ProcessInfo[],
   reader: Pick<Identity, 'uid' | 'gid'>,
   directory: string,
-): string {
+): LeftoverList {
   if (!makeRootDirectory(directory)) {
     throw systemError(
       'containment.leftover_dir',
@@ -139,8 +148,18 @@ export function writeLeftoverFile(
   const rows = leftovers.map((p) => [p.pid, p.ppid, p.uid, p.pgid, p.sid, p.started, p.command].join('\t'));
   const lines = ['pid\tppid\tuid\tpgid\tsid\tstarted\tcommand', ...rows];
   // An epilogue that runs as another account reads it through its group.
-  createRootFile(path, `${lines.join('\n')}\n`, reader.uid === 0 ? undefined : reader.gid);
-  return path;
+  return { path, text: `${lines.join('\n')}\n`, readerGid: reader.uid === 0 ? undefined : reader.gid };
+}
+
+/** Writes the leftover list for the epilogue (leftoverList); returns its path. */
+export function writeLeftoverFile(
+  leftovers: readonly ProcessInfo[],
+  reader: Pick<Identity, 'uid' | 'gid'>,
+  directory: string,
+): string {
+  const list = leftoverList(leftovers, reader, directory);
+  createRootFile(list.path, list.text, list.readerGid);
+  return list.path;
 }
 
 export function removeLeftoverFile(path: string | undefined): void {

@@ -374,6 +374,19 @@ export async function runEpilogue(
   return report(ending, leftovers);
 }
 
+/** The longest wait a Node timer takes (2^31-1 ms, 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A wait of `ms` milliseconds, however long: epilogue_timeout and kill_grace may be up to
+ * 9,999,999 s (115 days), past what one Node timer takes, so a longer wait is made of several.
+ */
+async function sleepLong<T>(ms: number, value: T, signal: AbortSignal): Promise<T> {
+  let left = ms;
+  for (; left > MAX_TIMER_MS; left -= MAX_TIMER_MS) await sleep(MAX_TIMER_MS, undefined, { signal });
+  return await sleep(left, value, { signal });
+}
+
 async function endOrTimeOut(
   pgid: number,
   exited: Promise<Ending>,
@@ -381,9 +394,7 @@ async function endOrTimeOut(
   graceSeconds: number,
 ): Promise<EpilogueOutcome> {
   const timer = new AbortController();
-  const timedOut = sleep(timeoutSeconds * 1000, 'timeout' as const, { signal: timer.signal }).catch(
-    () => 'cancelled' as const,
-  );
+  const timedOut = sleepLong(timeoutSeconds * 1000, 'timeout' as const, timer.signal).catch(() => 'cancelled' as const);
   const first = await Promise.race([exited, timedOut]);
   if (first !== 'timeout' && first !== 'cancelled') {
     timer.abort();
@@ -391,7 +402,7 @@ async function endOrTimeOut(
   }
   signalGroup(pgid, 'SIGTERM');
   const graceTimer = new AbortController();
-  const graceOver = sleep(graceSeconds * 1000, 'grace' as const, { signal: graceTimer.signal }).catch(
+  const graceOver = sleepLong(graceSeconds * 1000, 'grace' as const, graceTimer.signal).catch(
     () => 'cancelled' as const,
   );
   const afterTerm = await Promise.race([exited, graceOver]);

@@ -41,6 +41,7 @@ import {
   type PayloadContainment,
   type PayloadProcess,
   prepareContainment,
+  leftoverList,
   removeLeftoverFile,
   writeLeftoverFile,
 } from './containment';
@@ -64,6 +65,7 @@ import { locateProxy, ownerSeenByCaller, readProxyFile } from './proxy/read';
 import {
   findCreatedProxies,
   registerCreatedProxy,
+  recordText,
   type Registration,
   registryKey,
   removeLocked,
@@ -91,6 +93,7 @@ import {
   encodePlan,
   type MonitorEpilogue,
   type MonitorEpilogueRun,
+  type MonitorProxyCopy,
   type Outcome,
   SIGNAL_COUNT,
   type TrivialConclusion,
@@ -673,41 +676,57 @@ function handOver(context: PlannedRun): void {
     logUsage: log.usage(),
   };
   const known = recordBeforeStart(context);
-  const { trivial, epilogue } = monitorConclusion(context);
-  try {
-    writePlan(
-      context.shim.planFd,
-      encodePlan({
-        helperArgs,
-        env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
-        cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
-        recordFile: config.log_destination === 'file' ? config.log_file : '',
-        recordFacility: syslogFacilityCode(config.syslog_facility),
-        recordJson: JSON.stringify(known).slice(1, -1),
-        recordText: formatSyslogText(known).trimStart(),
-        silent: config.silent_logging,
-        trivial,
-        epilogue,
-        // The caller's environment is a Map: carried as its entries.
-        state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
-      }),
-    );
-  } catch (error) {
-    removeLeftoverFile(epilogue?.leftoverFile);
-    throw error;
-  }
+  const { trivial, epilogue, proxyCopy } = monitorConclusion(context);
+  writePlan(
+    context.shim.planFd,
+    encodePlan({
+      helperArgs,
+      env: Object.entries(payloadEnv).map(([name, value]) => `${name}=${value}`),
+      cgroup: containment.mode === 'cgroup' ? containment.job.path : '',
+      recordFile: config.log_destination === 'file' ? config.log_file : '',
+      recordFacility: syslogFacilityCode(config.syslog_facility),
+      recordJson: JSON.stringify(known).slice(1, -1),
+      recordText: formatSyslogText(known).trimStart(),
+      silent: config.silent_logging,
+      trivial,
+      epilogue,
+      proxyCopy,
+      // The caller's environment is a Map: carried as its entries.
+      state: JSON.stringify({ ...state, callerEnv: [...caller.env] }),
+    }),
+  );
 }
 
 /**
  * What the monitor may do itself once the payload has ended: conclude the run (trivialConclusion)
- * and, before that, run the epilogue (monitorEpilogue), when the payload leaves nothing behind.
- * An epilogue the monitor may not run leaves the whole conclusion to phase 2.
+ * and, before that, run the epilogue (monitorEpilogue) and remove create_target_proxy's copy
+ * (monitorProxyCopy), when the payload leaves nothing behind. An epilogue the monitor may not run
+ * leaves the whole conclusion to phase 2.
  */
-function monitorConclusion(context: PlannedRun): { trivial?: TrivialConclusion; epilogue?: MonitorEpilogue } {
+function monitorConclusion(
+  context: PlannedRun,
+): Partial<{ trivial: TrivialConclusion; epilogue: MonitorEpilogue; proxyCopy: MonitorProxyCopy }> {
   const trivial = trivialConclusion(context);
-  if (trivial === undefined || context.epilogue === undefined) return { trivial };
+  if (trivial === undefined) return {};
+  const registration = context.targetProxy?.registration;
+  const proxyCopy = registration === undefined ? undefined : monitorProxyCopy(registration, context.target);
+  if (context.epilogue === undefined) return { trivial, proxyCopy };
   const epilogue = monitorEpilogue(context, context.epilogue);
-  return epilogue === undefined ? {} : { trivial, epilogue };
+  return epilogue === undefined ? {} : { trivial, epilogue, proxyCopy };
+}
+
+/** The /tmp copy as the monitor removes it (shim/proxy-copy.c), with its record as it was written. */
+function monitorProxyCopy(registration: Registration, target: Target): MonitorProxyCopy {
+  const { copy, recordPath } = registration;
+  return {
+    uid: target.uid,
+    gid: target.gid,
+    dev: copy.file.dev,
+    ino: copy.file.ino,
+    recordPath,
+    path: copy.path,
+    recordText: recordText(copy),
+  };
 }
 
 /**
@@ -721,25 +740,26 @@ function monitorEpilogue(context: PlannedRun, runner: EpilogueRunner): MonitorEp
   if (containment.mode !== 'cgroup') return undefined;
   const watch = monitorEpilogueWatch(runner);
   if (watch === undefined) return undefined;
-  const leftoverFile = writeLeftoverFile([], runner, config.runtime_directory);
+  // The list the monitor writes just before the epilogue (so that no glexec killed meanwhile leaves it behind): empty.
+  const list = leftoverList([], runner, config.runtime_directory);
   const env = monitorEpilogueEnvironment(runner, payloadEnv, {
     caller,
     target,
     payloadPath: action.payload,
     payloadArgs: action.args,
     glexecPid: context.glexecPid,
-    containmentVariables: epilogueContainmentVariables(containment.job.path, target, { count: 0, file: leftoverFile }),
+    containmentVariables: epilogueContainmentVariables(containment.job.path, target, {
+      count: 0,
+      file: list.path,
+    }),
   });
-  if (env === undefined) {
-    removeLeftoverFile(leftoverFile);
-    return undefined;
-  }
+  if (env === undefined) return undefined;
   return {
     helperArgs: epilogueStartArgs({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path),
     env,
     timeoutMs: Math.round(config.epilogue_timeout * 1000),
     graceMs: Math.round(config.kill_grace * 1000),
-    leftoverFile,
+    leftoverList: list,
     watch,
   };
 }
@@ -772,13 +792,12 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * (docs/architecture.md, "A run with nothing to conclude"). It still runs phase 2 when the cgroup
  * is not empty, start-payload reported anything but one of these directories, the epilogue did
  * not succeed or left processes, or the log file is not as phase 1 left it (or nothing listens on
- * /dev/log). Undefined when phase 2 has work whatever the payload does: a target proxy copy to
- * remove, a process-group containment or a v1 pids cgroup, or records below notice to write.
+ * /dev/log). Undefined when phase 2 has work whatever the payload does: a process-group
+ * containment or a v1 pids cgroup, or records below notice to write.
  */
 function trivialConclusion(context: PlannedRun): TrivialConclusion | undefined {
-  const { containment, epilogue, targetProxy, config, log, caller, target } = context;
+  const { containment, epilogue, config, log, caller, target } = context;
   if (containment.mode !== 'cgroup' || containment.job.pidsPath !== undefined) return undefined;
-  if (targetProxy?.registration !== undefined) return undefined;
   if (log.writesBelowNotice()) return undefined;
   // A log file's group, as phase 2 would set it again (syslog has none: 0, unused).
   const logGid = config.log_destination === 'file' ? findGroup(config.log_file_group)?.gid : 0;

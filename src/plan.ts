@@ -34,6 +34,8 @@ export interface Plan {
   readonly trivial: TrivialConclusion | undefined;
   /** The epilogue, when the monitor may run it itself (only with a trivial conclusion). */
   readonly epilogue: MonitorEpilogue | undefined;
+  /** create_target_proxy's /tmp copy, when the monitor may remove it itself (only with a trivial conclusion). */
+  readonly proxyCopy: MonitorProxyCopy | undefined;
   /** Phase 2's state (JSON); the monitor carries it unread. */
   readonly state: string;
 }
@@ -66,8 +68,12 @@ export interface MonitorEpilogue {
   readonly env: readonly string[];
   readonly timeoutMs: number;
   readonly graceMs: number;
-  /** GLEXEC_EPILOG_LEFTOVER_FILE as phase 1 wrote it (empty: the payload left nothing), '' for none. */
-  readonly leftoverFile: string;
+  /**
+   * GLEXEC_EPILOG_LEFTOVER_FILE, which the monitor creates (O_EXCL, root's, 0600 or 0640 with
+   * `readerGid`) with `text` just before the epilogue and removes after it; undefined for none.
+   */
+  readonly leftoverList:
+    { readonly path: string; readonly text: string; readonly readerGid: number | undefined } | undefined;
   /**
    * What the trust walk saw: every directory and file on the way to the epilogue and to its
    * interpreters, each as lstat gave it; a change in any of them sends the epilogue to phase 2.
@@ -85,6 +91,23 @@ export interface WatchedPath {
   /** st_mode, the file type included. */
   readonly mode: bigint;
   readonly path: string;
+}
+
+/**
+ * The /tmp copy of the target proxy and its registry record, as src/proxy/registry.ts made them.
+ * The monitor removes the copy as removeLocked and removeCreatedProxy do, under the record's lock,
+ * only while the record still holds `recordText` and the name the copy's inode; anything else
+ * (a renewal rewrote the record, another file took the name) leaves the removal to phase 2.
+ */
+export interface MonitorProxyCopy {
+  /** The target's ids, which the removal takes (only the copy's owner may unlink it in sticky /tmp). */
+  readonly uid: number;
+  readonly gid: number;
+  readonly dev: number;
+  readonly ino: number;
+  readonly recordPath: string;
+  readonly path: string;
+  readonly recordText: string;
 }
 
 /** Signals 1..64: the monitor gets an `ending` for each. */
@@ -149,11 +172,15 @@ export function encodePlan(plan: Plan): Buffer {
     ...(plan.epilogue?.helperArgs ?? []).map((arg): Field => ['epilogue-arg', arg]),
     ...(plan.epilogue?.env ?? []).map((entry): Field => ['epilogue-env', entry]),
     ['epilogue-times', plan.epilogue === undefined ? '' : `${plan.epilogue.timeoutMs} ${plan.epilogue.graceMs}`],
-    ['epilogue-leftover-file', plan.epilogue?.leftoverFile ?? ''],
+    [
+      'epilogue-leftover-list',
+      plan.epilogue?.leftoverList === undefined ? '' : encodeLeftoverList(plan.epilogue.leftoverList),
+    ],
     ...(plan.epilogue?.watch ?? []).map(({ dev, ino, ctimeNs, uid, gid, mode, path }): Field => [
       'epilogue-watch',
       `${dev} ${ino} ${ctimeNs} ${uid} ${gid} ${mode} ${path}`,
     ]),
+    ['proxy-copy', plan.proxyCopy === undefined ? '' : encodeProxyCopy(plan.proxyCopy)],
     ['state', plan.state],
   ];
   if (
@@ -161,8 +188,8 @@ export function encodePlan(plan: Plan): Buffer {
     (plan.trivial.signalEndings.length !== SIGNAL_COUNT || plan.trivial.records.length === 0)
   )
     throw new Error('a trivial conclusion needs an ending for every signal and at least one record');
-  if (plan.epilogue !== undefined && plan.trivial === undefined)
-    throw new Error("the monitor's epilogue needs a trivial conclusion");
+  if ((plan.epilogue !== undefined || plan.proxyCopy !== undefined) && plan.trivial === undefined)
+    throw new Error("the monitor's epilogue or proxy removal needs a trivial conclusion");
   if (plan.epilogue !== undefined && plan.epilogue.helperArgs.length === 0)
     throw new Error("the monitor's epilogue needs start-payload's arguments");
   for (const [key, value] of fields)
@@ -177,6 +204,44 @@ export function encodePlan(plan: Plan): Buffer {
   const bytes = Buffer.concat([Buffer.from(PLAN_MAGIC), ...encoded, Buffer.from(END)]);
   if (bytes.length > MAX_PLAN_BYTES) throw tooLarge(`it is larger than ${MAX_PLAN_BYTES} bytes`);
   return bytes;
+}
+
+/** The list's path, its group ('' for none), then its text. */
+function encodeLeftoverList({ path, text, readerGid }: NonNullable<MonitorEpilogue['leftoverList']>): string {
+  if (path.includes('\n') || !path.startsWith('/'))
+    throw new Error(`a bad leftover list path: ${JSON.stringify(path)}`);
+  return `${path}\n${readerGid ?? ''}\n${text}`;
+}
+
+function decodeLeftoverList(value: string): MonitorEpilogue['leftoverList'] {
+  if (value === '') return undefined;
+  const [, path, gid, text] = /^(\/[^\n]*)\n(\d*)\n(.*)$/s.exec(value) ?? [];
+  if (path === undefined || gid === undefined || text === undefined)
+    throw new Error('bad epilogue-leftover-list in the glexec plan');
+  return { path, text, readerGid: gid === '' ? undefined : number(gid, 'epilogue-leftover-list') };
+}
+
+/** A line of numbers, then the record's path, the copy's path and the record's text (none may hold a newline). */
+function encodeProxyCopy(copy: MonitorProxyCopy): string {
+  const lines = [copy.recordPath, copy.path, copy.recordText];
+  if (lines.some((line) => line.includes('\n'))) throw new Error('a proxy-copy line of the plan holds a newline');
+  return [`${copy.uid} ${copy.gid} ${copy.dev} ${copy.ino}`, ...lines].join('\n');
+}
+
+function decodeProxyCopy(value: string): MonitorProxyCopy | undefined {
+  if (value === '') return undefined;
+  const [numbers, recordPath, path, recordText, ...rest] = value.split('\n');
+  const fields = /^(\d+) (\d+) (\d+) (\d+)$/.exec(numbers ?? '')?.slice(1) ?? [];
+  if (
+    fields.length !== 4 ||
+    recordPath === undefined ||
+    path === undefined ||
+    recordText === undefined ||
+    rest.length > 0
+  )
+    throw new Error('bad proxy-copy in the glexec plan');
+  const [uid, gid, dev, ino] = fields.map((field) => number(field, 'proxy-copy'));
+  return { uid: uid ?? 0, gid: gid ?? 0, dev: dev ?? 0, ino: ino ?? 0, recordPath, path, recordText };
 }
 
 function tooLarge(why: string): Error {
@@ -280,9 +345,10 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
       repeated('epilogue-arg'),
       repeated('epilogue-env'),
       take('epilogue-times'),
-      take('epilogue-leftover-file'),
+      decodeLeftoverList(take('epilogue-leftover-list')),
       repeated('epilogue-watch'),
     ),
+    proxyCopy: decodeProxyCopy(take('proxy-copy')),
     state: take('state'),
   };
   const values = OUTCOME_KEYS.map((key) => take(key));
@@ -307,11 +373,11 @@ function monitorEpilogue(
   helperArgs: string[],
   env: string[],
   times: string,
-  leftoverFile: string,
+  leftoverList: MonitorEpilogue['leftoverList'],
   watch: string[],
 ): MonitorEpilogue | undefined {
   if (times === '') {
-    if (helperArgs.length + env.length + watch.length > 0 || leftoverFile !== '')
+    if (helperArgs.length + env.length + watch.length > 0 || leftoverList !== undefined)
       throw new Error('epilogue fields without epilogue-times in the glexec plan');
     return undefined;
   }
@@ -323,7 +389,7 @@ function monitorEpilogue(
     env,
     timeoutMs: number(timeoutMs, 'epilogue-times'),
     graceMs: number(graceMs, 'epilogue-times'),
-    leftoverFile,
+    leftoverList,
     watch: watch.map((line) => {
       const [, dev, ino, ctimeNs, uid, gid, mode, path] =
         /^(\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\/.*)$/s.exec(line) ?? [];

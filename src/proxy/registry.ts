@@ -68,7 +68,8 @@ function registryDirectory(directory: string): string {
   return directory;
 }
 
-function encode(copy: CreatedProxy): string {
+/** A record's text (the C monitor compares it byte for byte before it removes a copy itself). */
+export function recordText(copy: CreatedProxy): string {
   return JSON.stringify({
     path: copy.path,
     dev: copy.file.dev,
@@ -94,7 +95,7 @@ function decode(text: string): CreatedProxy | undefined {
 /** Records this run's copy; returns the record for renewLocked/removeLocked. */
 export function registerCreatedProxy(directory: string, key: string, copy: CreatedProxy): Registration {
   const recordPath = join(registryDirectory(directory), `${key}-${copy.glexecPid}-${randomBytes(4).toString('hex')}`);
-  createRecordFile(recordPath, encode(copy));
+  createRecordFile(recordPath, recordText(copy));
   return { recordPath, copy };
 }
 
@@ -144,7 +145,7 @@ export function renewLocked(
     if (copy === undefined) return undefined;
     const file = fn(copy);
     if (file !== undefined && (file.dev !== copy.file.dev || file.ino !== copy.file.ino))
-      rewriteRecord(fd, encode({ ...copy, file }));
+      rewriteRecord(fd, recordText({ ...copy, file }));
     return file;
   } finally {
     closeDescriptor(fd);

@@ -272,10 +272,19 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
       assert.equal(renewal.exitCode, 0);
     });
 
-    for (const mechanism of ['flock', 'fcntl']) {
-      it(`without GLEXEC_TARGET_PROXY it reaches the /tmp copy that the running payload's X509_USER_PROXY names (target_lock_mechanism = ${mechanism})`, async () => {
+    // log_level 3: the monitor concludes the run and removes the copy itself (docs/architecture.md); 5: phase 2 does.
+    for (const [mechanism, logLevel] of [
+      ['flock', 5],
+      ['fcntl', 5],
+      ['flock', 3],
+    ] as const) {
+      it(`without GLEXEC_TARGET_PROXY it reaches the /tmp copy that the running payload's X509_USER_PROXY names (target_lock_mechanism = ${mechanism}, the copy removed by ${logLevel === 3 ? 'the monitor' : 'phase 2'})`, async () => {
         system.writeConfig(
-          system.standardConfig(['create_target_proxy = yes', `target_lock_mechanism = ${mechanism}`]),
+          system.standardConfig([
+            'create_target_proxy = yes',
+            `target_lock_mechanism = ${mechanism}`,
+            `log_level = ${logLevel}`,
+          ]),
         );
         const source = pilotCopy(pki.pilotProxy, 'dirac-payload-proxy.pem');
         const env = { GLEXEC_CLIENT_CERT: source, GLEXEC_SOURCE_PROXY: source };
@@ -298,6 +307,9 @@ describe('pilot frameworks', { skip: needsRoot }, () => {
         assert.equal(existsSync(copy), false, 'the copy outlived its run');
         assert.deepEqual(system.logRecords().find((entry) => entry.msg === 'proxy renewed')?.written, [copy]);
         assert.deepEqual(tmpCopies(), []);
+        const completed = system.logRecords().find((entry) => entry.msg === 'job completed');
+        assert.equal(completed?.pid === completed?.glexecPid, logLevel === 3, JSON.stringify(completed));
+        assert.deepEqual(readdirSync(join(system.runtimeDirectory, 'target-proxies')), []);
       });
     }
 

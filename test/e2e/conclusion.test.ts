@@ -159,6 +159,39 @@ describe('a run with nothing to conclude', { skip: needsRoot || noCgroup }, () =
     assert.notEqual(run.record.pid, run.record.glexecPid, run.line);
   });
 
+  describe("with create_target_proxy's /tmp copy", () => {
+    const copies = () => readdirSync('/tmp').filter((name) => name.startsWith(`x509up_u${system.target.uid}.glexec.`));
+    const records = () => readdirSync(join(system.runtimeDirectory, 'target-proxies'));
+
+    it('removes the copy and its record itself, and writes the record phase 2 writes for the same run', () => {
+      const before = copies();
+      const run = assertSameConclusion(['/bin/sh', '-c', 'test -s "$X509_USER_PROXY"'], {
+        extra: ['create_target_proxy = yes'],
+      });
+      assert.equal(run.status, 0);
+      assert.deepEqual(copies(), before);
+      assert.deepEqual(records(), []);
+    });
+
+    it('leaves a copy whose name the payload gave to another file to phase 2, which leaves that file alone', () => {
+      const before = copies();
+      const run = completion(
+        // The copy is kept under another name, so that the new file cannot get its inode number.
+        ['/bin/sh', '-c', 'mv "$X509_USER_PROXY" "$X509_USER_PROXY.kept" && echo other > "$X509_USER_PROXY"'],
+        3,
+        { extra: ['create_target_proxy = yes'] },
+      );
+      assert.equal(run.status, 0);
+      assert.notEqual(run.record.pid, run.record.glexecPid, run.line);
+      const left = copies().filter((name) => !before.includes(name));
+      const other = left.find((name) => !name.endsWith('.kept'));
+      assert.deepEqual(left.sort(), [other, `${other}.kept`].sort());
+      assert.equal(readFileSync(join('/tmp', other ?? ''), 'utf8'), 'other\n');
+      for (const name of left) rmSync(join('/tmp', name));
+      assert.deepEqual(records(), []);
+    });
+  });
+
   describe('with an epilogue', () => {
     /** Root's directory of the epilogues and of what they write: the runs' ledger, one line a run. */
     const epilogues = () => join(system.root, 'conclusion-epilogues');
@@ -227,8 +260,9 @@ describe('a run with nothing to conclude', { skip: needsRoot || noCgroup }, () =
         ['exit 3', 'exit 3', []],
         ['exit 203', 'exit 203', []],
         ['killed', 'kill -TERM $$', []],
-        ['ends on SIGTERM', 'sleep 30', ['epilogue_timeout = 0.2', 'kill_grace = 5']],
-        ['ignores SIGTERM', "trap '' TERM; sleep 2; sleep 2", ['epilogue_timeout = 0.2', 'kill_grace = 0.3']],
+        // exec: no child of the shell's is left dying in the group, whose being counted would be a race.
+        ['ends on SIGTERM', 'exec sleep 30', ['epilogue_timeout = 0.2', 'kill_grace = 5']],
+        ['ignores SIGTERM', "trap '' TERM; exec sleep 5", ['epilogue_timeout = 0.2', 'kill_grace = 0.3']],
         ['leaves a process', '/bin/sleep 405 & exit 0', []],
       ];
       for (const [name, body, more] of cases) {

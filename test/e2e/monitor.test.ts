@@ -330,6 +330,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
     silent: false,
     trivial: undefined,
     epilogue: undefined,
+    proxyCopy: undefined,
     state: '{}',
   };
   const refusal = (why: string): string =>
@@ -351,7 +352,6 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
         'trivial-log-gid -1',
         'epilogue-times -1 0',
         'epilogue-arg start-payload',
-        'epilogue-leftover-file ',
         // The part handed back to phase 2: all but the end.
         `body ${encoded.length - 'end 0\n\n'.length}`,
         '',
@@ -406,7 +406,7 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       env: ['PATH=/usr/bin', 'GLEXEC_EPILOG_TARGET_PID=\x01I'],
       timeoutMs: 300,
       graceMs: 200,
-      leftoverFile: '/run/glexec/leftovers-1.tsv',
+      leftoverList: { path: '/run/glexec/leftovers-1.tsv', text: 'pid\tcommand\n', readerGid: 27 },
       watch: [{ dev: 1n, ino: 2n, ctimeNs: 3n, uid: 0n, gid: 0n, mode: 0o100755n, path: '/etc/glexec/epilogue' }],
     },
   };
@@ -420,12 +420,12 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       'epilogue-arg start-payload',
       ...(withEpilogue.epilogue?.helperArgs ?? []).map((arg) => `epilogue-arg ${arg}`),
       ...(withEpilogue.epilogue?.env ?? []).map((entry) => `epilogue-env ${entry}`),
-      'epilogue-leftover-file /run/glexec/leftovers-1.tsv',
+      'epilogue-leftover-list /run/glexec/leftovers-1.tsv 27 12',
       `epilogue-watch 1 2 3 0 0 ${0o100755} /etc/glexec/epilogue`,
     ]);
   });
 
-  it("refuses a monitor's epilogue without a trivial conclusion, arguments or a watched path, with bad times, or a relative leftover list", () => {
+  it("refuses a monitor's epilogue without a trivial conclusion, arguments or a watched path, with bad times, or a leftover list with a relative path or a bad group", () => {
     const text = encodePlan(withEpilogue).toString('latin1');
     const watched = `1 2 3 0 0 ${0o100755} /etc/glexec/epilogue`;
     const watch = `epilogue-watch ${watched.length}\n${watched}\n`;
@@ -437,14 +437,70 @@ describe("the monitor's plan parser (shim/monitor.c, through the plan-check fixt
       [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 7\n300 -20\n'), 'bad epilogue-times'],
       [text.replace('epilogue-times 7\n300 200\n', 'epilogue-times 7\n300x200\n'), 'bad epilogue-times'],
       [
-        text.replace('epilogue-leftover-file 27\n/run/glexec/leftovers-1.tsv\n', 'epilogue-leftover-file 4\nleft\n'),
-        'bad epilogue',
+        text.replace(
+          'epilogue-leftover-list 43\n/run/glexec/leftovers-1.tsv\n27\n',
+          'epilogue-leftover-list 20\nleft\n27\n',
+        ),
+        'bad epilogue-leftover-list',
+      ],
+      [
+        text.replace(
+          'epilogue-leftover-list 43\n/run/glexec/leftovers-1.tsv\n27\n',
+          'epilogue-leftover-list 43\n/run/glexec/leftovers-1.tsv\nx7\n',
+        ),
+        'bad epilogue-leftover-list',
       ],
       [
         text
           .replace('trivial-log-gid 1\n4\n', 'trivial-log-gid 0\n\n')
           .replace(/trivial-(ending|record) [0-9]+\n[^]*?\n(?=trivial|epilogue)/g, ''),
         'bad epilogue',
+      ],
+    ];
+    for (const [input, why] of cases) assertRefused(check(Buffer.from(input, 'latin1')), 202, refusal(why));
+  });
+
+  it("reads create_target_proxy's copy as the monitor removes it, and refuses one for root, with a number or a line missing, or without a trivial conclusion", () => {
+    const proxyCopy = {
+      uid: 1001,
+      gid: 1002,
+      dev: 2049,
+      ino: 77,
+      recordPath: '/run/glexec/target-proxies/k-1-ab',
+      path: '/tmp/x509up_u1001.glexec.0123456789abcdef',
+      recordText: '{"path":"/tmp/x509up_u1001.glexec.0123456789abcdef","dev":2049,"ino":77}',
+    };
+    const result = check(encodePlan({ ...trivial, proxyCopy }));
+    assert.equal(result.status, 0, result.stderr);
+    assert.ok(
+      result.stdout.includes(
+        `proxy-copy 1001 1002 2049 77 ${proxyCopy.recordPath} ${proxyCopy.path} ${proxyCopy.recordText}\n`,
+      ),
+      result.stdout,
+    );
+    const text = encodePlan({ ...trivial, proxyCopy }).toString('latin1');
+    const field = `1001 1002 2049 77\n${proxyCopy.recordPath}\n${proxyCopy.path}\n${proxyCopy.recordText}`;
+    const cases: [string, string][] = [
+      [text.replace(`proxy-copy ${field.length}\n1001 `, `proxy-copy ${field.length - 3}\n0 `), 'bad proxy-copy'],
+      [
+        text.replace(
+          `proxy-copy ${field.length}\n1001 1002 2049 77\n`,
+          `proxy-copy ${field.length - 3}\n1001 1002 2049\n`,
+        ),
+        'bad proxy-copy',
+      ],
+      [
+        text.replace(
+          `proxy-copy ${field.length}\n${field}`,
+          `proxy-copy ${field.length - proxyCopy.recordText.length - 1}\n${field.slice(0, -proxyCopy.recordText.length - 1)}`,
+        ),
+        'bad proxy-copy',
+      ],
+      [
+        encodePlan({ ...plan, proxyCopy: undefined })
+          .toString('latin1')
+          .replace('proxy-copy 0\n\n', `proxy-copy ${field.length}\n${field}\n`),
+        'bad proxy-copy',
       ],
     ];
     for (const [input, why] of cases) assertRefused(check(Buffer.from(input, 'latin1')), 202, refusal(why));

@@ -14,6 +14,7 @@ const plan: Plan = {
   silent: true,
   trivial: undefined,
   epilogue: undefined,
+  proxyCopy: undefined,
   state: '{"action":{"payload":"/usr/bin/printf"}}',
 };
 
@@ -76,15 +77,24 @@ describe('the plan handed between the phases and the monitor', () => {
       env: ['PATH=/usr/bin', 'GLEXEC_EPILOG_TARGET_PID=\x01I', 'GLEXEC_EPILOG_ARGV1=two\nlines'],
       timeoutMs: 300,
       graceMs: 0,
-      leftoverFile: '/run/glexec/leftovers-1-ab.tsv',
+      leftoverList: { path: '/run/glexec/leftovers-1-ab.tsv', text: 'pid\tppid\n', readerGid: undefined },
       watch: [
         { dev: 2049n, ino: 2n ** 60n, ctimeNs: 1796174657305372224n, uid: 0n, gid: 0n, mode: 0o40755n, path: '/' },
         { dev: 2049n, ino: 7n, ctimeNs: 1n, uid: 0n, gid: 5n, mode: 0o100755n, path: '/etc/glexec/epilogue dir/é.sh' },
       ],
     },
+    proxyCopy: {
+      uid: 1001,
+      gid: 1002,
+      dev: 2049,
+      ino: 77,
+      recordPath: '/run/glexec/target-proxies/k-1-ab',
+      path: '/tmp/x509up_u1001.glexec.0123456789abcdef',
+      recordText: '{"path":"/tmp/x509up_u1001.glexec.0123456789abcdef","dev":2049,"ino":77}',
+    },
   };
 
-  it("comes back with the monitor's epilogue as it was written, inode numbers past 2^53 included, and the epilogue's run the monitor appended", () => {
+  it("comes back with the monitor's epilogue and proxy copy as they were written, inode numbers past 2^53 included, and the epilogue's run the monitor appended", () => {
     const back = handedBack(encodePlan(withEpilogue), {
       ...outcome,
       'epilogue-run': '4250 768 15 1234 1',
@@ -102,8 +112,12 @@ describe('the plan handed between the phases and the monitor', () => {
     });
   });
 
-  it("refuses a monitor's epilogue without a trivial conclusion or start-payload's arguments, and a malformed epilogue run", () => {
+  it("refuses a monitor's epilogue without a trivial conclusion or start-payload's arguments, a proxy copy with a newline, and a malformed epilogue run", () => {
     assert.throws(() => encodePlan({ ...withEpilogue, trivial: undefined }), /needs a trivial conclusion/);
+    assert.throws(
+      () => encodePlan({ ...trivial, proxyCopy: { ...withEpilogue.proxyCopy!, path: '/tmp/a\nb' } }),
+      /newline/,
+    );
     const { epilogue } = withEpilogue;
     assert.ok(epilogue);
     assert.throws(() => encodePlan({ ...withEpilogue, epilogue: { ...epilogue, helperArgs: [] } }), /arguments/);
