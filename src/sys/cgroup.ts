@@ -134,7 +134,7 @@ export async function killCgroup(directory: string, waitMs: number): Promise<voi
       // it goes only to the members cgroup.kill misses: a process whose main thread has exited
       // (listed as a process, not as a thread). Any other member that stays gets one too, once
       // the cgroup stops shrinking.
-      const members = memberPids(directory);
+      const members = cgroupMembers(directory);
       if (members === undefined) continue;
       killMembers(directory, members.leaderless, killed);
       if (members.pids.length >= listed) killMembers(directory, members.pids, killed);
@@ -175,7 +175,7 @@ function watchEvents(directory: string): { next: (ms: number) => Promise<void>; 
  * The processes listed in the cgroup (and below it), and those of them whose main thread is not
  * listed as a thread: it has exited while another thread runs on. undefined if they cannot be read.
  */
-function memberPids(directory: string): { pids: number[]; leaderless: number[] } | undefined {
+export function cgroupMembers(directory: string): { pids: number[]; leaderless: number[] } | undefined {
   try {
     // Threads first: a process whose last thread exits between the two reads is then not taken
     // for one whose main thread has exited.
