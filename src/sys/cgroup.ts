@@ -2,9 +2,19 @@
  * cgroup v2 (and, for the pids controller on hybrid hosts, cgroup v1) for payload containment.
  * Every path written here is one glexec made itself under the configured base.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  type FSWatcher,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  watch,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
-import { sleep } from '../clock';
+import { monotonicMs, sleep } from '../clock';
 
 /** Mount points from /proc/self/mountinfo: the cgroup2 one, and the cgroup v1 one with `pids`. */
 export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): {
@@ -83,11 +93,11 @@ function makeRootDirectory(path: string): void {
   if (!st.isDirectory() || st.uid !== 0) throw new Error(`${path} is not a root-owned directory`);
 }
 
-/** The pids in a cgroup and in any cgroup below it. */
-export function cgroupPids(directory: string): number[] {
-  const pids = readFileSync(join(directory, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+/** The pids in a cgroup and in any cgroup below it (or, from cgroup.threads, the thread ids). */
+export function cgroupPids(directory: string, list: 'cgroup.procs' | 'cgroup.threads' = 'cgroup.procs'): number[] {
+  const pids = readFileSync(join(directory, list), 'utf8').split('\n').filter(Boolean).map(Number);
   for (const entry of readdirSync(directory, { withFileTypes: true })) {
-    if (entry.isDirectory()) pids.push(...cgroupPids(join(directory, entry.name)));
+    if (entry.isDirectory()) pids.push(...cgroupPids(join(directory, entry.name), list));
   }
   return pids;
 }
@@ -97,10 +107,13 @@ export function cgroupPopulated(directory: string): boolean {
 }
 
 const POLL_MS = 5;
+/** How often a killed cgroup's members are looked at while it empties. */
+const LOOK_MS = 10;
 
 /**
- * PRIVILEGE: ends everything in the payload's cgroup: freeze, cgroup.kill, thaw, a SIGKILL for each
- * pid still listed, then wait until empty, at most `waitMs` (docs/containment.md, "Ending a cgroup").
+ * PRIVILEGE: ends everything in the payload's cgroup: freeze, cgroup.kill, thaw, then wait until
+ * empty, at most `waitMs`, with a SIGKILL of its own for each member cgroup.kill cannot reach
+ * (docs/containment.md, "Ending a cgroup").
  */
 export async function killCgroup(directory: string, waitMs: number): Promise<void> {
   const freezer = join(directory, 'cgroup.freeze');
@@ -108,26 +121,77 @@ export async function killCgroup(directory: string, waitMs: number): Promise<voi
   if (canFreeze) writeFileSync(freezer, '1');
   writeFileSync(join(directory, 'cgroup.kill'), '1');
   if (canFreeze) writeFileSync(freezer, '0');
-  const deadline = Date.now() + waitMs;
+  const deadline = monotonicMs() + waitMs;
   const killed = new Set<number>();
-  while (cgroupPopulated(directory) && Date.now() <= deadline) {
-    await sleep(POLL_MS);
-    killMembers(directory, killed);
+  let listed = Infinity;
+  const changes = watchEvents(directory);
+  try {
+    while (cgroupPopulated(directory) && monotonicMs() <= deadline) {
+      await changes.next(LOOK_MS);
+      if (!cgroupPopulated(directory)) break;
+      // Per-pid work competes for the CPU with the kernel's teardown of the killed members, so
+      // it goes only to the members cgroup.kill misses: a process whose main thread has exited
+      // (listed as a process, not as a thread). Any other member that stays gets one too, once
+      // the cgroup stops shrinking.
+      const members = cgroupMembers(directory);
+      if (members === undefined) continue;
+      killMembers(directory, members.leaderless, killed);
+      if (members.pids.length >= listed) killMembers(directory, members.pids, killed);
+      listed = members.pids.length;
+    }
+  } finally {
+    changes.stop();
   }
 }
 
 /**
- * PRIVILEGE: SIGKILL, one by one, to the pids listed in the cgroup (and below it) that have not
- * had one yet. Each pid is checked to be in this cgroup right before its signal, so a member that
- * died and whose pid was reused outside the cgroup is not hit.
+ * Changes of the cgroup's cgroup.events (the kernel notifies inotify watchers of it), so that a
+ * cgroup that empties is seen at once rather than at the next look. `next(ms)` settles at the next
+ * change or after `ms`; where no watch can be set (inotify limits), after `ms` only.
  */
-function killMembers(directory: string, killed: Set<number>): void {
-  let pids: number[];
+function watchEvents(directory: string): { next: (ms: number) => Promise<void>; stop: () => void } {
+  let changed = (): void => undefined;
+  let watcher: FSWatcher | undefined;
   try {
-    pids = cgroupPids(directory);
+    watcher = watch(join(directory, 'cgroup.events'), { persistent: false }, () => changed());
+    watcher.on('error', () => undefined);
   } catch {
-    return;
+    watcher = undefined;
   }
+  const next = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => changed(), ms);
+      changed = () => {
+        clearTimeout(timer);
+        changed = () => undefined;
+        resolve();
+      };
+    });
+  return { next, stop: () => watcher?.close() };
+}
+
+/**
+ * The processes listed in the cgroup (and below it), and those of them whose main thread is not
+ * listed as a thread: it has exited while another thread runs on. undefined if they cannot be read.
+ */
+export function cgroupMembers(directory: string): { pids: number[]; leaderless: number[] } | undefined {
+  try {
+    // Threads first: a process whose last thread exits between the two reads is then not taken
+    // for one whose main thread has exited.
+    const threads = new Set(cgroupPids(directory, 'cgroup.threads'));
+    const pids = cgroupPids(directory);
+    return { pids, leaderless: pids.filter((pid) => !threads.has(pid)) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * PRIVILEGE: SIGKILL, one by one, to the listed members of the cgroup that have not had one yet.
+ * Each pid is checked to be in this cgroup right before its signal, so a member that died and
+ * whose pid was reused outside the cgroup is not hit.
+ */
+function killMembers(directory: string, pids: readonly number[], killed: Set<number>): void {
   for (const pid of pids) {
     if (killed.has(pid) || !inCgroup(pid, directory)) continue;
     killed.add(pid);

@@ -5,18 +5,18 @@
  * list can neither park root glexec on a stderr pipe that never drains nor grow root's log.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { assertRefused } from '../helpers/assertions';
 import { describeProcess } from '../../src/sys/procinfo';
 import { signalProcesses } from '../../src/sys/proc';
-import { cgroupMounts } from '../../src/sys/cgroup';
+import { cgroupMembers, cgroupMounts, cgroupPopulated, killCgroup } from '../../src/sys/cgroup';
 import { SYSLOG_UNHEARD } from '../../src/sys/syslog';
 import { TestPki } from '../helpers/pki-fixtures';
 import { installForSuite } from '../helpers/suite';
-import { startAsAccount, waitUntil } from '../helpers/processes';
+import { startAsAccount, waitUntil, waitUntilRunning } from '../helpers/processes';
 import { type Account, needsRoot, REPO, TestSystem } from '../helpers/system';
 
 let system: TestSystem;
@@ -126,6 +126,44 @@ describe('cleanup hardening', { skip: needsRoot }, () => {
         `still running; the payload's child was ${result.stdout.trim()}`,
       );
     });
+
+    it(
+      'is the one member its cgroup lists as a process but not as a thread, and killCgroup ends it beside an ordinary process',
+      { skip: noCgroup },
+      async () => {
+        const cgroup = join(system.cgroupBase ?? '', `members-${process.pid}`);
+        mkdirSync(cgroup, { recursive: true });
+        const intoCgroup = (command: string[]): string[] => [
+          '/bin/sh',
+          '-c',
+          `echo $$ > ${cgroup}/cgroup.procs && exec "$@"`,
+          'sh',
+          '/usr/bin/setpriv',
+          ...['--reuid', String(system.target.uid), '--regid', String(system.target.gid), '--clear-groups', '--'],
+          ...command,
+        ];
+        const [shell, ...shellArgs] = intoCgroup([installZombieLeaderPayload()]);
+        const printed = spawnSync(shell ?? '', shellArgs, { encoding: 'utf8', timeout: 60_000 });
+        const leaderless = Number(printed.stdout.trim());
+        const [sleepShell, ...sleepArgs] = intoCgroup(['/bin/sleep', '300']);
+        const sleeper = spawn(sleepShell ?? '', sleepArgs, { stdio: 'ignore' });
+        try {
+          assert.ok(leaderless > 0, `the zombie-leader program printed ${JSON.stringify(printed.stdout)}`);
+          await waitUntilRunning(sleeper.pid, '/usr/bin/sleep');
+          const members = cgroupMembers(cgroup);
+          assert.deepEqual(members?.leaderless, [leaderless]);
+          assert.deepEqual(members?.pids.sort(), [leaderless, sleeper.pid].sort());
+          await killCgroup(cgroup, 5000);
+          assert.equal(cgroupPopulated(cgroup), false);
+          assert.deepEqual(liveProcessesOf(system.target.uid), []);
+        } finally {
+          for (const pid of [leaderless, sleeper.pid ?? 0])
+            if (pid > 0 && describeProcess(pid)) process.kill(pid, 'SIGKILL');
+          await waitUntil(() => !cgroupPopulated(cgroup), 'the test cgroup to empty');
+          rmdirSync(cgroup);
+        }
+      },
+    );
 
     it('is counted, killed and recorded with containment by process group', () => {
       system.writeConfig(system.standardConfig([`cgroup_base = ${join(system.root, 'not-a-cgroup/glexec')}`]));
