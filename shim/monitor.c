@@ -740,7 +740,9 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
             epilogue_ran = 1;
             end.epilogue_ms = epilogue_run.duration_ms;
         }
-        remove_leftover_file();
+        /* What the epilogue left may still read the list: phase 2 removes it once it has ended them. */
+        if (!(epilogue_ran && epilogue_run.group_left))
+            remove_leftover_file();
         /* Then create_target_proxy's copy, as phase 2 removes it once the epilogue has run. */
         if ((plan.epilogue.timeout_ms < 0 || (epilogue_ran && epilogue_succeeded(&epilogue_run))) &&
             (!plan.proxy_copy.present || (trivial_ready(&plan.trivial, &end, &payload_rc) && remove_proxy_copy(&plan.proxy_copy)))) {
@@ -749,7 +751,8 @@ _Noreturn void monitor_run(char **node_argv, size_t slot, char *const node_env[]
                 exit(code);
         }
     }
-    remove_leftover_file();
+    if (!(epilogue_ran && epilogue_run.group_left))
+        remove_leftover_file();
     /* Phase 2: conclude, with the outcome appended to the plan. */
     write_number_field(record_fd, "glexec-pid", getpid());
     write_number_field(record_fd, "payload-pid", payload_pid);

@@ -91,6 +91,7 @@ import { resolveTarget, type Target } from './target';
 import {
   decodeRecord,
   encodePlan,
+  MAX_ITEMS,
   type MonitorEpilogue,
   type MonitorEpilogueRun,
   type MonitorProxyCopy,
@@ -753,7 +754,8 @@ function monitorEpilogue(context: PlannedRun, runner: EpilogueRunner): MonitorEp
       file: list.path,
     }),
   });
-  if (env === undefined) return undefined;
+  // The caller's GLEXEC_* variables can take the epilogue's environment past what the monitor reads: phase 2 runs it.
+  if (env === undefined || env.length > MAX_ITEMS) return undefined;
   return {
     helperArgs: epilogueStartArgs({ uid: runner.uid, gid: runner.gid, groups: [runner.gid] }, runner.path),
     env,
@@ -947,7 +949,8 @@ async function runEpilogueStage(
     else log.error(`epilogue failed: ${report.outcome.reason}`, fields);
     return report;
   } finally {
-    removeLeftoverFile(leftoverFile);
+    // The monitor's list, when what its epilogue left could still read it (reportMonitorEpilogue has ended them).
+    removeLeftoverFile(leftoverFile ?? (byMonitor?.leftoverFile || undefined));
   }
 }
 

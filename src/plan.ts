@@ -10,7 +10,7 @@ import { clientError } from './errors';
 
 export const PLAN_MAGIC = 'glexec-plan 1\n';
 /** The monitor's bounds (shim/monitor.c: MAX_ITEMS, FIELD_MAX, PLAN_MAX; start-payload's name is an item too). */
-const MAX_ITEMS = 65536;
+export const MAX_ITEMS = 65536;
 const MAX_FIELD_BYTES = 16 << 20;
 export const MAX_PLAN_BYTES = 64 << 20;
 
@@ -141,6 +141,8 @@ export interface MonitorEpilogueRun {
   readonly groupLeft: boolean;
   /** What start-payload wrote on its status pipe. */
   readonly helperStatus: string;
+  /** The leftover list it got, which the monitor leaves to phase 2 when the epilogue left processes ('' for none). */
+  readonly leftoverFile: string;
 }
 
 type Field = readonly [key: string, value: string];
@@ -198,6 +200,12 @@ export function encodePlan(plan: Plan): Buffer {
   // error, refused before the monitor would refuse the plan (and while phase 1 can still clean up).
   if (plan.helperArgs.length + 1 > MAX_ITEMS || plan.env.length > MAX_ITEMS)
     throw tooLarge(`more than ${MAX_ITEMS} arguments or environment variables`);
+  // The monitor's epilogue is planned within these bounds (pipeline.ts monitorEpilogue); past them the monitor would refuse the plan.
+  if (
+    plan.epilogue !== undefined &&
+    (plan.epilogue.helperArgs.length + 1 > MAX_ITEMS || plan.epilogue.env.length > MAX_ITEMS)
+  )
+    throw new Error(`the monitor's epilogue has more than ${MAX_ITEMS} arguments or environment variables`);
   const encoded = fields.map(encodeField);
   const longest = fields.reduce((most, [, value]) => Math.max(most, Buffer.byteLength(value)), 0);
   if (longest > MAX_FIELD_BYTES) throw tooLarge(`a part of it is larger than ${MAX_FIELD_BYTES} bytes`);
@@ -364,7 +372,10 @@ export function decodeRecord(bytes: Buffer): { plan: Plan; outcome: Outcome } {
     startedMs: number(startedMs ?? '', 'started-ms'),
     payloadStartedMs: number(payloadStartedMs ?? '', 'payload-started-ms'),
     payloadEndedMs: number(payloadEndedMs ?? '', 'payload-ended-ms'),
-    epilogue: epilogueRun === undefined ? undefined : monitorEpilogueRun(epilogueRun, epilogueHelperStatus ?? ''),
+    epilogue:
+      epilogueRun === undefined
+        ? undefined
+        : monitorEpilogueRun(epilogueRun, epilogueHelperStatus ?? '', plan.epilogue?.leftoverList?.path ?? ''),
   };
   return { plan, outcome };
 }
@@ -409,7 +420,7 @@ function monitorEpilogue(
 }
 
 /** "PID WAIT_STATUS ENDED_BY DURATION_MS GROUP_LEFT", as shim/epilogue.c writes it. */
-function monitorEpilogueRun(line: string, helperStatus: string): MonitorEpilogueRun {
+function monitorEpilogueRun(line: string, helperStatus: string, leftoverFile: string): MonitorEpilogueRun {
   const [pid, waitStatus, endedBy, durationMs, groupLeft] =
     /^(\d+) (\d+) (0|9|15) (\d+) ([01])$/.exec(line)?.slice(1) ?? [];
   if (pid === undefined || waitStatus === undefined || durationMs === undefined)
@@ -421,5 +432,6 @@ function monitorEpilogueRun(line: string, helperStatus: string): MonitorEpilogue
     durationMs: number(durationMs, 'epilogue-run'),
     groupLeft: groupLeft === '1',
     helperStatus,
+    leftoverFile,
   };
 }

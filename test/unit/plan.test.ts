@@ -109,7 +109,20 @@ describe('the plan handed between the phases and the monitor', () => {
       durationMs: 1234,
       groupLeft: true,
       helperStatus: 'cwd /\n',
+      leftoverFile: withEpilogue.epilogue?.leftoverList?.path,
     });
+  });
+
+  it("refuses a monitor's epilogue with more environment variables or arguments than the monitor reads, as it refuses the payload's", () => {
+    const { epilogue } = withEpilogue;
+    assert.ok(epilogue);
+    const many = Array.from({ length: 65_537 }, (_, index) => `GLEXEC_V${index}=`);
+    assert.throws(() => encodePlan({ ...withEpilogue, epilogue: { ...epilogue, env: many } }), /more than 65536/);
+    assert.throws(
+      () => encodePlan({ ...withEpilogue, epilogue: { ...epilogue, helperArgs: many.slice(1) } }),
+      /more than 65536/,
+    );
+    assert.ok(encodePlan({ ...withEpilogue, epilogue: { ...epilogue, env: many.slice(1) } }).length > 0);
   });
 
   it("refuses a monitor's epilogue without a trivial conclusion or start-payload's arguments, a proxy copy with a newline, and a malformed epilogue run", () => {
