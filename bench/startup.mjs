@@ -461,12 +461,22 @@ try {
         const cleanup = records.find((record) => record.msg === 'ended what the payload left behind');
         const done = records.find((record) => record.msg === 'job completed');
         killTimes.push(Number(cleanup?.durationMs));
-        // Killed processes may stay zombies until init reaps them: count only the running ones.
-        const states =
-          spawnSync('ps', ['-o', 'stat=', '-u', String(system.target.uid)], { encoding: 'utf8' }).stdout ?? '';
-        survivors +=
-          Number(done?.survivors ?? 0) +
-          states.split('\n').filter((state) => state.trim() !== '' && !state.trim().startsWith('Z')).length;
+        // Killed processes may stay zombies until init reaps them: count only the running ones. One
+        // that cgroup.kill ended may also still be on its way out when glexec exits (out of its
+        // cgroup, which is then empty, but not yet a zombie): a survivor is one still running once
+        // the killed ones have had time to go (looked at every 20 ms, for at most 2 s).
+        const running = () =>
+          (spawnSync('ps', ['-o', 'stat=', '-u', String(system.target.uid)], { encoding: 'utf8' }).stdout ?? '')
+            .split('\n')
+            .filter((state) => state.trim() !== '' && !state.trim().startsWith('Z')).length;
+        const exiting = running();
+        let left = exiting;
+        for (const until = Date.now() + 2000; left > 0 && Date.now() < until; left = running())
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        if (exiting > 0)
+          warn(`${exiting} killed processes were still on their way out as glexec exited; ${left} after`);
+        if (Number(done?.survivors ?? 0) > 0) warn(`the record says ${done?.survivors} survivors`);
+        survivors += Number(done?.survivors ?? 0) + left;
         if (done === undefined) warn('the leftover run wrote no "job completed" record');
       }
       row(killTimeName, median(killTimes), 'ms', undefined, valueAtMost(100));
