@@ -180,25 +180,6 @@ static pid_t start_epilogue(char **argv, char **env, int status_write) {
     _exit(EXIT_CANNOT_EXECUTE);
 }
 
-/* What start-payload wrote on its status pipe, until it closed (at the exec, or its exit). */
-static void read_status(int fd, char *status, size_t size) {
-    size_t used = 0;
-    for (;;) {
-        char chunk[512];
-        ssize_t got = read(fd, chunk, sizeof chunk);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            monitor_fail("reading start-payload's status");
-        if (got == 0)
-            break;
-        size_t keep = (size_t)got < size - 1 - used ? (size_t)got : size - 1 - used;
-        memcpy(status + used, chunk, keep);
-        used += keep;
-    }
-    status[used] = '\0';
-}
-
 /*
  * Waits for `pid` until `deadline` (CLOCK_MONOTONIC ms; -1: no deadline). 1 with its wait status
  * once it has ended, 0 at the deadline. Signals meanwhile are dropped, as while phase 2 runs.
@@ -242,7 +223,8 @@ void run_epilogue(const struct monitor_epilogue *epilogue, pid_t payload_pid, in
     run->pid = start_epilogue(epilogue->argv, env, pipe_fds[1]);
     if (close(pipe_fds[1]) != 0)
         monitor_fail("close");
-    read_status(pipe_fds[0], run->helper_status, sizeof run->helper_status);
+    /* Up to epilogue_timeout: an exec that hangs (a dead network file system) meets it too. */
+    read_helper_status(pipe_fds[0], run->helper_status, sizeof run->helper_status, started + epilogue->timeout_ms);
     if (close(pipe_fds[0]) != 0)
         monitor_fail("close");
     /* As runEpilogue: epilogue_timeout from the start, then SIGTERM to its group, kill_grace, SIGKILL. */

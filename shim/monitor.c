@@ -462,24 +462,39 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
     }
     if (close(pipe_fds[1]) != 0)
         fail("close");
+    read_helper_status(pipe_fds[0], status, status_size, -1);
+    if (close(pipe_fds[0]) != 0)
+        fail("close");
+    return pid;
+}
+
+void read_helper_status(int fd, char *status, size_t size, long long deadline) {
     size_t used = 0;
     for (;;) {
+        if (deadline >= 0) {
+            long long left = deadline - monotonic_ms();
+            if (left <= 0)
+                break;
+            struct pollfd readable = {.fd = fd, .events = POLLIN, .revents = 0};
+            int ready = poll(&readable, 1, left > INT_MAX ? INT_MAX : (int)left);
+            if (ready < 0 && errno != EINTR)
+                fail("poll");
+            if (ready <= 0)
+                continue;
+        }
         char chunk[512];
-        ssize_t got = read(pipe_fds[0], chunk, sizeof chunk);
+        ssize_t got = read(fd, chunk, sizeof chunk);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
             fail("reading start-payload's status");
         if (got == 0)
             break;
-        size_t keep = (size_t)got < status_size - 1 - used ? (size_t)got : status_size - 1 - used;
+        size_t keep = (size_t)got < size - 1 - used ? (size_t)got : size - 1 - used;
         memcpy(status + used, chunk, keep);
         used += keep;
     }
     status[used] = '\0';
-    if (close(pipe_fds[0]) != 0)
-        fail("close");
-    return pid;
 }
 
 static int is_forwarded(int sig) {

@@ -18,4 +18,10 @@ _Noreturn void monitor_run(char **node_argv, size_t phase_slot, char *const node
 _Noreturn void monitor_fail(const char *what);
 long long monotonic_ms(void);
 
+/*
+ * What start-payload wrote on its status pipe `fd`, NUL-terminated in `status`, until it closed
+ * (at the exec, or its exit) or until `deadline` (CLOCK_MONOTONIC ms; -1: none).
+ */
+void read_helper_status(int fd, char *status, size_t size, long long deadline);
+
 #endif
