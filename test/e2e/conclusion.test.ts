@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { TestPki } from '../helpers/pki-fixtures';
 import { installForSuite } from '../helpers/suite';
-import { needsRoot, TestSystem } from '../helpers/system';
+import { type CompletedRun, needsRoot, TestSystem } from '../helpers/system';
 import { cgroupMounts } from '../../src/sys/cgroup';
 
 let system: TestSystem;
@@ -29,30 +29,14 @@ const comparable = (line: string): string =>
     return replaced;
   }, line);
 
-interface Completion {
-  readonly status: number | null;
-  readonly stderr: string;
-  readonly line: string;
-  readonly record: Record<string, unknown>;
-  readonly log: string;
-}
+type Completion = CompletedRun;
 
 /** One run at `logLevel` (with `extra` config lines), its exit status and its one completion record. */
 function completion(args: string[], logLevel: number, options: { cwd?: string; extra?: string[] } = {}): Completion {
-  system.writeConfig(system.standardConfig([`log_level = ${logLevel}`, ...(options.extra ?? [])]));
-  system.clearLog();
-  const result = system.run(args, { env: { GLEXEC_CLIENT_CERT: pki.pilotProxy }, cwd: options.cwd });
-  const log = readFileSync(system.logFile, 'utf8');
-  const lines = log.split('\n').filter((line) => line.includes('"msg":"job completed"'));
-  assert.equal(lines.length, 1, log);
-  const line = lines[0] ?? '';
-  return {
-    status: result.status,
-    stderr: result.stderr,
-    line,
-    record: JSON.parse(line) as Record<string, unknown>,
-    log,
-  };
+  return system.completedRun(args, logLevel, options.extra ?? [], {
+    env: { GLEXEC_CLIENT_CERT: pki.pilotProxy },
+    cwd: options.cwd,
+  });
 }
 
 /** The same run once through the monitor alone, once through phase 2: the same exit and record. */

@@ -22,31 +22,19 @@ import { describe, it } from 'node:test';
 import { TestPki } from '../helpers/pki-fixtures';
 import { hasEnded, waitUntil } from '../helpers/processes';
 import { installForSuite } from '../helpers/suite';
-import { needsRoot, type RunOptions, TestSystem } from '../helpers/system';
+import { type CompletedRun, needsRoot, type RunOptions, TestSystem } from '../helpers/system';
 import { cgroupMounts } from '../../src/sys/cgroup';
 
 let system: TestSystem;
 let pki: TestPki;
 const noCgroup = cgroupMounts().v2 === undefined ? 'no cgroup v2 is mounted here' : false;
 
-interface Run {
-  readonly status: number | null;
-  readonly stderr: string;
-  readonly record: Record<string, unknown>;
-  /** Whether the monitor wrote the record (no phase 2). */
-  readonly byMonitor: boolean;
-}
-
 /** One run at `logLevel` with `extra` config lines: its exit, stderr and completion record. */
-function runAt(args: string[], logLevel: number, extra: string[], options: RunOptions = {}): Run {
-  system.writeConfig(system.standardConfig([`log_level = ${logLevel}`, ...extra]));
-  system.clearLog();
-  const result = system.run(args, { ...options, env: { GLEXEC_CLIENT_CERT: pki.pilotProxy, ...options.env } });
-  const log = readFileSync(system.logFile, 'utf8');
-  const lines = log.split('\n').filter((line) => line.includes('"msg":"job completed"'));
-  assert.equal(lines.length, 1, `${result.stderr}\n${log}`);
-  const record = JSON.parse(lines[0] ?? '') as Record<string, unknown>;
-  return { status: result.status, stderr: result.stderr, record, byMonitor: record.pid === record.glexecPid };
+function runAt(args: string[], logLevel: number, extra: string[], options: RunOptions = {}): CompletedRun {
+  return system.completedRun(args, logLevel, extra, {
+    ...options,
+    env: { GLEXEC_CLIENT_CERT: pki.pilotProxy, ...options.env },
+  });
 }
 
 /** Root's directory of this suite's epilogues and of what they write. */

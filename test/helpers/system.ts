@@ -62,6 +62,16 @@ export interface RunOptions {
   readonly before?: string;
 }
 
+/** A run and its completion record (TestSystem.completedRun). */
+export interface CompletedRun {
+  readonly status: number | null;
+  readonly stderr: string;
+  readonly line: string;
+  readonly record: Record<string, unknown>;
+  readonly log: string;
+  readonly byMonitor: boolean;
+}
+
 export class TestSystem {
   readonly prefix: string;
   readonly root: string;
@@ -340,6 +350,34 @@ export class TestSystem {
       cwd: options.cwd ?? this.scratch,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+  }
+
+  /**
+   * One run at `logLevel` with `extra` config lines: its exit, stderr, the log, and its one
+   * completion record, which the monitor wrote (`byMonitor`: its pid is glexec's own) or phase 2.
+   */
+  completedRun(
+    args: readonly string[],
+    logLevel: number,
+    extra: readonly string[],
+    options: RunOptions = {},
+  ): CompletedRun {
+    this.writeConfig(this.standardConfig([`log_level = ${logLevel}`, ...extra]));
+    this.clearLog();
+    const result = this.run(args, options);
+    const log = readFileSync(this.logFile, 'utf8');
+    const lines = log.split('\n').filter((line) => line.includes('"msg":"job completed"'));
+    if (lines.length !== 1) throw new Error(`${lines.length} completion records: ${result.stderr}\n${log}`);
+    const line = lines[0] ?? '';
+    const record = JSON.parse(line) as Record<string, unknown>;
+    return {
+      status: result.status,
+      stderr: result.stderr,
+      line,
+      record,
+      log,
+      byMonitor: record.pid === record.glexecPid,
+    };
   }
 
   /** The JSON records of the file log, parsed. */
