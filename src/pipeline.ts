@@ -37,11 +37,11 @@ import {
   endLeftovers,
   findLeftovers,
   type LeftoverCleanup,
+  leftoverList,
   type Leftovers,
   type PayloadContainment,
   type PayloadProcess,
   prepareContainment,
-  leftoverList,
   removeLeftoverFile,
   writeLeftoverFile,
 } from './containment';
@@ -732,16 +732,16 @@ function monitorProxyCopy(registration: Registration, target: Target): MonitorPr
 
 /**
  * The epilogue as the monitor runs it (shim/epilogue.c) when the payload's cgroup is empty once it
- * has ended: with the environment runEpilogue would give it, an empty leftover list written now,
- * and what the trust walk saw. Undefined (phase 2 then runs it) when the walk cannot be watched
- * or a value of the environment holds the slot byte.
+ * has ended: with the environment runEpilogue would give it, an empty leftover list (named here,
+ * made by the monitor just before the epilogue, so that a glexec killed meanwhile leaves none),
+ * and what the trust walk saw. Undefined (phase 2 then runs it) when the walk cannot be watched,
+ * a value of the environment holds the slot byte, or the environment is too large for the monitor.
  */
 function monitorEpilogue(context: PlannedRun, runner: EpilogueRunner): MonitorEpilogue | undefined {
   const { containment, config, target, caller, action, payloadEnv } = context;
   if (containment.mode !== 'cgroup') return undefined;
   const watch = monitorEpilogueWatch(runner);
   if (watch === undefined) return undefined;
-  // The list the monitor writes just before the epilogue (so that no glexec killed meanwhile leaves it behind): empty.
   const list = leftoverList([], runner, config.runtime_directory);
   const env = monitorEpilogueEnvironment(runner, payloadEnv, {
     caller,
