@@ -277,22 +277,16 @@ int conclude_trivially(const struct trivial_conclusion *trivial, const struct ru
             monitor_fail("close");
         return -1;
     }
-    size_t length = strlen(line), done = 0;
-    while (done < length) {
-        ssize_t written = write(fd, line + done, length - done);
-        if (written < 0 && errno == EINTR)
-            continue;
-        if (written <= 0) {
-            /* Phase 2 finds the cgroup as it was and writes (or fails to write) the record itself. */
-            if (mkdir(end->cgroup, 0755) != 0)
-                monitor_fail("cannot make the payload's cgroup again for the concluding phase");
-            free(line);
-            if (close(fd) != 0)
-                monitor_fail("close");
-            return -1;
-        }
-        done += (size_t)written;
+    if (write_fully(fd, line, strlen(line)) != 0) {
+        /* Phase 2 finds the cgroup as it was and writes (or fails to write) the record itself. */
+        if (mkdir(end->cgroup, 0755) != 0)
+            monitor_fail("cannot make the payload's cgroup again for the concluding phase");
+        free(line);
+        if (close(fd) != 0)
+            monitor_fail("close");
+        return -1;
     }
+    free(line);
     if (close(fd) != 0)
         monitor_fail("close");
     return exit_code;

@@ -60,16 +60,7 @@ int make_leftover_list(struct monitor_epilogue *epilogue) {
     if (fd < 0)
         return 0;
     epilogue->leftover_made = 1;
-    size_t length = strlen(epilogue->leftover_text), done = 0;
-    int ok = 1;
-    while (ok && done < length) {
-        ssize_t written = write(fd, epilogue->leftover_text + done, length - done);
-        if (written < 0 && errno == EINTR)
-            continue;
-        ok = written > 0;
-        if (ok)
-            done += (size_t)written;
-    }
+    int ok = write_fully(fd, epilogue->leftover_text, strlen(epilogue->leftover_text)) == 0;
     if (ok && epilogue->leftover_gid >= 0)
         ok = fchown(fd, 0, (gid_t)epilogue->leftover_gid) == 0 && fchmod(fd, 0640) == 0;
     if (close(fd) != 0)

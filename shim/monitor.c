@@ -138,17 +138,22 @@ long long monotonic_ms(void) {
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static void write_all(int fd, const char *data, size_t length) {
+int write_fully(int fd, const char *data, size_t length) {
     while (length > 0) {
         ssize_t written = write(fd, data, length);
-        if (written < 0) {
-            if (errno == EINTR)
-                continue;
-            fail("cannot write the plan");
-        }
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0)
+            return -1;
         data += written;
         length -= (size_t)written;
     }
+    return 0;
+}
+
+static void write_all(int fd, const char *data, size_t length) {
+    if (write_fully(fd, data, length) != 0)
+        fail("cannot write the plan");
 }
 
 static void write_field(int fd, const char *key, const char *value, size_t length) {

@@ -18,6 +18,9 @@ _Noreturn void monitor_run(char **node_argv, size_t phase_slot, char *const node
 _Noreturn void monitor_fail(const char *what);
 long long monotonic_ms(void);
 
+/* Writes all of `data` (a write interrupted by a signal is retried); 0, or -1 with errno. */
+int write_fully(int fd, const char *data, size_t length);
+
 /*
  * What start-payload wrote on its status pipe `fd`, NUL-terminated in `status`, until it closed
  * (at the exec, or its exit) or until `deadline` (CLOCK_MONOTONIC ms; -1: none).

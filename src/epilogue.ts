@@ -28,7 +28,7 @@ import { lstatPath, lstatPathExact, type Stats } from './sys/files';
 import { findAccount, findGroup, type Gid, ROOT_GID, type Uid } from './sys/identity';
 import { glexecProcessIds } from './sys/handover';
 import { helperStatus, parseHelperStatus, signalGroup, spawnEpilogueProgram } from './sys/proc';
-import type { MonitorEpilogueRun, WatchedPath } from './plan';
+import { type MonitorEpilogueRun, type WatchedPath, watchedPathLine } from './plan';
 import type { Target } from './target';
 import { type Lstat, requireTrustedPath, type TrustPolicy } from './trust';
 
@@ -158,47 +158,43 @@ export interface EpilogueContext {
 }
 
 /**
- * What the trust walk looked at, for the monitor to see that nothing of it changed: every path the
- * walk of the epilogue and of its interpreters lstat'ed (symbolic links included), lstat'ed again
- * exactly (shim/epilogue.c compares device, inode, owner, group and mode, and for all but
- * directories the ctime, which any write changes). Taken twice, walk and all; undefined (phase 2
- * then runs the epilogue, walking it again) when a walk fails, the two differ, or env runs the
- * epilogue (a program added to its PATH later would come first).
+ * The trust walk (checkEpilogue), recording what it looked at, for the monitor to see later that
+ * nothing of it changed: every path the walk of the epilogue and of its interpreters lstat'ed
+ * (symbolic links included), lstat'ed again exactly (shim/epilogue.c compares device, inode,
+ * owner, group and mode, and for all but directories the ctime, which any write changes). Throws
+ * as checkEpilogue does; undefined for an epilogue that env runs (a program added to its PATH
+ * later would come first: phase 2 walks it again).
  */
-export function monitorEpilogueWatch(runner: EpilogueRunner): WatchedPath[] | undefined {
-  const look = (): WatchedPath[] => {
-    const seen = new Map<string, WatchedPath>();
-    const { interpreters } = checkEpilogue(runner, (path) => {
-      const stats = lstatPath(path);
-      const exact = lstatPathExact(path);
-      const { dev, ino, ctimeNs, uid, gid, mode } = exact;
-      seen.set(path, { dev, ino, ctimeNs, uid, gid, mode, path });
-      return stats;
-    });
-    // env searches its PATH, where a program added later would come first: not watched, phase 2 walks it.
-    if (interpreters.some((path) => basename(path) === 'env')) throw new Error('an epilogue run through env');
-    return [...seen.values()];
-  };
+export function walkEpilogueWatched(runner: EpilogueRunner): WatchedPath[] | undefined {
+  const seen = new Map<string, WatchedPath>();
+  const { interpreters } = checkEpilogue(runner, (path) => {
+    const stats = lstatPath(path);
+    const { dev, ino, ctimeNs, uid, gid, mode } = lstatPathExact(path);
+    seen.set(path, { dev, ino, ctimeNs, uid, gid, mode, path });
+    return stats;
+  });
+  return interpreters.some((path) => basename(path) === 'env') ? undefined : [...seen.values()];
+}
+
+/**
+ * What the monitor watches of the epilogue: the `first` walk's look (walkEpilogueWatched, before
+ * the payload's checks), when a second walk now looks exactly the same; undefined (phase 2 then
+ * runs the epilogue, walking it again) when there is none, a walk fails, or the two differ.
+ */
+export function monitorEpilogueWatch(
+  runner: EpilogueRunner,
+  first: readonly WatchedPath[] | undefined,
+): WatchedPath[] | undefined {
+  if (first === undefined || first.length === 0) return undefined;
   try {
-    const first = look();
-    const second = look();
+    const second = walkEpilogueWatched(runner);
     const same =
-      first.length > 0 &&
-      first.length === second.length &&
-      first.every((seen, index) => {
-        const again = second[index];
-        return (
-          again !== undefined &&
-          again.path === seen.path &&
-          again.dev === seen.dev &&
-          again.ino === seen.ino &&
-          again.ctimeNs === seen.ctimeNs &&
-          again.uid === seen.uid &&
-          again.gid === seen.gid &&
-          again.mode === seen.mode
-        );
+      second?.length === first.length &&
+      second.every((again, index) => {
+        const seen = first[index];
+        return seen !== undefined && watchedPathLine(again) === watchedPathLine(seen);
       });
-    return same ? first : undefined;
+    return same ? [...first] : undefined;
   } catch {
     return undefined;
   }

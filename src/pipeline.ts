@@ -16,7 +16,6 @@ import type { Config } from './config/schema';
 import { authorizationError, clientError, ExitCode, GlexecError, systemError } from './errors';
 import { endingOfWaitStatus, type Ending, exitCodeOf, rawReturnCode } from './exitcode';
 import {
-  checkEpilogue,
   describeEpilogueFailure,
   epilogueContainmentVariables,
   type EpilogueContext,
@@ -29,6 +28,7 @@ import {
   reportMonitorEpilogue,
   resolveEpilogueRunner,
   runEpilogue,
+  walkEpilogueWatched,
 } from './epilogue';
 import { checkEpilogueEnvironment } from './epilogue-env';
 import {
@@ -98,6 +98,7 @@ import {
   type Outcome,
   SIGNAL_COUNT,
   type TrivialConclusion,
+  type WatchedPath,
 } from './plan';
 import { VERSION } from './version';
 import { checkCallerWhiteLists } from './whitelist';
@@ -163,6 +164,8 @@ interface RunContext {
   payload?: PayloadRun;
   leftovers?: Leftovers;
   epilogueReport?: EpilogueReport;
+  /** In phase 1: what the epilogue's trust walk looked at (walkEpilogueWatched). */
+  epilogueWatch?: readonly WatchedPath[];
 }
 
 /** The context once the caller is admitted: who runs what, as whom, contained how. */
@@ -263,7 +266,7 @@ function admit(context: RunContext): AdmittedRun {
   const target = mapToTarget(proxy, config, log);
   context.target = target;
   log.info('mapped', { dn: proxy.identityDn, target: target.name, uid: target.uid });
-  const epilogue = checkEpilogueTrust(config, target);
+  const epilogue = checkEpilogueTrust(context, config, target);
   checkPayload(action.payload, target, config.prohibit_exec_via_symlink);
   const containment = prepareContainment(config);
   return Object.assign(context, { caller, dn: proxy.identityDn, target, epilogue, containment });
@@ -529,12 +532,15 @@ function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Co
   return lcmaps().mapWithLcmaps(proxy, config, log);
 }
 
-/** A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before anything runs. */
-function checkEpilogueTrust(config: Config, target: Target): EpilogueRunner | undefined {
+/**
+ * A broken epilogue setting, or a payload account that could change the epilogue, is a 202 before
+ * anything runs. The walk records what it looked at, the monitor's first look (monitorEpilogue).
+ */
+function checkEpilogueTrust(context: RunContext, config: Config, target: Target): EpilogueRunner | undefined {
   const runner = resolveEpilogueRunner(config);
   if (runner) {
     refuseTargetThatControlsEpilogue(runner, target);
-    checkEpilogue(runner);
+    context.epilogueWatch = walkEpilogueWatched(runner);
   }
   return runner;
 }
@@ -740,7 +746,7 @@ function monitorProxyCopy(registration: Registration, target: Target): MonitorPr
 function monitorEpilogue(context: PlannedRun, runner: EpilogueRunner): MonitorEpilogue | undefined {
   const { containment, config, target, caller, action, payloadEnv } = context;
   if (containment.mode !== 'cgroup') return undefined;
-  const watch = monitorEpilogueWatch(runner);
+  const watch = monitorEpilogueWatch(runner, context.epilogueWatch);
   if (watch === undefined) return undefined;
   const list = leftoverList([], runner, config.runtime_directory);
   const env = monitorEpilogueEnvironment(runner, payloadEnv, {

@@ -110,6 +110,11 @@ export interface MonitorProxyCopy {
   readonly recordText: string;
 }
 
+/** A watched path as the plan carries it (shim/epilogue.c reads it): "DEV INO CTIME_NS UID GID MODE PATH". */
+export function watchedPathLine({ dev, ino, ctimeNs, uid, gid, mode, path }: WatchedPath): string {
+  return `${dev} ${ino} ${ctimeNs} ${uid} ${gid} ${mode} ${path}`;
+}
+
 /** Signals 1..64: the monitor gets an `ending` for each. */
 export const SIGNAL_COUNT = 64;
 
@@ -178,10 +183,7 @@ export function encodePlan(plan: Plan): Buffer {
       'epilogue-leftover-list',
       plan.epilogue?.leftoverList === undefined ? '' : encodeLeftoverList(plan.epilogue.leftoverList),
     ],
-    ...(plan.epilogue?.watch ?? []).map(({ dev, ino, ctimeNs, uid, gid, mode, path }): Field => [
-      'epilogue-watch',
-      `${dev} ${ino} ${ctimeNs} ${uid} ${gid} ${mode} ${path}`,
-    ]),
+    ...(plan.epilogue?.watch ?? []).map((watched): Field => ['epilogue-watch', watchedPathLine(watched)]),
     ['proxy-copy', plan.proxyCopy === undefined ? '' : encodeProxyCopy(plan.proxyCopy)],
     ['state', plan.state],
   ];

@@ -823,10 +823,16 @@ function runVerifyProxy(config: Extract<ModuleConfig, { kind: 'verify_proxy' }>,
   return { ok: true };
 }
 
-function mappedAccount(env: MappingEnvironment, name: string, via: MappedBy): ModuleResult {
+/** The account `name` as a module's result; a VOMS module adds which gids it brings and the FQAN it mapped. */
+function mappedAccount(
+  env: MappingEnvironment,
+  name: string,
+  via: MappedBy,
+  voms: Pick<Gathered, 'accountGids' | 'fqansUsed'> = {},
+): ModuleResult {
   const account = env.lookupAccount(name);
   if (account === undefined) return failed(`no user account found with the name '${name}'`);
-  return { ok: true, gathered: { account, via, secondaryGids: [] } };
+  return { ok: true, gathered: { account, via, secondaryGids: [], ...voms } };
 }
 
 function runLocalAccount(
@@ -986,18 +992,7 @@ function runVomsLocalAccount(
   for (const fqan of fqans) {
     const name = findFqanEntry(entries, fqan, false)?.accounts[0];
     if (name === undefined) continue;
-    const account = env.lookupAccount(name);
-    if (account === undefined) return failed(`no user account found with the name '${name}'`);
-    return {
-      ok: true,
-      gathered: {
-        account,
-        via: 'voms_localaccount',
-        accountGids: config.accountGids,
-        secondaryGids: [],
-        fqansUsed: [fqan],
-      },
-    };
+    return mappedAccount(env, name, 'voms_localaccount', { accountGids: config.accountGids, fqansUsed: [fqan] });
   }
   return failed(`no FQAN of the proxy has an account in grid-mapfile ${config.gridmapfile}`);
 }
@@ -1048,18 +1043,7 @@ function runVomsPoolAccount(
       }
       throw error;
     }
-    const account = env.lookupAccount(name);
-    if (account === undefined) return failed(`no user account found with the name '${name}'`);
-    return {
-      ok: true,
-      gathered: {
-        account,
-        via: 'voms_poolaccount',
-        accountGids: config.accountGids,
-        secondaryGids: [],
-        fqansUsed: [fqan],
-      },
-    };
+    return mappedAccount(env, name, 'voms_poolaccount', { accountGids: config.accountGids, fqansUsed: [fqan] });
   }
   return failed(
     reasons.length > 0

@@ -16,23 +16,17 @@ import { formatOneline, namesEqual, parseName } from '../proxy/dn';
 import { type TrustedServerCertificate, verifyServerCertificate } from '../proxy/verify';
 import { FileTooLarge, listDirectory, lstatPath, readCheckedFile } from '../sys/files';
 import { type Lstat, requireTrustedPath } from '../trust';
-import type { GenericAttribute, ParsedAc } from './ac';
+import type { ParsedAc } from './ac';
 
 const MAX_LSC_BYTES = 64 * 1024;
 const MAX_VOMSDIR_CERTIFICATE_BYTES = 1024 * 1024;
 const MAX_VOMSDIR_ENTRIES = 1024;
 const ROOT_ONLY = { trustedUids: [], trustedGids: [] } as const;
 
-export interface TrustedAc {
-  readonly vo: string;
-  readonly host: string;
-  /** In the AC's order, the primary first. */
-  readonly fqans: readonly string[];
-  readonly attributes: readonly GenericAttribute[];
-  readonly notBefore: Date;
-  readonly notAfter: Date;
+/** An AC that passed, as the mapping uses it (its FQANs in the AC's order, the primary first). */
+export type TrustedAc = Pick<ParsedAc, 'vo' | 'host' | 'fqans' | 'attributes' | 'notBefore' | 'notAfter'> & {
   readonly serverDn: string;
-}
+};
 
 export interface DroppedAc {
   readonly vo: string;
