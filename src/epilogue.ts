@@ -21,6 +21,7 @@ import type { Caller } from './caller';
 import { monotonicMs, sleep } from './clock';
 import type { Config } from './config/schema';
 import { systemError } from './errors';
+import { SLOT_BYTE } from './log/logger';
 import { type Ending, endingOfWaitStatus, rawReturnCode } from './exitcode';
 import { endProcesses, groupMembersOf, waitForExit } from './linger';
 import { mayRun, UntrustedProgram, walkInterpreters } from './interpreters';
@@ -216,11 +217,11 @@ export function epilogueContainmentVariables(
 }
 
 /** In the monitor's epilogue environment, what stands for the payload's pid, group and return code. */
-export const MONITOR_EPILOGUE_SLOTS = {
-  GLEXEC_EPILOG_TARGET_PID: '\x01I',
-  GLEXEC_EPILOG_TARGET_PGID: '\x01G',
-  GLEXEC_EPILOG_TARGET_RC: '\x01R',
-} as const;
+const MONITOR_EPILOGUE_SLOTS = {
+  GLEXEC_EPILOG_TARGET_PID: `${SLOT_BYTE}I`,
+  GLEXEC_EPILOG_TARGET_PGID: `${SLOT_BYTE}G`,
+  GLEXEC_EPILOG_TARGET_RC: `${SLOT_BYTE}R`,
+};
 
 /**
  * The epilogue's environment as the monitor gets it: the one runEpilogue gives it, with the three
@@ -238,7 +239,7 @@ export function monitorEpilogueEnvironment(
   const env = Object.entries(epilogueEnvironment(runner, payloadEnv, variables)).map(
     ([name, value]) => `${name}=${value}`,
   );
-  const slotted = env.filter((entry) => entry.includes('\x01'));
+  const slotted = env.filter((entry) => entry.includes(SLOT_BYTE));
   const expected = Object.entries(MONITOR_EPILOGUE_SLOTS).map(([name, slot]) => `${name}=${slot}`);
   return slotted.length === expected.length && slotted.every((entry) => expected.includes(entry)) ? env : undefined;
 }
