@@ -22,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* In a record's template, this byte and a letter stand for a value filled in here (src/log/logger.ts). */
-#define SLOT_BYTE '\x01'
 
 /* The directories above the log file, each a root-owned directory that only root can write: no symlink, no "." or "..". */
 static int trusted_directories(const char *file) {

@@ -26,8 +26,6 @@
 #error "GLEXEC_START_PAYLOAD must be defined at build time"
 #endif
 
-#define EXIT_CANNOT_EXECUTE 126
-#define SLOT_BYTE '\x01'
 
 int parse_leftover_list(char *value, struct monitor_epilogue *epilogue) {
     epilogue->leftover_path = NULL;

@@ -48,7 +48,6 @@
 #endif
 
 #define EXIT_SYSTEM_ERROR 202
-#define EXIT_CANNOT_EXECUTE 126
 #define PLAN_MAGIC "glexec-plan 1\n"
 #define PLAN_END "end 0\n\n"
 #define PLAN_MAX (64UL << 20)

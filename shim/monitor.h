@@ -4,6 +4,14 @@
 
 #include <stddef.h>
 
+/* start-payload's exit when it could not start the program, and the monitor's child's likewise. */
+#define EXIT_CANNOT_EXECUTE 126
+/*
+ * In a template of phase 1's (a record, the epilogue's environment), this byte and a letter stand
+ * for a value the monitor fills in (src/log/logger.ts SLOT_BYTE).
+ */
+#define SLOT_BYTE '\x01'
+
 /*
  * Runs the two TypeScript phases and, between them, the payload; exits with the run's exit code
  * (never returns). `node_argv` is the node command line with three slots, at `phase_slot`, for the
