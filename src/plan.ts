@@ -152,9 +152,9 @@ export interface MonitorEpilogueRun {
 
 type Field = readonly [key: string, value: string];
 
-function encodeField([key, value]: Field): Buffer {
-  const bytes = Buffer.from(value, 'utf8');
-  return Buffer.concat([Buffer.from(`${key} ${bytes.length}\n`), bytes, Buffer.from('\n')]);
+/** One field as text: its length is the value's length in UTF-8 bytes, which the monitor counts. */
+function encodeField([key, value]: Field): string {
+  return `${key} ${Buffer.byteLength(value, 'utf8')}\n${value}\n`;
 }
 
 const END = 'end 0\n\n';
@@ -211,7 +211,8 @@ export function encodePlan(plan: Plan): Buffer {
   const encoded = fields.map(encodeField);
   const longest = fields.reduce((most, [, value]) => Math.max(most, Buffer.byteLength(value)), 0);
   if (longest > MAX_FIELD_BYTES) throw tooLarge(`a part of it is larger than ${MAX_FIELD_BYTES} bytes`);
-  const bytes = Buffer.concat([Buffer.from(PLAN_MAGIC), ...encoded, Buffer.from(END)]);
+  // One string, encoded once: a Buffer a field cost more than the rest of the hand-over.
+  const bytes = Buffer.from(PLAN_MAGIC + encoded.join('') + END, 'utf8');
   if (bytes.length > MAX_PLAN_BYTES) throw tooLarge(`it is larger than ${MAX_PLAN_BYTES} bytes`);
   return bytes;
 }
