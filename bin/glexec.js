@@ -43,8 +43,9 @@ try {
 } catch {
   // No cache yet.
 }
-// The wrapper of node:module (Module.wrap), written out: the bundle is a CommonJS module.
-const script = new Script(`(function (exports, require, module, __filename, __dirname) { ${source}\n});`, {
+// The bundle's text is a CommonJS module in node:module's wrapper (Module.wrap), which the build
+// wrote into the file (scripts/build.mjs): compiled as read, with no copy of it made here.
+const script = new Script(source, {
   filename: bundle,
   cachedData,
 });

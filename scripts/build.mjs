@@ -89,6 +89,9 @@ const importsWithoutSideEffects = {
     });
   },
 };
+/** Around each of the two bundles below, which are CommonJS modules compiled by bin/glexec.js. */
+const BUNDLE_WRAPPER_START = '(function (exports, require, module, __filename, __dirname) { ';
+const BUNDLE_WRAPPER_END = '\n});';
 // Two bundles of one code base: glexec-main.js (a run's first phase and every other mode) and
 // glexec-conclude.js (a run's second phase, src/main-conclude.ts), which esbuild's tree shaking
 // leaves without the first phase's modules; the loader picks one by the monitor's --phase slot.
@@ -110,6 +113,10 @@ for (const [entry, bundle, plugins] of [
     minify: true,
     legalComments: 'none',
     define: { GLEXEC_BUNDLED: 'true' },
+    // The wrapper of node:module (Module.wrap), written into the file: the loader compiles the file's
+    // text as it is read, where adding the wrapper at run time made V8 copy the whole bundle once more.
+    banner: { js: BUNDLE_WRAPPER_START },
+    footer: { js: BUNDLE_WRAPPER_END },
     // Never loaded in the bundle (the addon is required by absolute path there); keeps esbuild quiet.
     external: ['posix', 'posix/*'],
     plugins,
