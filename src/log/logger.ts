@@ -5,6 +5,7 @@
  */
 import { dirname } from 'node:path';
 import pino from 'pino';
+import { isoTimestamp } from '../clock';
 import type { Config } from '../config/schema';
 import { systemError } from '../errors';
 import { lstatPath, makeDirectory, openRootLogFile, UntrustedFile, writeAll } from '../sys/files';
@@ -212,7 +213,8 @@ export function openLog(
       }
     },
   };
-  const logger = glexecPino(stream, process.pid, pino.stdTimeFunctions.isoTime);
+  // pino's isoTime, with isoTimestamp for toISOString (src/clock.ts says why).
+  const logger = glexecPino(stream, process.pid, () => `,"time":"${isoTimestamp(Date.now())}"`);
   const threshold = thresholdByLogLevel[logLevel] ?? 'notice';
   const auditFields = (fields: Fields): Fields => (recordsLeftOut > 0 ? { ...fields, recordsLeftOut } : fields);
   const write = (level: Level, msg: string, fields: Fields | undefined): void => {

@@ -1,5 +1,6 @@
 /** What /proc says about a process: for the leftover list and the fallback scans. */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { isoTimestamp } from '../clock';
 import { escapeControl } from '../log/sanitize';
 
 export interface ProcessInfo {
@@ -80,7 +81,7 @@ function describe(stat: StatFields, uid: number): ProcessInfo {
     sid: stat.sid,
     state: threadGroupState(stat),
     startTicks: stat.startTicks,
-    started: new Date(bootTime() + (stat.startTicks / CLOCK_TICKS) * 1000).toISOString(),
+    started: isoTimestamp(bootTime() + (stat.startTicks / CLOCK_TICKS) * 1000),
     command,
   };
 }

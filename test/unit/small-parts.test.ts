@@ -5,6 +5,7 @@ import { parseWithCommander, toAction } from '../../src/cli';
 import { defaultConfig, type Config } from '../../src/config/schema';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
 import { parseCallerLimits, payloadLimitOptions } from '../../src/caller-limits';
+import { isoTimestamp } from '../../src/clock';
 import { clampLogLevel, formatSyslogText } from '../../src/log/logger';
 import { escapeControl, sanitizeDeep } from '../../src/log/sanitize';
 import { gridMapDnMatches, mapDn, parseGridMap, parseGridMapLine } from '../../src/mapping/gridmap';
@@ -401,5 +402,22 @@ describe('shim arguments and the command line', () => {
   it('the version constant matches package.json', () => {
     const pkg = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };
     assert.equal(VERSION, pkg.version);
+  });
+});
+
+describe('timestamps', () => {
+  it('isoTimestamp writes what toISOString writes, for every millisecond of the years 0 to 9999 and beyond', () => {
+    const edges = [0, -1, 1, Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(10000, 0, 1), Date.UTC(0, 0, 1) - 1];
+    edges.push(-62167219200000, -62167219200001, 8.64e15, -8.64e15, 1796185951499.5);
+    for (const ms of edges) assert.equal(isoTimestamp(ms), new Date(ms).toISOString(), String(ms));
+    fc.assert(
+      fc.property(fc.integer({ min: -8.64e15, max: 8.64e15 }), (ms) => isoTimestamp(ms) === new Date(ms).toISOString()),
+      { numRuns: 20000 },
+    );
+  });
+
+  it('isoTimestamp throws for a time that is not one, as toISOString does', () => {
+    assert.throws(() => isoTimestamp(NaN), RangeError);
+    assert.throws(() => isoTimestamp(8.64e15 + 1), RangeError);
   });
 });
