@@ -46,7 +46,7 @@ const nodeAddon = () => ['-fPIC', '-shared', `-I${nodeHeaders()}`];
 
 /**
  * name: the file in build/c/; source: relative to the repository; link: linking flags;
- * libraries: after the source; installMode: install-system puts it in PREFIX/lib/glexec/ with
+ * defines: its own -D flags; libraries: after the source; installMode: install-system puts it in PREFIX/lib/glexec/ with
  * that mode, owned by root. Test fixtures are built here too, so no test runs gcc.
  */
 export const programs = [
@@ -63,7 +63,13 @@ export const programs = [
   { name: 'print-euid', source: 'test/fixtures/print-euid.c', link: pie },
   { name: 'no-clone3', source: 'test/fixtures/no-clone3.c', link: pie },
   // The monitor's plan parser on its own (it includes shim/monitor.c).
-  { name: 'plan-check', source: 'test/fixtures/plan-check.c', link: pie },
+  {
+    name: 'plan-check',
+    source: 'test/fixtures/plan-check.c',
+    extraSources: ['shim/start-payload.c'],
+    link: pie,
+    defines: ['-DSTART_PAYLOAD_IN_MONITOR'],
+  },
 ];
 
 /** The setuid shim: built by install-system, with the installed paths as `defines`. */
@@ -72,8 +78,10 @@ export const shim = {
   source: 'shim/glexec-shim.c',
   // The monitor (the glexec process while the payload runs), its epilogue, its removal of the proxy copy and its conclusion of a run with nothing
   // to conclude are part of the shim's binary.
-  extraSources: ['shim/monitor.c', 'shim/conclusion.c', 'shim/epilogue.c', 'shim/proxy-copy.c'],
+  // start-payload.c too: the monitor's child runs its steps itself, then execs the payload.
+  extraSources: ['shim/monitor.c', 'shim/conclusion.c', 'shim/epilogue.c', 'shim/proxy-copy.c', 'shim/start-payload.c'],
   link: pie,
+  defines: ['-DSTART_PAYLOAD_IN_MONITOR'],
 };
 
 /** Compiles `program` (one of the above) from the repository at `root` into `output`. */
@@ -81,6 +89,7 @@ export function compile(root, program, output, defines = []) {
   const args = [
     ...hardeningFlags,
     ...(typeof program.link === 'function' ? program.link() : program.link),
+    ...(program.defines ?? []),
     ...defines,
     '-o',
     output,

@@ -174,7 +174,6 @@ try {
     `-DGLEXEC_CONFIG_FILE=${cString(config)}`,
     `-DGLEXEC_NODE=${cString(node)}`,
     `-DGLEXEC_PROGRAM=${cString(program)}`,
-    `-DGLEXEC_START_PAYLOAD=${cString(join(lib, 'start-payload'))}`,
   ]);
 } catch (error) {
   fail(error.message);

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "epilogue.h"
 #include "monitor.h"
+#include "start-payload.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -22,9 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef GLEXEC_START_PAYLOAD
-#error "GLEXEC_START_PAYLOAD must be defined at build time"
-#endif
 
 
 int parse_leftover_list(char *value, struct monitor_epilogue *epilogue) {
@@ -131,8 +129,9 @@ static int high_descriptor(int fd) {
 }
 
 /*
- * PRIVILEGE: start-payload as root, in a session of its own, with / as its directory, stdio on
- * /dev/null and its status pipe on 3, as src/sys/proc.ts spawnEpilogueProgram starts it.
+ * PRIVILEGE: the epilogue's start as root, in a session of its own, with / as its directory, stdio
+ * on /dev/null and its status pipe on 3, as src/sys/proc.ts spawnEpilogueProgram starts
+ * start-payload; then start-payload's steps in this child (start_payload_run).
  */
 static pid_t start_epilogue(char **argv, char **env, int status_write) {
     pid_t pid = fork();
@@ -163,10 +162,7 @@ static pid_t start_epilogue(char **argv, char **env, int status_write) {
             _exit(EXIT_CANNOT_EXECUTE);
         _exit(EXIT_CANNOT_EXECUTE);
     }
-    execve(GLEXEC_START_PAYLOAD, argv, env);
-    if (dprintf(3, "system cannot execute " GLEXEC_START_PAYLOAD ": %s\n", strerror(errno)) < 0)
-        _exit(EXIT_CANNOT_EXECUTE);
-    _exit(EXIT_CANNOT_EXECUTE);
+    start_payload_run(argv, env);
 }
 
 /*

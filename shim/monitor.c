@@ -4,8 +4,9 @@
  *   1. phase 1 (node, a child) checks everything and writes the plan into a memory file, then
  *      exits; only a whole plan from a phase 1 that exited 0 is acted on, so a phase 1 that
  *      crashes or is killed runs nothing;
- *   2. the monitor starts the payload from the plan through start-payload (new session, cgroup,
- *      limits, identity, working directory, exec: the same code as without the monitor),
+ *   2. the monitor starts the payload from the plan: its child, born in the payload's cgroup,
+ *      runs start-payload's steps (start-payload.c, linked in: new session, limits, identity,
+ *      working directory) and execs the payload,
  *      forwards the batch system's signals to its process group and waits for it;
  *   3. phase 2 (node, a child) gets the plan back with the outcome appended: leftovers, epilogue,
  *      kill, completion record; it tells the monitor on a pipe once its record is written; when
@@ -21,6 +22,7 @@
 #include "conclusion.h"
 #include "epilogue.h"
 #include "proxy-copy.h"
+#include "start-payload.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -42,9 +44,6 @@
 
 #ifndef GLEXEC_NODE
 #error "GLEXEC_NODE must be defined at build time"
-#endif
-#ifndef GLEXEC_START_PAYLOAD
-#error "GLEXEC_START_PAYLOAD must be defined at build time"
 #endif
 
 #define EXIT_SYSTEM_ERROR 202
@@ -416,9 +415,9 @@ static pid_t fork_into(const char *cgroup) {
 }
 
 /*
- * PRIVILEGE: starts start-payload as root in the payload's cgroup and a new session (pid = pgid =
- * sid), with the caller's stderr on 2, its status pipe on 3 and the caller's directory on 4; it
- * switches to the target. Returns its pid; `status` gets what it wrote on the status pipe (closed
+ * PRIVILEGE: starts the payload: a child, root, in the payload's cgroup and a new session (pid =
+ * pgid = sid), with the caller's stderr on 2, its status pipe on 3 and the caller's directory on
+ * 4, runs start-payload's steps (start_payload_run: limits, the target's identity, directory, exec). Returns its pid; `status` gets what it wrote on the status pipe (closed
  * at the payload's exec). A child that cannot be made in the cgroup is start-payload's "join"
  * failure (phase 2 reports it), with no pid.
  */
@@ -459,10 +458,7 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
                 _exit(EXIT_CANNOT_EXECUTE);
             _exit(EXIT_CANNOT_EXECUTE);
         }
-        execve(GLEXEC_START_PAYLOAD, plan.helper_argv, plan.env);
-        if (dprintf(3, "system cannot execute " GLEXEC_START_PAYLOAD ": %s\n", strerror(errno)) < 0)
-            _exit(EXIT_CANNOT_EXECUTE);
-        _exit(EXIT_CANNOT_EXECUTE);
+        start_payload_run(plan.helper_argv, plan.env);
     }
     if (close(pipe_fds[1]) != 0)
         fail("close");
