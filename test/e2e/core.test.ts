@@ -585,6 +585,18 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(lines[3], `GLEXEC_PROGRAM="${join(system.root, 'prefix/lib/glexec/glexec.js')}"`);
     });
 
+    it('-h prints the usage and every option (commander, from the installed glexec-cli.js) and exits 0', () => {
+      const result = system.run(['-h']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stderr, '');
+      assert.match(
+        result.stdout,
+        /^Usage: glexec \[-v \| -V \| --check\] \/absolute\/path\/to\/payload \[arguments\.\.\.\]\n/,
+      );
+      for (const option of ['-v', '-V, --version', '--check', '-h, --help'])
+        assert.ok(result.stdout.includes(`  ${option} `), option);
+    });
+
     it('refuses to run unless it is setuid root', () => {
       const copy = join(system.bin, 'glexec-no-setuid');
       copyFileSync(system.shim, copy);
