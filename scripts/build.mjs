@@ -1,5 +1,6 @@
 // Builds everything: the TypeScript (type-checked) into build/, the bundles into build/dist/
-// (glexec-main.js, glexec-conclude.js, glexec-voms.js) with their loader build/dist/glexec.js
+// (glexec-main.js, glexec-conclude.js, the lazily loaded glexec-cli.js, glexec-check.js,
+// glexec-lcmaps.js and glexec-voms.js) with their loader build/dist/glexec.js
 // (bin/glexec.js, what the shim runs), the C programs into build/c/ (scripts/c-programs.mjs) and the man pages into build/man/.
 // The shim itself is compiled at install time, because the paths it holds are chosen then.
 import { execFileSync } from 'node:child_process';
@@ -95,11 +96,22 @@ const BUNDLE_WRAPPER_END = '\n});';
 // Two bundles of one code base: glexec-main.js (a run's first phase and every other mode) and
 // glexec-conclude.js (a run's second phase, src/main-conclude.ts), which esbuild's tree shaking
 // leaves without the first phase's modules; the loader picks one by the monitor's --phase slot.
+// Then the parts of the first phase a normal run never executes, each a bundle of its own that
+// src/lazy.ts loads by absolute path only when needed (what they share with glexec-main.js: see
+// there): commander and the parse of options, --check, the lcmaps.db code. Their entries are
+// loaded with require() by path, not imported, so none of them is in glexec-main.js.
 for (const [entry, bundle, plugins] of [
   ['src/main.ts', 'glexec-main.js', [withoutPinoTransports, withoutUnusedBuiltins]],
   [
     'src/main-conclude.ts',
     'glexec-conclude.js',
+    [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
+  ],
+  ['src/cli-commander.ts', 'glexec-cli.js', [withoutUnusedBuiltins, importsWithoutSideEffects]],
+  ['src/check.ts', 'glexec-check.js', [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects]],
+  [
+    'src/lcmaps/map-target.ts',
+    'glexec-lcmaps.js',
     [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
   ],
 ]) {

@@ -3,7 +3,9 @@
 // DIR/sbin/glexec        the setuid-root shim, compiled here (the only C compiled at install time)
 //                        with FILE, the node binary and the program compiled in
 // DIR/lib/glexec/        glexec.js (loader), glexec-main.js and glexec-conclude.js (the bundles of a
-//                        run's two phases), posix.node (the native addon), flock.node (glexec's
+//                        run's two phases), glexec-cli.js, glexec-check.js, glexec-lcmaps.js and
+//                        glexec-voms.js (bundles the first phase loads only when needed: options,
+//                        --check, lcmaps.db, VOMS), posix.node (the native addon), flock.node (glexec's
 //                        flock(2) addon), start-payload and lcmaps-helper (root-only helpers; these
 //                        three from build/c/); glexec writes each bundle's
 //                        <bundle>.<dev>-<inode>-<size>-<mtime>-<ctime>.cache (V8's code cache) there
@@ -94,9 +96,13 @@ function requireRootOnly(path, what) {
 const loader = join(root, 'build/dist/glexec.js');
 const bundle = join(root, 'build/dist/glexec-main.js');
 const concludeBundle = join(root, 'build/dist/glexec-conclude.js');
-const vomsBundle = join(root, 'build/dist/glexec-voms.js');
+// Loaded by absolute path only when needed (src/lazy.ts, src/voms/load.ts): options, --check, lcmaps.db, VOMS.
+const lazyBundles = ['glexec-cli.js', 'glexec-check.js', 'glexec-lcmaps.js', 'glexec-voms.js'].map((name) => [
+  join(root, 'build/dist', name),
+  name,
+]);
 const installedPrograms = programs.filter((program) => program.installMode !== undefined);
-if (![loader, bundle, concludeBundle, vomsBundle].every((file) => existsSync(file)))
+if (![loader, bundle, concludeBundle, ...lazyBundles.map(([built]) => built)].every((file) => existsSync(file)))
   fail('build/dist/ is missing: run npm run build first');
 for (const { name } of installedPrograms) {
   if (!existsSync(join(root, 'build/c', name))) fail(`build/c/${name} is missing: run npm run build first`);
@@ -141,7 +147,7 @@ for (const [from, to] of [
   [loader, program],
   [bundle, join(lib, 'glexec-main.js')],
   [concludeBundle, join(lib, 'glexec-conclude.js')],
-  [vomsBundle, join(lib, 'glexec-voms.js')],
+  ...lazyBundles.map(([built, name]) => [built, join(lib, name)]),
   [addon, join(lib, 'posix.node')],
 ]) {
   copyFileSync(from, to);

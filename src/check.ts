@@ -26,6 +26,7 @@ import { startPayloadHelper } from './sys/proc';
 import { SYSLOG_UNHEARD, syslogListening } from './sys/syslog';
 import { requireTrustedPath, type TrustPolicy } from './trust';
 import { DEFAULT_CERTDIR, effectiveCertdir } from './lcmaps/certdir';
+import { lcmapsDbCertdir } from './lcmaps/map-target';
 import { summarizeVomsdir, type VomsdirSummary } from './voms/trust';
 
 export interface Finding {
@@ -268,7 +269,7 @@ function readCaFile(path: string, name: string): CaFile | undefined {
 /** The certdir a run would use; an lcmaps.db that cannot be read is reported by its own check. */
 function certdirToCheck(config: Config): string {
   try {
-    return effectiveCertdir(config);
+    return effectiveCertdir(config, lcmapsDbCertdir);
   } catch {
     return config.certdir === '' ? DEFAULT_CERTDIR : config.certdir;
   }

@@ -32,8 +32,25 @@ export type Problem =
   | { readonly kind: 'wrong-type'; readonly path: string; readonly expected: 'file' | 'directory' }
   | { readonly kind: 'syntax'; readonly file: string; readonly line?: number; readonly expected: string };
 
+/** Marks a GlexecError of any copy of this module (src/lazy.ts: each lazily loaded bundle has one). */
+const GLEXEC_ERROR = Symbol.for('glexec.GlexecError');
+
 export class GlexecError extends Error {
   override readonly name = 'GlexecError';
+
+  /**
+   * `instanceof GlexecError` asks for the mark, not for this copy of the class: an error thrown in
+   * a lazily loaded bundle (glexec-cli.js, glexec-check.js, glexec-lcmaps.js) is made by that
+   * bundle's own copy of this module, and the entry point must still see its exit code.
+   */
+  static override [Symbol.hasInstance](value: unknown): value is GlexecError {
+    return typeof value === 'object' && value !== null && GLEXEC_ERROR in value;
+  }
+
+  /** On the prototype (not an own property): what `instanceof` looks for. */
+  get [GLEXEC_ERROR](): true {
+    return true;
+  }
 
   constructor(
     readonly exitCode: GlexecExitCode,

@@ -58,6 +58,7 @@ import {
   openLog,
 } from './log/logger';
 import { effectiveCertdir } from './lcmaps/certdir';
+import { checkCode, lcmapsCode } from './lazy';
 import { mapDn, readGridMap } from './mapping/gridmap';
 import { checkPayload } from './payload/check';
 import { buildPayloadEnv } from './payload/env';
@@ -378,8 +379,8 @@ function printVersion(shim: ShimArgs, builtIns: boolean, reporter: Reporter): nu
 /** `glexec --check`, for root: one line per item; 202 when anything is wrong. */
 async function runCheck(shim: ShimArgs, reporter: Reporter): Promise<number> {
   if (shim.callerUid !== 0) throw authorizationError('check.not_root', 'glexec --check is for root');
-  // Loaded here only: a run never needs the --check code.
-  const { checkInstallation, formatFinding } = await import('./check');
+  // Loaded here only: a run never needs the --check code (installed, glexec-check.js: src/lazy.ts).
+  const { checkInstallation, formatFinding } = checkCode();
   const findings = await checkInstallation(shim.configPath, trustedConfigOwners());
   reporter.out(findings.map((finding) => `${formatFinding(finding)}\n`).join(''));
   const errors = findings.filter((finding) => finding.level === 'error').length;
@@ -518,10 +519,6 @@ function verifyCallerProxy(caller: Caller, config: Config): VerifiedProxy & { re
   };
 }
 
-/** The lcmaps.db code, evaluated only when a site has one (a normal run maps by grid-mapfile). */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const lcmaps = (): typeof import('./lcmaps/map-target') => require('./lcmaps/map-target');
-
 /** lcmaps.db policies when the site has one, else the grid-mapfile. */
 function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Config, log: Log): Target {
   if (config.lcmaps_db_file === '')
@@ -529,7 +526,8 @@ function mapToTarget(proxy: VerifiedProxy & { readonly pem: string }, config: Co
       mapDn(readGridMap(config.gridmapfile), proxy.identityDn, config.gridmapfile),
       proxy.identityDn,
     );
-  return lcmaps().mapWithLcmaps(proxy, config, log);
+  // The lcmaps.db code, loaded only when a site has one (installed, glexec-lcmaps.js: src/lazy.ts).
+  return lcmapsCode().mapWithLcmaps(proxy, config, log);
 }
 
 /**

@@ -4,23 +4,23 @@
  * first -certdir of a verify_proxy module in the selected lcmaps.db policies; else the default.
  */
 import type { Config } from '../config/schema';
+import { lcmapsCode } from '../lazy';
 
 export const DEFAULT_CERTDIR = '/etc/grid-security/certificates';
 
-export function effectiveCertdir(config: Config): string {
+/** The first verify_proxy -certdir of the lcmaps.db policies glexec.conf selects, if any. */
+export type LcmapsDbCertdir = (config: Config) => string | undefined;
+
+/**
+ * `fromLcmapsDb` reads the lcmaps.db: by default the lcmaps.db code is loaded for it (a run without
+ * lcmaps.db never loads it); code that holds its own copy (glexec-lcmaps.js, glexec-check.js)
+ * passes lcmapsDbCertdir (map-target.ts), not to load a second bundle.
+ */
+export function effectiveCertdir(
+  config: Config,
+  fromLcmapsDb: LcmapsDbCertdir = (withDb) => lcmapsCode().lcmapsDbCertdir(withDb),
+): string {
   if (config.certdir !== '') return config.certdir;
   if (config.lcmaps_db_file === '') return DEFAULT_CERTDIR;
-  // Required here, not imported: a run without lcmaps.db never evaluates the lcmaps.db code.
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const { readLcmapsDb } = require('./db') as typeof import('./db');
-  const { compileAccountPolicies } = require('./modules') as typeof import('./modules');
-  /* eslint-enable @typescript-eslint/no-require-imports */
-  const compiled = compileAccountPolicies(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy);
-  for (const policy of compiled.policies) {
-    for (const label of policy.rules.keys()) {
-      const module = compiled.modules.get(label);
-      if (module?.config.kind === 'verify_proxy' && module.config.certdir !== undefined) return module.config.certdir;
-    }
-  }
-  return DEFAULT_CERTDIR;
+  return fromLcmapsDb(config) ?? DEFAULT_CERTDIR;
 }

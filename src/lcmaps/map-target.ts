@@ -1,7 +1,9 @@
 /**
- * The mapping of a run through the site's lcmaps.db, by the built-in backend or the LCMAPS library.
- * pipeline.ts loads this module (and with it the lcmaps.db parser, the plug-ins and pool accounts)
- * only when lcmaps_db_file is set: a grid-mapfile run never evaluates that code.
+ * The mapping of a run through the site's lcmaps.db, by the built-in backend or the LCMAPS library,
+ * and the certdir its verify_proxy module names. pipeline.ts and certdir.ts load this module (and
+ * with it the lcmaps.db parser, the plug-ins and pool accounts) only when lcmaps_db_file is set: a
+ * grid-mapfile run never evaluates that code. Installed, it is the entry of glexec-lcmaps.js
+ * (src/lazy.ts).
  */
 import type { Config } from '../config/schema';
 import type { Log } from '../log/logger';
@@ -11,7 +13,7 @@ import type { Target } from '../target';
 import { effectiveCertdir } from './certdir';
 import { readLcmapsDb } from './db';
 import { runLcmapsLibrary } from './library';
-import { type MappingInput, mapAccount } from './modules';
+import { compileAccountPolicies, type MappingInput, mapAccount } from './modules';
 import { readVomsAttributes } from '../voms/load';
 
 export function mapWithLcmaps(proxy: VerifiedProxy & { readonly pem: string }, config: Config, log: Log): Target {
@@ -19,7 +21,7 @@ export function mapWithLcmaps(proxy: VerifiedProxy & { readonly pem: string }, c
     const run = runLcmapsLibrary(
       config,
       Buffer.from(proxy.pem, 'latin1'),
-      effectiveCertdir(config),
+      effectiveCertdir(config, lcmapsDbCertdir),
       proxy.identityDn,
       log,
     );
@@ -39,7 +41,7 @@ export function mapWithLcmaps(proxy: VerifiedProxy & { readonly pem: string }, c
     identityDn: proxy.identityDn,
     proxy,
     now,
-    verifiedAgainstCertdir: effectiveCertdir(config),
+    verifiedAgainstCertdir: effectiveCertdir(config, lcmapsDbCertdir),
     ...(voms === undefined ? {} : { voms }),
   });
   log.info('lcmaps policy mapped', {
@@ -55,11 +57,27 @@ export function mapWithLcmaps(proxy: VerifiedProxy & { readonly pem: string }, c
 
 /** The FQANs of the proxy's trusted ACs for the VOMS modules; each dropped AC is logged with why. */
 function trustedVomsAttributes(proxy: VerifiedProxy, config: Config, now: Date, log: Log): MappingInput['voms'] {
-  const judgement = readVomsAttributes(proxy, { vomsdir: config.vomsdir, certdir: effectiveCertdir(config), now });
+  const judgement = readVomsAttributes(proxy, {
+    vomsdir: config.vomsdir,
+    certdir: effectiveCertdir(config, lcmapsDbCertdir),
+    now,
+  });
   if (judgement === undefined) return undefined;
   for (const dropped of judgement.dropped) log.warn('VOMS AC dropped', { ...dropped });
   return {
     fqans: judgement.trusted.flatMap((ac) => ac.fqans),
     validity: judgement.trusted.map(({ notBefore, notAfter }) => ({ notBefore, notAfter })),
   };
+}
+
+/** The -certdir of the first verify_proxy module in the selected policies (certdir.ts decides). */
+export function lcmapsDbCertdir(config: Config): string | undefined {
+  const compiled = compileAccountPolicies(readLcmapsDb(config.lcmaps_db_file), config.lcmaps_get_account_policy);
+  for (const policy of compiled.policies) {
+    for (const label of policy.rules.keys()) {
+      const module = compiled.modules.get(label);
+      if (module?.config.kind === 'verify_proxy' && module.config.certdir !== undefined) return module.config.certdir;
+    }
+  }
+  return undefined;
 }

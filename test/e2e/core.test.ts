@@ -498,7 +498,10 @@ describe('glexec end to end', { skip: needsRoot }, () => {
         'lib root root 755 d',
         'lib/glexec root root 755 d',
         'lib/glexec/flock.node root root 644 f',
+        'lib/glexec/glexec-check.js root root 644 f',
+        'lib/glexec/glexec-cli.js root root 644 f',
         'lib/glexec/glexec-conclude.js root root 644 f',
+        'lib/glexec/glexec-lcmaps.js root root 644 f',
         'lib/glexec/glexec-main.js root root 644 f',
         'lib/glexec/glexec-voms.js root root 644 f',
         'lib/glexec/glexec.js root root 644 f',
@@ -580,6 +583,18 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(lines[1], `GLEXEC_CONFIG_FILE="${system.configPath}"`);
       assert.equal(lines[2], `GLEXEC_NODE="${process.execPath}"`);
       assert.equal(lines[3], `GLEXEC_PROGRAM="${join(system.root, 'prefix/lib/glexec/glexec.js')}"`);
+    });
+
+    it('-h prints the usage and every option (commander, from the installed glexec-cli.js) and exits 0', () => {
+      const result = system.run(['-h']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stderr, '');
+      assert.match(
+        result.stdout,
+        /^Usage: glexec \[-v \| -V \| --check\] \/absolute\/path\/to\/payload \[arguments\.\.\.\]\n/,
+      );
+      for (const option of ['-v', '-V, --version', '--check', '-h, --help'])
+        assert.ok(result.stdout.includes(`  ${option} `), option);
     });
 
     it('refuses to run unless it is setuid root', () => {

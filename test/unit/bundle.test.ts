@@ -4,6 +4,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { GlexecError } from '../../src/errors';
 
 const loader = join(__dirname, '../../dist/glexec.js'); // build/dist, made by npm run build
 
@@ -72,6 +73,49 @@ describe('both bundles', () => {
       assert.ok(text.includes('pino_asJson'), `${bundle}: pino's channel is not in it`);
       assert.ok(!/require\("(node:)?diagnostics_channel"\)/.test(text), `${bundle} loads node:diagnostics_channel`);
     }
+  });
+});
+
+describe("the first phase's bundle", () => {
+  const dist = join(__dirname, '../../dist');
+  const read = (bundle: string) => readFileSync(join(dist, bundle), 'utf8');
+
+  it('holds neither commander, the --check code nor the lcmaps.db code: each is a bundle of its own, loaded only when needed', () => {
+    const main = read('glexec-main.js');
+    for (const [bundle, distinctive] of [
+      ['glexec-cli.js', 'commander.unknownOption'], // commander's own error code
+      ['glexec-cli.js', '--check takes no payload'], // src/cli-commander.ts
+      ['glexec-check.js', 'run npm run install-system again'], // src/check.ts
+      ['glexec-lcmaps.js', 'lcmaps.policy_loop'], // src/lcmaps/db.ts
+      ['glexec-lcmaps.js', 'lcmaps.unknown_policy'], // src/lcmaps/modules.ts
+      ['glexec-lcmaps.js', '.glexec-claim~'], // src/mapping/pool.ts, the pool accounts
+    ] as const) {
+      assert.ok(read(bundle).includes(distinctive), `${bundle} lacks ${distinctive}`);
+      assert.ok(!main.includes(distinctive), `glexec-main.js holds ${distinctive}`);
+    }
+    // It loads them by name, next to itself.
+    for (const bundle of ['glexec-cli.js', 'glexec-check.js', 'glexec-lcmaps.js'])
+      assert.ok(main.includes(`"${bundle}"`), bundle);
+  });
+
+  it('sees an error thrown by the copy of GlexecError in a lazily loaded bundle as a GlexecError, with its exit code', () => {
+    // build/src/errors.js is another copy of the class than the one glexec-cli.js holds, as
+    // glexec-main.js's is.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cli = require(join(dist, 'glexec-cli.js')) as typeof import('../../src/cli-commander');
+    let thrown: unknown;
+    try {
+      cli.parseWithCommander(['--frobnicate', '/bin/true']);
+    } catch (error) {
+      thrown = error;
+    }
+    assert.ok(thrown instanceof Error && thrown.constructor !== GlexecError, 'the bundle has its own copy');
+    assert.ok(thrown instanceof GlexecError);
+    assert.equal(thrown.exitCode, 201);
+    assert.equal(thrown.code, 'usage.bad_option');
+    assert.ok(!(new Error('other') instanceof GlexecError));
+    for (const other of [null, 'text', { code: 'x', exitCode: 201 }] as unknown[])
+      assert.ok(!(other instanceof GlexecError));
   });
 });
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseEnvironmentBlock, parseShimArgs } from '../../src/caller';
-import { parseWithCommander, toAction } from '../../src/cli';
+import { toAction } from '../../src/cli';
+import { parseWithCommander } from '../../src/cli-commander';
 import { defaultConfig, type Config } from '../../src/config/schema';
 import { exitCodeOf, rawReturnCode } from '../../src/exitcode';
 import { parseCallerLimits, payloadLimitOptions } from '../../src/caller-limits';
