@@ -90,7 +90,7 @@ const importsWithoutSideEffects = {
     });
   },
 };
-/** Around each of the two bundles below, which are CommonJS modules compiled by bin/glexec.js. */
+/** Around the two bundles bin/glexec.js compiles itself (the lazy ones are require()d as they are). */
 const BUNDLE_WRAPPER_START = '(function (exports, require, module, __filename, __dirname) { ';
 const BUNDLE_WRAPPER_END = '\n});';
 // Two bundles of one code base: glexec-main.js (a run's first phase and every other mode) and
@@ -100,19 +100,27 @@ const BUNDLE_WRAPPER_END = '\n});';
 // src/lazy.ts loads by absolute path only when needed (what they share with glexec-main.js: see
 // there): commander and the parse of options, --check, the lcmaps.db code. Their entries are
 // loaded with require() by path, not imported, so none of them is in glexec-main.js.
-for (const [entry, bundle, plugins] of [
-  ['src/main.ts', 'glexec-main.js', [withoutPinoTransports, withoutUnusedBuiltins]],
+const loaded = { byLoader: true, byRequire: false };
+for (const [entry, bundle, plugins, byLoader] of [
+  ['src/main.ts', 'glexec-main.js', [withoutPinoTransports, withoutUnusedBuiltins], loaded.byLoader],
   [
     'src/main-conclude.ts',
     'glexec-conclude.js',
     [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
+    loaded.byLoader,
   ],
-  ['src/cli-commander.ts', 'glexec-cli.js', [withoutUnusedBuiltins, importsWithoutSideEffects]],
-  ['src/check.ts', 'glexec-check.js', [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects]],
+  ['src/cli-commander.ts', 'glexec-cli.js', [withoutUnusedBuiltins, importsWithoutSideEffects], loaded.byRequire],
+  [
+    'src/check.ts',
+    'glexec-check.js',
+    [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
+    loaded.byRequire,
+  ],
   [
     'src/lcmaps/map-target.ts',
     'glexec-lcmaps.js',
     [withoutPinoTransports, withoutUnusedBuiltins, importsWithoutSideEffects],
+    loaded.byRequire,
   ],
 ]) {
   await build({
@@ -127,8 +135,7 @@ for (const [entry, bundle, plugins] of [
     define: { GLEXEC_BUNDLED: 'true' },
     // The wrapper of node:module (Module.wrap), written into the file: the loader compiles the file's
     // text as it is read, where adding the wrapper at run time made V8 copy the whole bundle once more.
-    banner: { js: BUNDLE_WRAPPER_START },
-    footer: { js: BUNDLE_WRAPPER_END },
+    ...(byLoader ? { banner: { js: BUNDLE_WRAPPER_START }, footer: { js: BUNDLE_WRAPPER_END } } : {}),
     // Never loaded in the bundle (the addon is required by absolute path there); keeps esbuild quiet.
     external: ['posix', 'posix/*'],
     plugins,
