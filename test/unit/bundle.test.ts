@@ -165,3 +165,29 @@ describe("the second phase's bundle", () => {
     }
   });
 });
+
+describe('the bundles as the build writes them', () => {
+  it("carry node:module's wrapper where the loader compiles them, and are plain CommonJS modules where src/lazy.ts requires them", () => {
+    const dist = join(__dirname, '../../dist');
+    for (const bundle of ['glexec-main.js', 'glexec-conclude.js'])
+      assert.ok(
+        readFileSync(join(dist, bundle), 'utf8').startsWith(
+          '(function (exports, require, module, __filename, __dirname) {',
+        ),
+        `${bundle} has no wrapper`,
+      );
+    // Each lazy bundle, required as src/lazy.ts requires it, gives what its caller takes from it.
+    const script = [
+      `const { join } = require('node:path');`,
+      `const dist = ${JSON.stringify(dist)};`,
+      `const exported = (name) => Object.keys(require(join(dist, name))).sort();`,
+      `process.stdout.write(JSON.stringify({ cli: exported('glexec-cli.js'), check: exported('glexec-check.js'), lcmaps: exported('glexec-lcmaps.js') }));`,
+    ].join('\n');
+    const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: {} });
+    assert.equal(result.status, 0, result.stderr);
+    const { cli, check, lcmaps } = JSON.parse(result.stdout) as Record<string, string[]>;
+    assert.ok(cli?.includes('parseWithCommander'), JSON.stringify(cli));
+    assert.ok(check?.includes('checkInstallation') && check.includes('formatFinding'), JSON.stringify(check));
+    assert.ok(lcmaps?.includes('mapWithLcmaps') && lcmaps.includes('lcmapsDbCertdir'), JSON.stringify(lcmaps));
+  });
+});
