@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -159,6 +160,12 @@ static pid_t start_epilogue(char **argv, char **env, int status_write) {
     }
     if (dup2(null, 0) != 0 || dup2(null, 1) != 1 || dup2(null, 2) != 2 || dup2(status_fd, 3) != 3) {
         if (dprintf(status_fd, "system cannot set up the epilogue's start: %s\n", strerror(errno)) < 0)
+            _exit(EXIT_CANNOT_EXECUTE);
+        _exit(EXIT_CANNOT_EXECUTE);
+    }
+    /* None of the monitor's other descriptors, as an exec would have closed them. */
+    if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
+        if (dprintf(3, "system cannot close the monitor's descriptors: %s\n", strerror(errno)) < 0)
             _exit(EXIT_CANNOT_EXECUTE);
         _exit(EXIT_CANNOT_EXECUTE);
     }

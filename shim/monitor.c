@@ -458,6 +458,12 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
                 _exit(EXIT_CANNOT_EXECUTE);
             _exit(EXIT_CANNOT_EXECUTE);
         }
+        /* None of the monitor's other descriptors: as an exec would have closed them (a caller's small descriptor limit, now the child's, counts them). */
+        if (syscall(SYS_close_range, directory >= 0 ? 5U : 4U, ~0U, 0U) != 0) {
+            if (dprintf(3, "system cannot close the monitor's descriptors: %s\n", strerror(errno)) < 0)
+                _exit(EXIT_CANNOT_EXECUTE);
+            _exit(EXIT_CANNOT_EXECUTE);
+        }
         start_payload_run(plan.helper_argv, plan.env);
     }
     if (close(pipe_fds[1]) != 0)
