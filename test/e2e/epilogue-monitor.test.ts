@@ -340,12 +340,21 @@ describe('the epilogue in the monitor, reviewed as an attacker', { skip: needsRo
 
   it('lets a process the epilogue left read the leftover list until it is ended, whichever of the monitor and phase 2 ran the epilogue', () => {
     const seen = join(epilogues(), 'late-reader');
-    // The leftover reads the list when it is told to end (SIGTERM), then ends.
+    const ready = join(epilogues(), 'late-reader-ready');
+    // The leftover reads the list when it is told to end (SIGTERM), then ends. The epilogue exits
+    // only once the leftover has its trap and its sleep has started (a handshake on a fifo): a
+    // SIGTERM before that would find a sleep not yet exec'd, which then outlives the grace.
     const extra = epilogue(
       'late-reader.sh',
       [
         'list="$GLEXEC_EPILOG_LEFTOVER_FILE"',
-        `( trap 'cat "$list" > ${seen} 2>/dev/null || echo gone > ${seen}; exit 0' TERM; /bin/sleep 600 & wait $! ) &`,
+        `rm -f ${ready}; mkfifo ${ready}`,
+        `( trap 'cat "$list" > ${seen} 2>/dev/null || echo gone > ${seen}; exit 0' TERM`,
+        '  /bin/sleep 600 &',
+        '  until read -r name < /proc/$!/comm 2>/dev/null && [ "$name" = sleep ]; do :; done',
+        `  echo started > ${ready}`,
+        '  wait $! ) &',
+        `read -r started < ${ready}`,
         'exit 0',
       ].join('\n'),
     );
