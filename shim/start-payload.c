@@ -8,6 +8,8 @@
  *   while it is root.
  * Either way the process keeps its pid, so the payload is the process glexec started.
  * In this order, every call checked:
+ *   0. take the stack and the group list the steps need while glexec's own limits hold (the
+ *      monitor's child runs on the monitor's stack, not on a new one an exec gave it);
  *   1. join the payload's cgroup(s), so the payload is born there and no fork of it escapes;
  *   2. give the payload the caller's resource limits and oom_score_adj 0, default signal
  *      dispositions and an empty signal mask;
@@ -243,7 +245,24 @@ static void enter_working_directory(int cwd_fd, const char *home) {
     report("cwd", "%s", path);
 }
 
+/*
+ * The stack the steps below use once the caller's limits are set (report's buffers, vsnprintf),
+ * made part of the process's stack now, while glexec's own limits hold. A program exec'd for the
+ * start gets at least 128 KiB of stack from the kernel; the monitor's child has the monitor's
+ * stack instead, which a caller's soft RLIMIT_STACK (or RLIMIT_AS) below its size forbids to grow:
+ * that child died of SIGSEGV before the exec, and the run read as a payload killed by it.
+ */
+#define STACK_RESERVE (128 * 1024)
+
+static __attribute__((noinline)) void reserve_stack(void) {
+    volatile char reserve[STACK_RESERVE];
+    /* From the top down, every KiB, so that each page is touched in the order the stack grows. */
+    for (size_t at = sizeof reserve; at > 0; at -= 1024)
+        reserve[at - 1] = 0;
+}
+
 _Noreturn void start_payload_run(char **argv, char **env) {
+    reserve_stack();
     int argc = 0;
     while (argv[argc])
         argc++;
@@ -256,7 +275,14 @@ _Noreturn void start_payload_run(char **argv, char **env) {
     if (geteuid() != 0)
         usage("must be run by root");
 
-    static gid_t groups[MAX_GROUPS];
+    /*
+     * Allocated here, before any of the caller's limits is set, not static: 256 KiB in the shim's
+     * zero-initialised data would count against the caller's soft RLIMIT_DATA when the setuid
+     * shim is loaded, before it lifts its limits, and be in every glexec process's address space.
+     */
+    gid_t *groups = calloc(MAX_GROUPS, sizeof *groups);
+    if (!groups)
+        fail("system", "cannot allocate the group list");
     size_t group_count = 0;
     long uid = -1, gid = -1;
     int no_new_privs = 0, no_symlink = 0, epilogue = 0, cwd_fd = -1;

@@ -585,7 +585,7 @@ function checkContainment(config: Config): Finding[] {
 }
 
 function checkTools(): Finding[] {
-  // start-payload starts every payload and epilogue; flock.node takes the proxies' locks.
+  // start-payload starts phase 2's epilogue (the monitor has its code linked in); flock.node takes the proxies' locks.
   const findings: Finding[] = [];
   for (const installed of [startPayloadHelper(), flockAddonPath()])
     findings.push(

@@ -17,7 +17,7 @@ export function childProcess(): typeof import('node:child_process') {
   return require('node:child_process') as typeof import('node:child_process');
 }
 
-/** The root-only helper that starts the payload (shim/start-payload.c; the monitor has its path compiled in). */
+/** The root-only helper that starts phase 2's epilogue (shim/start-payload.c; the monitor links the same code into the shim). */
 export function startPayloadHelper(): string {
   const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
   return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');

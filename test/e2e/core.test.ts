@@ -744,6 +744,25 @@ describe('glexec end to end', { skip: needsRoot }, () => {
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stdout, '8\n');
     });
+
+    it("a caller with a tiny soft stack limit gets its payload started with it, not a start that dies of SIGSEGV and reads as the payload's", () => {
+      // The monitor's child starts the payload on the monitor's stack, whose growth the caller's limit would forbid.
+      for (const kib of [16, 64]) {
+        const result = system.run(['/bin/sh', '-c', 'ulimit -S -s'], {
+          env: withProxy(),
+          before: `ulimit -S -s ${kib}`,
+        });
+        assert.equal(result.status, 0, `${kib} KiB: ${result.status} ${result.stderr}`);
+        assert.equal(result.stdout, `${kib}\n`);
+      }
+    });
+
+    it('a caller with a soft data limit of 384 KiB still gets a working glexec: the setuid shim carries no large zero-initialised data', () => {
+      // The shim is loaded under the caller's limits; 256 KiB of static data more made it fail there.
+      const result = system.run(['/bin/sh', '-c', 'ulimit -S -d'], { env: withProxy(), before: 'ulimit -S -d 384' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout, '384\n');
+    });
   });
 
   describe('linger and leftovers', () => {
