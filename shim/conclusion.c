@@ -22,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* The directories above the log file, each a root-owned directory that only root can write: no symlink, no "." or "..". */
 static int trusted_directories(const char *file) {
     char path[PATH_MAX];

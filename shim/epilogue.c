@@ -18,13 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-
 
 int parse_leftover_list(char *value, struct monitor_epilogue *epilogue) {
     epilogue->leftover_path = NULL;
@@ -121,14 +118,6 @@ static char **fill_environment(const struct monitor_epilogue *epilogue, pid_t pa
     return env;
 }
 
-/* Moves `fd` above the descriptors the child sets up (0..3), closed on exec. */
-static int high_descriptor(int fd) {
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-    if (copy < 0)
-        _exit(EXIT_CANNOT_EXECUTE);
-    return copy;
-}
-
 /*
  * PRIVILEGE: the epilogue's start as root, in a session of its own, with / as its directory, stdio
  * on /dev/null and its status pipe on 3, as src/sys/proc.ts spawnEpilogueProgram starts
@@ -140,35 +129,21 @@ static pid_t start_epilogue(char **argv, char **env, int status_write) {
         monitor_fail("fork");
     if (pid > 0)
         return pid;
-    int status_fd = high_descriptor(status_write);
+    int status_fd = child_high_copy(status_write);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null < 0 || setsid() < 0 || chdir("/") != 0) {
-        if (dprintf(status_fd, "system cannot set up the epilogue's start: %s\n", strerror(errno)) < 0)
-            _exit(EXIT_CANNOT_EXECUTE);
-        _exit(EXIT_CANNOT_EXECUTE);
-    }
-    null = high_descriptor(null);
+    if (null < 0 || setsid() < 0 || chdir("/") != 0)
+        child_cannot_start(status_fd, "cannot set up the epilogue's start");
+    null = child_high_copy(null);
     /* Node raises its soft descriptor limit to the hard one at start-up, so phase 2's epilogue had that. */
     struct rlimit files;
     if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != files.rlim_max) {
         files.rlim_cur = files.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
-            if (dprintf(status_fd, "system cannot raise the epilogue's descriptor limit: %s\n", strerror(errno)) < 0)
-                _exit(EXIT_CANNOT_EXECUTE);
-            _exit(EXIT_CANNOT_EXECUTE);
-        }
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0)
+            child_cannot_start(status_fd, "cannot raise the epilogue's descriptor limit");
     }
-    if (dup2(null, 0) != 0 || dup2(null, 1) != 1 || dup2(null, 2) != 2 || dup2(status_fd, 3) != 3) {
-        if (dprintf(status_fd, "system cannot set up the epilogue's start: %s\n", strerror(errno)) < 0)
-            _exit(EXIT_CANNOT_EXECUTE);
-        _exit(EXIT_CANNOT_EXECUTE);
-    }
-    /* None of the monitor's other descriptors, as an exec would have closed them. */
-    if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
-        if (dprintf(3, "system cannot close the monitor's descriptors: %s\n", strerror(errno)) < 0)
-            _exit(EXIT_CANNOT_EXECUTE);
-        _exit(EXIT_CANNOT_EXECUTE);
-    }
+    if (dup2(null, 0) != 0 || dup2(null, 1) != 1 || dup2(null, 2) != 2 || dup2(status_fd, 3) != 3)
+        child_cannot_start(status_fd, "cannot set up the epilogue's start");
+    child_close_from(4U);
     start_payload_run(argv, env);
 }
 

@@ -367,11 +367,22 @@ static void refuse_epilogue_rights(void) {
 }
 
 /* Moves `fd` above the descriptors a child sets up (3, 4), keeping it open across exec only where asked. */
-static int high_copy(int fd) {
+int child_high_copy(int fd) {
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
     if (copy < 0)
         _exit(EXIT_CANNOT_EXECUTE);
     return copy;
+}
+
+_Noreturn void child_cannot_start(int status_fd, const char *what) {
+    /* If even this write fails, the exit code remains. */
+    dprintf(status_fd, "system %s: %s\n", what, strerror(errno));
+    _exit(EXIT_CANNOT_EXECUTE);
+}
+
+void child_close_from(unsigned first) {
+    if (syscall(SYS_close_range, first, ~0U, 0U) != 0)
+        child_cannot_start(3, "cannot close the monitor's descriptors");
 }
 
 /* For a start without clone3: start-payload's first option makes it join the payload's cgroup. */
@@ -448,22 +459,14 @@ static pid_t start_payload(int cwd_fd, char *status, size_t status_size) {
     if (pid > 0)
         payload_pid = pid;
     if (pid == 0) {
-        int status_fd = high_copy(pipe_fds[1]);
-        int stderr_fd = high_copy(caller_stderr);
-        int directory = cwd_fd >= 0 ? high_copy(cwd_fd) : -1;
+        int status_fd = child_high_copy(pipe_fds[1]);
+        int stderr_fd = child_high_copy(caller_stderr);
+        int directory = cwd_fd >= 0 ? child_high_copy(cwd_fd) : -1;
+        /* Phase 2 reads this as start-payload's own failure. */
         if (setsid() < 0 || dup2(stderr_fd, 2) != 2 || dup2(status_fd, 3) != 3 ||
-            (directory >= 0 && dup2(directory, 4) != 4)) {
-            /* Phase 2 reads this as start-payload's own failure; if even this write fails, the exit code remains. */
-            if (dprintf(status_fd, "system cannot set up the payload's start: %s\n", strerror(errno)) < 0)
-                _exit(EXIT_CANNOT_EXECUTE);
-            _exit(EXIT_CANNOT_EXECUTE);
-        }
-        /* None of the monitor's other descriptors: as an exec would have closed them (a caller's small descriptor limit, now the child's, counts them). */
-        if (syscall(SYS_close_range, directory >= 0 ? 5U : 4U, ~0U, 0U) != 0) {
-            if (dprintf(3, "system cannot close the monitor's descriptors: %s\n", strerror(errno)) < 0)
-                _exit(EXIT_CANNOT_EXECUTE);
-            _exit(EXIT_CANNOT_EXECUTE);
-        }
+            (directory >= 0 && dup2(directory, 4) != 4))
+            child_cannot_start(status_fd, "cannot set up the payload's start");
+        child_close_from(directory >= 0 ? 5U : 4U);
         start_payload_run(plan.helper_argv, plan.env);
     }
     if (close(pipe_fds[1]) != 0)

@@ -26,6 +26,17 @@ _Noreturn void monitor_run(char **node_argv, size_t phase_slot, char *const node
 _Noreturn void monitor_fail(const char *what);
 long long monotonic_ms(void);
 
+/*
+ * For the monitor's children that run start-payload's steps (monitor.c, epilogue.c), before them:
+ * child_high_copy moves `fd` above the descriptors the child sets up (0..4), closed on exec;
+ * child_cannot_start writes "system WHAT: the error" on the status pipe and exits 126;
+ * child_close_from closes every descriptor from `first` on, as the exec of start-payload did (a
+ * caller's small descriptor limit, soon the child's, counts them).
+ */
+int child_high_copy(int fd);
+_Noreturn void child_cannot_start(int status_fd, const char *what);
+void child_close_from(unsigned first);
+
 /* Writes all of `data` (a write interrupted by a signal is retried); 0, or -1 with errno. */
 int write_fully(int fd, const char *data, size_t length);
 

@@ -60,6 +60,18 @@ function take(path: string): string {
   return text;
 }
 
+/**
+ * The same run twice: at log level 3 (the monitor may conclude it) and at 4 (phase 2 must), each
+ * with what its epilogue wrote to `seen` (empty when it wrote nothing).
+ */
+function bothWays(args: string[], extra: string[], seen: string, options: RunOptions = {}) {
+  take(seen);
+  const byMonitor = runAt(args, 3, extra, options);
+  const seenByMonitor = take(seen);
+  const byPhase2 = runAt(args, 4, extra, options);
+  return { byMonitor, seenByMonitor, byPhase2, seenByPhase2: take(seen) };
+}
+
 const leftoverLists = (): string[] =>
   readdirSync(system.runtimeDirectory).filter((name) => name.startsWith('leftovers-'));
 
@@ -90,11 +102,7 @@ describe('the epilogue in the monitor, reviewed as an attacker', { skip: needsRo
     );
     // A pilot whose soft descriptor limit is below its hard one, as on most hosts.
     const options: RunOptions = { before: 'ulimit -S -n 2000', env: { GLEXEC_JOB_ID: 'job 17' } };
-    take(state);
-    const byMonitor = runAt(['/bin/true'], 3, extra, options);
-    const seenByMonitor = take(state);
-    const byPhase2 = runAt(['/bin/true'], 4, extra, options);
-    const seenByPhase2 = take(state);
+    const { byMonitor, seenByMonitor, byPhase2, seenByPhase2 } = bothWays(['/bin/true'], extra, state, options);
     assert.ok(byMonitor.byMonitor && !byPhase2.byMonitor, 'one run each way');
     assert.notEqual(seenByMonitor, '');
     assert.equal(seenByMonitor, seenByPhase2);
@@ -244,10 +252,7 @@ describe('the epilogue in the monitor, reviewed as an attacker', { skip: needsRo
     };
     for (const signal of ['TERM', 'KILL', '40']) {
       const args = ['/bin/sh', '-c', `kill -${signal} $$`];
-      const byMonitor = runAt(args, 3, extra);
-      const rcByMonitor = take(seen);
-      const byPhase2 = runAt(args, 4, extra);
-      const rcByPhase2 = take(seen);
+      const { byMonitor, seenByMonitor: rcByMonitor, byPhase2, seenByPhase2: rcByPhase2 } = bothWays(args, extra, seen);
       assert.ok(byMonitor.byMonitor && !byPhase2.byMonitor, `${signal}: one run each way`);
       assert.deepEqual(
         [byMonitor.status, byMonitor.stderr, rcByMonitor, comparable(byMonitor.record)],
@@ -287,11 +292,12 @@ describe('the epilogue in the monitor, reviewed as an attacker', { skip: needsRo
         `{ echo "$GLEXEC_EPILOG_LEFTOVER_COUNT $(dirname "$list") $(stat -c '%U:%G %a %s' "$list")"; cat "$list"; } > ${seen}`,
       ].join('\n'),
     );
-    take(seen);
-    const byMonitor = runAt(['/bin/true'], 3, extra);
-    const listByMonitor = take(seen);
-    const byPhase2 = runAt(['/bin/true'], 4, extra);
-    const listByPhase2 = take(seen);
+    const {
+      byMonitor,
+      seenByMonitor: listByMonitor,
+      byPhase2,
+      seenByPhase2: listByPhase2,
+    } = bothWays(['/bin/true'], extra, seen);
     assert.ok(byMonitor.byMonitor && !byPhase2.byMonitor, 'one run each way');
     assert.notEqual(listByMonitor, '');
     assert.equal(listByMonitor, listByPhase2);
@@ -358,11 +364,12 @@ describe('the epilogue in the monitor, reviewed as an attacker', { skip: needsRo
         'exit 0',
       ].join('\n'),
     );
-    take(seen);
-    const byMonitor = runAt(['/bin/true'], 3, extra);
-    const readByMonitorsLeftover = take(seen);
-    const byPhase2 = runAt(['/bin/true'], 4, extra);
-    const readByPhase2sLeftover = take(seen);
+    const {
+      byMonitor,
+      seenByMonitor: readByMonitorsLeftover,
+      byPhase2,
+      seenByPhase2: readByPhase2sLeftover,
+    } = bothWays(['/bin/true'], extra, seen);
     // The monitor ran it (its parent), and phase 2 ended what it left, as in phase 2's own run.
     assert.equal(byMonitor.status, byPhase2.status);
     assert.deepEqual(
