@@ -1,10 +1,11 @@
 /**
  * `npm run install-system` as a site admin runs it: the config file's directory is made if
- * missing, the config path compiled in is said, and a bad argument is one line, not a stack trace.
+ * missing, the config path compiled in is said, a bad argument is one line, not a stack trace, and
+ * the setuid programs are linked statically.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { needsRoot, REPO } from '../helpers/system';
@@ -19,6 +20,19 @@ function install(args: string[], umask = '022'): { status: number | null; stdout
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+/** The p_type of each program header of a 64-bit little-endian ELF file. */
+function programHeaderTypes(path: string): number[] {
+  const elf = readFileSync(path);
+  assert.equal(elf.readUInt32BE(0), 0x7f454c46, `${path} is not an ELF file`);
+  assert.equal(elf[4], 2, `${path} is not a 64-bit ELF file`);
+  const offset = Number(elf.readBigUInt64LE(0x20));
+  const size = elf.readUInt16LE(0x36);
+  return Array.from({ length: elf.readUInt16LE(0x38) }, (_, index) => elf.readUInt32LE(offset + index * size));
+}
+
+const PT_DYNAMIC = 2;
+const PT_INTERP = 3;
 
 describe('install-system', { skip: needsRoot }, () => {
   before(() => {
@@ -66,5 +80,17 @@ describe('install-system', { skip: needsRoot }, () => {
     );
     const version = spawnSync(join(root, 'prefix/sbin/glexec'), ['-V'], { encoding: 'utf8' });
     assert.ok(version.stdout.includes(`GLEXEC_CONFIG_FILE="${config}"`), version.stdout + version.stderr);
+  });
+
+  it('installs the setuid shim and start-payload linked statically: no dynamic loader and no shared library runs in them as root', () => {
+    const result = install([`--prefix=${root}/static`, `--config=${root}/etc/static.conf`]);
+    assert.equal(result.status, 0, result.stderr);
+    for (const program of ['sbin/glexec', 'lib/glexec/start-payload']) {
+      const types = programHeaderTypes(join(root, 'static', program));
+      assert.ok(!types.includes(PT_INTERP), `${program} names a dynamic loader`);
+      // static-pie relocates itself from its own dynamic section; it needs no library.
+      assert.ok(types.includes(PT_DYNAMIC), `${program} is not position-independent (static-pie)`);
+    }
+    assert.ok(statSync(join(root, 'static/sbin/glexec')).mode & 0o4000, 'the shim is setuid');
   });
 });
