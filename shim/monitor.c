@@ -366,7 +366,7 @@ static void refuse_epilogue_rights(void) {
             refuse_plan("the payload's start asks for the epilogue's rights");
 }
 
-/* Moves `fd` above the descriptors a child sets up (3, 4), keeping it open across exec only where asked. */
+/* Moves `fd` above the descriptors a child sets up (0..4); the copy is closed on exec (monitor.h). */
 int child_high_copy(int fd) {
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
     if (copy < 0)

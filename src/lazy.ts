@@ -21,14 +21,12 @@
  * glexec-voms.js) are the installed ones next to them.
  */
 import { join } from 'node:path';
-
-declare const GLEXEC_BUNDLED: boolean | undefined;
+import { installedPath } from './installed';
 
 /** `bundle` next to this bundle when installed, else `module` (a path relative to src/). */
 function load(bundle: string, module: string): unknown {
-  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(join(__dirname, bundled ? bundle : module));
+  return require(installedPath(bundle, () => join(__dirname, module)));
 }
 
 /** commander and the parse of a command line that starts with an option (src/cli.ts). */

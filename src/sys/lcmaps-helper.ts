@@ -1,13 +1,11 @@
 /** Runs the root-only lcmaps-helper (shim/lcmaps-helper.c), which runs the real LCMAPS library. */
 import { join } from 'node:path';
+import { installedPath } from '../installed';
 import { childProcess } from './proc';
-
-declare const GLEXEC_BUNDLED: boolean | undefined;
 
 /** Installed next to glexec.js, root-only (0700). */
 export function lcmapsHelper(): string {
-  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
-  return bundled ? join(__dirname, 'lcmaps-helper') : join(__dirname, '../../../build/lcmaps-helper');
+  return installedPath('lcmaps-helper', () => join(__dirname, '../../../build/lcmaps-helper'));
 }
 
 export interface HelperResult {

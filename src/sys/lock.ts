@@ -6,6 +6,7 @@
  */
 import { constants } from 'node:os';
 import { join } from 'node:path';
+import { installedPath } from '../installed';
 
 /** Someone else held a conflicting lock for the whole wait. */
 export class LockTimeout extends Error {}
@@ -17,14 +18,11 @@ interface FlockAddon {
   lock(fd: number, exclusive: boolean, waitMs: number): number;
 }
 
-declare const GLEXEC_BUNDLED: boolean | undefined;
-
 let addon: FlockAddon | undefined;
 
 /** By absolute path only: the install's own root-owned copy next to the bundle, or the build's. */
 export function flockAddonPath(): string {
-  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
-  return bundled ? join(__dirname, 'flock.node') : join(__dirname, '../../c/flock.node');
+  return installedPath('flock.node', () => join(__dirname, '../../c/flock.node'));
 }
 
 function flockAddon(): FlockAddon {

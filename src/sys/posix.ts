@@ -3,7 +3,7 @@
  * to glexec.js and nothing else is searched (no node_modules walk from a root process); in the
  * development build it comes from node_modules.
  */
-import { join } from 'node:path';
+import { installedPath } from '../installed';
 
 /** The raw addon's functions that glexec uses (the package's JS wrapper is not bundled). */
 export interface PosixAddon {
@@ -24,17 +24,12 @@ export interface PosixAddon {
   setregid(rgid: number, egid: number): void;
 }
 
-declare const GLEXEC_BUNDLED: boolean | undefined;
-
 let addon: PosixAddon | undefined;
 
 export function posix(): PosixAddon {
   if (addon === undefined) {
-    const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require(
-      bundled ? join(__dirname, 'posix.node') : require.resolve('posix/build/Release/posix.node'),
-    ) as PosixAddon;
+    addon = require(installedPath('posix.node', () => require.resolve('posix/build/Release/posix.node'))) as PosixAddon;
   }
   return addon;
 }

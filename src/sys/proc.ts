@@ -5,8 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Identity } from './identity';
 import { isSameProcess, type ProcessIdentity } from './procinfo';
 import { join } from 'node:path';
-
-declare const GLEXEC_BUNDLED: boolean | undefined;
+import { installedPath } from '../installed';
 
 /**
  * node:child_process, loaded at the first spawn: with node:net and node:stream, which it loads, it
@@ -19,8 +18,7 @@ export function childProcess(): typeof import('node:child_process') {
 
 /** The root-only helper that starts phase 2's epilogue (shim/start-payload.c; the monitor links the same code into the shim). */
 export function startPayloadHelper(): string {
-  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
-  return bundled ? join(__dirname, 'start-payload') : join(__dirname, '../../../build/start-payload');
+  return installedPath('start-payload', () => join(__dirname, '../../../build/start-payload'));
 }
 
 export interface TargetIdentity extends Identity {

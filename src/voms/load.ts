@@ -3,11 +3,10 @@
  * libraries, so only for a proxy that carries the extension) and judged (src/voms/trust.ts).
  */
 import { join } from 'node:path';
+import { installedPath } from '../installed';
 
 import type { VerifiedProxy } from '../proxy/verify';
 import { type AcJudgement, judgeAcs } from './trust';
-
-declare const GLEXEC_BUNDLED: boolean | undefined;
 
 export interface VomsReadOptions {
   readonly vomsdir: string;
@@ -20,10 +19,9 @@ export function readVomsAttributes(proxy: VerifiedProxy, options: VomsReadOption
   if (proxy.voms === undefined) return undefined;
   // Loaded here, not imported above: most runs never need the ASN.1 libraries (docs/performance.md).
   // Installed, it is glexec-voms.js next to the bundle, by absolute path (as posix.node).
-  const bundled = typeof GLEXEC_BUNDLED !== 'undefined' && GLEXEC_BUNDLED;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { AcParseError, parseVomsExtension } = require(
-    join(__dirname, bundled ? 'glexec-voms.js' : 'ac'),
+    installedPath('glexec-voms.js', () => join(__dirname, 'ac')),
   ) as typeof import('./ac');
   let acs;
   try {
